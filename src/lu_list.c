@@ -57,13 +57,14 @@ static char sleep_token; /* first value upstream.sleep yields */
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* Methods carry the metatable as upvalue 1: one pointer compare per call. */
+/* Methods carry the metatable as upvalue 1: one pointer compare per call.
+ * The metatable is left on the stack (callers use absolute indices): the
+ * pop is a measurable share of a pick. */
 static lu_list *check_list(lua_State *L) {
   lu_list *u = (lu_list *)lua_touserdata(L, 1);
   if (u == NULL || !lua_getmetatable(L, 1) ||
       !lua_rawequal(L, -1, lua_upvalueindex(1)))
     luaL_typeerror(L, 1, LU_LIST);
-  lua_pop(L, 1);
   if (u->core == NULL) luaL_error(L, "upstream.list: list is not initialised");
   return u;
 }
@@ -330,30 +331,34 @@ static int l_pick(lua_State *L) {
 /* First slot holding the value at arg 2, or -1. */
 static int32_t find_slot(lua_State *L) {
   int32_t s = -1;
-  lua_settop(L, 2);
   lua_getiuservalue(L, 1, UV_INDEX);
   lua_pushvalue(L, 2);
   if (lua_rawget(L, -2) == LUA_TNUMBER) s = (int32_t)lua_tointeger(L, -1);
-  lua_pop(L, 2);
   return s;
 }
 
 static int l_up(lua_State *L) {
-  lu_list *u = check_list(L);
+  lu_list *u;
+  lua_settop(L, 2);
+  u = check_list(L);
   int32_t s = find_slot(L);
   if (s >= 0) ul_up(u->core, s);
   return 0;
 }
 
 static int l_down(lua_State *L) {
-  lu_list *u = check_list(L);
+  lu_list *u;
+  lua_settop(L, 2);
+  u = check_list(L);
   int32_t s = find_slot(L);
   if (s >= 0) ul_down(u->core, s);
   return 0;
 }
 
 static int l_score(lua_State *L) {
-  lu_list *u = check_list(L);
+  lu_list *u;
+  lua_settop(L, 2);
+  u = check_list(L);
   int32_t s = find_slot(L);
   if (s < 0) lua_pushnil(L);
   else lua_pushnumber(L, ul_nodes(u->core)[s].score);
@@ -604,8 +609,11 @@ static int drive(lua_State *L, lu_list *u, double end,
 }
 
 static int l_run(lua_State *L) {
-  lu_list *u = check_list(L);
-  double secs = luaL_checknumber(L, 2);
+  lu_list *u;
+  double secs;
+  lua_settop(L, 2);
+  u = check_list(L);
+  secs = luaL_checknumber(L, 2);
   if (!(secs >= 0) || isinf(secs))
     luaL_argerror(L, 2, "seconds must be a finite number >= 0");
   lua_settop(L, 1);
@@ -618,8 +626,11 @@ static int first_round_done(const ul_list *c) {
 }
 
 static int l_wait_initial(lua_State *L) {
-  lu_list *u = check_list(L);
-  double limit = luaL_optnumber(L, 2, HUGE_VAL);
+  lu_list *u;
+  double limit;
+  lua_settop(L, 2);
+  u = check_list(L);
+  limit = luaL_optnumber(L, 2, HUGE_VAL);
   if (!(limit >= 0))
     luaL_argerror(L, 2, "timeout must be a number >= 0");
   lua_settop(L, 1);
@@ -645,7 +656,9 @@ static int l_wait_initial(lua_State *L) {
 /* ---- low-level driver: due / report --------------------------------------- */
 
 static int l_due(lua_State *L) {
-  lu_list *u = check_list(L);
+  lu_list *u;
+  lua_settop(L, 2);
+  u = check_list(L);
   double now;
   int32_t s;
   uint64_t gen;
@@ -680,7 +693,9 @@ static int l_due(lua_State *L) {
 }
 
 static int l_report(lua_State *L) {
-  lu_list *u = check_list(L);
+  lu_list *u;
+  lua_settop(L, 5);
+  u = check_list(L);
   lua_Integer s;
   lua_Number gen;
   double now;
@@ -710,13 +725,16 @@ static int l_report(lua_State *L) {
 /* ---- reconcile --------------------------------------------------------------- */
 
 static int l_reconcile(lua_State *L) {
-  lu_list *u = check_list(L);
-  ul_list *old = u->core, *nb;
+  lu_list *u;
+  ul_list *old, *nb;
   lua_Integer n, k, added = 0;
   uint32_t p, kept = 0, cap;
   unsigned char *drop;
   double now = 0;
   int anycheck = 0;
+  lua_settop(L, 2);
+  u = check_list(L);
+  old = u->core;
   lua_settop(L, 2);
   n = check_backends(L, 2, "reconcile");
   lua_getiuservalue(L, 1, UV_SLOTS);   /* 3 */

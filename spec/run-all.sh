@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs every suite and ends with one line "N passed, N failed" summing them.
+# Suites: C unit tests of the core (cmocka, ASan+UBSan), the busted specs
+# under $LUA, again with the module built with ASan+UBSan, again under
+# valgrind (zero leaks, zero errors), and luacheck.
+set -u
+cd "$(dirname "$0")/.."
+LUA=${LUA:-lua5.4}
+BUSTED=${BUSTED:-/usr/bin/busted}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+passed=0 failed=0
+
+# count_tap NAME FILE STATUS: adds a TAP run's counts; a crash is a failure
+count_tap() {
+  local p f
+  p=$(grep -c '^ok ' "$2"); f=$(grep -c '^not ok ' "$2")
+  if [ "$3" != 0 ] && [ "$f" = 0 ]; then f=1; echo "$1: exited $3" >&2; fi
+  [ "$p" = 0 ] && [ "$f" = 0 ] && { f=1; echo "$1: ran no test" >&2; }
+  echo "$1: $p passed, $f failed"
+  passed=$((passed + p)); failed=$((failed + f))
+}
+
+suite() { # suite NAME CMD...: runs CMD, shows failures, counts its TAP lines
+  local name=$1; shift
+  "$@" >"$out/$name.tap" 2>"$out/$name.err"
+  local st=$?
+  grep -A30 '^not ok' "$out/$name.tap" | head -120 >&2
+  [ "$st" != 0 ] && tail -40 "$out/$name.err" >&2
+  count_tap "$name" "$out/$name.tap" "$st"
+}
+
+# 1. core unit tests (cmocka prints TAP with CMOCKA_MESSAGE_OUTPUT=TAP)
+suite core-c env CMOCKA_MESSAGE_OUTPUT=TAP ./build/test_core
+
+# 2. the specs, plain build
+suite lua "$LUA" "$BUSTED" --cpath='./?.so' -o TAP spec/
+
+# 3. the specs, module built with AddressSanitizer + UBSan
+asan=$(cc -print-file-name=libasan.so) ubsan=$(cc -print-file-name=libubsan.so)
+suite asan env LD_PRELOAD="$asan $ubsan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  "$LUA" "$BUSTED" --cpath='./build/asan/?.so' -o TAP spec/
+
+# 4. the specs under valgrind: any error or definite leak fails the suite
+suite valgrind valgrind -q --error-exitcode=99 --leak-check=full \
+  --errors-for-leak-kinds=definite --show-leak-kinds=definite \
+  "$LUA" "$BUSTED" --cpath='./?.so' -o TAP spec/
+
+# 5. luacheck over the Lua we ship and test with
+if command -v luacheck >/dev/null; then
+  if luacheck -q spec bench examples >"$out/luacheck" 2>&1; then
+    echo "luacheck: 1 passed, 0 failed"; passed=$((passed + 1))
+  else
+    cat "$out/luacheck" >&2; echo "luacheck: 0 passed, 1 failed"; failed=$((failed + 1))
+  fi
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
