@@ -371,6 +371,26 @@ static int l_len(lua_State *L) {
   return 1;
 }
 
+/* The list's clock: for a host loop that computes time left to a deadline. */
+static int l_now(lua_State *L) {
+  lua_settop(L, 1);
+  check_list(L);
+  lua_pushnumber(L, list_now(L, 1));
+  return 1;
+}
+
+/* Members with an active check (0: a passive list, moved by up/down only). */
+static int l_checked(lua_State *L) {
+  lu_list *u = check_list(L);
+  const ul_node *nd = ul_nodes(u->core);
+  const int32_t *ord = ul_order(u->core);
+  lua_Integer k = 0;
+  uint32_t p;
+  for (p = 0; p < u->core->n; p++) k += (nd[ord[p]].flags & UL_F_CHECKED) != 0;
+  lua_pushinteger(L, k);
+  return 1;
+}
+
 static int l_tostring(lua_State *L) {
   lua_pushfstring(L, LU_LIST ": %p", lua_touserdata(L, 1));
   return 1;
@@ -899,6 +919,8 @@ static const luaL_Reg methods[] = {
     {"wait_initial", l_wait_initial},
     {"due", l_due},
     {"report", l_report},
+    {"now", l_now},
+    {"checked", l_checked},
     {"shutdown", l_shutdown},
     {NULL, NULL}};
 
