@@ -45,4 +45,4 @@ demo: upstream.so
 	$(LUA) examples/demo.lua
 
 clean:
-	rm -rf upstream.so build
+	rm -rf upstream.so build src/*.o

@@ -721,3 +721,22 @@ describe("checks", function()
     end)
   end)
 end)
+
+describe("checks of duplicate backends", function()
+  it("move every equal member, as the Go package does", function()
+    local upstream = require "upstream"
+    local c = require("spec.support.util").fake_clock(0)
+    local l = upstream.new({ "a", "b", "a" }, {
+      clock = c.clock, check = function(b) if b == "a" then return nil, "down" end return true end,
+    })
+    l:step() -- two checks of "a" fail: each moves both members
+    local st = l:status()
+    assert.equal(-1, st[1].score)
+    assert.equal(-1, st[3].score)
+    assert.equal(1, st[1].checks)
+    assert.equal(2, l:score("b"))
+    assert.equal("b", l:pick())
+    assert.equal("b", l:pick())
+    l:shutdown()
+  end)
+end)

@@ -342,7 +342,7 @@ int32_t ul_append(ul_list *l, int checked, int32_t dup_of, double now) {
   l->free_head = n->dup;
   memset(n, 0, sizeof *n);
   n->heap = -1;
-  n->dup = -1;
+  n->dup = s; /* a ring of one */
   n->score = -1; /* set_score below flips it to healthy when it is */
   n->pos = (int32_t)l->n;
   ORDER(l)[l->n++] = s;
@@ -406,15 +406,19 @@ int32_t ul_pick(ul_list *l) {
   return ORDER(l)[p];
 }
 
-void ul_up(ul_list *l, int32_t s) {
-  for (; s >= 0; s = NODES(l)[s].dup)
-    set_score(l, s, up_value(l, NODES(l)[s].score));
+/* Adds delta-direction up (1) or down (0) to every slot in s's ring. */
+static void move_ring(ul_list *l, int32_t s, int up) {
+  int32_t t = s;
+  do {
+    double v = NODES(l)[t].score;
+    set_score(l, t, up ? up_value(l, v) : down_value(l, v));
+    t = NODES(l)[t].dup;
+  } while (t != s);
 }
 
-void ul_down(ul_list *l, int32_t s) {
-  for (; s >= 0; s = NODES(l)[s].dup)
-    set_score(l, s, down_value(l, NODES(l)[s].score));
-}
+void ul_up(ul_list *l, int32_t s) { move_ring(l, s, 1); }
+
+void ul_down(ul_list *l, int32_t s) { move_ring(l, s, 0); }
 
 /* ---- scheduler ----------------------------------------------------------- */
 
@@ -430,10 +434,11 @@ uint32_t ul_collect(ul_list *l, double now) {
   return l->ready_len;
 }
 
-/* Ends the running check of s at now: score, counters, next start. */
+/* Ends the running check of s at now: score, counters, next start. As in
+ * the Go package, the result moves every member equal to the backend. */
 static void finish(ul_list *l, int32_t s, int ok, double now) {
   ul_node *n = &NODES(l)[s];
-  set_score(l, s, ok ? up_value(l, n->score) : down_value(l, n->score));
+  move_ring(l, s, ok);
   if (n->checks++ == 0) l->unchecked--;
   if (!ok) n->failures++;
   n->state = UL_IDLE;

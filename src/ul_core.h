@@ -60,8 +60,8 @@ typedef struct ul_node {
   uint32_t checks;   /* completed checks (success, failure or timeout) */
   uint32_t failures; /* failed or timed-out checks */
   int32_t pos;     /* position in pick order, -1 when not a member */
-  int32_t dup;     /* next slot holding an equal backend, -1 at the end;
-                      on a free slot: next free slot */
+  int32_t dup;     /* next slot holding an equal backend, in a ring (itself
+                      when alone); on a free slot: next free slot or -1 */
   int32_t heap;    /* index in the event heap, -1 when not in it */
   uint8_t state;   /* UL_IDLE or UL_RUNNING */
   uint8_t flags;   /* UL_F_* */
@@ -106,7 +106,7 @@ static inline int32_t *ul_order(const ul_list *l) {
 /* Appends a member at the end of pick order with the initial score and
  * returns its slot (-1 when the block is full). When checked, its first
  * check is due at now (jitter 0) or at now + U[0, interval) (jitter > 0).
- * dup_of: a slot holding an equal backend to chain it with, or -1. */
+ * dup_of: a slot holding an equal backend to join the ring of, or -1. */
 int32_t ul_append(ul_list *l, int checked, int32_t dup_of, double now);
 
 /* Removes every member for which drop[slot] is non-zero, keeping the order
@@ -120,7 +120,8 @@ void ul_remove(ul_list *l, const unsigned char *drop);
  * Returns its slot, or -1 (position unchanged) when none is healthy. */
 int32_t ul_pick(ul_list *l);
 
-/* Score changes applied to slot and every slot chained to it as equal. */
+/* Score changes applied to slot and every slot in its ring of equal
+ * backends (as are check results). */
 void ul_up(ul_list *l, int32_t slot);
 void ul_down(ul_list *l, int32_t slot);
 

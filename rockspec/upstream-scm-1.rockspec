@@ -1,0 +1,34 @@
+rockspec_format = "3.0"
+package = "upstream"
+version = "scm-1"
+source = {
+  url = "git+file://.",
+}
+description = {
+  summary = "Upstream backend list with health scores, health checks and fast picks, in C",
+  detailed = [[
+A list of upstream backends with health scores: round-robin pick of a
+healthy backend in O(1), up/down score feedback, and health checks run as
+Lua coroutines on a built-in scheduler or driven by a host event loop.
+A port of the Go package `upstream`.
+]],
+  license = "MPL-2.0",
+}
+dependencies = {
+  "lua >= 5.1",
+}
+build = {
+  type = "builtin",
+  modules = {
+    upstream = {
+      sources = { "src/ul_core.c", "src/lu_list.c" },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+      incdirs = { "src" },
+      libraries = { "m" },
+    },
+  },
+}
+test = {
+  type = "command",
+  command = "make test",
+}
