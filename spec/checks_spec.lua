@@ -724,7 +724,6 @@ end)
 
 describe("checks of duplicate backends", function()
   it("move every equal member, as the Go package does", function()
-    local upstream = require "upstream"
     local c = require("spec.support.util").fake_clock(0)
     local l = upstream.new({ "a", "b", "a" }, {
       clock = c.clock, check = function(b) if b == "a" then return nil, "down" end return true end,
