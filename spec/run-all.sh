@@ -42,6 +42,12 @@ suite asan env LD_PRELOAD="$asan $ubsan" ASAN_OPTIONS=detect_leaks=0:abort_on_er
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   "$LUA" "$BUSTED" --cpath='./build/asan/?.so' -o TAP spec/
 
+# 3b. again with the collector running a full cycle at every step, so a value
+# the binding failed to anchor is collected under its feet
+suite gc env LD_PRELOAD="$asan $ubsan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  "$LUA" "$BUSTED" --cpath='./build/asan/?.so' --helper=spec/support/gc_stress.lua -o TAP spec/
+
 # 4. the specs under valgrind: any error or definite leak fails the suite
 suite valgrind valgrind -q --error-exitcode=99 --leak-check=full \
   --errors-for-leak-kinds=definite --show-leak-kinds=definite \
