@@ -43,7 +43,7 @@ build/test_core: $(CORE) spec/c/test_core.c $(HEADERS)
 # under $(LUA). A runtime whose headers are missing fails to build here
 # without stopping the others; spec/run-all.sh counts it as failed.
 test: upstream.so build/asan/upstream.so $(if $(TEST_CORE),build/test_core)
-	@-$(MAKE) --no-print-directory -k runtimes
+	@-$(MAKE) -s --no-print-directory -k runtimes
 	@LUA=$(LUA) RUNTIMES="$(RUNTIMES)" bash spec/run-all.sh
 
 test-all: test
