@@ -55,7 +55,7 @@ test-lua: upstream.so
 	$(LUA) /usr/bin/busted --cpath='./?.so' spec/
 
 lint:
-	luacheck --codes spec bench examples
+	luacheck --codes $(wildcard spec bench examples)
 
 bench: upstream.so
 	$(LUA) bench/pick.lua
