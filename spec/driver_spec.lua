@@ -89,6 +89,10 @@ describe("due/report", function()
     local c = util.fake_clock(0)
     local l = make({ "a" }, c)
     util.expect_error(function() l:report({}, true) end, "not a job")
+    local job = l:due()[1]
+    util.expect_error(function() l:report({ slot = job.slot + 0.5, gen = job.gen }, true) end, "not a job")
+    util.expect_error(function() l:report({ slot = job.slot, gen = job.gen + 0.5 }, true) end, "not a job")
+    assert.is_true(l:report(job, true))
     util.expect_error(function() l:report("x", true) end, "table expected")
   end)
 

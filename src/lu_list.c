@@ -58,14 +58,20 @@ static char sleep_token; /* first value upstream.sleep yields */
 /* ---- helpers ------------------------------------------------------------ */
 
 /* Methods carry the metatable as upvalue 1: one pointer compare per call.
- * The metatable is left on the stack (callers use absolute indices): the
- * pop is a measurable share of a pick. */
-static lu_list *check_list(lua_State *L) {
+ * to_list leaves the metatable on the stack: the pop is a measurable share
+ * of a pick, the hottest call. */
+static lu_list *to_list(lua_State *L) {
   lu_list *u = (lu_list *)lua_touserdata(L, 1);
   if (u == NULL || !lua_getmetatable(L, 1) ||
       !lua_rawequal(L, -1, lua_upvalueindex(1)))
     luaL_typeerror(L, 1, LU_LIST);
   if (u->core == NULL) luaL_error(L, "upstream.list: list is not initialised");
+  return u;
+}
+
+static lu_list *check_list(lua_State *L) {
+  lu_list *u = to_list(L);
+  lua_pop(L, 1);
   return u;
 }
 
@@ -316,7 +322,7 @@ static int l_new(lua_State *L) {
 /* ---- pick, up, down, score ------------------------------------------------ */
 
 static int l_pick(lua_State *L) {
-  lu_list *u = check_list(L);
+  lu_list *u = to_list(L);
   int32_t s = ul_pick(u->core);
   if (s < 0) {
     lua_pushnil(L);
@@ -667,13 +673,12 @@ static int l_wait_initial(lua_State *L) {
 
 static int l_due(lua_State *L) {
   lu_list *u;
-  lua_settop(L, 2);
-  u = check_list(L);
   double now;
   int32_t s;
   uint64_t gen;
   int ev, k = 0;
   lua_settop(L, 2);
+  u = check_list(L);
   now = lua_isnoneornil(L, 2) ? list_now(L, 1) : luaL_checknumber(L, 2);
   lua_newtable(L); /* 3: jobs */
   if (u->core->shut) return 1;
@@ -704,22 +709,21 @@ static int l_due(lua_State *L) {
 
 static int l_report(lua_State *L) {
   lu_list *u;
-  lua_settop(L, 5);
-  u = check_list(L);
   lua_Integer s;
   lua_Number gen;
   double now;
-  int ok, applied;
+  int ok, applied, isint;
+  lua_settop(L, 5);
+  u = check_list(L);
   luaL_checktype(L, 2, LUA_TTABLE);
   ok = lua_toboolean(L, 3);
-  lua_settop(L, 5);
   now = lua_isnoneornil(L, 5) ? list_now(L, 1) : luaL_checknumber(L, 5);
   lua_getfield(L, 2, "slot");
   lua_getfield(L, 2, "gen");
-  s = lua_tointeger(L, -2);
+  s = lua_tointegerx(L, -2, &isint);
   gen = lua_tonumber(L, -1);
-  if (lua_type(L, -2) != LUA_TNUMBER || lua_type(L, -1) != LUA_TNUMBER ||
-      s < 0 || s > INT32_MAX || !(gen >= 1))
+  if (!isint || lua_type(L, -1) != LUA_TNUMBER || s < 0 || s > INT32_MAX ||
+      !(gen >= 1) || gen != floor(gen))
     luaL_argerror(L, 2, "not a job from due()");
   lua_pop(L, 2);
   if (ok) lua_pushnil(L);
@@ -745,7 +749,6 @@ static int l_reconcile(lua_State *L) {
   lua_settop(L, 2);
   u = check_list(L);
   old = u->core;
-  lua_settop(L, 2);
   n = check_backends(L, 2, "reconcile");
   lua_getiuservalue(L, 1, UV_SLOTS);   /* 3 */
   lua_getiuservalue(L, 1, UV_INDEX);   /* 4 */
