@@ -6,7 +6,7 @@ CFLAGS    ?= -O2 -g
 WARN       = -std=c99 -Wall -Wextra -Wshadow -Wmissing-prototypes -pedantic
 DEFS       = -D_POSIX_C_SOURCE=200809L
 SANITIZE   = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-CORE       = src/ul_core.c
+CORE       = src/ul_core.c src/ul_pick.c
 BINDING    = src/lu_list.c
 HEADERS    = $(wildcard src/*.h)
 # Every runtime the module supports; runtime R is built against its own

@@ -51,6 +51,7 @@ enum { DRIVER_NONE, DRIVER_STEP, DRIVER_DUE };
 typedef struct lu_list {
   ul_list *core; /* NULL until fully built */
   int driver;
+  int latency; /* tier_by_latency: a check's duration sets its tier */
 } lu_list;
 
 static char sleep_token; /* first value upstream.sleep yields */
@@ -166,19 +167,68 @@ static int has_check(lua_State *L, int list, int idx) {
 /* ---- upstream.new ---------------------------------------------------------- */
 
 static const char *const opt_names[] = {
-    "interval",   "timeout",    "jitter",        "initial_score",
-    "low_score",  "high_score", "fail_delta",    "success_delta",
-    "check",      "clock",      "sleep",         "seed",
-    NULL};
-enum { OPT_NUMBERS = 8, OPT_CHECK = 8, OPT_CLOCK, OPT_SLEEP, OPT_SEED };
+    "interval",   "timeout",    "jitter",     "initial_score", "low_score",
+    "high_score", "fail_delta", "success_delta", "panic",      "slow_start",
+    "check",      "clock",      "sleep",      "seed",          "strategy",
+    "weights",    "tiers",      "tier_by_latency", NULL};
+enum {
+  OPT_NUMBERS = 10, OPT_CHECK = 10, OPT_CLOCK, OPT_SLEEP, OPT_SEED,
+  OPT_STRATEGY, OPT_WEIGHTS, OPT_TIERS, OPT_LATENCY
+};
+static const char *const strategies[] = {"round_robin", "weighted",
+                                         "least_conn", "hash", "random", NULL};
 
-/* Reads the options table at idx into o, the three functions into
- * fns[0..2] stack indices (0 when absent) and the seed. */
-static void read_opts(lua_State *L, int idx, ul_opts *o, int fns[3],
-                      uint64_t *seed) {
+typedef struct lu_conf {
+  ul_opts o;
+  int fns[3];   /* stack indices of check, clock, sleep (0: absent) */
+  int weights;  /* stack index of the weights table (0: absent) */
+  int latency;  /* tier_by_latency */
+  uint64_t seed;
+} lu_conf;
+
+/* Reads tiers = { min =, max =, init = } at the top of the stack. */
+static void read_tiers(lua_State *L, ul_opts *o) {
+  static const char *const keys[] = {"min", "max", "init", NULL};
+  int *dst[3], k, t = lua_gettop(L);
+  dst[0] = &o->tier_min;
+  dst[1] = &o->tier_max;
+  dst[2] = &o->tier_init;
+  if (lua_type(L, t) != LUA_TTABLE)
+    luaL_error(L, "upstream.new: option 'tiers' must be a table "
+                  "{ min =, max =, init = } (got %s)", luaL_typename(L, t));
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    lua_pop(L, 1);
+    for (k = 0; keys[k]; k++)
+      if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), keys[k]) == 0)
+        break;
+    if (!keys[k])
+      luaL_error(L, "upstream.new: option 'tiers' has an unknown key %s "
+                    "(allowed: min, max, init)", luaL_tolstring(L, -1, NULL));
+  }
+  for (k = 0; keys[k]; k++) {
+    lua_Integer v = 0;
+    int isint = 0;
+    if (lua_getfield(L, t, keys[k]) == LUA_TNUMBER) v = lua_tointegerx(L, -1, &isint);
+    if (!isint || v < 0 || v > UL_MAX_TIER)
+      luaL_error(L, "upstream.new: option 'tiers' needs %s, an integer in "
+                    "[0, 10] (got %s)", keys[k], luaL_tolstring(L, -1, NULL));
+    *dst[k] = (int)v;
+    lua_pop(L, 1);
+  }
+  if (!(o->tier_min <= o->tier_init && o->tier_init <= o->tier_max))
+    luaL_error(L, "upstream.new: option 'tiers' must have min <= init <= max "
+                  "(got min %d, init %d, max %d)",
+               o->tier_min, o->tier_init, o->tier_max);
+}
+
+/* Reads the options table at idx into c; functions and the weights table
+ * stay on the stack, their indices in c. */
+static void read_opts(lua_State *L, int idx, lu_conf *c) {
   double *field[OPT_NUMBERS];
+  ul_opts *o = &c->o;
   const char *bad, *name;
-  int i;
+  int i, tiers = 0;
   field[0] = &o->interval;
   field[1] = &o->timeout;
   field[2] = &o->jitter;
@@ -187,9 +237,12 @@ static void read_opts(lua_State *L, int idx, ul_opts *o, int fns[3],
   field[5] = &o->high_score;
   field[6] = &o->fail_delta;
   field[7] = &o->success_delta;
+  field[8] = &o->panic;
+  field[9] = &o->slow_start;
   ul_opts_default(o);
-  fns[0] = fns[1] = fns[2] = 0;
-  *seed = 0;
+  c->fns[0] = c->fns[1] = c->fns[2] = 0;
+  c->weights = c->latency = 0;
+  c->seed = 0;
   if (lua_isnoneornil(L, idx)) return;
   if (lua_type(L, idx) != LUA_TTABLE)
     luaL_error(L, "upstream.new: options must be a table, got %s",
@@ -199,6 +252,15 @@ static void read_opts(lua_State *L, int idx, ul_opts *o, int fns[3],
     if (lua_type(L, -2) != LUA_TSTRING)
       luaL_error(L, "upstream.new: option names must be strings, got %s",
                  luaL_typename(L, -2));
+    lua_pop(L, 1);
+  }
+  /* unknown keys: a typo must not pass silently */
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    const char *k = lua_tostring(L, -2);
+    for (i = 0; opt_names[i]; i++)
+      if (strcmp(k, opt_names[i]) == 0) break;
+    if (!opt_names[i]) luaL_error(L, "upstream.new: unknown option '%s'", k);
     lua_pop(L, 1);
   }
   for (i = 0; opt_names[i]; i++) {
@@ -213,29 +275,50 @@ static void read_opts(lua_State *L, int idx, ul_opts *o, int fns[3],
                    opt_names[i], lua_typename(L, t));
       if (i == OPT_SEED) {
         int isint;
-        lua_Integer s = lua_tointegerx(L, -1, &isint);
+        lua_Integer sd = lua_tointegerx(L, -1, &isint);
         if (!isint)
           luaL_error(L, "upstream.new: option 'seed' must be an integer");
-        *seed = (uint64_t)s;
+        c->seed = (uint64_t)sd;
       } else {
         *field[i] = lua_tonumber(L, -1);
       }
+      lua_pop(L, 1);
+    } else if (i == OPT_STRATEGY) {
+      int k;
+      for (k = 0; strategies[k]; k++)
+        if (t == LUA_TSTRING && strcmp(lua_tostring(L, -1), strategies[k]) == 0)
+          break;
+      if (!strategies[k])
+        luaL_error(L, "upstream.new: option 'strategy' must be one of "
+                      "round_robin, weighted, least_conn, hash, random (got %s)",
+                   luaL_tolstring(L, -1, NULL));
+      o->strategy = k;
+      lua_pop(L, 1);
+    } else if (i == OPT_WEIGHTS) {
+      if (t != LUA_TTABLE)
+        luaL_error(L, "upstream.new: option 'weights' must be a table "
+                      "{ [backend] = weight } (got %s)", lua_typename(L, t));
+      c->weights = lua_gettop(L); /* stays on the stack */
+    } else if (i == OPT_TIERS) {
+      read_tiers(L, o);
+      tiers = 1;
+      lua_pop(L, 1);
+    } else if (i == OPT_LATENCY) {
+      if (t != LUA_TBOOLEAN)
+        luaL_error(L, "upstream.new: option 'tier_by_latency' must be a "
+                      "boolean (got %s)", lua_typename(L, t));
+      c->latency = lua_toboolean(L, -1);
       lua_pop(L, 1);
     } else {
       if (t != LUA_TFUNCTION)
         luaL_error(L, "upstream.new: option '%s' must be a function (got %s)",
                    opt_names[i], lua_typename(L, t));
-      fns[i - OPT_CHECK] = lua_gettop(L); /* stays on the stack */
+      c->fns[i - OPT_CHECK] = lua_gettop(L); /* stays on the stack */
     }
   }
-  /* unknown keys: a typo must not pass silently */
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    const char *k = lua_tostring(L, -2);
-    for (i = 0; opt_names[i]; i++)
-      if (strcmp(k, opt_names[i]) == 0) break;
-    if (!opt_names[i]) luaL_error(L, "upstream.new: unknown option '%s'", k);
-    lua_pop(L, 1);
+  if (c->latency && !tiers) { /* the latency tiers, all starting at 0 */
+    o->tier_min = o->tier_init = 0;
+    o->tier_max = 5;
   }
   bad = ul_opts_validate(o, &name);
   if (bad) {
@@ -245,30 +328,97 @@ static void read_opts(lua_State *L, int idx, ul_opts *o, int fns[3],
   }
 }
 
-static ul_list *new_block(lua_State *L, uint32_t cap) {
-  size_t sz = ul_size(cap);
+static ul_list *new_block(lua_State *L, uint32_t cap, int strategy) {
+  size_t sz = ul_size(cap, strategy);
   if (sz == 0) luaL_error(L, "upstream: list too large");
   return (ul_list *)lua_newuserdatauv(L, sz, 0);
+}
+
+/* Hash of the value at idx: strings and numbers by content (1 and 1.0
+ * alike, as raw equality has them), other values by identity. */
+static uint64_t hash_value(lua_State *L, int idx) {
+  size_t len;
+  const char *p;
+  char buf[64];
+  const void *ptr;
+  switch (lua_type(L, idx)) {
+    case LUA_TSTRING:
+      p = lua_tolstring(L, idx, &len);
+      return ul_hash(p, len);
+    case LUA_TNUMBER: {
+      lua_Number x = lua_tonumber(L, idx);
+      if (x == floor(x) && fabs(x) < 9.2e18)
+        len = (size_t)snprintf(buf, sizeof buf, "%lld", (long long)x);
+      else
+        len = (size_t)snprintf(buf, sizeof buf, "%.17g", (double)x);
+      return ul_hash(buf, len);
+    }
+    case LUA_TBOOLEAN:
+      return ul_hash(lua_toboolean(L, idx) ? "true" : "false",
+                     lua_toboolean(L, idx) ? 4 : 5);
+    default:
+      ptr = lua_topointer(L, idx);
+      return ul_hash(&ptr, sizeof ptr);
+  }
+}
+
+/* Weight of the backend at idx from the weights table at w (0: none), or
+ * dflt. The table was checked by check_weights. */
+static uint32_t weight_of(lua_State *L, int w, int idx, uint32_t dflt) {
+  uint32_t v = dflt;
+  if (!w) return v;
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, w) == LUA_TNUMBER) v = (uint32_t)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* Checks a weight value at idx: an integer in [1, UL_MAX_WEIGHT]. */
+static uint32_t check_weight(lua_State *L, int idx, const char *fn) {
+  int isint = 0;
+  lua_Integer v = 0;
+  if (lua_type(L, idx) == LUA_TNUMBER) v = lua_tointegerx(L, idx, &isint);
+  if (!isint || v < 1 || v > UL_MAX_WEIGHT)
+    luaL_error(L, "upstream.%s: a weight must be an integer in [1, %d] (got %s)",
+               fn, UL_MAX_WEIGHT, luaL_tolstring(L, idx, NULL));
+  return (uint32_t)v;
+}
+
+/* Checks every entry of the weights table at w: a valid weight for a key
+ * present in the table at set. */
+static void check_weights(lua_State *L, int w, int set, const char *fn) {
+  lua_pushnil(L);
+  while (lua_next(L, w)) {
+    int absent;
+    check_weight(L, -1, fn);
+    lua_pushvalue(L, -2);
+    absent = lua_rawget(L, set) == LUA_TNIL;
+    lua_pop(L, 1);
+    if (absent)
+      luaL_error(L, "upstream.%s: weights name %s, which is not one of the "
+                    "backends", fn, luaL_tolstring(L, -2, NULL));
+    lua_pop(L, 1);
+  }
 }
 
 static uint32_t cap_for(lua_Integer n) { return n < 4 ? 4 : (uint32_t)n; }
 
 static int l_new(lua_State *L) {
-  ul_opts o;
-  int fns[3], i, checks;
-  uint64_t seed;
+  lu_conf c;
+  int i, checks;
   lua_Integer n, k;
   lu_list *u;
   ul_list *core;
   double now = 0;
   lua_settop(L, 2);
   n = check_backends(L, 1, "new");
-  read_opts(L, 2, &o, fns, &seed);
-  if (seed == 0) seed = (uint64_t)(mono_now() * 1e9) ^ (uint64_t)(size_t)&o;
+  read_opts(L, 2, &c);
+  if (c.seed == 0) c.seed = (uint64_t)(mono_now() * 1e9) ^ (uint64_t)(size_t)&c;
 
   u = (lu_list *)lua_newuserdatauv(L, sizeof *u, NUV);
   u->core = NULL;
   u->driver = DRIVER_NONE;
+  u->latency = c.latency;
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_setmetatable(L, -2);
   i = lua_gettop(L); /* the list */
@@ -281,21 +431,30 @@ static int l_new(lua_State *L) {
   lua_newtable(L);
   lua_setiuservalue(L, i, UV_ERRORS);
   for (k = 0; k < 3; k++) {
-    if (fns[k]) lua_pushvalue(L, fns[k]);
+    if (c.fns[k]) lua_pushvalue(L, c.fns[k]);
     else lua_pushboolean(L, 0);
     lua_setiuservalue(L, i, UV_CHECK + (int)k);
   }
-  core = new_block(L, cap_for(n));
-  ul_init(core, cap_for(n), &o, seed);
+  core = new_block(L, cap_for(n), c.o.strategy);
+  ul_init(core, cap_for(n), &c.o, c.seed);
   lua_setiuservalue(L, i, UV_BLOCK);
 
-  lua_getiuservalue(L, i, UV_SLOTS);
-  lua_getiuservalue(L, i, UV_INDEX);
+  lua_getiuservalue(L, i, UV_SLOTS); /* i + 1 */
+  lua_getiuservalue(L, i, UV_INDEX); /* i + 2 */
   checks = 0;
   for (k = 1; k <= n; k++) {
     lua_rawgeti(L, 1, k);
     if (has_check(L, i, -1)) checks = 1;
+    lua_pushvalue(L, -1);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, i + 2); /* a set of the backends, for check_weights */
     lua_pop(L, 1);
+  }
+  if (c.weights) check_weights(L, c.weights, i + 2, "new");
+  for (k = 1; k <= n; k++) { /* the index is filled for real below */
+    lua_rawgeti(L, 1, k);
+    lua_pushnil(L);
+    lua_rawset(L, i + 2);
   }
   if (checks) now = list_now(L, i);
   for (k = 1; k <= n; k++) {
@@ -304,7 +463,9 @@ static int l_new(lua_State *L) {
     lua_pushvalue(L, -1);
     if (lua_rawget(L, i + 2) == LUA_TNUMBER) dup = (int32_t)lua_tointeger(L, -1);
     lua_pop(L, 1);
-    s = ul_append(core, has_check(L, i, -1), dup, now);
+    s = ul_append(core, has_check(L, i, -1), dup, now,
+                  weight_of(L, c.weights, lua_gettop(L), 1),
+                  hash_value(L, -1), 0);
     lua_pushvalue(L, -1);
     lua_rawseti(L, i + 1, s + 1);
     if (dup < 0) {
@@ -321,9 +482,25 @@ static int l_new(lua_State *L) {
 
 /* ---- pick, up, down, score ------------------------------------------------ */
 
+/* pick([key]): the key matters to the hash strategy only, but is checked
+ * for every strategy so that switching strategies needs no code change. */
 static int l_pick(lua_State *L) {
+  int top = lua_gettop(L);
   lu_list *u = to_list(L);
-  int32_t s = ul_pick(u->core);
+  ul_list *c = u->core;
+  uint64_t key = 0;
+  double now = 0;
+  int32_t s;
+  if (top >= 2 && !lua_isnil(L, 2)) {
+    int t = lua_type(L, 2);
+    if (t != LUA_TSTRING && t != LUA_TNUMBER)
+      luaL_argerror(L, 2, "key must be a string or number");
+    if (c->opts.strategy == UL_HASH) key = hash_value(L, 2);
+  } else if (c->opts.strategy == UL_HASH) {
+    luaL_argerror(L, 2, "the 'hash' strategy needs a key (string or number)");
+  }
+  if (c->ramping) now = list_now(L, 1);
+  s = ul_pick(c, key, now);
   if (s < 0) {
     lua_pushnil(L);
     lua_pushliteral(L, NO_UPSTREAMS);
@@ -340,34 +517,98 @@ static int32_t find_slot(lua_State *L) {
   lua_getiuservalue(L, 1, UV_INDEX);
   lua_pushvalue(L, 2);
   if (lua_rawget(L, -2) == LUA_TNUMBER) s = (int32_t)lua_tointeger(L, -1);
+  lua_pop(L, 2);
   return s;
+}
+
+/* The clock, when slow start needs to know when a backend turned healthy. */
+static double ramp_now(lua_State *L, const lu_list *u) {
+  return u->core->opts.slow_start > 0 ? list_now(L, 1) : 0;
 }
 
 static int l_up(lua_State *L) {
   lu_list *u;
+  int32_t s;
   lua_settop(L, 2);
   u = check_list(L);
-  int32_t s = find_slot(L);
-  if (s >= 0) ul_up(u->core, s);
+  s = find_slot(L);
+  if (s >= 0) ul_up(u->core, s, ramp_now(L, u));
   return 0;
 }
 
 static int l_down(lua_State *L) {
   lu_list *u;
+  int32_t s;
   lua_settop(L, 2);
   u = check_list(L);
-  int32_t s = find_slot(L);
-  if (s >= 0) ul_down(u->core, s);
+  s = find_slot(L);
+  if (s >= 0) ul_down(u->core, s, ramp_now(L, u));
   return 0;
 }
 
 static int l_score(lua_State *L) {
   lu_list *u;
+  int32_t s;
   lua_settop(L, 2);
   u = check_list(L);
-  int32_t s = find_slot(L);
+  s = find_slot(L);
   if (s < 0) lua_pushnil(L);
   else lua_pushnumber(L, ul_nodes(u->core)[s].score);
+  return 1;
+}
+
+static int l_weight(lua_State *L) {
+  lu_list *u;
+  int32_t s;
+  lua_settop(L, 2);
+  u = check_list(L);
+  s = find_slot(L);
+  if (s < 0) lua_pushnil(L);
+  else lua_pushinteger(L, (lua_Integer)ul_nodes(u->core)[s].weight);
+  return 1;
+}
+
+static int l_set_weight(lua_State *L) {
+  lu_list *u;
+  int32_t s;
+  uint32_t w;
+  lua_settop(L, 3);
+  u = check_list(L);
+  w = check_weight(L, 3, "set_weight");
+  s = find_slot(L);
+  if (s >= 0) ul_set_weight(u->core, s, w);
+  lua_pushboolean(L, s >= 0);
+  return 1;
+}
+
+static int l_release(lua_State *L) {
+  lu_list *u;
+  int32_t s;
+  lua_settop(L, 2);
+  u = check_list(L);
+  s = find_slot(L);
+  lua_pushboolean(L, s >= 0 && ul_release(u->core, s));
+  return 1;
+}
+
+/* In-flight picks of every member equal to b (least_conn). */
+static int l_inflight(lua_State *L) {
+  lu_list *u;
+  int32_t s, t;
+  lua_Integer k = 0;
+  lua_settop(L, 2);
+  u = check_list(L);
+  s = find_slot(L);
+  if (s < 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  t = s;
+  do {
+    k += ul_nodes(u->core)[t].inflight;
+    t = ul_nodes(u->core)[t].dup;
+  } while (t != s);
+  lua_pushinteger(L, k);
   return 1;
 }
 
@@ -414,7 +655,7 @@ static int l_status(lua_State *L) {
   lua_createtable(L, (int)c->n, 0);
   for (p = 0; p < c->n; p++) {
     const ul_node *x = &nd[ord[p]];
-    lua_createtable(L, 0, 6);
+    lua_createtable(L, 0, 9);
     lua_rawgeti(L, 2, (lua_Integer)ord[p] + 1);
     lua_setfield(L, -2, "backend");
     lua_pushnumber(L, x->score);
@@ -427,6 +668,12 @@ static int l_status(lua_State *L) {
     lua_setfield(L, -2, "checks");
     lua_pushinteger(L, (lua_Integer)x->failures);
     lua_setfield(L, -2, "failures");
+    lua_pushinteger(L, (lua_Integer)x->weight);
+    lua_setfield(L, -2, "weight");
+    lua_pushinteger(L, (lua_Integer)x->tier);
+    lua_setfield(L, -2, "tier");
+    lua_pushinteger(L, (lua_Integer)x->inflight);
+    lua_setfield(L, -2, "inflight");
     lua_rawseti(L, 4, (lua_Integer)p + 1);
   }
   return 1;
@@ -473,6 +720,20 @@ static void push_failure(lua_State *L, lua_State *co, int idx, int raised) {
   }
 }
 
+/* The tier a check's result asks for: with tier_by_latency, the duration
+ * of a successful check; else a number among the results at idx (co's
+ * stack, 0: none). A negative number, NaN or none keeps the tier. */
+static int result_tier(const lu_list *u, lua_State *co, int idx, int ok,
+                       int32_t s, double now) {
+  lua_Number t;
+  if (u->latency)
+    return ok ? ul_latency_tier(now - ul_nodes(u->core)[s].started) : -1;
+  if (!idx || lua_type(co, idx) != LUA_TNUMBER) return -1;
+  t = lua_tonumber(co, idx);
+  if (!(t >= 0)) return -1;
+  return t > UL_MAX_TIER ? UL_MAX_TIER : (int)t;
+}
+
 /* Resumes the check coroutine at top of L (slot s, check gen) with nargs
  * arguments already on co, and handles what it did. Pops the coroutine. */
 static void resume_check(lua_State *L, lua_State *co, int nargs, int32_t s,
@@ -496,17 +757,20 @@ static void resume_check(lua_State *L, lua_State *co, int nargs, int32_t s,
   }
   forget_thread(L, 1, s);
   if (st == LUA_OK) {
-    int ok = nres >= 1 && lua_toboolean(co, -nres);
+    int ok = nres >= 1 && lua_toboolean(co, -nres), tier;
+    /* the tier: the first result on success, the third on failure */
+    tier = result_tier(u, co, ok ? -nres : nres >= 3 ? -nres + 2 : 0, ok, s,
+                       now);
     if (ok) lua_pushnil(L);
     else if (nres >= 2) push_failure(L, co, -nres + 1, 0);
     else lua_pushliteral(L, "health check failed");
     lua_pop(co, nres);
-    if (ul_report(u->core, s, gen, ok, now)) set_error(L, 1, s);
+    if (ul_report(u->core, s, gen, ok, now, tier)) set_error(L, 1, s);
     else lua_pop(L, 1);
   } else {
     push_failure(L, co, -1, 1);
     close_thread(L, co);
-    if (ul_report(u->core, s, gen, 0, now)) set_error(L, 1, s);
+    if (ul_report(u->core, s, gen, 0, now, -1)) set_error(L, 1, s);
     else lua_pop(L, 1);
   }
   lua_pop(L, 1); /* the coroutine */
@@ -707,17 +971,21 @@ static int l_due(lua_State *L) {
   return 1;
 }
 
+/* report(job, ok [, err [, tier]]) */
 static int l_report(lua_State *L) {
   lu_list *u;
   lua_Integer s;
   lua_Number gen;
   double now;
-  int ok, applied, isint;
+  int ok, applied, isint, tier = -1;
   lua_settop(L, 5);
   u = check_list(L);
   luaL_checktype(L, 2, LUA_TTABLE);
   ok = lua_toboolean(L, 3);
-  now = lua_isnoneornil(L, 5) ? list_now(L, 1) : luaL_checknumber(L, 5);
+  if (!lua_isnil(L, 5)) {
+    lua_Number t = luaL_checknumber(L, 5);
+    if (t >= 0) tier = t > UL_MAX_TIER ? UL_MAX_TIER : (int)t;
+  }
   lua_getfield(L, 2, "slot");
   lua_getfield(L, 2, "gen");
   s = lua_tointegerx(L, -2, &isint);
@@ -726,12 +994,16 @@ static int l_report(lua_State *L) {
       !(gen >= 1) || gen != floor(gen))
     luaL_argerror(L, 2, "not a job from due()");
   lua_pop(L, 2);
+  now = list_now(L, 1);
+  if (u->latency && ul_current(u->core, (int32_t)s, (uint64_t)gen))
+    tier = ok ? ul_latency_tier(now - ul_nodes(u->core)[s].started) : -1;
   if (ok) lua_pushnil(L);
   else if (lua_type(L, 4) == LUA_TSTRING || lua_type(L, 4) == LUA_TNUMBER)
     lua_pushstring(L, lua_tostring(L, 4));
   else lua_pushliteral(L, "health check failed");
-  applied = ul_report(u->core, (int32_t)s, (uint64_t)gen, ok, now);
+  applied = ul_report(u->core, (int32_t)s, (uint64_t)gen, ok, now, tier);
   if (applied) set_error(L, 1, (int32_t)s);
+  else lua_pop(L, 1);
   lua_pushboolean(L, applied);
   return 1;
 }
@@ -745,45 +1017,50 @@ static int l_reconcile(lua_State *L) {
   uint32_t p, kept = 0, cap;
   unsigned char *drop;
   double now = 0;
-  int anycheck = 0;
-  lua_settop(L, 2);
+  int anycheck = 0, c, w;
+  lua_settop(L, 3);
   u = check_list(L);
   old = u->core;
   n = check_backends(L, 2, "reconcile");
-  lua_getiuservalue(L, 1, UV_SLOTS);   /* 3 */
-  lua_getiuservalue(L, 1, UV_INDEX);   /* 4 */
-  lua_getiuservalue(L, 1, UV_THREADS); /* 5 */
-  lua_getiuservalue(L, 1, UV_ERRORS);  /* 6 */
-  lua_createtable(L, 0, (int)n);       /* 7: set of the new backends */
-  lua_createtable(L, (int)n, 0);       /* 8: backends to append */
-  lua_createtable(L, (int)n, 0);       /* 9: their check flags */
+  if (!lua_isnil(L, 3) && lua_type(L, 3) != LUA_TTABLE)
+    luaL_error(L, "upstream.reconcile: weights must be a table "
+                  "{ [backend] = weight } (got %s)", luaL_typename(L, 3));
+  w = lua_istable(L, 3) ? 3 : 0;
+  lua_getiuservalue(L, 1, UV_SLOTS);   /* 4 */
+  lua_getiuservalue(L, 1, UV_INDEX);   /* 5 */
+  lua_getiuservalue(L, 1, UV_THREADS); /* 6 */
+  lua_getiuservalue(L, 1, UV_ERRORS);  /* 7 */
+  lua_createtable(L, 0, (int)n);       /* 8: set of the new backends */
+  lua_createtable(L, (int)n, 0);       /* 9: backends to append */
+  lua_createtable(L, (int)n, 0);       /* 10: their check flags */
   for (k = 1; k <= n; k++) {
     lua_rawgeti(L, 2, k);
     lua_pushvalue(L, -1);
-    if (lua_rawget(L, 7) != LUA_TNIL) { /* given twice: skip */
+    if (lua_rawget(L, 8) != LUA_TNIL) { /* given twice: skip */
       lua_pop(L, 2);
       continue;
     }
     lua_pop(L, 1);
     lua_pushvalue(L, -1);
     lua_pushboolean(L, 1);
-    lua_rawset(L, 7);
+    lua_rawset(L, 8);
     lua_pushvalue(L, -1);
-    if (lua_rawget(L, 4) == LUA_TNIL) {
-      int c = has_check(L, 1, -2);
+    if (lua_rawget(L, 5) == LUA_TNIL) {
+      c = has_check(L, 1, -2);
       anycheck |= c;
       lua_pushvalue(L, -2);
-      lua_rawseti(L, 8, ++added);
+      lua_rawseti(L, 9, ++added);
       lua_pushboolean(L, c);
-      lua_rawseti(L, 9, added);
+      lua_rawseti(L, 10, added);
     }
     lua_pop(L, 2);
   }
-  if (anycheck) now = list_now(L, 1);
+  if (lua_istable(L, 3)) check_weights(L, 3, 8, "reconcile");
+  if (anycheck || (added && old->opts.slow_start > 0)) now = list_now(L, 1);
   /* which members stay */
   for (p = 0; p < old->n; p++) {
-    lua_rawgeti(L, 3, (lua_Integer)ul_order(old)[p] + 1);
-    if (lua_rawget(L, 7) != LUA_TNIL) kept++;
+    lua_rawgeti(L, 4, (lua_Integer)ul_order(old)[p] + 1);
+    if (lua_rawget(L, 8) != LUA_TNIL) kept++;
     lua_pop(L, 1);
   }
   cap = old->cap;
@@ -792,74 +1069,85 @@ static int l_reconcile(lua_State *L) {
     cap = want < (lua_Integer)cap * 2 ? cap * 2 : (uint32_t)want;
   }
   /* build the new state aside: block, slot and index tables */
-  nb = new_block(L, cap);                                   /* 10 */
+  nb = new_block(L, cap, old->opts.strategy);                                  /* 11 */
   ul_grow(nb, cap, old);
-  drop = (unsigned char *)lua_newuserdatauv(L, old->cap, 0); /* 11 */
+  drop = (unsigned char *)lua_newuserdatauv(L, old->cap, 0); /* 12 */
   memset(drop, 0, old->cap);
-  lua_createtable(L, (int)cap, 0);                         /* 12: slots */
-  lua_createtable(L, 0, (int)cap);                         /* 13: index */
-  lua_createtable(L, 0, 0);                                /* 14: threads */
-  lua_createtable(L, 0, 0);                                /* 15: errors */
-  lua_createtable(L, 0, 0);                                /* 16: to close */
+  lua_createtable(L, (int)cap, 0);                         /* 13: slots */
+  lua_createtable(L, 0, (int)cap);                         /* 14: index */
+  lua_createtable(L, 0, 0);                                /* 15: threads */
+  lua_createtable(L, 0, 0);                                /* 16: errors */
+  lua_createtable(L, 0, 0);                                /* 17: to close */
   for (p = 0; p < old->n; p++) {
     int32_t s = ul_order(old)[p];
-    lua_rawgeti(L, 3, (lua_Integer)s + 1);
+    lua_rawgeti(L, 4, (lua_Integer)s + 1);
     lua_pushvalue(L, -1);
-    if (lua_rawget(L, 7) == LUA_TNIL) {
+    if (lua_rawget(L, 8) == LUA_TNIL) {
       drop[s] = 1;
-      if (lua_rawgeti(L, 5, (lua_Integer)s + 1) == LUA_TTHREAD)
-        lua_rawseti(L, 16, (lua_Integer)lua_rawlen(L, 16) + 1);
+      if (lua_rawgeti(L, 6, (lua_Integer)s + 1) == LUA_TTHREAD)
+        lua_rawseti(L, 17, (lua_Integer)lua_rawlen(L, 17) + 1);
       else
         lua_pop(L, 1);
       lua_pop(L, 2);
       continue;
     }
     lua_pop(L, 1);
-    lua_rawseti(L, 12, (lua_Integer)s + 1);
-    lua_rawgeti(L, 5, (lua_Integer)s + 1);
-    lua_rawseti(L, 14, (lua_Integer)s + 1);
+    lua_rawseti(L, 13, (lua_Integer)s + 1);
     lua_rawgeti(L, 6, (lua_Integer)s + 1);
     lua_rawseti(L, 15, (lua_Integer)s + 1);
+    lua_rawgeti(L, 7, (lua_Integer)s + 1);
+    lua_rawseti(L, 16, (lua_Integer)s + 1);
   }
   /* the index: first kept slot of each backend (chains stay intact) */
   lua_pushnil(L);
-  while (lua_next(L, 4)) {
+  while (lua_next(L, 5)) {
     int32_t s = (int32_t)lua_tointeger(L, -1);
     if (!drop[s]) {
       lua_pushvalue(L, -2);
       lua_insert(L, -2);
-      lua_rawset(L, 13);
+      lua_rawset(L, 14);
     } else {
       lua_pop(L, 1);
     }
   }
   ul_remove(nb, drop);
+  if (w) { /* new weights of kept backends */
+    lua_pushnil(L);
+    while (lua_next(L, 14)) {
+      ul_set_weight(nb, (int32_t)lua_tointeger(L, -1),
+                    weight_of(L, w, lua_gettop(L) - 1,
+                              ul_nodes(nb)[lua_tointeger(L, -1)].weight));
+      lua_pop(L, 1);
+    }
+  }
   for (k = 1; k <= added; k++) {
     int32_t s;
-    lua_rawgeti(L, 9, k);
-    s = ul_append(nb, lua_toboolean(L, -1), -1, now);
+    lua_rawgeti(L, 10, k);
+    c = lua_toboolean(L, -1);
     lua_pop(L, 1);
-    lua_rawgeti(L, 8, k);
+    lua_rawgeti(L, 9, k);
+    s = ul_append(nb, c, -1, now, weight_of(L, w, lua_gettop(L), 1),
+                  hash_value(L, -1), 1);
     lua_pushvalue(L, -1);
-    lua_rawseti(L, 12, (lua_Integer)s + 1);
+    lua_rawseti(L, 13, (lua_Integer)s + 1);
     lua_pushinteger(L, s);
-    lua_rawset(L, 13);
+    lua_rawset(L, 14);
   }
   /* commit: nothing below can fail */
-  lua_pushvalue(L, 10);
+  lua_pushvalue(L, 11);
   lua_setiuservalue(L, 1, UV_BLOCK);
-  lua_pushvalue(L, 12);
-  lua_setiuservalue(L, 1, UV_SLOTS);
   lua_pushvalue(L, 13);
-  lua_setiuservalue(L, 1, UV_INDEX);
+  lua_setiuservalue(L, 1, UV_SLOTS);
   lua_pushvalue(L, 14);
-  lua_setiuservalue(L, 1, UV_THREADS);
+  lua_setiuservalue(L, 1, UV_INDEX);
   lua_pushvalue(L, 15);
+  lua_setiuservalue(L, 1, UV_THREADS);
+  lua_pushvalue(L, 16);
   lua_setiuservalue(L, 1, UV_ERRORS);
   u->core = nb;
   /* checks of removed backends: their results are void; close them */
-  for (k = 1; k <= (lua_Integer)lua_rawlen(L, 16); k++) {
-    lua_rawgeti(L, 16, k);
+  for (k = 1; k <= (lua_Integer)lua_rawlen(L, 17); k++) {
+    lua_rawgeti(L, 17, k);
     close_thread(L, lua_tothread(L, -1));
     lua_pop(L, 1);
   }
@@ -914,6 +1202,10 @@ static const luaL_Reg methods[] = {
     {"report", l_report},
     {"now", l_now},
     {"checked", l_checked},
+    {"weight", l_weight},
+    {"set_weight", l_set_weight},
+    {"release", l_release},
+    {"inflight", l_inflight},
     {"shutdown", l_shutdown},
     {NULL, NULL}};
 

@@ -1,19 +1,21 @@
 /*
- * ul_core.c - the scored backend list: scores, round-robin pick over a
- * hierarchical bitmap of healthy positions (O(1) in list size and in the
- * share of unhealthy members), and a per-backend check scheduler on a
- * binary heap of deadlines. No Lua, no allocation: the caller owns the block.
+ * ul_core.c - the scored backend list: scores, tiers and weights, which
+ * members are eligible for a pick, and a per-backend check scheduler on a
+ * binary heap of deadlines. The pick strategies are in ul_pick.c. No Lua,
+ * no allocation: the caller owns the block.
  */
 #include "ul_core.h"
+#include "ul_pick.h"
 
 #include <math.h>
 #include <string.h>
 
-#define BITS 64u
-
-static uint32_t words_for(uint32_t bits) { return (bits + BITS - 1) / BITS; }
 
 void ul_opts_default(ul_opts *o) {
+  o->strategy = UL_ROUND_ROBIN;
+  o->tier_min = o->tier_max = o->tier_init = 0;
+  o->panic = 0;
+  o->slow_start = 0;
   o->interval = 1.0;
   o->timeout = 0.1;
   o->jitter = 0.0;
@@ -52,6 +54,15 @@ const char *ul_opts_validate(const ul_opts *o, const char **field) {
   RULE(o->success_delta > 0, "success_delta", "must be > 0")
   RULE(o->initial_score >= o->low_score && o->initial_score <= o->high_score,
        "initial_score", "must be in [low_score, high_score]")
+  RULE(o->strategy >= UL_ROUND_ROBIN && o->strategy <= UL_RANDOM, "strategy",
+       "is unknown")
+  RULE(isfinite(o->panic) && o->panic >= 0 && o->panic <= 1, "panic",
+       "must be in [0, 1]")
+  RULE(isfinite(o->slow_start) && o->slow_start >= 0, "slow_start",
+       "must be a finite number >= 0")
+  RULE(o->tier_min >= 0 && o->tier_max <= UL_MAX_TIER &&
+           o->tier_min <= o->tier_init && o->tier_init <= o->tier_max,
+       "tiers", "must be integers with 0 <= min <= init <= max <= 10")
 #undef RULE
   *field = NULL;
   return NULL;
@@ -62,10 +73,8 @@ const char *ul_opts_validate(const ul_opts *o, const char **field) {
 static size_t align8(size_t x) { return (x + 7u) & ~(size_t)7u; }
 
 /* Computes the offsets for cap slots into l (when not NULL); returns size. */
-static size_t layout(ul_list *l, uint32_t cap) {
-  uint32_t w0 = words_for(cap), w1 = words_for(w0), w2 = words_for(w1);
-  size_t off = align8(sizeof(ul_list)), o_nodes, o_order, o_heap, o_ready,
-         o_bm0, o_bm1, o_bm2;
+static size_t layout(ul_list *l, uint32_t cap, int strategy) {
+  size_t off = align8(sizeof(ul_list)), o_nodes, o_order, o_heap, o_ready;
   o_nodes = off;
   off = align8(off + (size_t)cap * sizeof(ul_node));
   o_order = off;
@@ -74,39 +83,27 @@ static size_t layout(ul_list *l, uint32_t cap) {
   off = align8(off + (size_t)cap * sizeof(int32_t));
   o_ready = off;
   off = align8(off + (size_t)cap * sizeof(int32_t));
-  o_bm0 = off;
-  off += (size_t)w0 * 8u;
-  o_bm1 = off;
-  off += (size_t)w1 * 8u;
-  o_bm2 = off;
-  off += (size_t)w2 * 8u;
-  if (off > UINT32_MAX) return 0; /* offsets are 32-bit */
+  off = ulp_layout(l, cap, strategy, off);
+  if (off == 0 || off > UINT32_MAX) return 0; /* offsets are 32-bit */
   if (l) {
     l->cap = cap;
-    l->bm_words[0] = w0;
-    l->bm_words[1] = w1;
-    l->bm_words[2] = w2;
     l->off_nodes = (uint32_t)o_nodes;
     l->off_order = (uint32_t)o_order;
     l->off_heap = (uint32_t)o_heap;
     l->off_ready = (uint32_t)o_ready;
-    l->off_bm[0] = (uint32_t)o_bm0;
-    l->off_bm[1] = (uint32_t)o_bm1;
-    l->off_bm[2] = (uint32_t)o_bm2;
   }
   return off;
 }
 
-size_t ul_size(uint32_t cap) {
+size_t ul_size(uint32_t cap, int strategy) {
   if (cap == 0 || cap > (uint32_t)INT32_MAX / 2) return 0;
-  return layout(NULL, cap);
+  return layout(NULL, cap, strategy);
 }
 
 #define NODES(l) ul_nodes(l)
 #define ORDER(l) ul_order(l)
 #define HEAP(l) ((int32_t *)((char *)(l) + (l)->off_heap))
 #define READY(l) ((int32_t *)((char *)(l) + (l)->off_ready))
-#define BM(l, k) ((uint64_t *)((char *)(l) + (l)->off_bm[k]))
 
 /* ---- random ------------------------------------------------------------ */
 
@@ -119,70 +116,10 @@ static uint64_t next_rand(ul_list *l) { /* xorshift64* */
   return x * 0x2545F4914F6CDD1DULL;
 }
 
+uint64_t ulp_rand(ul_list *l) { return next_rand(l); }
+
 double ul_random(ul_list *l) {
   return (double)(next_rand(l) >> 11) * (1.0 / 9007199254740992.0);
-}
-
-/* ---- healthy bitmap, by position ---------------------------------------- */
-
-static void bm_set(ul_list *l, uint32_t pos) {
-  uint64_t *b0 = BM(l, 0), *b1 = BM(l, 1), *b2 = BM(l, 2);
-  uint32_t w = pos / BITS, w1 = w / BITS;
-  if (b0[w] == 0) {
-    if (b1[w1] == 0) b2[w1 / BITS] |= 1ULL << (w1 % BITS);
-    b1[w1] |= 1ULL << (w % BITS);
-  }
-  b0[w] |= 1ULL << (pos % BITS);
-}
-
-static void bm_clear(ul_list *l, uint32_t pos) {
-  uint64_t *b0 = BM(l, 0), *b1 = BM(l, 1), *b2 = BM(l, 2);
-  uint32_t w = pos / BITS, w1 = w / BITS;
-  b0[w] &= ~(1ULL << (pos % BITS));
-  if (b0[w] == 0) {
-    b1[w1] &= ~(1ULL << (w % BITS));
-    if (b1[w1] == 0) b2[w1 / BITS] &= ~(1ULL << (w1 % BITS));
-  }
-}
-
-/* First set position >= from, or -1. */
-static int64_t bm_next(const ul_list *l, uint32_t from) {
-  const uint64_t *b0 = BM(l, 0), *b1 = BM(l, 1), *b2 = BM(l, 2);
-  uint32_t w = from / BITS, w1, w2;
-  uint64_t m;
-  if (w >= l->bm_words[0]) return -1;
-  m = b0[w] & (~0ULL << (from % BITS));
-  if (m) return (int64_t)w * BITS + __builtin_ctzll(m);
-  w++; /* next non-empty level-0 word after w */
-  w1 = w / BITS;
-  if (w1 >= l->bm_words[1]) return -1;
-  m = b1[w1] & (~0ULL << (w % BITS));
-  if (!m) {
-    w1++; /* next non-empty level-1 word after w1 */
-    for (w2 = w1 / BITS; w2 < l->bm_words[2]; w2++) {
-      m = b2[w2];
-      if (w2 == w1 / BITS) m &= ~0ULL << (w1 % BITS);
-      if (m) break;
-    }
-    if (!m) return -1;
-    w1 = w2 * BITS + (uint32_t)__builtin_ctzll(m);
-    m = b1[w1];
-  }
-  w = w1 * BITS + (uint32_t)__builtin_ctzll(m);
-  return (int64_t)w * BITS + __builtin_ctzll(b0[w]);
-}
-
-static void bm_rebuild(ul_list *l) {
-  ul_node *nd = NODES(l);
-  int32_t *ord = ORDER(l);
-  uint32_t k, p;
-  for (k = 0; k < 3; k++) memset(BM(l, k), 0, (size_t)l->bm_words[k] * 8u);
-  l->healthy = 0;
-  for (p = 0; p < l->n; p++)
-    if (nd[ord[p]].score >= 0) {
-      bm_set(l, p);
-      l->healthy++;
-    }
 }
 
 /* ---- event heap, keyed by node.key ------------------------------------- */
@@ -257,10 +194,11 @@ static void resched(ul_list *l, int32_t s) {
 void ul_init(ul_list *l, uint32_t cap, const ul_opts *o, uint64_t seed) {
   uint32_t i;
   ul_node *nd;
-  memset(l, 0, ul_size(cap));
-  layout(l, cap);
+  memset(l, 0, ul_size(cap, o->strategy));
+  layout(l, cap, o->strategy);
   l->opts = *o;
   l->rr = -1;
+  l->active_tier = -1;
   l->rng = seed ? seed : 0x9E3779B97F4A7C15ULL;
   nd = NODES(l);
   for (i = 0; i < cap; i++) {
@@ -269,6 +207,151 @@ void ul_init(ul_list *l, uint32_t cap, const ul_opts *o, uint64_t seed) {
     nd[i].dup = i + 1 < cap ? (int32_t)(i + 1) : -1;
   }
   l->free_head = 0;
+}
+
+/* ---- eligibility ----------------------------------------------------------- */
+
+/* A member may be picked when healthy and in the lowest tier that has a
+ * healthy member; in panic, every member may. */
+static int eligible(const ul_list *l, const ul_node *n) {
+  if (l->panic_on) return 1;
+  return n->score >= 0 && (int32_t)n->tier == l->active_tier;
+}
+
+static int64_t eff_weight(const ul_node *n) {
+  return (int64_t)n->weight * n->ramp;
+}
+
+/* Sets elig and ew of n, keeping its weighted current weight where it was
+ * (see ul_pick.c: cur is stored relative to the pick count while
+ * eligible) and the totals. Returns whether anything changed. */
+static int set_elig(ul_list *l, ul_node *n, int e, int64_t ew) {
+  int64_t c;
+  if (n->elig == e && n->ew == ew) return 0;
+  c = n->elig ? n->cur + n->ew * l->t : n->cur;
+  if (n->elig) {
+    l->nelig--;
+    l->total_ew -= n->ew;
+  }
+  n->elig = (uint8_t)e;
+  n->ew = ew;
+  if (e) {
+    l->nelig++;
+    l->total_ew += ew;
+  }
+  n->cur = e ? c - ew * l->t : c;
+  return 1;
+}
+
+static void update_one(ul_list *l, int32_t s) {
+  ul_node *n = &NODES(l)[s];
+  int old_e = n->elig;
+  int64_t old_ew = n->ew;
+  if (n->pos < 0) return;
+  if (set_elig(l, n, eligible(l, n), eff_weight(n)))
+    ulp_update(l, (uint32_t)n->pos, old_e, old_ew);
+}
+
+/* Recounts healthy members per tier and sets the eligibility of all. */
+static void update_all(ul_list *l) {
+  ul_node *nd = NODES(l);
+  uint32_t p, t;
+  l->healthy = 0;
+  for (t = 0; t <= UL_MAX_TIER; t++) l->tier_healthy[t] = 0;
+  for (p = 0; p < l->n; p++) {
+    const ul_node *n = &nd[ORDER(l)[p]];
+    if (n->score >= 0) {
+      l->healthy++;
+      l->tier_healthy[n->tier]++;
+    }
+  }
+  l->active_tier = -1;
+  for (t = 0; t <= UL_MAX_TIER && l->active_tier < 0; t++)
+    if (l->tier_healthy[t]) l->active_tier = (int32_t)t;
+  l->panic_on = l->opts.panic > 0 && (double)l->healthy < l->opts.panic * l->n;
+  for (p = 0; p < l->n; p++) {
+    ul_node *n = &nd[ORDER(l)[p]];
+    set_elig(l, n, eligible(l, n), eff_weight(n));
+  }
+  ulp_rebuild(l);
+}
+
+/* After s changed health or tier: one member changes, or, when the lowest
+ * healthy tier or the panic state moves, all of them. */
+static void refresh(ul_list *l, int32_t s) {
+  int32_t at = -1;
+  uint32_t t, pn;
+  for (t = 0; t <= UL_MAX_TIER && at < 0; t++)
+    if (l->tier_healthy[t]) at = (int32_t)t;
+  pn = l->opts.panic > 0 && (double)l->healthy < l->opts.panic * l->n;
+  if (at != l->active_tier || pn != l->panic_on) {
+    l->active_tier = at;
+    l->panic_on = pn;
+    update_all(l);
+  } else {
+    update_one(l, s);
+  }
+}
+
+/* Slow start: the member ramps from 1/10 of its weight from now on. */
+static void start_ramp(ul_list *l, ul_node *n, double now) {
+  if (l->opts.slow_start <= 0) return;
+  n->since = now;
+  n->ramp = 1;
+  if (l->ramping++ == 0 || now + l->opts.slow_start / UL_RAMP_STEPS < l->ramp_next)
+    l->ramp_next = now + l->opts.slow_start / UL_RAMP_STEPS;
+}
+
+/* Moves ramping members to the step their time has reached. */
+static void ramp_tick(ul_list *l, double now) {
+  ul_node *nd = NODES(l);
+  double step = l->opts.slow_start / UL_RAMP_STEPS, next = INFINITY;
+  uint32_t p, ramping = 0;
+  for (p = 0; p < l->n; p++) {
+    int32_t s = ORDER(l)[p];
+    ul_node *n = &nd[s];
+    double k;
+    if (n->ramp >= UL_RAMP_STEPS) continue;
+    k = 1 + floor((now - n->since) / step);
+    n->ramp = k >= UL_RAMP_STEPS ? UL_RAMP_STEPS : k < 1 ? 1 : (uint8_t)k;
+    update_one(l, s);
+    if (n->ramp < UL_RAMP_STEPS) {
+      double at = n->since + n->ramp * step;
+      ramping++;
+      if (at < next) next = at;
+    }
+  }
+  l->ramping = ramping;
+  l->ramp_next = next;
+}
+
+static void set_score(ul_list *l, int32_t s, double v, double now) {
+  ul_node *n = &NODES(l)[s];
+  int was = n->score >= 0, is = v >= 0;
+  n->score = v;
+  if (was == is || n->pos < 0) return;
+  if (is) {
+    l->healthy++;
+    l->tier_healthy[n->tier]++;
+    start_ramp(l, n, now);
+  } else {
+    l->healthy--;
+    l->tier_healthy[n->tier]--;
+  }
+  refresh(l, s);
+}
+
+static void set_tier(ul_list *l, int32_t s, int tier) {
+  ul_node *n = &NODES(l)[s];
+  if (tier < l->opts.tier_min) tier = l->opts.tier_min;
+  if (tier > l->opts.tier_max) tier = l->opts.tier_max;
+  if (n->tier == tier) return;
+  if (n->score >= 0) {
+    l->tier_healthy[n->tier]--;
+    l->tier_healthy[tier]++;
+  }
+  n->tier = (uint8_t)tier;
+  refresh(l, s);
 }
 
 void ul_grow(ul_list *dst, uint32_t cap, const ul_list *src) {
@@ -287,6 +370,15 @@ void ul_grow(ul_list *dst, uint32_t cap, const ul_list *src) {
   dst->ready_head = 0;
   dst->ready_len = src->ready_len;
   dst->unchecked = src->unchecked;
+  dst->healthy = src->healthy;
+  memcpy(dst->tier_healthy, src->tier_healthy, sizeof dst->tier_healthy);
+  dst->active_tier = src->active_tier;
+  dst->panic_on = src->panic_on;
+  dst->nelig = src->nelig;
+  dst->total_ew = src->total_ew;
+  dst->t = src->t;
+  dst->ramping = src->ramping;
+  dst->ramp_next = src->ramp_next;
   dst->shut = src->shut;
   dst->gen = src->gen;
   dst->now = src->now;
@@ -301,21 +393,7 @@ void ul_grow(ul_list *dst, uint32_t cap, const ul_list *src) {
   tail = &dst->free_head;
   while (*tail >= 0) tail = &nd[*tail].dup;
   *tail = src->cap < cap ? (int32_t)src->cap : -1;
-  bm_rebuild(dst);
-}
-
-static void set_score(ul_list *l, int32_t s, double v) {
-  ul_node *n = &NODES(l)[s];
-  int was = n->score >= 0, is = v >= 0;
-  n->score = v;
-  if (was == is || n->pos < 0) return;
-  if (is) {
-    bm_set(l, (uint32_t)n->pos);
-    l->healthy++;
-  } else {
-    bm_clear(l, (uint32_t)n->pos);
-    l->healthy--;
-  }
+  ulp_rebuild(dst);
 }
 
 static double up_value(const ul_list *l, double v) {
@@ -334,7 +412,8 @@ static double wait_time(ul_list *l) {
   return o->interval * (1 + o->jitter * (2 * ul_random(l) - 1));
 }
 
-int32_t ul_append(ul_list *l, int checked, int32_t dup_of, double now) {
+int32_t ul_append(ul_list *l, int checked, int32_t dup_of, double now,
+                  uint32_t weight, uint64_t hash, int ramp) {
   int32_t s = l->free_head;
   ul_node *n;
   if (s < 0) return -1;
@@ -343,11 +422,20 @@ int32_t ul_append(ul_list *l, int checked, int32_t dup_of, double now) {
   memset(n, 0, sizeof *n);
   n->heap = -1;
   n->dup = s; /* a ring of one */
-  n->score = -1; /* set_score below flips it to healthy when it is */
+  n->weight = weight;
+  n->hash = hash;
+  n->ramp = UL_RAMP_STEPS;
+  n->tier = (uint8_t)l->opts.tier_init;
+  n->score = l->opts.initial_score;
   n->pos = (int32_t)l->n;
   ORDER(l)[l->n++] = s;
   n->flags = UL_F_MEMBER;
-  set_score(l, s, l->opts.initial_score);
+  if (n->score >= 0) {
+    l->healthy++;
+    l->tier_healthy[n->tier]++;
+    if (ramp) start_ramp(l, n, now);
+  }
+  refresh(l, s);
   if (dup_of >= 0) {
     n->dup = NODES(l)[dup_of].dup;
     NODES(l)[dup_of].dup = s;
@@ -379,6 +467,7 @@ void ul_remove(ul_list *l, const unsigned char *drop) {
     if (x->heap >= 0) heap_remove(l, s);
     if ((x->flags & UL_F_CHECKED) && x->checks == 0 && !l->shut)
       l->unchecked--;
+    set_elig(l, x, 0, 0);
     x->flags = 0;
     x->state = UL_IDLE;
     x->pos = -1;
@@ -392,33 +481,75 @@ void ul_remove(ul_list *l, const unsigned char *drop) {
     if (nd[s].flags & UL_F_READY) rq[(l->ready_head + len++) % l->cap] = s;
   }
   l->ready_len = len;
-  bm_rebuild(l);
+  update_all(l);
 }
 
-int32_t ul_pick(ul_list *l) {
-  uint32_t from;
-  int64_t p;
-  if (l->healthy == 0) return -1;
-  from = (uint32_t)(((int64_t)l->rr + 1) % (int64_t)l->n);
-  p = bm_next(l, from);
-  if (p < 0) p = bm_next(l, 0);
-  l->rr = (int32_t)p;
-  return ORDER(l)[p];
+int32_t ul_pick(ul_list *l, uint64_t key, double now) {
+  uint32_t pos;
+  if (l->ramping && now >= l->ramp_next) ramp_tick(l, now);
+  if (l->nelig == 0) return -1;
+  pos = ulp_pick(l, key);
+  l->rr = (int32_t)pos;
+  return ORDER(l)[pos];
 }
 
-/* Adds delta-direction up (1) or down (0) to every slot in s's ring. */
-static void move_ring(ul_list *l, int32_t s, int up) {
+/* Moves every slot in s's ring up (1) or down (0), and to tier when >= 0. */
+static void move_ring(ul_list *l, int32_t s, int up, double now, int tier) {
   int32_t t = s;
   do {
     double v = NODES(l)[t].score;
-    set_score(l, t, up ? up_value(l, v) : down_value(l, v));
+    set_score(l, t, up ? up_value(l, v) : down_value(l, v), now);
+    if (tier >= 0) set_tier(l, t, tier);
     t = NODES(l)[t].dup;
   } while (t != s);
 }
 
-void ul_up(ul_list *l, int32_t s) { move_ring(l, s, 1); }
+void ul_up(ul_list *l, int32_t s, double now) { move_ring(l, s, 1, now, -1); }
 
-void ul_down(ul_list *l, int32_t s) { move_ring(l, s, 0); }
+void ul_down(ul_list *l, int32_t s, double now) {
+  move_ring(l, s, 0, now, -1);
+}
+
+void ul_set_weight(ul_list *l, int32_t s, uint32_t weight) {
+  int32_t t = s;
+  do {
+    NODES(l)[t].weight = weight;
+    update_one(l, t);
+    t = NODES(l)[t].dup;
+  } while (t != s);
+}
+
+int ul_release(ul_list *l, int32_t s) {
+  int32_t t = s, best = -1;
+  do {
+    if (NODES(l)[t].inflight > 0 &&
+        (best < 0 || NODES(l)[t].inflight > NODES(l)[best].inflight))
+      best = t;
+    t = NODES(l)[t].dup;
+  } while (t != s);
+  if (best < 0) return 0;
+  NODES(l)[best].inflight--;
+  return 1;
+}
+
+int ul_latency_tier(double secs) {
+  static const double bounds[] = {0.0001, 0.001, 0.01, 0.1, 1};
+  int k;
+  for (k = 0; k < 5; k++)
+    if (secs < bounds[k]) return k;
+  return 5;
+}
+
+uint64_t ul_hash(const void *p, size_t len) { /* FNV-1a, then mixed */
+  const unsigned char *b = (const unsigned char *)p;
+  uint64_t h = 0xCBF29CE484222325ULL;
+  size_t i;
+  for (i = 0; i < len; i++) h = (h ^ b[i]) * 0x100000001B3ULL;
+  h ^= h >> 33;
+  h *= 0xFF51AFD7ED558CCDULL;
+  h ^= h >> 33;
+  return h;
+}
 
 /* ---- scheduler ----------------------------------------------------------- */
 
@@ -434,11 +565,12 @@ uint32_t ul_collect(ul_list *l, double now) {
   return l->ready_len;
 }
 
-/* Ends the running check of s at now: score, counters, next start. As in
- * the Go package, the result moves every member equal to the backend. */
-static void finish(ul_list *l, int32_t s, int ok, double now) {
+/* Ends the running check of s at now: score, tier, counters, next start.
+ * As in the Go package, the result moves every member equal to the
+ * backend. */
+static void finish(ul_list *l, int32_t s, int ok, double now, int tier) {
   ul_node *n = &NODES(l)[s];
-  move_ring(l, s, ok);
+  move_ring(l, s, ok, now, tier);
   if (n->checks++ == 0) l->unchecked--;
   if (!ok) n->failures++;
   n->state = UL_IDLE;
@@ -474,7 +606,7 @@ int ul_take(ul_list *l, int32_t *slot, uint64_t *gen) {
     }
     *gen = n->gen;
     if (n->deadline <= l->now) {
-      finish(l, s, 0, l->now);
+      finish(l, s, 0, l->now, -1);
       return UL_EV_TIMEOUT;
     }
     n->flags &= (uint8_t)~UL_F_WAKE;
@@ -501,9 +633,10 @@ int ul_sleep(ul_list *l, int32_t s, uint64_t gen, double t) {
   return 1;
 }
 
-int ul_report(ul_list *l, int32_t s, uint64_t gen, int ok, double now) {
+int ul_report(ul_list *l, int32_t s, uint64_t gen, int ok, double now,
+              int tier) {
   if (!ul_current(l, s, gen)) return 0;
-  finish(l, s, ok, now);
+  finish(l, s, ok, now, tier);
   return 1;
 }
 

@@ -21,7 +21,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+enum { UL_ROUND_ROBIN = 0, UL_WEIGHTED, UL_LEAST_CONN, UL_HASH, UL_RANDOM };
+
+#define UL_MAX_TIER 10
+#define UL_MAX_WEIGHT 1000000
+#define UL_RAMP_STEPS 10 /* slow start: weight x k/10, k = 1..10 */
+#define UL_LEAST_CONN_EXACT 16 /* least_conn scans up to this many members */
+
 typedef struct ul_opts {
+  int strategy;         /* UL_ROUND_ROBIN ... UL_RANDOM */
+  int tier_min, tier_max, tier_init; /* 0 <= min <= init <= max <= 10 */
+  double panic;         /* 0..1: fail open below this share of healthy members */
+  double slow_start;    /* >= 0 seconds; 0: off */
   double interval;      /* seconds between check starts of one backend, > 0 */
   double timeout;       /* seconds a check may run, > 0 */
   double jitter;        /* 0..1: each wait is interval * (1 + jitter * U(-1,1)) */
@@ -50,6 +61,11 @@ enum {
 };
 
 typedef struct ul_node {
+  int64_t cur;     /* weighted: current weight; stored as cur - ew * t
+                      while eligible, so that time moves it (see ul_pick.c) */
+  int64_t ew;      /* effective weight: weight x ramp step (0 if ineligible) */
+  uint64_t hash;   /* hash of the backend, for the Maglev table */
+  double since;    /* slow start: when it last turned healthy */
   double score;
   double next;     /* idle: when the next check starts */
   double started;  /* running: when the check started */
@@ -63,8 +79,13 @@ typedef struct ul_node {
   int32_t dup;     /* next slot holding an equal backend, in a ring (itself
                       when alone); on a free slot: next free slot or -1 */
   int32_t heap;    /* index in the event heap, -1 when not in it */
+  uint32_t weight;   /* configured weight, 1..UL_MAX_WEIGHT */
+  uint32_t inflight; /* least_conn: picks not yet released */
   uint8_t state;   /* UL_IDLE or UL_RUNNING */
   uint8_t flags;   /* UL_F_* */
+  uint8_t tier;    /* 0..10 */
+  uint8_t elig;    /* may be picked now (healthy, lowest tier, or panic) */
+  uint8_t ramp;    /* slow start step 1..UL_RAMP_STEPS */
 } ul_node;
 
 typedef struct ul_list {
@@ -77,20 +98,32 @@ typedef struct ul_list {
   uint32_t ready_head, ready_len; /* ready[] is a FIFO ring of cap */
   uint32_t unchecked; /* checked members that have not finished a first check */
   uint32_t healthy;   /* members with score >= 0 */
+  uint32_t tier_healthy[UL_MAX_TIER + 1]; /* healthy members per tier */
+  int32_t active_tier; /* lowest tier with a healthy member, -1 if none */
+  uint32_t panic_on;  /* too few healthy: every member is eligible */
+  uint32_t nelig;     /* eligible members (bitmap bits set) */
+  int64_t total_ew;   /* sum of ew over eligible members */
+  int64_t t;          /* weighted: picks since the last rebase */
+  uint32_t ramping;   /* members that may still be ramping up */
+  double ramp_next;   /* when the next ramp step is due */
   uint32_t shut;      /* 1 after ul_shutdown */
+  uint32_t maglev_m, maglev_dirty; /* hash: table size, rebuild before use */
+  uint32_t kst_size;  /* weighted: leaves in the kinetic tree (power of 2) */
   uint32_t bm_words[3]; /* words in each bitmap level */
   uint64_t gen;       /* last check generation handed out */
   uint64_t rng;       /* xorshift64* state, never 0 */
   double now;         /* time of the last ul_collect */
-  /* offsets in bytes from the start of the block */
+  /* offsets in bytes from the start of the block (0: not used) */
   uint32_t off_nodes, off_order, off_heap, off_ready, off_bm[3];
+  uint32_t off_kst_win, off_kst_melt, off_fen, off_mag, off_magx;
 } ul_list;
 
-/* Bytes needed for a list of cap slots (cap >= 1). 0 on overflow. */
-size_t ul_size(uint32_t cap);
+/* Bytes needed for a list of cap slots (cap >= 1) with strategy. 0 on
+ * overflow. */
+size_t ul_size(uint32_t cap, int strategy);
 
-/* Initialises a block of ul_size(cap) bytes: empty list, options copied
- * (assumed valid), rng seeded with seed. */
+/* Initialises a block of ul_size(cap, o->strategy) bytes: empty list,
+ * options copied (assumed valid), rng seeded with seed. */
 void ul_init(ul_list *l, uint32_t cap, const ul_opts *o, uint64_t seed);
 
 /* Copies src into a bigger block dst (cap >= src->cap), keeping slots. */
@@ -104,10 +137,12 @@ static inline int32_t *ul_order(const ul_list *l) {
 }
 
 /* Appends a member at the end of pick order with the initial score and
- * returns its slot (-1 when the block is full). When checked, its first
- * check is due at now (jitter 0) or at now + U[0, interval) (jitter > 0).
- * dup_of: a slot holding an equal backend to join the ring of, or -1. */
-int32_t ul_append(ul_list *l, int checked, int32_t dup_of, double now);
+ * tier, weight and backend hash, and returns its slot (-1 when the block
+ * is full). When checked, its first check is due at now (jitter 0) or at
+ * now + U[0, interval) (jitter > 0). dup_of: a slot holding an equal
+ * backend to join the ring of, or -1. ramp: start a slow start at now. */
+int32_t ul_append(ul_list *l, int checked, int32_t dup_of, double now,
+                  uint32_t weight, uint64_t hash, int ramp);
 
 /* Removes every member for which drop[slot] is non-zero, keeping the order
  * of the others. The round-robin position is not reset: the next pick
@@ -116,14 +151,33 @@ int32_t ul_append(ul_list *l, int checked, int32_t dup_of, double now);
  * equal (dup) must be dropped together. */
 void ul_remove(ul_list *l, const unsigned char *drop);
 
-/* Round-robin pick: the first healthy member after the last pick.
- * Returns its slot, or -1 (position unchanged) when none is healthy. */
-int32_t ul_pick(ul_list *l);
+/* Picks an eligible member by the list's strategy and returns its slot,
+ * or -1 (state unchanged) when none is eligible. Eligible: healthy (score
+ * >= 0) and in the lowest tier that has a healthy member; every member
+ * while in panic. key: hash of the key (hash strategy); now: the clock,
+ * read for slow start only (pass anything when slow_start is 0).
+ * round_robin: the first eligible member after the last pick.
+ * least_conn: the pick counts as in flight until ul_release. */
+int32_t ul_pick(ul_list *l, uint64_t key, double now);
 
 /* Score changes applied to slot and every slot in its ring of equal
- * backends (as are check results). */
-void ul_up(ul_list *l, int32_t slot);
-void ul_down(ul_list *l, int32_t slot);
+ * backends (as are check results). now: for slow start. */
+void ul_up(ul_list *l, int32_t slot, double now);
+void ul_down(ul_list *l, int32_t slot, double now);
+
+/* Sets the weight (1..UL_MAX_WEIGHT) of slot and its ring. */
+void ul_set_weight(ul_list *l, int32_t slot, uint32_t weight);
+
+/* least_conn: ends one in-flight pick of slot's ring (the member with the
+ * most in flight). Returns 0 when none was in flight. */
+int ul_release(ul_list *l, int32_t slot);
+
+/* Tier for a check that took secs: <0.1 ms 0, <1 ms 1, <10 ms 2,
+ * <100 ms 3, <1 s 4, else 5. */
+int ul_latency_tier(double secs);
+
+/* 64-bit hash of bytes (backends and hash keys). */
+uint64_t ul_hash(const void *p, size_t len);
 
 /* --- the check scheduler, low level ----------------------------------- */
 
@@ -149,9 +203,11 @@ int ul_take(ul_list *l, int32_t *slot, uint64_t *gen);
 int ul_sleep(ul_list *l, int32_t slot, uint64_t gen, double t);
 
 /* Reports the end of check (slot, gen) at time now: ok != 0 is Up, else
- * Down; the next check is scheduled. Returns 1 when applied, 0 when the
- * report is stale (timed out, removed, shut down, or a later check). */
-int ul_report(ul_list *l, int32_t slot, uint64_t gen, int ok, double now);
+ * Down; tier >= 0 moves the ring to that tier (clamped), -1 keeps it. The
+ * next check is scheduled. Returns 1 when applied, 0 when the report is
+ * stale (timed out, removed, shut down, or a later check). */
+int ul_report(ul_list *l, int32_t slot, uint64_t gen, int ok, double now,
+              int tier);
 
 /* Time of the earliest pending event (ready ones count as l->now), or
  * infinity when nothing is scheduled. */

@@ -104,10 +104,10 @@ static double prng_unit(prng *r) {
 
 static ul_list *new_list(uint32_t cap, const ul_opts *o, uint64_t seed) {
   ul_opts d;
-  size_t sz = ul_size(cap);
+  size_t sz = ul_size(cap, UL_ROUND_ROBIN);
   ul_list *l;
   assert_true(sz > 0);
-  l = track(malloc(ul_size(cap)));
+  l = track(malloc(ul_size(cap, UL_ROUND_ROBIN)));
   assert_non_null(l);
   if (!o) {
     ul_opts_default(&d);
@@ -286,12 +286,12 @@ static void test_pick_basic(void **state) {
   (void)state;
   assert_int_equal(l->n, 0);
   assert_int_equal(l->rr, -1);
-  assert_int_equal(ul_pick(l), -1);
+  assert_int_equal(ul_pick(l, 0, 0), -1);
   assert_int_equal(l->rr, -1);
 
-  assert_int_equal(ul_append(l, 0, -1, 0), 0);
-  assert_int_equal(ul_append(l, 0, -1, 0), 1);
-  assert_int_equal(ul_append(l, 0, -1, 0), 2);
+  assert_int_equal(ul_append(l, 0, -1, 0, 1, 0, 0), 0);
+  assert_int_equal(ul_append(l, 0, -1, 0, 1, 0, 0), 1);
+  assert_int_equal(ul_append(l, 0, -1, 0, 1, 0, 0), 2);
   assert_int_equal(l->n, 3);
   assert_int_equal(l->healthy, 3);
   for (i = 0; i < 3; i++) {
@@ -299,10 +299,10 @@ static void test_pick_basic(void **state) {
     assert_int_equal(N(l, i)->pos, i);
     assert_int_equal(ul_order(l)[i], i);
   }
-  assert_int_equal(ul_pick(l), 0);
-  assert_int_equal(ul_pick(l), 1);
-  assert_int_equal(ul_pick(l), 2);
-  assert_int_equal(ul_pick(l), 0);
+  assert_int_equal(ul_pick(l, 0, 0), 0);
+  assert_int_equal(ul_pick(l, 0, 0), 1);
+  assert_int_equal(ul_pick(l, 0, 0), 2);
+  assert_int_equal(ul_pick(l, 0, 0), 0);
   assert_int_equal(l->rr, 0);
   check_invariants(l);
   xfree(l);
@@ -315,42 +315,42 @@ static void test_go_sequence(void **state) {
   int32_t one, two, three;
   int i;
   (void)state;
-  one = ul_append(l, 0, -1, 0);
-  two = ul_append(l, 0, -1, 0);
-  three = ul_append(l, 0, -1, 0);
+  one = ul_append(l, 0, -1, 0, 1, 0, 0);
+  two = ul_append(l, 0, -1, 0, 1, 0, 0);
+  three = ul_append(l, 0, -1, 0, 1, 0, 0);
   assert_int_equal(one, 0);
   assert_int_equal(two, 1);
   assert_int_equal(three, 2);
 
-  assert_int_equal(ul_pick(l), one);
-  ul_down(l, two);
-  ul_down(l, two);
-  ul_down(l, three);
+  assert_int_equal(ul_pick(l, 0, 0), one);
+  ul_down(l, two, 0);
+  ul_down(l, two, 0);
+  ul_down(l, three, 0);
   assert_dbl_eq(N(l, two)->score, -1);
   assert_dbl_eq(N(l, three)->score, 0);
-  assert_int_equal(ul_pick(l), three);
-  assert_int_equal(ul_pick(l), one);
-  assert_int_equal(ul_pick(l), three);
+  assert_int_equal(ul_pick(l, 0, 0), three);
+  assert_int_equal(ul_pick(l, 0, 0), one);
+  assert_int_equal(ul_pick(l, 0, 0), three);
 
-  ul_down(l, three);
-  for (i = 0; i < 5; i++) ul_up(l, two);
+  ul_down(l, three, 0);
+  for (i = 0; i < 5; i++) ul_up(l, two, 0);
   assert_dbl_eq(N(l, two)->score, 3); /* -1 + 5 capped at 3 */
   assert_dbl_eq(N(l, three)->score, -1);
-  assert_int_equal(ul_pick(l), one);
-  assert_int_equal(ul_pick(l), two);
-  assert_int_equal(ul_pick(l), one);
+  assert_int_equal(ul_pick(l, 0, 0), one);
+  assert_int_equal(ul_pick(l, 0, 0), two);
+  assert_int_equal(ul_pick(l, 0, 0), one);
 
-  for (i = 0; i < 4; i++) ul_down(l, two);
+  for (i = 0; i < 4; i++) ul_down(l, two, 0);
   assert_dbl_eq(N(l, two)->score, -1);
-  assert_int_equal(ul_pick(l), one);
+  assert_int_equal(ul_pick(l, 0, 0), one);
 
-  for (i = 0; i < 3; i++) ul_down(l, two);
+  for (i = 0; i < 3; i++) ul_down(l, two, 0);
   assert_dbl_eq(N(l, two)->score, -3); /* floored */
-  assert_int_equal(ul_pick(l), one);
+  assert_int_equal(ul_pick(l, 0, 0), one);
 
-  for (i = 0; i < 3; i++) ul_up(l, two);
+  for (i = 0; i < 3; i++) ul_up(l, two, 0);
   assert_dbl_eq(N(l, two)->score, 0);
-  assert_int_equal(ul_pick(l), two);
+  assert_int_equal(ul_pick(l, 0, 0), two);
   check_invariants(l);
   xfree(l);
 }
@@ -376,21 +376,21 @@ static void bitmap_case(uint32_t n, const uint32_t *keep_in, uint32_t k_in) {
       keep[k++] = keep_in[i];
     }
   qsort(keep, k, sizeof keep[0], cmp_u32);
-  for (i = 0; i < n; i++) assert_int_equal(ul_append(l, 0, -1, 0), (int32_t)i);
-  assert_int_equal(ul_append(l, 0, -1, 0), -1); /* full */
+  for (i = 0; i < n; i++) assert_int_equal(ul_append(l, 0, -1, 0, 1, 0, 0), (int32_t)i);
+  assert_int_equal(ul_append(l, 0, -1, 0, 1, 0, 0), -1); /* full */
   for (p = 0; p < n; p++)
     if (!healthy[p]) {
-      ul_down(l, (int32_t)p);
-      ul_down(l, (int32_t)p);
+      ul_down(l, (int32_t)p, 0);
+      ul_down(l, (int32_t)p, 0);
     }
   assert_int_equal(l->healthy, k);
   check_invariants(l);
   if (k == 0) {
-    assert_int_equal(ul_pick(l), -1);
+    assert_int_equal(ul_pick(l, 0, 0), -1);
     assert_int_equal(l->rr, -1);
   } else {
     for (j = 0; j < 3 * k + 2; j++) {
-      int32_t got = ul_pick(l);
+      int32_t got = ul_pick(l, 0, 0);
       if (got != (int32_t)keep[j % k])
         fail_msg("n=%u pick #%u: got %d, expected %u", n, j, got,
                  keep[j % k]);
@@ -402,8 +402,8 @@ static void bitmap_case(uint32_t n, const uint32_t *keep_in, uint32_t k_in) {
        * and verify it is visited right before wrapping */
       uint32_t last = n - 1;
       if (!healthy[last]) {
-        ul_up(l, (int32_t)last);
-        ul_up(l, (int32_t)last);
+        ul_up(l, (int32_t)last, 0);
+        ul_up(l, (int32_t)last, 0);
         assert_dbl_eq(N(l, (int32_t)last)->score, 1); /* 1-2+2 */
         healthy[last] = 1;
         keep[k++] = last;
@@ -411,11 +411,11 @@ static void bitmap_case(uint32_t n, const uint32_t *keep_in, uint32_t k_in) {
       }
       /* advance to the largest healthy below last */
       for (j = 0; j < 2 * k; j++) {
-        int32_t got = ul_pick(l);
+        int32_t got = ul_pick(l, 0, 0);
         if (got == (int32_t)keep[k - 2]) break;
       }
-      assert_int_equal(ul_pick(l), (int32_t)last);
-      assert_int_equal(ul_pick(l), (int32_t)keep[0]);
+      assert_int_equal(ul_pick(l, 0, 0), (int32_t)last);
+      assert_int_equal(ul_pick(l, 0, 0), (int32_t)keep[0]);
     }
   }
   check_invariants(l);
@@ -467,21 +467,21 @@ static void random_vs_reference(uint32_t n, uint32_t ops, uint64_t seed) {
   r.s = seed;
   assert_non_null(ref);
   for (i = 0; i < n; i++) {
-    ul_append(l, 0, -1, 0);
+    ul_append(l, 0, -1, 0, 1, 0, 0);
     ref[i] = 1;
   }
   for (op = 0; op < ops; op++) {
     uint32_t kind = prng_below(&r, 10);
     uint32_t s = prng_below(&r, n);
     if (kind < 3) { /* up */
-      ul_up(l, (int32_t)s);
+      ul_up(l, (int32_t)s, 0);
       ref[s] = ref[s] + 1 > 3 ? 3 : ref[s] + 1;
     } else if (kind < 6) { /* down */
-      ul_down(l, (int32_t)s);
+      ul_down(l, (int32_t)s, 0);
       ref[s] = ref[s] - 1 < -3 ? -3 : ref[s] - 1;
     } else if (kind < 9) { /* pick */
       int32_t want = ref_pick(ref, n, &rr);
-      int32_t got = ul_pick(l);
+      int32_t got = ul_pick(l, 0, 0);
       if (got != want)
         fail_msg("n=%u op %u: pick got %d, expected %d", n, op, got, want);
       assert_int_equal(l->rr, rr);
@@ -489,7 +489,7 @@ static void random_vs_reference(uint32_t n, uint32_t ops, uint64_t seed) {
       uint32_t b;
       for (b = 0; b < n / 4; b++) {
         uint32_t t = prng_below(&r, n);
-        ul_down(l, (int32_t)t);
+        ul_down(l, (int32_t)t, 0);
         ref[t] = ref[t] - 1 < -3 ? -3 : ref[t] - 1;
       }
     }
@@ -520,10 +520,10 @@ static void test_duplicates(void **state) {
   int32_t a, b, c, x;
   int i;
   (void)state;
-  a = ul_append(l, 0, -1, 0);
-  x = ul_append(l, 0, -1, 0);
-  b = ul_append(l, 0, a, 0);
-  c = ul_append(l, 0, a, 0);
+  a = ul_append(l, 0, -1, 0, 1, 0, 0);
+  x = ul_append(l, 0, -1, 0, 1, 0, 0);
+  b = ul_append(l, 0, a, 0, 1, 0, 0);
+  c = ul_append(l, 0, a, 0, 1, 0, 0);
   assert_int_equal(a, 0);
   assert_int_equal(x, 1);
   assert_int_equal(b, 2);
@@ -545,49 +545,49 @@ static void test_duplicates(void **state) {
   }
 
   /* any member of the ring moves them all (Go: every equal node) */
-  ul_down(l, c);
+  ul_down(l, c, 0);
   assert_dbl_eq(N(l, a)->score, 0);
   assert_dbl_eq(N(l, b)->score, 0);
   assert_dbl_eq(N(l, c)->score, 0);
-  ul_up(l, b);
+  ul_up(l, b, 0);
   assert_dbl_eq(N(l, a)->score, 1);
   assert_dbl_eq(N(l, c)->score, 1);
   assert_dbl_eq(N(l, x)->score, 1);
 
-  ul_up(l, a);
+  ul_up(l, a, 0);
   assert_dbl_eq(N(l, a)->score, 2);
   assert_dbl_eq(N(l, b)->score, 2);
   assert_dbl_eq(N(l, c)->score, 2);
   assert_dbl_eq(N(l, x)->score, 1);
 
   /* pick visits each position, duplicates included */
-  assert_int_equal(ul_pick(l), a);
-  assert_int_equal(ul_pick(l), x);
-  assert_int_equal(ul_pick(l), b);
-  assert_int_equal(ul_pick(l), c);
-  assert_int_equal(ul_pick(l), a);
+  assert_int_equal(ul_pick(l, 0, 0), a);
+  assert_int_equal(ul_pick(l, 0, 0), x);
+  assert_int_equal(ul_pick(l, 0, 0), b);
+  assert_int_equal(ul_pick(l, 0, 0), c);
+  assert_int_equal(ul_pick(l, 0, 0), a);
 
-  for (i = 0; i < 3; i++) ul_down(l, a);
+  for (i = 0; i < 3; i++) ul_down(l, a, 0);
   assert_dbl_eq(N(l, a)->score, -1);
   assert_dbl_eq(N(l, b)->score, -1);
   assert_dbl_eq(N(l, c)->score, -1);
   assert_int_equal(l->healthy, 1);
-  assert_int_equal(ul_pick(l), x);
-  assert_int_equal(ul_pick(l), x);
+  assert_int_equal(ul_pick(l, 0, 0), x);
+  assert_int_equal(ul_pick(l, 0, 0), x);
 
-  for (i = 0; i < 10; i++) ul_down(l, a);
+  for (i = 0; i < 10; i++) ul_down(l, a, 0);
   assert_dbl_eq(N(l, b)->score, -3);
-  ul_down(l, x);
-  ul_down(l, x);
-  assert_int_equal(ul_pick(l), -1);
+  ul_down(l, x, 0);
+  ul_down(l, x, 0);
+  assert_int_equal(ul_pick(l, 0, 0), -1);
   assert_int_equal(l->rr, 1);
-  for (i = 0; i < 3; i++) ul_up(l, a);
+  for (i = 0; i < 3; i++) ul_up(l, a, 0);
   assert_dbl_eq(N(l, a)->score, 0);
   assert_dbl_eq(N(l, b)->score, 0);
   assert_dbl_eq(N(l, c)->score, 0);
-  assert_int_equal(ul_pick(l), b);
-  assert_int_equal(ul_pick(l), c);
-  assert_int_equal(ul_pick(l), a);
+  assert_int_equal(ul_pick(l, 0, 0), b);
+  assert_int_equal(ul_pick(l, 0, 0), c);
+  assert_int_equal(ul_pick(l, 0, 0), a);
   check_invariants(l);
 
   /* the chain is dropped together; its slots are reused */
@@ -610,27 +610,27 @@ static void test_remove_reconcile(void **state) {
   int32_t one, two, three, four, five, six;
   int i;
   (void)state;
-  one = ul_append(l, 0, -1, 0);
-  two = ul_append(l, 0, -1, 0);
-  three = ul_append(l, 0, -1, 0);
-  assert_int_equal(ul_pick(l), one);
+  one = ul_append(l, 0, -1, 0, 1, 0, 0);
+  two = ul_append(l, 0, -1, 0, 1, 0, 0);
+  three = ul_append(l, 0, -1, 0, 1, 0, 0);
+  assert_int_equal(ul_pick(l, 0, 0), one);
   /* no change */
   memset(drop, 0, sizeof drop);
   ul_remove(l, drop);
   assert_int_equal(l->n, 3);
-  assert_int_equal(ul_pick(l), two);
+  assert_int_equal(ul_pick(l, 0, 0), two);
 
   memset(drop, 0, sizeof drop);
   drop[three] = 1;
   ul_remove(l, drop);
   assert_int_equal(l->n, 2);
   assert_int_equal(N(l, three)->pos, -1);
-  four = ul_append(l, 0, -1, 0);
+  four = ul_append(l, 0, -1, 0, 1, 0, 0);
   assert_int_equal(four, three); /* the freed slot is reused */
   assert_int_equal(ul_order(l)[0], one);
   assert_int_equal(ul_order(l)[1], two);
   assert_int_equal(ul_order(l)[2], four);
-  assert_int_equal(ul_pick(l), four);
+  assert_int_equal(ul_pick(l, 0, 0), four);
 
   memset(drop, 0, sizeof drop);
   drop[one] = drop[two] = 1;
@@ -638,29 +638,29 @@ static void test_remove_reconcile(void **state) {
   assert_int_equal(l->n, 1);
   assert_int_equal(ul_order(l)[0], four);
   assert_int_equal(N(l, four)->pos, 0);
-  five = ul_append(l, 0, -1, 0);
-  six = ul_append(l, 0, -1, 0);
+  five = ul_append(l, 0, -1, 0, 1, 0, 0);
+  six = ul_append(l, 0, -1, 0, 1, 0, 0);
   assert_true(five == one || five == two);
   assert_true(six == one || six == two);
   assert_int_not_equal(five, six);
-  assert_int_equal(ul_append(l, 0, -1, 0), -1); /* full again */
+  assert_int_equal(ul_append(l, 0, -1, 0, 1, 0, 0), -1); /* full again */
   assert_int_equal(ul_order(l)[0], four);
   assert_int_equal(ul_order(l)[1], five);
   assert_int_equal(ul_order(l)[2], six);
-  assert_int_equal(ul_pick(l), four);
-  assert_int_equal(ul_pick(l), five);
-  assert_int_equal(ul_pick(l), six);
+  assert_int_equal(ul_pick(l, 0, 0), four);
+  assert_int_equal(ul_pick(l, 0, 0), five);
+  assert_int_equal(ul_pick(l, 0, 0), six);
 
-  for (i = 0; i < 4; i++) ul_down(l, four);
-  assert_int_equal(ul_pick(l), five);
-  assert_int_equal(ul_pick(l), six);
+  for (i = 0; i < 4; i++) ul_down(l, four, 0);
+  assert_int_equal(ul_pick(l, 0, 0), five);
+  assert_int_equal(ul_pick(l, 0, 0), six);
   check_invariants(l);
 
   memset(drop, 1, sizeof drop);
   ul_remove(l, drop);
   assert_int_equal(l->n, 0);
   assert_int_equal(l->healthy, 0);
-  assert_int_equal(ul_pick(l), -1);
+  assert_int_equal(ul_pick(l, 0, 0), -1);
   check_invariants(l);
   xfree(l);
 }
@@ -671,21 +671,21 @@ static void test_remove_keeps_order_scores(void **state) {
   int32_t s;
   int i;
   (void)state;
-  for (i = 0; i < 10; i++) assert_int_equal(ul_append(l, 0, -1, 0), i);
+  for (i = 0; i < 10; i++) assert_int_equal(ul_append(l, 0, -1, 0, 1, 0, 0), i);
   /* distinct scores: slot i gets score 1 + (i % 3) - 2 * (i % 2) clamped */
   for (i = 0; i < 10; i++) {
     int k;
-    for (k = 0; k < i % 3; k++) ul_up(l, i);
+    for (k = 0; k < i % 3; k++) ul_up(l, i, 0);
     if (i % 2) {
-      ul_down(l, i);
-      ul_down(l, i);
-      ul_down(l, i);
+      ul_down(l, i, 0);
+      ul_down(l, i, 0);
+      ul_down(l, i, 0);
     }
   }
   /* rr at position 6 */
   for (i = 0; i < 20; i++) {
     if (l->rr == 6) break;
-    ul_pick(l);
+    ul_pick(l, 0, 0);
   }
   assert_int_equal(l->rr, 6);
   drop[1] = drop[2] = drop[5] = drop[9] = 1;
@@ -714,14 +714,14 @@ static void test_remove_keeps_order_scores(void **state) {
   /* rr unchanged (6); n = 6, so the next pick starts at position
    * (6 + 1) % 6 = 1 -> slot 3 (score -1, unhealthy) -> slot 4 (score 2) */
   assert_int_equal(l->rr, 6);
-  assert_int_equal(ul_pick(l), 4);
+  assert_int_equal(ul_pick(l, 0, 0), 4);
   check_invariants(l);
 
   /* the four freed slots are reused, nothing else */
   {
     int got[10] = {0};
     for (i = 0; i < 4; i++) {
-      s = ul_append(l, 0, -1, 0);
+      s = ul_append(l, 0, -1, 0, 1, 0, 0);
       assert_true(s >= 0 && s < 10);
       assert_true(drop[s]);
       assert_false(got[s]);
@@ -729,7 +729,7 @@ static void test_remove_keeps_order_scores(void **state) {
       assert_dbl_eq(N(l, s)->score, 1); /* fresh initial score */
       assert_int_equal(N(l, s)->pos, 6 + i);
     }
-    assert_int_equal(ul_append(l, 0, -1, 0), -1);
+    assert_int_equal(ul_append(l, 0, -1, 0, 1, 0, 0), -1);
   }
   check_invariants(l);
   xfree(l);
@@ -743,13 +743,13 @@ static void test_grow(void **state) {
   uint64_t gen, g[4];
   int i;
   (void)state;
-  for (i = 0; i < 4; i++) assert_int_equal(ul_append(a, 1, -1, 0), i);
-  assert_int_equal(ul_append(a, 1, -1, 0), -1);
-  ul_down(a, 1);
-  ul_down(a, 1); /* slot 1 unhealthy */
-  ul_up(a, 2);   /* slot 2 score 2 */
-  assert_int_equal(ul_pick(a), 0);
-  assert_int_equal(ul_pick(a), 2);
+  for (i = 0; i < 4; i++) assert_int_equal(ul_append(a, 1, -1, 0, 1, 0, 0), i);
+  assert_int_equal(ul_append(a, 1, -1, 0, 1, 0, 0), -1);
+  ul_down(a, 1, 0);
+  ul_down(a, 1, 0); /* slot 1 unhealthy */
+  ul_up(a, 2, 0);   /* slot 2 score 2 */
+  assert_int_equal(ul_pick(a, 0, 0), 0);
+  assert_int_equal(ul_pick(a, 0, 0), 2);
   assert_int_equal(a->rr, 2);
 
   /* start three checks, leave slot 3's start in the ready queue, then let
@@ -764,7 +764,7 @@ static void test_grow(void **state) {
   assert_int_equal(ul_collect(a, 0.1), 4);
   check_invariants(a);
 
-  b = track(malloc(ul_size(100)));
+  b = track(malloc(ul_size(100, UL_ROUND_ROBIN)));
   assert_non_null(b);
   ul_grow(b, 100, a);
   check_invariants(b);
@@ -780,9 +780,9 @@ static void test_grow(void **state) {
   }
   xfree(a);
 
-  assert_int_equal(ul_pick(b), 3);
-  assert_int_equal(ul_pick(b), 0);
-  assert_int_equal(ul_pick(b), 2);
+  assert_int_equal(ul_pick(b, 0, 0), 3);
+  assert_int_equal(ul_pick(b, 0, 0), 0);
+  assert_int_equal(ul_pick(b, 0, 0), 2);
 
   /* the ready queue survives in FIFO order: slot 3 starts, then the three
    * running checks time out */
@@ -809,29 +809,29 @@ static void test_grow(void **state) {
 
   /* appending more works: new slots 4.. */
   for (i = 4; i < 100; i++) {
-    s = ul_append(b, 0, -1, 1.0);
+    s = ul_append(b, 0, -1, 1.0, 1, 0, 0);
     assert_int_equal(s, i);
   }
-  assert_int_equal(ul_append(b, 0, -1, 1.0), -1);
+  assert_int_equal(ul_append(b, 0, -1, 1.0, 1, 0, 0), -1);
   check_invariants(b);
   xfree(b);
 
   /* a free slot of the old block is handed out before the new ones */
   a = new_list(4, NULL, 5);
-  for (i = 0; i < 4; i++) ul_append(a, 0, -1, 0);
+  for (i = 0; i < 4; i++) ul_append(a, 0, -1, 0, 1, 0, 0);
   {
     unsigned char drop[4] = {0, 1, 0, 0};
     ul_remove(a, drop);
   }
-  b = track(malloc(ul_size(6)));
+  b = track(malloc(ul_size(6, UL_ROUND_ROBIN)));
   assert_non_null(b);
   ul_grow(b, 6, a);
   xfree(a);
   check_invariants(b);
-  assert_int_equal(ul_append(b, 0, -1, 0), 1);
-  assert_int_equal(ul_append(b, 0, -1, 0), 4);
-  assert_int_equal(ul_append(b, 0, -1, 0), 5);
-  assert_int_equal(ul_append(b, 0, -1, 0), -1);
+  assert_int_equal(ul_append(b, 0, -1, 0, 1, 0, 0), 1);
+  assert_int_equal(ul_append(b, 0, -1, 0, 1, 0, 0), 4);
+  assert_int_equal(ul_append(b, 0, -1, 0, 1, 0, 0), 5);
+  assert_int_equal(ul_append(b, 0, -1, 0, 1, 0, 0), -1);
   check_invariants(b);
   xfree(b);
 }
@@ -845,7 +845,7 @@ static void test_sched_basic(void **state) {
   int i;
   (void)state;
   assert_dbl_eq(ul_next_time(l), INFINITY);
-  for (i = 0; i < 3; i++) assert_int_equal(ul_append(l, 1, -1, 0), i);
+  for (i = 0; i < 3; i++) assert_int_equal(ul_append(l, 1, -1, 0, 1, 0, 0), i);
   assert_int_equal(l->unchecked, 3);
   assert_dbl_eq(ul_next_time(l), 0);
   check_invariants(l);
@@ -865,18 +865,18 @@ static void test_sched_basic(void **state) {
   check_invariants(l);
 
   /* slot 0 succeeds */
-  assert_int_equal(ul_report(l, 0, g[0], 1, 0.05), 1);
+  assert_int_equal(ul_report(l, 0, g[0], 1, 0.05, -1), 1);
   assert_dbl_eq(N(l, 0)->score, 2);
   assert_int_equal(N(l, 0)->checks, 1);
   assert_int_equal(N(l, 0)->failures, 0);
   assert_int_equal(N(l, 0)->state, UL_IDLE);
   assert_dbl_eq(N(l, 0)->next, 1.0);
   assert_int_equal(l->unchecked, 2);
-  assert_int_equal(ul_report(l, 0, g[0], 1, 0.06), 0); /* twice: stale */
+  assert_int_equal(ul_report(l, 0, g[0], 1, 0.06, -1), 0); /* twice: stale */
   assert_dbl_eq(N(l, 0)->score, 2);
 
   /* slot 1 fails */
-  assert_int_equal(ul_report(l, 1, g[1], 0, 0.07), 1);
+  assert_int_equal(ul_report(l, 1, g[1], 0, 0.07, -1), 1);
   assert_dbl_eq(N(l, 1)->score, 0);
   assert_int_equal(N(l, 1)->checks, 1);
   assert_int_equal(N(l, 1)->failures, 1);
@@ -898,7 +898,7 @@ static void test_sched_basic(void **state) {
   assert_dbl_eq(N(l, 2)->next, 1.0);
   assert_int_equal(l->unchecked, 0);
   assert_int_equal(ul_take(l, &slot, &gen), UL_EV_NONE);
-  assert_int_equal(ul_report(l, 2, g[2], 1, 0.11), 0); /* late */
+  assert_int_equal(ul_report(l, 2, g[2], 1, 0.11, -1), 0); /* late */
   assert_dbl_eq(N(l, 2)->score, 0);
   assert_int_equal(N(l, 2)->checks, 1);
   check_invariants(l);
@@ -919,7 +919,7 @@ static void test_sched_basic(void **state) {
         last = g[i];
       }
       for (i = 0; i < 3; i++)
-        assert_int_equal(ul_report(l, i, g[i], 1, t + 0.01), 1);
+        assert_int_equal(ul_report(l, i, g[i], 1, t + 0.01, -1), 1);
       assert_dbl_eq(N(l, 0)->next, t + 1);
       check_invariants(l);
     }
@@ -936,7 +936,7 @@ static void test_sched_basic(void **state) {
     assert_int_equal(ul_take(l, &slot, &g[i]), UL_EV_START);
   /* report slot 0 late (past its deadline but before the timeout is
    * collected): still current, so accepted; next = max(3 + 1, 4.5) */
-  assert_int_equal(ul_report(l, 0, g[0], 0, 4.5), 1);
+  assert_int_equal(ul_report(l, 0, g[0], 0, 4.5, -1), 1);
   assert_dbl_eq(N(l, 0)->next, 4.5);
   xfree(l);
 }
@@ -946,8 +946,8 @@ static void test_sched_sleep(void **state) {
   int32_t slot;
   uint64_t gen, a, b;
   (void)state;
-  ul_append(l, 1, -1, 0);
-  ul_append(l, 1, -1, 0);
+  ul_append(l, 1, -1, 0, 1, 0, 0);
+  ul_append(l, 1, -1, 0, 1, 0, 0);
   assert_int_equal(ul_collect(l, 0), 2);
   assert_int_equal(ul_take(l, &slot, &a), UL_EV_START);
   assert_int_equal(slot, 0);
@@ -957,12 +957,12 @@ static void test_sched_sleep(void **state) {
   /* stale generations are refused */
   assert_int_equal(ul_sleep(l, 0, a + 100, 0.02), 0);
   assert_int_equal(ul_sleep(l, 0, b, 0.02), 0);
-  assert_int_equal(ul_report(l, 1, a, 1, 0.02), 0);
-  assert_int_equal(ul_report(l, 0, 0, 1, 0.02), 0);
+  assert_int_equal(ul_report(l, 1, a, 1, 0.02, -1), 0);
+  assert_int_equal(ul_report(l, 0, 0, 1, 0.02, -1), 0);
   assert_int_equal(ul_sleep(l, -1, a, 0.02), 0);
   assert_int_equal(ul_sleep(l, 4, a, 0.02), 0);
-  assert_int_equal(ul_report(l, 2, a, 1, 0.02), 0); /* free slot */
-  assert_int_equal(ul_report(l, 1000, a, 1, 0.02), 0);
+  assert_int_equal(ul_report(l, 2, a, 1, 0.02, -1), 0); /* free slot */
+  assert_int_equal(ul_report(l, 1000, a, 1, 0.02, -1), 0);
   assert_int_equal(N(l, 0)->state, UL_RUNNING);
 
   assert_int_equal(ul_sleep(l, 0, a, 0.04), 1);
@@ -982,7 +982,7 @@ static void test_sched_sleep(void **state) {
   /* sleep again, then report before waking: the wake is cancelled */
   assert_int_equal(ul_sleep(l, 0, a, 0.06), 1);
   assert_dbl_eq(ul_next_time(l), 0.06);
-  assert_int_equal(ul_report(l, 0, a, 1, 0.05), 1);
+  assert_int_equal(ul_report(l, 0, a, 1, 0.05, -1), 1);
   assert_dbl_eq(N(l, 0)->score, 2);
   assert_dbl_eq(ul_next_time(l), 0.1); /* slot 1's deadline */
   assert_int_equal(ul_sleep(l, 0, a, 0.07), 0); /* finished: stale */
@@ -994,7 +994,7 @@ static void test_sched_sleep(void **state) {
   assert_int_equal(gen, b);
   assert_int_equal(N(l, 1)->failures, 1);
   assert_dbl_eq(N(l, 1)->score, 0);
-  assert_int_equal(ul_report(l, 1, b, 1, 0.2), 0);
+  assert_int_equal(ul_report(l, 1, b, 1, 0.2, -1), 0);
   assert_int_equal(ul_sleep(l, 1, b, 0.2), 0);
   assert_dbl_eq(ul_next_time(l), 1.0);
   assert_int_equal(ul_collect(l, 0.5), 0); /* nothing left at 0.5 */
@@ -1008,7 +1008,7 @@ static void test_sched_ready_resched(void **state) {
   int32_t slot;
   uint64_t g, gen;
   (void)state;
-  ul_append(l, 1, -1, 0);
+  ul_append(l, 1, -1, 0, 1, 0, 0);
   ul_collect(l, 0);
   assert_int_equal(ul_take(l, &slot, &g), UL_EV_START);
 
@@ -1030,7 +1030,7 @@ static void test_sched_ready_resched(void **state) {
   /* a report while its wake sits in the ready queue */
   assert_int_equal(ul_sleep(l, 0, g, 0.08), 1);
   assert_int_equal(ul_collect(l, 0.08), 1);
-  assert_int_equal(ul_report(l, 0, g, 1, 0.08), 1);
+  assert_int_equal(ul_report(l, 0, g, 1, 0.08, -1), 1);
   assert_int_equal(ul_take(l, &slot, &gen), UL_EV_NONE);
   assert_dbl_eq(ul_next_time(l), 1.0);
   check_invariants(l);
@@ -1056,7 +1056,7 @@ static void test_sched_remove_running(void **state) {
   uint64_t g[3], gen;
   int i;
   (void)state;
-  for (i = 0; i < 3; i++) ul_append(l, 1, -1, 0);
+  for (i = 0; i < 3; i++) ul_append(l, 1, -1, 0, 1, 0, 0);
   ul_collect(l, 0);
   for (i = 0; i < 3; i++)
     assert_int_equal(ul_take(l, &slot, &g[i]), UL_EV_START);
@@ -1064,7 +1064,7 @@ static void test_sched_remove_running(void **state) {
   ul_remove(l, drop);
   assert_int_equal(l->unchecked, 2);
   assert_false(ul_current(l, 1, g[1]));
-  assert_int_equal(ul_report(l, 1, g[1], 1, 0.05), 0);
+  assert_int_equal(ul_report(l, 1, g[1], 1, 0.05, -1), 0);
   assert_int_equal(ul_sleep(l, 1, g[1], 0.05), 0);
   check_invariants(l);
   assert_int_equal(ul_collect(l, 0.1), 2);
@@ -1076,17 +1076,17 @@ static void test_sched_remove_running(void **state) {
   assert_int_equal(l->unchecked, 0);
 
   /* reuse slot 1 for a new checked member: old gen still refused */
-  s = ul_append(l, 1, -1, 0.5);
+  s = ul_append(l, 1, -1, 0.5, 1, 0, 0);
   assert_int_equal(s, 1);
   assert_int_equal(l->unchecked, 1);
-  assert_int_equal(ul_report(l, 1, g[1], 1, 0.5), 0);
+  assert_int_equal(ul_report(l, 1, g[1], 1, 0.5, -1), 0);
   assert_dbl_eq(ul_next_time(l), 0.5);
   assert_int_equal(ul_collect(l, 0.5), 1);
   assert_int_equal(ul_take(l, &slot, &gen), UL_EV_START);
   assert_int_equal(slot, 1);
   assert_true(gen > g[2]);
-  assert_int_equal(ul_report(l, 1, g[1], 1, 0.55), 0);
-  assert_int_equal(ul_report(l, 1, gen, 1, 0.55), 1);
+  assert_int_equal(ul_report(l, 1, g[1], 1, 0.55, -1), 0);
+  assert_int_equal(ul_report(l, 1, gen, 1, 0.55, -1), 1);
   assert_dbl_eq(N(l, 1)->score, 2);
 
   /* removing a slot while it waits in the ready queue */
@@ -1107,9 +1107,9 @@ static void test_sched_shutdown(void **state) {
   int32_t slot;
   uint64_t g0, g1, gen;
   (void)state;
-  ul_append(l, 1, -1, 0);
-  ul_append(l, 1, -1, 0);
-  ul_append(l, 1, -1, 5); /* not yet due */
+  ul_append(l, 1, -1, 0, 1, 0, 0);
+  ul_append(l, 1, -1, 0, 1, 0, 0);
+  ul_append(l, 1, -1, 5, 1, 0, 0); /* not yet due */
   ul_collect(l, 0);
   assert_int_equal(ul_take(l, &slot, &g0), UL_EV_START);
   ul_sleep(l, 0, g0, 0.05);
@@ -1120,25 +1120,25 @@ static void test_sched_shutdown(void **state) {
   assert_int_equal(ul_collect(l, 0.05), 0);
   assert_int_equal(ul_collect(l, 100), 0);
   assert_int_equal(ul_take(l, &slot, &gen), UL_EV_NONE);
-  assert_int_equal(ul_report(l, 0, g0, 1, 0.06), 0);
-  assert_int_equal(ul_report(l, 1, g1, 0, 0.06), 0);
+  assert_int_equal(ul_report(l, 0, g0, 1, 0.06, -1), 0);
+  assert_int_equal(ul_report(l, 1, g1, 0, 0.06, -1), 0);
   assert_int_equal(ul_sleep(l, 1, g1, 0.07), 0);
   assert_false(ul_current(l, 0, g0));
   assert_int_equal(l->unchecked, 0);
   assert_dbl_eq(N(l, 0)->score, 1);
 
   /* scores and pick still work */
-  assert_int_equal(ul_pick(l), 0);
-  ul_down(l, 1);
-  ul_down(l, 1);
+  assert_int_equal(ul_pick(l, 0, 0), 0);
+  ul_down(l, 1, 0);
+  ul_down(l, 1, 0);
   assert_dbl_eq(N(l, 1)->score, -1);
-  assert_int_equal(ul_pick(l), 2);
-  assert_int_equal(ul_pick(l), 0);
-  ul_up(l, 1);
-  assert_int_equal(ul_pick(l), 1);
+  assert_int_equal(ul_pick(l, 0, 0), 2);
+  assert_int_equal(ul_pick(l, 0, 0), 0);
+  ul_up(l, 1, 0);
+  assert_int_equal(ul_pick(l, 0, 0), 1);
 
   /* appending a checked member schedules nothing; shutdown is idempotent */
-  assert_int_equal(ul_append(l, 1, -1, 100), 3);
+  assert_int_equal(ul_append(l, 1, -1, 100, 1, 0, 0), 3);
   assert_dbl_eq(ul_next_time(l), INFINITY);
   assert_int_equal(l->unchecked, 0);
   ul_shutdown(l);
@@ -1162,22 +1162,22 @@ static void test_sched_report_dup(void **state) {
   int32_t a, b, slot;
   uint64_t g;
   (void)state;
-  a = ul_append(l, 1, -1, 0);
-  b = ul_append(l, 0, a, 0); /* same backend, checked through a */
+  a = ul_append(l, 1, -1, 0, 1, 0, 0);
+  b = ul_append(l, 0, a, 0, 1, 0, 0); /* same backend, checked through a */
   assert_int_equal(N(l, a)->dup, b);
   assert_int_equal(ul_collect(l, 0), 1);
   assert_int_equal(ul_take(l, &slot, &g), UL_EV_START);
   assert_int_equal(slot, a);
-  assert_int_equal(ul_report(l, a, g, 0, 0.05), 1);
+  assert_int_equal(ul_report(l, a, g, 0, 0.05, -1), 1);
   assert_dbl_eq(N(l, a)->score, 0);
   assert_dbl_eq(N(l, b)->score, 0); /* Down reaches the duplicate */
   ul_collect(l, 1.0);
   assert_int_equal(ul_take(l, &slot, &g), UL_EV_START);
-  assert_int_equal(ul_report(l, a, g, 0, 1.05), 1);
+  assert_int_equal(ul_report(l, a, g, 0, 1.05, -1), 1);
   assert_dbl_eq(N(l, a)->score, -1);
   assert_dbl_eq(N(l, b)->score, -1);
   assert_int_equal(l->healthy, 0);
-  assert_int_equal(ul_pick(l), -1);
+  assert_int_equal(ul_pick(l, 0, 0), -1);
   xfree(l);
 }
 
@@ -1186,8 +1186,8 @@ static void test_sched_timeout_dup(void **state) {
   int32_t a, b, slot;
   uint64_t g;
   (void)state;
-  a = ul_append(l, 1, -1, 0);
-  b = ul_append(l, 0, a, 0);
+  a = ul_append(l, 1, -1, 0, 1, 0, 0);
+  b = ul_append(l, 0, a, 0, 1, 0, 0);
   ul_collect(l, 0);
   assert_int_equal(ul_take(l, &slot, &g), UL_EV_START);
   ul_collect(l, 0.1);
@@ -1212,7 +1212,7 @@ static void test_jitter(void **state) {
   ul_opts_default(&o);
   o.jitter = 0.5;
   l = new_list(M, &o, 42);
-  for (i = 0; i < M; i++) assert_int_equal(ul_append(l, 1, -1, 10), i);
+  for (i = 0; i < M; i++) assert_int_equal(ul_append(l, 1, -1, 10, 1, 0, 0), i);
   first0 = N(l, 0)->next;
   for (i = 0; i < M; i++) {
     double t = N(l, i)->next;
@@ -1232,7 +1232,7 @@ static void test_jitter(void **state) {
     while ((kind = ul_take(l, &slot, &gen)) != UL_EV_NONE) {
       double w;
       assert_int_equal(kind, UL_EV_START);
-      assert_int_equal(ul_report(l, slot, gen, 1, t), 1);
+      assert_int_equal(ul_report(l, slot, gen, 1, t, -1), 1);
       w = N(l, slot)->next - N(l, slot)->started;
       if (!(w >= 0.5 - 1e-9 && w <= 1.5 + 1e-9))
         fail_msg("wait %.17g not in [0.5, 1.5]", w);
@@ -1269,7 +1269,7 @@ static void test_heap_order(void **state) {
   due = xmalloc(M * sizeof *due);
   assert_non_null(due);
   for (int i = 0; i < M; i++) {
-    assert_int_equal(ul_append(l, 1, -1, prng_unit(&r)), i);
+    assert_int_equal(ul_append(l, 1, -1, prng_unit(&r), 1, 0, 0), i);
     due[i] = N(l, i)->next;
   }
   while (starts < 20000 && steps < 200000) {
@@ -1291,7 +1291,7 @@ static void test_heap_order(void **state) {
         assert_int_equal(ul_sleep(l, slot, gen, t + d), 1);
       } else if (kind == UL_EV_WAKE) {
         assert_true(t < N(l, slot)->deadline);
-        assert_int_equal(ul_report(l, slot, gen, (int)prng_below(&r, 2), t),
+        assert_int_equal(ul_report(l, slot, gen, (int)prng_below(&r, 2), t, -1),
                          1);
         due[slot] = N(l, slot)->next;
         assert_true(due[slot] >= t);
@@ -1326,7 +1326,7 @@ static void model_case(uint32_t cap, uint32_t ops, uint64_t seed) {
   for (op = 0; op < ops; op++) {
     uint32_t kind = prng_below(&r, 20);
     if (kind < 4) { /* append */
-      int32_t s = ul_append(l, 0, -1, 0);
+      int32_t s = ul_append(l, 0, -1, 0, 1, 0, 0);
       if (n == cap) {
         assert_int_equal(s, -1);
       } else {
@@ -1351,11 +1351,11 @@ static void model_case(uint32_t cap, uint32_t ops, uint64_t seed) {
       ul_remove(l, drop);
     } else if (kind < 9 && n > 0) {
       int32_t s = ord[prng_below(&r, n)];
-      ul_up(l, s);
+      ul_up(l, s, 0);
       score[s] = score[s] + 1 > 3 ? 3 : score[s] + 1;
     } else if (kind < 14 && n > 0) {
       int32_t s = ord[prng_below(&r, n)];
-      ul_down(l, s);
+      ul_down(l, s, 0);
       score[s] = score[s] - 1 < -3 ? -3 : score[s] - 1;
     } else {
       int32_t want = -1, got;
@@ -1364,7 +1364,7 @@ static void model_case(uint32_t cap, uint32_t ops, uint64_t seed) {
         want = ref_pick(sc, n, &rr);
         if (want >= 0) want = ord[want];
       }
-      got = ul_pick(l);
+      got = ul_pick(l, 0, 0);
       if (got != want)
         fail_msg("cap=%u op %u: pick got %d, expected %d (n=%u)", cap, op,
                  got, want, n);
@@ -1423,14 +1423,14 @@ static void test_sched_fuzz(void **state) {
     uint64_t gen;
     int kind;
     if (k == 0 && cap < 1024) { /* grow */
-      ul_list *b = track(malloc(ul_size(cap * 2)));
+      ul_list *b = track(malloc(ul_size(cap * 2, UL_ROUND_ROBIN)));
       assert_non_null(b);
       ul_grow(b, cap * 2, l);
       xfree(l);
       l = b;
       cap *= 2;
     } else if (k <= 3) {
-      if (ul_append(l, (int)prng_below(&r, 2), -1, l->now) < 0) continue;
+      if (ul_append(l, (int)prng_below(&r, 2), -1, l->now, 1, 0, 0) < 0) continue;
     } else if (k == 4 && l->n > 0) {
       unsigned char *drop = xcalloc(cap, 1);
       uint32_t i;
@@ -1440,7 +1440,7 @@ static void test_sched_fuzz(void **state) {
       ul_remove(l, drop);
       for (i = 0; i < cap; i++)
         if (drop[i] && running[i]) {
-          assert_int_equal(ul_report(l, (int32_t)i, gen_of[i], 1, l->now), 0);
+          assert_int_equal(ul_report(l, (int32_t)i, gen_of[i], 1, l->now, -1), 0);
           running[i] = 0;
         }
       xfree(drop);
@@ -1453,7 +1453,7 @@ static void test_sched_fuzz(void **state) {
         assert_true(ul_current(l, (int32_t)s, gen_of[s]));
         if (prng_below(&r, 2)) {
           assert_int_equal(ul_report(l, (int32_t)s, gen_of[s],
-                                     (int)prng_below(&r, 2), l->now), 1);
+                                     (int)prng_below(&r, 2), l->now, -1), 1);
           running[s] = 0;
         } else {
           assert_int_equal(ul_sleep(l, (int32_t)s, gen_of[s],
@@ -1494,10 +1494,10 @@ static void test_sched_fuzz(void **state) {
 
 static void test_size(void **state) {
   (void)state;
-  assert_int_equal(ul_size(0), 0);
-  assert_true(ul_size(1) > sizeof(ul_list));
-  assert_true(ul_size(100) > ul_size(10));
-  assert_int_equal(ul_size(0xFFFFFFFFu), 0);
+  assert_int_equal(ul_size(0, UL_ROUND_ROBIN), 0);
+  assert_true(ul_size(1, UL_ROUND_ROBIN) > sizeof(ul_list));
+  assert_true(ul_size(100, UL_ROUND_ROBIN) > ul_size(10, UL_ROUND_ROBIN));
+  assert_int_equal(ul_size(0xFFFFFFFFu, UL_ROUND_ROBIN), 0);
 }
 
 int main(void) {

@@ -1,0 +1,435 @@
+/*
+ * ul_pick.c - the pick strategies over the eligible members, each O(1) or
+ * O(log n) per pick, all in the list's flat block:
+ *
+ *  round_robin  a three-level bitmap of eligible positions: the next set
+ *               bit after the last pick is a few word scans away.
+ *  weighted     nginx's smooth weighted round robin. Each member's current
+ *               weight grows by its weight at every pick, so it is a line
+ *               in the pick count t: cur + ew * t. The greatest of n lines
+ *               at a growing t is kept by a kinetic tournament tree: every
+ *               inner node holds its winner and the first t at which that
+ *               could change (when a line with a steeper slope overtakes).
+ *  random       a Fenwick tree of effective weights: a draw in [0, total)
+ *               descends to its member.
+ *  least_conn   the fewest in flight among the eligible, scanned from after
+ *               the last pick (ties by round robin) for up to
+ *               UL_LEAST_CONN_EXACT members; above that, the better of two
+ *               members drawn from a Fenwick tree of ones (power of two).
+ *  hash         a Maglev lookup table of M >= 100 entries per slot,
+ *               rebuilt when the eligible set or a weight changed.
+ */
+#include "ul_pick.h"
+
+#include <string.h>
+
+#define BITS 64u
+#define NEVER INT64_MAX
+
+#define BM(l, k) ((uint64_t *)((char *)(l) + (l)->off_bm[k]))
+#define KWIN(l) ((int32_t *)((char *)(l) + (l)->off_kst_win))
+#define KMELT(l) ((int64_t *)((char *)(l) + (l)->off_kst_melt))
+#define FEN(l) ((int64_t *)((char *)(l) + (l)->off_fen))
+#define MAG(l) ((int32_t *)((char *)(l) + (l)->off_mag))
+#define MAGX(l) ((ul_magx *)((char *)(l) + (l)->off_magx))
+
+typedef struct ul_magx { /* Maglev build state of one eligible member */
+  double credit;
+  int32_t slot;
+  uint32_t offset, skip, next;
+} ul_magx;
+
+static uint32_t words_for(uint64_t bits) {
+  return (uint32_t)((bits + BITS - 1) / BITS);
+}
+static size_t align8(size_t x) { return (x + 7u) & ~(size_t)7u; }
+
+static uint32_t kst_leaves(uint32_t cap) {
+  uint32_t s = 1;
+  while (s < cap) s <<= 1;
+  return s;
+}
+
+static int is_prime(uint64_t m) {
+  uint64_t d;
+  if (m < 2) return 0;
+  for (d = 2; d * d <= m; d++)
+    if (m % d == 0) return 0;
+  return 1;
+}
+
+/* Maglev table size: a prime >= 100 entries per slot (disruption and
+ * balance both improve with M/n). */
+static uint64_t maglev_size(uint32_t cap) {
+  uint64_t m = (uint64_t)cap * 100;
+  if (m < 1021) m = 1021;
+  while (!is_prime(m)) m++;
+  return m;
+}
+
+size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off) {
+  uint32_t w0 = words_for(cap), w1 = words_for(w0), w2 = words_for(w1), k;
+  size_t o_bm[3];
+  size_t o_win = 0, o_melt = 0, o_fen = 0, o_mag = 0, o_magx = 0;
+  uint64_t m = 0;
+  off = align8(off);
+  o_bm[0] = off;
+  off += (size_t)w0 * 8u;
+  o_bm[1] = off;
+  off += (size_t)w1 * 8u;
+  o_bm[2] = off;
+  off += (size_t)w2 * 8u;
+  if (strategy == UL_WEIGHTED) {
+    uint32_t s = kst_leaves(cap);
+    o_melt = off;
+    off += (size_t)2 * s * sizeof(int64_t);
+    o_win = off;
+    off = align8(off + (size_t)2 * s * sizeof(int32_t));
+  } else if (strategy == UL_RANDOM || strategy == UL_LEAST_CONN) {
+    o_fen = off;
+    off += ((size_t)cap + 1) * sizeof(int64_t);
+  } else if (strategy == UL_HASH) {
+    m = maglev_size(cap);
+    if (m > INT32_MAX) return 0;
+    o_magx = off;
+    off += (size_t)cap * sizeof(ul_magx);
+    o_mag = off;
+    off = align8(off + (size_t)m * sizeof(int32_t));
+  }
+  if (off > UINT32_MAX) return 0; /* offsets are 32-bit */
+  if (l) {
+    l->bm_words[0] = w0;
+    l->bm_words[1] = w1;
+    l->bm_words[2] = w2;
+    for (k = 0; k < 3; k++) l->off_bm[k] = (uint32_t)o_bm[k];
+    l->off_kst_win = (uint32_t)o_win;
+    l->off_kst_melt = (uint32_t)o_melt;
+    l->kst_size = strategy == UL_WEIGHTED ? kst_leaves(cap) : 0;
+    l->off_fen = (uint32_t)o_fen;
+    l->off_mag = (uint32_t)o_mag;
+    l->off_magx = (uint32_t)o_magx;
+    l->maglev_m = (uint32_t)m;
+    l->maglev_dirty = 1;
+  }
+  return off;
+}
+
+/* ---- eligible bitmap, by position ---------------------------------------- */
+
+static void bm_set(ul_list *l, uint32_t pos) {
+  uint64_t *b0 = BM(l, 0), *b1 = BM(l, 1), *b2 = BM(l, 2);
+  uint32_t w = pos / BITS, w1 = w / BITS;
+  if (b0[w] == 0) {
+    if (b1[w1] == 0) b2[w1 / BITS] |= 1ULL << (w1 % BITS);
+    b1[w1] |= 1ULL << (w % BITS);
+  }
+  b0[w] |= 1ULL << (pos % BITS);
+}
+
+static void bm_clear(ul_list *l, uint32_t pos) {
+  uint64_t *b0 = BM(l, 0), *b1 = BM(l, 1), *b2 = BM(l, 2);
+  uint32_t w = pos / BITS, w1 = w / BITS;
+  b0[w] &= ~(1ULL << (pos % BITS));
+  if (b0[w] == 0) {
+    b1[w1] &= ~(1ULL << (w % BITS));
+    if (b1[w1] == 0) b2[w1 / BITS] &= ~(1ULL << (w1 % BITS));
+  }
+}
+
+/* First set position >= from, or -1. */
+static int64_t bm_next(const ul_list *l, uint32_t from) {
+  const uint64_t *b0 = BM(l, 0), *b1 = BM(l, 1), *b2 = BM(l, 2);
+  uint32_t w = from / BITS, w1, w2;
+  uint64_t m;
+  if (w >= l->bm_words[0]) return -1;
+  m = b0[w] & (~0ULL << (from % BITS));
+  if (m) return (int64_t)w * BITS + __builtin_ctzll(m);
+  w++; /* next non-empty level-0 word after w */
+  w1 = w / BITS;
+  if (w1 >= l->bm_words[1]) return -1;
+  m = b1[w1] & (~0ULL << (w % BITS));
+  if (!m) {
+    w1++; /* next non-empty level-1 word after w1 */
+    for (w2 = w1 / BITS; w2 < l->bm_words[2]; w2++) {
+      m = b2[w2];
+      if (w2 == w1 / BITS) m &= ~0ULL << (w1 % BITS);
+      if (m) break;
+    }
+    if (!m) return -1;
+    w1 = w2 * BITS + (uint32_t)__builtin_ctzll(m);
+    m = b1[w1];
+  }
+  w = w1 * BITS + (uint32_t)__builtin_ctzll(m);
+  return (int64_t)w * BITS + __builtin_ctzll(b0[w]);
+}
+
+/* First eligible position at or cyclically after from (nelig > 0). */
+static uint32_t next_elig(const ul_list *l, uint32_t from) {
+  int64_t p = from < l->n ? bm_next(l, from) : -1;
+  if (p < 0) p = bm_next(l, 0);
+  return (uint32_t)p;
+}
+
+static uint32_t after_rr(const ul_list *l) {
+  return (uint32_t)(((int64_t)l->rr + 1) % (int64_t)l->n);
+}
+
+/* ---- weighted: kinetic tournament tree ------------------------------------ */
+
+static const ul_node *at(const ul_list *l, uint32_t pos) {
+  return &ul_nodes(l)[ul_order(l)[pos]];
+}
+
+static int64_t floor_div(int64_t a, int64_t b) { /* b > 0 */
+  int64_t q = a / b;
+  return (a % b != 0 && a < 0) ? q - 1 : q;
+}
+
+/* Winner and certificate of inner node k at pick count t. The left child
+ * holds lower positions and wins ties, as nginx keeps the first peer. */
+static void kst_fix(ul_list *l, uint32_t k, int64_t t) {
+  int32_t *win = KWIN(l), a = win[2 * k], b = win[2 * k + 1];
+  int64_t *melt = KMELT(l), m = melt[2 * k] < melt[2 * k + 1] ? melt[2 * k]
+                                                              : melt[2 * k + 1];
+  if (a < 0 || b < 0) {
+    win[k] = a < 0 ? b : a;
+  } else {
+    const ul_node *x = at(l, (uint32_t)a), *y = at(l, (uint32_t)b);
+    int64_t vx = x->cur + x->ew * t, vy = y->cur + y->ew * t, c = NEVER;
+    if (vx >= vy) { /* a wins until y's line passes strictly above */
+      win[k] = a;
+      if (y->ew > x->ew) c = floor_div(x->cur - y->cur, y->ew - x->ew) + 1;
+    } else { /* b wins until x's line comes level */
+      win[k] = b;
+      if (x->ew > y->ew)
+        c = -floor_div(x->cur - y->cur, x->ew - y->ew); /* ceil((y-x)/d) */
+    }
+    if (c < m) m = c;
+  }
+  melt[k] = m;
+}
+
+static void kst_leaf(ul_list *l, uint32_t pos) {
+  uint32_t k = l->kst_size + pos;
+  KWIN(l)[k] = pos < l->n && at(l, pos)->elig ? (int32_t)pos : -1;
+  KMELT(l)[k] = NEVER;
+  for (k >>= 1; k >= 1; k >>= 1) kst_fix(l, k, l->t);
+}
+
+/* Brings every winner up to pick count t. */
+static void kst_advance(ul_list *l, uint32_t k, int64_t t) {
+  if (KMELT(l)[k] > t || k >= l->kst_size) return;
+  kst_advance(l, 2 * k, t);
+  kst_advance(l, 2 * k + 1, t);
+  kst_fix(l, k, t);
+}
+
+static void kst_rebuild(ul_list *l) {
+  uint32_t k, s = l->kst_size;
+  for (k = 0; k < s; k++) {
+    KWIN(l)[s + k] = k < l->n && at(l, k)->elig ? (int32_t)k : -1;
+    KMELT(l)[s + k] = NEVER;
+  }
+  for (k = s - 1; k >= 1; k--) kst_fix(l, k, l->t);
+}
+
+/* Rebases the pick count to 0 long before cur + ew * t could overflow. */
+static void kst_rebase(ul_list *l) {
+  ul_node *nd = ul_nodes(l);
+  uint32_t p;
+  for (p = 0; p < l->n; p++) {
+    ul_node *x = &nd[ul_order(l)[p]];
+    if (x->elig) x->cur += x->ew * l->t;
+  }
+  l->t = 0;
+  kst_rebuild(l);
+}
+
+static uint32_t pick_weighted(ul_list *l) {
+  uint32_t pos;
+  ul_node *x;
+  if (l->t >= (INT64_C(1) << 32)) kst_rebase(l);
+  l->t++;
+  kst_advance(l, 1, l->t);
+  pos = (uint32_t)KWIN(l)[1];
+  x = &ul_nodes(l)[ul_order(l)[pos]];
+  x->cur -= l->total_ew;
+  kst_leaf(l, pos);
+  return pos;
+}
+
+/* ---- random and least_conn: Fenwick tree over positions -------------------- */
+
+static int64_t fen_weight(const ul_list *l, const ul_node *x) {
+  if (!x->elig) return 0;
+  return l->opts.strategy == UL_RANDOM ? x->ew : 1;
+}
+
+static void fen_add(ul_list *l, uint32_t pos, int64_t d) {
+  int64_t *f = FEN(l);
+  uint32_t i;
+  for (i = pos + 1; i <= l->cap; i += i & (0u - i)) f[i] += d;
+}
+
+static void fen_rebuild(ul_list *l) {
+  int64_t *f = FEN(l);
+  uint32_t i;
+  memset(f, 0, ((size_t)l->cap + 1) * sizeof *f);
+  for (i = 1; i <= l->cap; i++) {
+    uint32_t j = i + (i & (0u - i));
+    if (i - 1 < l->n) f[i] += fen_weight(l, at(l, i - 1));
+    if (j <= l->cap) f[j] += f[i];
+  }
+}
+
+/* Position whose cumulative range holds r (0 <= r < total). */
+static uint32_t fen_find(const ul_list *l, int64_t r) {
+  const int64_t *f = FEN(l);
+  uint32_t pos = 0, step = 1;
+  while (step * 2 <= l->cap) step *= 2;
+  for (; step; step >>= 1)
+    if (pos + step <= l->cap && f[pos + step] <= r) {
+      pos += step;
+      r -= f[pos];
+    }
+  return pos; /* 0-based: the 1-based index pos + 1 */
+}
+
+__extension__ typedef unsigned __int128 u128;
+
+/* Uniform in [0, n) by a 64x64 -> 128-bit multiply (Lemire): no modulo. */
+static int64_t draw(ul_list *l, int64_t n) {
+  return (int64_t)(((u128)ulp_rand(l) * (uint64_t)n) >> 64);
+}
+
+static uint32_t pick_random(ul_list *l) {
+  return fen_find(l, draw(l, l->total_ew));
+}
+
+/* Cyclic distance from the position after the last pick: ties go to the
+ * member round robin would reach first. */
+static uint32_t rr_dist(const ul_list *l, uint32_t pos) {
+  uint32_t from = after_rr(l);
+  return pos >= from ? pos - from : pos + l->n - from;
+}
+
+static uint32_t pick_least_conn(ul_list *l) {
+  uint32_t best, p, k;
+  if (l->nelig <= UL_LEAST_CONN_EXACT) {
+    best = p = next_elig(l, after_rr(l));
+    for (k = 1; k < l->nelig; k++) {
+      p = next_elig(l, p + 1);
+      if (at(l, p)->inflight < at(l, best)->inflight) best = p;
+    }
+  } else { /* two distinct draws among the eligible */
+    int64_t r1 = draw(l, l->nelig), r2 = draw(l, (int64_t)l->nelig - 1);
+    uint32_t a, b;
+    if (r2 >= r1) r2++;
+    a = fen_find(l, r1);
+    b = fen_find(l, r2);
+    best = at(l, a)->inflight < at(l, b)->inflight ? a
+           : at(l, b)->inflight < at(l, a)->inflight ? b
+           : rr_dist(l, a) <= rr_dist(l, b) ? a : b;
+  }
+  ul_nodes(l)[ul_order(l)[best]].inflight++;
+  return best;
+}
+
+/* ---- hash: Maglev ------------------------------------------------------------ */
+
+static uint64_t mix64(uint64_t x) { /* splitmix64's finaliser */
+  x ^= x >> 30;
+  x *= 0xBF58476D1CE4E5B9ULL;
+  x ^= x >> 27;
+  x *= 0x94D049BB133111EBULL;
+  x ^= x >> 31;
+  return x;
+}
+
+/* Fills the table: members take turns claiming their next preferred free
+ * entry, each as often as its share of the greatest effective weight. */
+static void maglev_build(ul_list *l) {
+  ul_magx *mx = MAGX(l);
+  int32_t *tab = MAG(l);
+  uint32_t m = l->maglev_m, e = 0, filled = 0, i, p;
+  int64_t wmax = 0;
+  for (p = 0; p < l->n; p++) {
+    const ul_node *x = at(l, p);
+    if (!x->elig) continue;
+    mx[e].slot = ul_order(l)[p];
+    mx[e].offset = (uint32_t)(x->hash % m);
+    mx[e].skip = (uint32_t)(mix64(x->hash) % (m - 1)) + 1;
+    mx[e].next = 0;
+    mx[e].credit = 0;
+    if (x->ew > wmax) wmax = x->ew;
+    e++;
+  }
+  for (i = 0; i < m; i++) tab[i] = -1;
+  l->maglev_dirty = 0;
+  if (e == 0) return;
+  while (filled < m) {
+    for (i = 0; i < e && filled < m; i++) {
+      ul_magx *x = &mx[i];
+      x->credit += (double)ul_nodes(l)[x->slot].ew / (double)wmax;
+      while (x->credit >= 1 && filled < m) {
+        uint32_t c;
+        do {
+          c = (uint32_t)((x->offset + (uint64_t)x->next++ * x->skip) % m);
+        } while (tab[c] >= 0);
+        tab[c] = x->slot;
+        filled++;
+        x->credit -= 1;
+      }
+    }
+  }
+}
+
+static uint32_t pick_hash(ul_list *l, uint64_t key) {
+  if (l->maglev_dirty) maglev_build(l);
+  return (uint32_t)ul_nodes(l)[MAG(l)[mix64(key) % l->maglev_m]].pos;
+}
+
+/* ---- dispatch ------------------------------------------------------------------- */
+
+void ulp_rebuild(ul_list *l) {
+  uint32_t k, p;
+  for (k = 0; k < 3; k++) memset(BM(l, k), 0, (size_t)l->bm_words[k] * 8u);
+  for (p = 0; p < l->n; p++)
+    if (at(l, p)->elig) bm_set(l, p);
+  switch (l->opts.strategy) {
+    case UL_WEIGHTED: kst_rebuild(l); break;
+    case UL_RANDOM:
+    case UL_LEAST_CONN: fen_rebuild(l); break;
+    case UL_HASH: l->maglev_dirty = 1; break;
+    default: break;
+  }
+}
+
+void ulp_update(ul_list *l, uint32_t pos, int old_elig, int64_t old_ew) {
+  const ul_node *x = at(l, pos);
+  if (x->elig != old_elig) {
+    if (x->elig) bm_set(l, pos);
+    else bm_clear(l, pos);
+  }
+  switch (l->opts.strategy) {
+    case UL_WEIGHTED: kst_leaf(l, pos); break;
+    case UL_RANDOM:
+      fen_add(l, pos, (x->elig ? x->ew : 0) - (old_elig ? old_ew : 0));
+      break;
+    case UL_LEAST_CONN:
+      if (x->elig != old_elig) fen_add(l, pos, x->elig ? 1 : -1);
+      break;
+    case UL_HASH: l->maglev_dirty = 1; break;
+    default: break;
+  }
+}
+
+uint32_t ulp_pick(ul_list *l, uint64_t key) {
+  switch (l->opts.strategy) {
+    case UL_WEIGHTED: return pick_weighted(l);
+    case UL_RANDOM: return pick_random(l);
+    case UL_LEAST_CONN: return pick_least_conn(l);
+    case UL_HASH: return pick_hash(l, key);
+    default: return next_elig(l, after_rr(l));
+  }
+}

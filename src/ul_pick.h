@@ -1,0 +1,34 @@
+/*
+ * ul_pick.h - internal interface between the list (ul_core.c) and the pick
+ * strategies' structures (ul_pick.c). Not installed, not part of the API.
+ *
+ * The list decides which members are eligible and with which effective
+ * weight (node.elig, node.ew); the strategies keep their structures in step
+ * through ulp_update (one member) and ulp_rebuild (all of them).
+ */
+#ifndef UL_PICK_H
+#define UL_PICK_H
+
+#include "ul_core.h"
+
+/* Lays out the strategies' arrays for cap slots from byte offset off,
+ * filling the offsets into l when not NULL. Returns the end offset, or 0
+ * when too large. */
+size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off);
+
+/* Rebuilds every structure from the nodes (positions changed, or the
+ * eligibility of many members). */
+void ulp_rebuild(ul_list *l);
+
+/* The member at pos changed eligibility or effective weight; old_elig and
+ * old_ew are what it had. */
+void ulp_update(ul_list *l, uint32_t pos, int old_elig, int64_t old_ew);
+
+/* Picks by strategy among eligible members (l->nelig > 0); returns the
+ * position. */
+uint32_t ulp_pick(ul_list *l, uint64_t key);
+
+/* least_conn's and random's draws, from the list's generator */
+uint64_t ulp_rand(ul_list *l);
+
+#endif
