@@ -64,9 +64,9 @@ local function names(n)
 end
 
 -- n backends, all but every 100th unhealthy when sparse
-local function make(n, sparse)
+local function make(n, sparse, strategy)
   local b = names(n)
-  local l, r = upstream.new(b), lua_list(b)
+  local l, r = upstream.new(b, { strategy = strategy }), lua_list(b)
   if sparse then
     for i = 1, n do
       if i % 100 ~= 1 then
@@ -91,7 +91,7 @@ row("list:pick() n=3", time(function(n) for _ = 1, n do l3:pick() end end))
 row("pure Lua pick n=3", time(function(n) for _ = 1, n do r3:pick() end end))
 row("list:pick() n=10000, 99% down", time(function(n) for _ = 1, n do l10k:pick() end end))
 -- the scan costs ~100 steps a pick here: run 1/100 of the picks
-row("pure Lua pick n=10000, 99% down", time(function(n) for _ = 1, n // 100 do r10k:pick() end end, 100))
+row("pure Lua pick n=10000, 99% down", time(function(n) for _ = 1, math.floor(n / 100) do r10k:pick() end end, 100))
 
 -- up and down at a score that flips health (0 <-> -1): the bitmap path
 local function updown(l, b)
@@ -101,6 +101,21 @@ end
 row("pure Lua up()+down() n=3", time(updown(r3, b3[2])))
 row("list:up()+down() n=3", time(updown(l3, b3[2])))
 row("list:up()+down() n=10000, 99% down", time(updown(l10k, b10k[5001])))
+
+-- every strategy, n=3 and n=10000 with 99% of the backends down
+local strategies = { "weighted", "least_conn", "hash", "random" }
+for _, st in ipairs(strategies) do
+  local a = make(3, false, st)
+  local z = make(10000, true, st)
+  if st == "hash" then
+    local key = "user-42"
+    row(st .. " pick(key) n=3", time(function(n) for _ = 1, n do a:pick(key) end end))
+    row(st .. " pick(key) n=10000, 99% down", time(function(n) for _ = 1, n do z:pick(key) end end))
+  else
+    row(st .. " pick() n=3", time(function(n) for _ = 1, n do a:pick() end end))
+    row(st .. " pick() n=10000, 99% down", time(function(n) for _ = 1, n do z:pick() end end))
+  end
+end
 
 run_all()
 for _, r in ipairs(rows) do r[2] = r[2].ns end
@@ -120,5 +135,11 @@ ratio("pick n=3 / floor", "list:pick() n=3", "floor: (\"x\"):len()", "(target <=
 ratio("pure Lua pick / pick, n=3", "pure Lua pick n=3", "list:pick() n=3", "(target >= 2)")
 ratio("pure Lua up+down / up+down, n=3", "pure Lua up()+down() n=3", "list:up()+down() n=3")
 ratio("pick n=10000 99% down / n=3", "list:pick() n=10000, 99% down", "list:pick() n=3", "(target <= 3)")
+for _, st in ipairs(strategies) do
+  local call = st == "hash" and " pick(key)" or " pick()"
+  ratio(st .. " n=3 / floor", st .. call .. " n=3", "floor: (\"x\"):len()",
+    st == "hash" and "(target <= 3)" or "(target <= 2.5)")
+  ratio(st .. " n=10000 99% down / n=3", st .. call .. " n=10000, 99% down", st .. call .. " n=3", "(target <= 3)")
+end
 ratio("up+down n=10000 99% down / n=3", "list:up()+down() n=10000, 99% down", "list:up()+down() n=3",
   "(target <= 3)")

@@ -336,12 +336,12 @@ static ul_list *new_block(lua_State *L, uint32_t cap, int strategy) {
 
 /* Hash of the value at idx: strings and numbers by content (1 and 1.0
  * alike, as raw equality has them), other values by identity. */
-static uint64_t hash_value(lua_State *L, int idx) {
+static uint64_t hash_typed(lua_State *L, int idx, int type) {
   size_t len;
   const char *p;
   char buf[64];
   const void *ptr;
-  switch (lua_type(L, idx)) {
+  switch (type) {
     case LUA_TSTRING:
       p = lua_tolstring(L, idx, &len);
       return ul_hash(p, len);
@@ -360,6 +360,10 @@ static uint64_t hash_value(lua_State *L, int idx) {
       ptr = lua_topointer(L, idx);
       return ul_hash(&ptr, sizeof ptr);
   }
+}
+
+static uint64_t hash_value(lua_State *L, int idx) {
+  return hash_typed(L, idx, lua_type(L, idx));
 }
 
 /* Weight of the backend at idx from the weights table at w (0: none), or
@@ -495,7 +499,7 @@ static int l_pick(lua_State *L) {
     int t = lua_type(L, 2);
     if (t != LUA_TSTRING && t != LUA_TNUMBER)
       luaL_argerror(L, 2, "key must be a string or number");
-    if (c->opts.strategy == UL_HASH) key = hash_value(L, 2);
+    if (c->opts.strategy == UL_HASH) key = hash_typed(L, 2, t);
   } else if (c->opts.strategy == UL_HASH) {
     luaL_argerror(L, 2, "the 'hash' strategy needs a key (string or number)");
   }
@@ -722,7 +726,8 @@ static void push_failure(lua_State *L, lua_State *co, int idx, int raised) {
 
 /* The tier a check's result asks for: with tier_by_latency, the duration
  * of a successful check; else a number among the results at idx (co's
- * stack, 0: none). A negative number, NaN or none keeps the tier. */
+ * stack, 0: none), clamped later into [min, max]. No number (or NaN) keeps
+ * the tier: Go's -1 for "keep" is a plain `return true` in Lua. */
 static int result_tier(const lu_list *u, lua_State *co, int idx, int ok,
                        int32_t s, double now) {
   lua_Number t;
@@ -730,8 +735,8 @@ static int result_tier(const lu_list *u, lua_State *co, int idx, int ok,
     return ok ? ul_latency_tier(now - ul_nodes(u->core)[s].started) : -1;
   if (!idx || lua_type(co, idx) != LUA_TNUMBER) return -1;
   t = lua_tonumber(co, idx);
-  if (!(t >= 0)) return -1;
-  return t > UL_MAX_TIER ? UL_MAX_TIER : (int)t;
+  if (t != t) return -1;
+  return t < 0 ? 0 : t > UL_MAX_TIER ? UL_MAX_TIER : (int)t;
 }
 
 /* Resumes the check coroutine at top of L (slot s, check gen) with nargs
@@ -984,7 +989,7 @@ static int l_report(lua_State *L) {
   ok = lua_toboolean(L, 3);
   if (!lua_isnil(L, 5)) {
     lua_Number t = luaL_checknumber(L, 5);
-    if (t >= 0) tier = t > UL_MAX_TIER ? UL_MAX_TIER : (int)t;
+    if (t == t) tier = t < 0 ? 0 : t > UL_MAX_TIER ? UL_MAX_TIER : (int)t;
   }
   lua_getfield(L, 2, "slot");
   lua_getfield(L, 2, "gen");
