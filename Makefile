@@ -54,12 +54,12 @@ test-c: build/test_core
 	./build/test_core
 
 test-lua: upstream.so
-	$(LUA) /usr/bin/busted --cpath='./?.so' spec/
+	$(LUA) /usr/bin/busted --lpath='./src/?.lua' --cpath='./?.so' spec/
 
 FORCE:
 
 lint:
-	luacheck --codes $(wildcard spec bench examples)
+	luacheck --codes $(wildcard spec bench examples src/upstream)
 
 bench: upstream.so
 	$(LUA) bench/pick.lua

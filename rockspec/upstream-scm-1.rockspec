@@ -26,6 +26,7 @@ build = {
       incdirs = { "src" },
       libraries = { "m" },
     },
+    ["upstream.ffi"] = "src/upstream/ffi.lua",
   },
 }
 test = {

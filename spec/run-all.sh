@@ -46,7 +46,7 @@ for rt in $RUNTIMES; do
   [ "$rt" = "$LUA" ] && so=./upstream.so
   if ! command -v "$rt" >/dev/null; then missing "$rt" "not installed"
   elif [ ! -f "$so" ]; then missing "$rt" "$so was not built"
-  else suite "$rt" "$rt" "$BUSTED" --cpath="${so%upstream.so}?.so" -o TAP spec/
+  else suite "$rt" "$rt" "$BUSTED" --lpath='./src/?.lua' --cpath="${so%upstream.so}?.so" -o TAP spec/
   fi
 done
 
@@ -61,22 +61,22 @@ fi
 asan=$(cc -print-file-name=libasan.so) ubsan=$(cc -print-file-name=libubsan.so)
 suite asan env LD_PRELOAD="$asan $ubsan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-  "$LUA" "$BUSTED" --cpath='./build/asan/?.so' -o TAP spec/
+  "$LUA" "$BUSTED" --lpath='./src/?.lua' --cpath='./build/asan/?.so' -o TAP spec/
 
 # 3b. again with the collector running a full cycle at every step, so a value
 # the binding failed to anchor is collected under its feet
 suite gc env LD_PRELOAD="$asan $ubsan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-  "$LUA" "$BUSTED" --cpath='./build/asan/?.so' --helper=spec/support/gc_stress.lua -o TAP spec/
+  "$LUA" "$BUSTED" --lpath='./src/?.lua' --cpath='./build/asan/?.so' --helper=spec/support/gc_stress.lua -o TAP spec/
 
 # 4. the specs under valgrind: any error or definite leak fails the suite
 suite valgrind valgrind -q --error-exitcode=99 --leak-check=full \
   --errors-for-leak-kinds=definite --show-leak-kinds=definite \
-  "$LUA" "$BUSTED" --cpath='./?.so' -o TAP spec/
+  "$LUA" "$BUSTED" --lpath='./src/?.lua' --cpath='./?.so' -o TAP spec/
 
 # 5. luacheck over the Lua we ship and test with (the directories present)
 if command -v luacheck >/dev/null; then
-  if luacheck -q $(ls -d spec bench examples 2>/dev/null) >"$out/luacheck" 2>&1; then
+  if luacheck -q $(ls -d spec bench examples src/upstream 2>/dev/null) >"$out/luacheck" 2>&1; then
     echo "luacheck: 1 passed, 0 failed"; passed=$((passed + 1))
   else
     cat "$out/luacheck" >&2; echo "luacheck: 0 passed, 1 failed"; failed=$((failed + 1))

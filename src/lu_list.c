@@ -51,7 +51,9 @@ enum { DRIVER_NONE, DRIVER_STEP, DRIVER_DUE };
 typedef struct lu_list {
   ul_list *core; /* NULL until fully built */
   int driver;
-  int latency; /* tier_by_latency: a check's duration sets its tier */
+  int latency;      /* tier_by_latency: a check's duration sets its tier */
+  int lua_clock;    /* opts.clock is a Lua function */
+  uint32_t version; /* bumped when the slot table is replaced (reconcile) */
 } lu_list;
 
 static char sleep_token; /* first value upstream.sleep yields */
@@ -423,6 +425,8 @@ static int l_new(lua_State *L) {
   u->core = NULL;
   u->driver = DRIVER_NONE;
   u->latency = c.latency;
+  u->lua_clock = c.fns[1] != 0;
+  u->version = 0;
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_setmetatable(L, -2);
   i = lua_gettop(L); /* the list */
@@ -1150,6 +1154,7 @@ static int l_reconcile(lua_State *L) {
   lua_pushvalue(L, 16);
   lua_setiuservalue(L, 1, UV_ERRORS);
   u->core = nb;
+  u->version++;
   /* checks of removed backends: their results are void; close them */
   for (k = 1; k <= (lua_Integer)lua_rawlen(L, 17); k++) {
     lua_rawgeti(L, 17, k);
@@ -1177,6 +1182,41 @@ static int l_shutdown(lua_State *L) {
     lua_pop(L, 1);
   }
   return 0;
+}
+
+/* ---- LuaJIT FFI fast path (src/upstream/ffi.lua) ---------------------------- */
+
+/* list:_slots() -> the slot table (slot + 1 -> backend) and its version, for
+ * upstream.ffi's picker, which reads backends from it directly. */
+static int l_slots(lua_State *L) {
+  lu_list *u;
+  lua_settop(L, 1);
+  u = check_list(L);
+  lua_getiuservalue(L, 1, UV_SLOTS);
+  lua_pushinteger(L, (lua_Integer)u->version);
+  return 2;
+}
+
+/* pick() for LuaJIT's FFI, called with the list userdata's payload: the
+ * common case without entering the Lua API, so a JIT-compiled caller stays
+ * compiled. key: NULL or a string's bytes. Returns the slot, -1 when none
+ * is eligible, -2 when the call needs list:pick() instead (a hash pick
+ * without a key, slow start ramping on a Lua clock). *version gets the
+ * slot table's version. */
+LU_EXPORT int32_t upstream_ffi_pick(lu_list *u, const char *key, size_t len,
+                                    uint32_t *version);
+LU_EXPORT int32_t upstream_ffi_pick(lu_list *u, const char *key, size_t len,
+                                    uint32_t *version) {
+  ul_list *c = u->core;
+  double now = 0;
+  *version = u->version;
+  if (c == NULL || (key == NULL && c->opts.strategy == UL_HASH)) return -2;
+  if (c->ramping) {
+    if (u->lua_clock) return -2;
+    now = mono_now();
+  }
+  return ul_pick(c, key && c->opts.strategy == UL_HASH ? ul_hash(key, len) : 0,
+                 now);
 }
 
 /* ---- module -------------------------------------------------------------------- */
@@ -1211,6 +1251,7 @@ static const luaL_Reg methods[] = {
     {"set_weight", l_set_weight},
     {"release", l_release},
     {"inflight", l_inflight},
+    {"_slots", l_slots},
     {"shutdown", l_shutdown},
     {NULL, NULL}};
 

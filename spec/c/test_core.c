@@ -102,19 +102,29 @@ static double prng_unit(prng *r) {
   return (double)(prng_next(r) >> 11) * (1.0 / 9007199254740992.0);
 }
 
+/* A list of cap slots; the block is sized for o's strategy. */
 static ul_list *new_list(uint32_t cap, const ul_opts *o, uint64_t seed) {
   ul_opts d;
-  size_t sz = ul_size(cap, UL_ROUND_ROBIN);
+  size_t sz;
   ul_list *l;
-  assert_true(sz > 0);
-  l = track(malloc(ul_size(cap, UL_ROUND_ROBIN)));
-  assert_non_null(l);
   if (!o) {
     ul_opts_default(&d);
     o = &d;
   }
+  sz = ul_size(cap, o->strategy);
+  assert_true(sz > 0);
+  l = track(malloc(sz));
+  assert_non_null(l);
   ul_init(l, cap, o, seed);
   return l;
+}
+
+/* A list with default options but for the strategy. */
+static ul_list *new_list_strat(uint32_t cap, int strategy, uint64_t seed) {
+  ul_opts o;
+  ul_opts_default(&o);
+  o.strategy = strategy;
+  return new_list(cap, &o, seed);
 }
 
 static ul_node *N(const ul_list *l, int32_t s) { return &ul_nodes(l)[s]; }
@@ -127,6 +137,106 @@ static int32_t *ready_of(const ul_list *l) {
 }
 static uint64_t *bm_of(const ul_list *l, int k) {
   return (uint64_t *)((char *)l + l->off_bm[k]);
+}
+/* the strategies' arrays (see ul_pick.c) */
+static int32_t *kwin_of(const ul_list *l) {
+  return (int32_t *)((char *)l + l->off_kst_win);
+}
+static int64_t *kmelt_of(const ul_list *l) {
+  return (int64_t *)((char *)l + l->off_kst_melt);
+}
+static int64_t *fen_of(const ul_list *l) {
+  return (int64_t *)((char *)l + l->off_fen);
+}
+static int32_t *dense_of(const ul_list *l) {
+  return (int32_t *)((char *)l + l->off_fen);
+}
+static int32_t *mag_of(const ul_list *l) {
+  return (int32_t *)((char *)l + l->off_mag);
+}
+
+/* weighted: the true (nginx) current weight of s */
+static int64_t true_cur(const ul_list *l, int32_t s) {
+  const ul_node *x = &ul_nodes(l)[s];
+  return x->elig ? x->cur + x->ew * l->t : x->cur;
+}
+
+/* The pick strategy's own structure agrees with the nodes. */
+static void check_strategy(const ul_list *l) {
+  ul_node *nd = ul_nodes(l);
+  int32_t *ord = ul_order(l);
+  uint32_t p, k;
+  switch (l->opts.strategy) {
+    case UL_WEIGHTED:
+      if (l->cap <= 8) {
+        assert_int_equal(l->kst_size, 0);
+      } else {
+        int32_t *win = kwin_of(l);
+        int64_t *melt = kmelt_of(l);
+        uint32_t s = l->kst_size;
+        assert_true(s >= l->cap && s / 2 < l->cap);
+        for (k = 0; k < s; k++) {
+          int32_t want = k < l->n && nd[ord[k]].elig ? (int32_t)k : -1;
+          if (win[s + k] != want)
+            fail_msg("kst leaf %u: %d, expected %d", k, win[s + k], want);
+        }
+        /* between picks every inner node holds the winner at t and a
+         * certificate later than t */
+        for (k = s - 1; k >= 1; k--) {
+          int32_t a = win[2 * k], b = win[2 * k + 1], want;
+          if (a < 0 || b < 0) {
+            want = a < 0 ? b : a;
+          } else {
+            int64_t va = true_cur(l, ord[a]), vb = true_cur(l, ord[b]);
+            want = va >= vb ? a : b;
+          }
+          if (win[k] != want)
+            fail_msg("kst node %u: winner %d, expected %d (t=%lld)", k,
+                     win[k], want, (long long)l->t);
+          if (!(melt[k] > l->t))
+            fail_msg("kst node %u: certificate %lld <= t %lld", k,
+                     (long long)melt[k], (long long)l->t);
+        }
+      }
+      break;
+    case UL_RANDOM: {
+      int64_t *f = fen_of(l), *pre = xcalloc((size_t)l->cap + 1, sizeof *pre);
+      for (p = 0; p < l->cap; p++) {
+        int64_t w = p < l->n && nd[ord[p]].elig ? nd[ord[p]].ew : 0;
+        pre[p + 1] = pre[p] + w;
+      }
+      assert_int_equal(pre[l->cap], l->total_ew);
+      for (k = 1; k <= l->cap; k++)
+        if (f[k] != pre[k] - pre[k - (k & (0u - k))])
+          fail_msg("fenwick[%u] = %lld, expected %lld", k, (long long)f[k],
+                   (long long)(pre[k] - pre[k - (k & (0u - k))]));
+      xfree(pre);
+      break;
+    }
+    case UL_LEAST_CONN: {
+      int32_t *dense = dense_of(l), *dat = dense + l->cap;
+      for (k = 0; k < l->nelig; k++) {
+        int32_t q = dense[k];
+        assert_true(q >= 0 && (uint32_t)q < l->n);
+        assert_true(nd[ord[q]].elig);
+        assert_int_equal(dat[q], (int32_t)k); /* so all distinct */
+      }
+      break;
+    }
+    case UL_HASH:
+      if (!l->maglev_dirty && l->nelig > 0) {
+        int32_t *tab = mag_of(l);
+        for (k = 0; k < l->maglev_m; k++) {
+          int32_t s = tab[k];
+          if (!(s >= 0 && (uint32_t)s < l->cap &&
+                (nd[s].flags & UL_F_MEMBER) && nd[s].elig))
+            fail_msg("maglev entry %u: slot %d not an eligible member", k, s);
+        }
+      }
+      break;
+    default:
+      break;
+  }
 }
 
 /* Checks every internal invariant the header implies. */
@@ -146,10 +256,44 @@ static void check_invariants(const ul_list *l) {
     if (nd[s].score >= 0) healthy++;
     if (!l->shut && (nd[s].flags & UL_F_CHECKED) && nd[s].checks == 0)
       unchecked++;
-    /* level-0 bit p mirrors health */
-    assert_int_equal((b0[p / 64] >> (p % 64)) & 1u, nd[s].score >= 0 ? 1 : 0);
+    /* level-0 bit p mirrors eligibility (health, without tiers or panic) */
+    assert_int_equal((b0[p / 64] >> (p % 64)) & 1u, nd[s].elig ? 1 : 0);
   }
   assert_int_equal(l->healthy, healthy);
+  /* tiers, panic, eligibility and the totals, recounted */
+  {
+    uint32_t th[UL_MAX_TIER + 1] = {0}, nelig = 0, t;
+    int32_t at = -1;
+    int pn;
+    int64_t total = 0;
+    for (p = 0; p < l->n; p++) {
+      const ul_node *x = &nd[ord[p]];
+      assert_true(x->tier >= l->opts.tier_min && x->tier <= l->opts.tier_max);
+      assert_true(x->ramp >= 1 && x->ramp <= UL_RAMP_STEPS);
+      if (x->score >= 0) th[x->tier]++;
+    }
+    for (t = 0; t <= UL_MAX_TIER; t++) {
+      assert_int_equal(l->tier_healthy[t], th[t]);
+      if (at < 0 && th[t]) at = (int32_t)t;
+    }
+    assert_int_equal(l->active_tier, at);
+    pn = l->opts.panic > 0 && (double)healthy < l->opts.panic * l->n;
+    assert_int_equal(l->panic_on, pn);
+    for (p = 0; p < l->n; p++) {
+      const ul_node *x = &nd[ord[p]];
+      int want = pn || (x->score >= 0 && (int32_t)x->tier == at);
+      if (x->elig != want)
+        fail_msg("slot %d: elig %d, expected %d", ord[p], x->elig, want);
+      assert_int_equal(x->ew, (int64_t)x->weight * x->ramp);
+      if (x->elig) {
+        nelig++;
+        total += x->ew;
+      }
+    }
+    assert_int_equal(l->nelig, nelig);
+    assert_int_equal(l->total_ew, total);
+  }
+  check_strategy(l);
   assert_int_equal(l->unchecked, unchecked);
   /* no bits past n */
   for (p = l->n; p < l->bm_words[0] * 64u; p++)
