@@ -18,6 +18,7 @@ describe("due/report", function()
     assert.equal("a", jobs[1].backend)
     assert.equal("b", jobs[2].backend)
     assert.equal(10.1, jobs[1].deadline)
+    assert.is_function(jobs[1].check)
     assert.are_not.equal(jobs[1].gen, jobs[2].gen)
     assert.equal(0, #l:due()) -- running: not handed out again
     assert.equal(10, l:now())
@@ -77,6 +78,15 @@ describe("due/report", function()
     l:shutdown()
     assert.is_false(l:report(j2[1], true))
     assert.equal(0, #l:due())
+  end)
+
+  it("a job of a healthcheck-method backend has check = false", function()
+    local c = util.fake_clock(0)
+    local b = { healthcheck = function() return true end }
+    local l = upstream.new({ b }, { clock = c.clock })
+    local job = l:due()[1]
+    assert.equal(b, job.backend)
+    assert.is_false(job.check)
   end)
 
   it("a passive list has no jobs", function()

@@ -964,7 +964,7 @@ static int l_due(lua_State *L) {
       continue;
     }
     if (ev != UL_EV_START) continue; /* no sleeps in this mode */
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 5);
     lua_getiuservalue(L, 1, UV_SLOTS);
     lua_rawgeti(L, -1, (lua_Integer)s + 1);
     lua_setfield(L, -3, "backend");
@@ -975,6 +975,8 @@ static int l_due(lua_State *L) {
     lua_setfield(L, -2, "gen");
     lua_pushnumber(L, ul_nodes(u->core)[s].deadline);
     lua_setfield(L, -2, "deadline");
+    lua_getiuservalue(L, 1, UV_CHECK); /* the check to run, or false */
+    lua_setfield(L, -2, "check");
     lua_rawseti(L, 3, ++k);
   }
   return 1;
