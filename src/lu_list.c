@@ -330,8 +330,10 @@ static void read_opts(lua_State *L, int idx, lu_conf *c) {
   }
 }
 
-static ul_list *new_block(lua_State *L, uint32_t cap, int strategy) {
-  size_t sz = ul_size(cap, strategy);
+/* A block for cap slots: new, or to grow from (not NULL). */
+static ul_list *new_block(lua_State *L, uint32_t cap, int strategy,
+                          const ul_list *from) {
+  size_t sz = from ? ul_grow_size(from, cap) : ul_size(cap, strategy);
   if (sz == 0) luaL_error(L, "upstream: list too large");
   return (ul_list *)lua_newuserdatauv(L, sz, 0);
 }
@@ -443,7 +445,7 @@ static int l_new(lua_State *L) {
     else lua_pushboolean(L, 0);
     lua_setiuservalue(L, i, UV_CHECK + (int)k);
   }
-  core = new_block(L, cap_for(n), c.o.strategy);
+  core = new_block(L, cap_for(n), c.o.strategy, NULL);
   ul_init(core, cap_for(n), &c.o, c.seed);
   lua_setiuservalue(L, i, UV_BLOCK);
 
@@ -1080,7 +1082,7 @@ static int l_reconcile(lua_State *L) {
     cap = want < (lua_Integer)cap * 2 ? cap * 2 : (uint32_t)want;
   }
   /* build the new state aside: block, slot and index tables */
-  nb = new_block(L, cap, old->opts.strategy);                                  /* 11 */
+  nb = new_block(L, cap, old->opts.strategy, old);                                  /* 11 */
   ul_grow(nb, cap, old);
   drop = (unsigned char *)lua_newuserdatauv(L, old->cap, 0); /* 12 */
   memset(drop, 0, old->cap);

@@ -73,7 +73,7 @@ const char *ul_opts_validate(const ul_opts *o, const char **field) {
 static size_t align8(size_t x) { return (x + 7u) & ~(size_t)7u; }
 
 /* Computes the offsets for cap slots into l (when not NULL); returns size. */
-static size_t layout(ul_list *l, uint32_t cap, int strategy) {
+static size_t layout(ul_list *l, uint32_t cap, int strategy, uint32_t prev_m) {
   size_t off = align8(sizeof(ul_list)), o_nodes, o_order, o_heap, o_ready;
   o_nodes = off;
   off = align8(off + (size_t)cap * sizeof(ul_node));
@@ -83,7 +83,7 @@ static size_t layout(ul_list *l, uint32_t cap, int strategy) {
   off = align8(off + (size_t)cap * sizeof(int32_t));
   o_ready = off;
   off = align8(off + (size_t)cap * sizeof(int32_t));
-  off = ulp_layout(l, cap, strategy, off);
+  off = ulp_layout(l, cap, strategy, off, prev_m);
   if (off == 0 || off > UINT32_MAX) return 0; /* offsets are 32-bit */
   if (l) {
     l->cap = cap;
@@ -97,7 +97,12 @@ static size_t layout(ul_list *l, uint32_t cap, int strategy) {
 
 size_t ul_size(uint32_t cap, int strategy) {
   if (cap == 0 || cap > (uint32_t)INT32_MAX / 2) return 0;
-  return layout(NULL, cap, strategy);
+  return layout(NULL, cap, strategy, 0);
+}
+
+size_t ul_grow_size(const ul_list *src, uint32_t cap) {
+  if (cap == 0 || cap > (uint32_t)INT32_MAX / 2) return 0;
+  return layout(NULL, cap, src->opts.strategy, src->maglev_m);
 }
 
 #define NODES(l) ul_nodes(l)
@@ -191,11 +196,12 @@ static void resched(ul_list *l, int32_t s) {
 
 /* ---- list -------------------------------------------------------------- */
 
-void ul_init(ul_list *l, uint32_t cap, const ul_opts *o, uint64_t seed) {
+static void init_with(ul_list *l, uint32_t cap, const ul_opts *o,
+                      uint64_t seed, uint32_t prev_m) {
   uint32_t i;
   ul_node *nd;
-  memset(l, 0, ul_size(cap, o->strategy));
-  layout(l, cap, o->strategy);
+  memset(l, 0, layout(NULL, cap, o->strategy, prev_m));
+  layout(l, cap, o->strategy, prev_m);
   l->opts = *o;
   l->rr = -1;
   l->active_tier = -1;
@@ -207,6 +213,10 @@ void ul_init(ul_list *l, uint32_t cap, const ul_opts *o, uint64_t seed) {
     nd[i].dup = i + 1 < cap ? (int32_t)(i + 1) : -1;
   }
   l->free_head = 0;
+}
+
+void ul_init(ul_list *l, uint32_t cap, const ul_opts *o, uint64_t seed) {
+  init_with(l, cap, o, seed, 0);
 }
 
 /* ---- eligibility ----------------------------------------------------------- */
@@ -358,7 +368,7 @@ void ul_grow(ul_list *dst, uint32_t cap, const ul_list *src) {
   ul_node *nd;
   int32_t *tail;
   uint32_t i;
-  ul_init(dst, cap, &src->opts, src->rng);
+  init_with(dst, cap, &src->opts, src->rng, src->maglev_m);
   memcpy(NODES(dst), NODES(src), (size_t)src->cap * sizeof(ul_node));
   memcpy(ORDER(dst), ORDER(src), (size_t)src->n * sizeof(int32_t));
   memcpy(HEAP(dst), HEAP(src), (size_t)src->nheap * sizeof(int32_t));

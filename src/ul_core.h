@@ -63,7 +63,8 @@ enum {
 typedef struct ul_node {
   int64_t cur;     /* weighted: current weight; stored as cur - ew * t
                       while eligible, so that time moves it (see ul_pick.c) */
-  int64_t ew;      /* effective weight: weight x ramp step (0 if ineligible) */
+  int64_t ew;      /* effective weight: weight x ramp step (counted in the
+                      totals only while eligible) */
   uint64_t hash;   /* hash of the backend, for the Maglev table */
   double since;    /* slow start: when it last turned healthy */
   double score;
@@ -126,7 +127,11 @@ size_t ul_size(uint32_t cap, int strategy);
  * options copied (assumed valid), rng seeded with seed. */
 void ul_init(ul_list *l, uint32_t cap, const ul_opts *o, uint64_t seed);
 
-/* Copies src into a bigger block dst (cap >= src->cap), keeping slots. */
+/* Bytes needed to grow src to cap slots (ul_grow's dst). */
+size_t ul_grow_size(const ul_list *src, uint32_t cap);
+
+/* Copies src into a block dst of ul_grow_size(src, cap) bytes (cap >=
+ * src->cap), keeping slots, picks state and the hash table's size. */
 void ul_grow(ul_list *dst, uint32_t cap, const ul_list *src);
 
 static inline ul_node *ul_nodes(const ul_list *l) {

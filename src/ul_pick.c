@@ -65,15 +65,19 @@ static int is_prime(uint64_t m) {
 
 /* Maglev table size: a prime >= 100 entries per slot and >= 16381. Balance
  * and stability both improve with M/n: the keys a change moves beyond its
- * own share were 1.3% at M/n = 200 and 0.25% at 3000 (n = 5). */
-static uint64_t maglev_size(uint32_t cap) {
+ * own share were 1.3% at M/n = 200 and 0.25% at 3000 (n = 5). Every key's
+ * entry depends on M, so a growing list keeps its M (prev) while that
+ * still gives 20 entries per slot: only outgrowing it remaps the keys. */
+static uint64_t maglev_size(uint32_t cap, uint32_t prev) {
   uint64_t m = (uint64_t)cap * 100;
+  if (prev && prev >= (uint64_t)cap * 20) return prev;
   if (m < 16381) m = 16381;
   while (!is_prime(m)) m++;
   return m;
 }
 
-size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off) {
+size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off,
+                  uint32_t prev_m) {
   uint32_t w0 = words_for(cap), w1 = words_for(w0), w2 = words_for(w1), k;
   size_t o_bm[3];
   size_t o_win = 0, o_melt = 0, o_fen = 0, o_mag = 0, o_magx = 0;
@@ -98,7 +102,7 @@ size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off) {
     o_fen = off;
     off = align8(off + (size_t)2 * cap * sizeof(int32_t));
   } else if (strategy == UL_HASH) {
-    m = maglev_size(cap);
+    m = maglev_size(cap, prev_m);
     if (m > INT32_MAX) return 0;
     o_magx = off;
     off += (size_t)cap * sizeof(ul_magx);

@@ -12,9 +12,11 @@
 #include "ul_core.h"
 
 /* Lays out the strategies' arrays for cap slots from byte offset off,
- * filling the offsets into l when not NULL. Returns the end offset, or 0
+ * filling the offsets into l when not NULL. prev_m: the Maglev table size
+ * of the list this one grows from (0: none). Returns the end offset, or 0
  * when too large. */
-size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off);
+size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off,
+                  uint32_t prev_m);
 
 /* Rebuilds every structure from the nodes (positions changed, or the
  * eligibility of many members). */
