@@ -927,3 +927,20 @@ describe("slow_start", function()
     expect_error(function() new({ "a" }, { slow_start = NaN }) end, "slow_start")
   end)
 end)
+
+describe("hash across a growing list", function()
+  it("moves only the new backend's share when reconcile outgrows the block", function()
+    local upstream = require "upstream"
+    local bs = {}
+    for i = 1, 200 do bs[i] = "10.1." .. math.floor(i / 256) .. "." .. (i % 256) .. ":80" end
+    local l = upstream.new(bs, { strategy = "hash" }) -- a full block: the next add grows it
+    local before = {}
+    for k = 1, 20000 do before[k] = l:pick("key-" .. k) end
+    local more = {}
+    for i = 1, 201 do more[i] = bs[i] or "10.9.9.9:80" end
+    l:reconcile(more)
+    local moved = 0
+    for k = 1, 20000 do if l:pick("key-" .. k) ~= before[k] then moved = moved + 1 end end
+    assert.is_true(moved / 20000 <= 1 / 201 + 0.02, "moved " .. moved / 20000)
+  end)
+end)
