@@ -1,0 +1,538 @@
+-- upstream.nginx - drives an upstream list from nginx (ngx_lua / OpenResty).
+--
+--   init_worker_by_lua_block:
+--     local upstream = require "upstream"
+--     local ngxu = require "upstream.nginx"
+--     backends = upstream.new({ "127.0.0.1:8081", "127.0.0.1:8082" }, {
+--       interval = 0.5, timeout = 0.2,
+--       check = ngxu.http_check{ path = "/health", expect = 200 },
+--     })
+--     ngxu.start(backends)
+--   balancer_by_lua_block:  ngxu.balance(backends)
+--   log_by_lua_block:       ngxu.log(backends)
+--
+-- Active checks: one ngx timer per list and per worker polls list:due()
+-- every `tick` seconds; each due job runs in its own ngx.thread (cosockets
+-- work there) with its socket timeouts set to the time left to the job's
+-- absolute deadline. The timer re-arms itself (a fresh timer each tick, so no
+-- request pool grows forever) and stops when the worker exits.
+--
+-- Passive feedback: ngxu.log() downs the backend that served a request when
+-- it failed (connect error, timeout, 5xx); a success raises the score only
+-- for a list with no active check (list:checked() == 0), so that a backend
+-- drained by failing its health endpoint stays drained.
+--
+-- Backends are "host:port" strings with an IP address host: "10.0.0.1:80",
+-- "[::1]:8080" (the balancer does not resolve names). Each string is parsed
+-- once and the result cached.
+
+local upstream = require "upstream"
+
+local ngx = ngx
+local type, tostring, tonumber, pcall, error = type, tostring, tonumber, pcall, error
+local setmetatable, getmetatable, unpack = setmetatable, getmetatable, unpack or table.unpack
+local ipairs, pairs = ipairs, pairs
+local floor, huge = math.floor, math.huge
+local str_find, str_match, str_sub, str_format = string.find, string.match, string.sub, string.format
+local concat = table.concat
+
+local M = { _VERSION = "0.1.0" }
+
+local ERR, WARN, NOTICE, DEBUG
+if ngx then ERR, WARN, NOTICE, DEBUG = ngx.ERR, ngx.WARN, ngx.NOTICE, ngx.DEBUG end
+
+local function log(level, ...)
+  if ngx then ngx.log(level, "upstream.nginx: ", ...) end
+end
+
+-- ---------------------------------------------------------------------------
+-- check functions given to upstream.new
+--
+-- The list keeps its check function to itself, and due() jobs do not carry
+-- it; so upstream.new is wrapped once to remember, per list, the `check`
+-- option it was given. (ngxu.start(list, { check = fn }) also works.)
+
+local checks = setmetatable({}, { __mode = "k" })
+
+if not upstream.__nginx_new then
+  local new = upstream.new
+  upstream.__nginx_new = new
+  upstream.new = function(backends, opts)
+    local list = new(backends, opts)
+    if type(opts) == "table" and opts.check ~= nil then checks[list] = opts.check end
+    return list
+  end
+end
+
+-- ---------------------------------------------------------------------------
+-- backend strings: parsed once, cached
+
+local parsed = {}   -- backend -> { host =, port = } (valid ones)
+local invalid = {}  -- backend -> error message (invalid ones)
+
+local function valid_port(p)
+  local n = tonumber(p)
+  return n and n >= 1 and n <= 65535 and floor(n) == n and n or nil
+end
+
+local function parse_backend(b)
+  if type(b) ~= "string" then
+    return nil, str_format("bad backend %s: must be a \"host:port\" string, got a %s",
+      tostring(b), type(b))
+  end
+  local host, port = str_match(b, "^%[([%x:%.]+)%]:(%d+)$")
+  if host then
+    if not str_find(host, ":", 1, true) then
+      return nil, str_format("bad backend %q: [%s] is not an IPv6 address", b, host)
+    end
+    host = "[" .. host .. "]"
+  else
+    local a, bb, c, d
+    a, bb, c, d, port = str_match(b, "^(%d+)%.(%d+)%.(%d+)%.(%d+):(%d+)$")
+    if not a then
+      if str_find(b, "^[%w%.%-]+:%d+$") then
+        return nil, str_format("bad backend %q: the host must be an IPv4 address "
+          .. "or a bracketed IPv6 address (the balancer does not resolve names)", b)
+      end
+      return nil, str_format("bad backend %q: expected \"ipv4:port\" or \"[ipv6]:port\"", b)
+    end
+    a, bb, c, d = tonumber(a), tonumber(bb), tonumber(c), tonumber(d)
+    if a > 255 or bb > 255 or c > 255 or d > 255 then
+      return nil, str_format("bad backend %q: %s is not an IPv4 address", b,
+        str_match(b, "^([^:]+)"))
+    end
+    host = a .. "." .. bb .. "." .. c .. "." .. d
+  end
+  local p = valid_port(port)
+  if not p then
+    return nil, str_format("bad backend %q: port %s is not in 1..65535", b, port)
+  end
+  return { host = host, port = p }
+end
+
+-- Parsed backend or nil, err; each string is parsed once per worker.
+local function backend_addr(b)
+  local p = parsed[b]
+  if p then return p end
+  local e = b ~= nil and invalid[b]
+  if e then return nil, e end
+  local err
+  p, err = parse_backend(b)
+  if p then
+    parsed[b] = p
+  elseif b ~= nil and b == b then
+    invalid[b] = err
+  end
+  return p, err
+end
+M.parse_backend = backend_addr
+
+-- ---------------------------------------------------------------------------
+-- check helpers
+
+-- Seconds left to the job's deadline on the list's clock.
+local function time_left(job)
+  return job.deadline - job.list:now()
+end
+M.time_left = time_left
+
+-- Milliseconds left (>= 1), or nil when the deadline has passed.
+local function ms_left(job)
+  local ms = floor(time_left(job) * 1000)
+  if ms < 1 then return nil end
+  return ms
+end
+
+local function connect(backend, job)
+  local p, err = backend_addr(backend)
+  if not p then return nil, err end
+  local ms = ms_left(job)
+  if not ms then return nil, "timeout" end
+  local sock = ngx.socket.tcp()
+  sock:settimeouts(ms, ms, ms)
+  local ok
+  ok, err = sock:connect(p.host, p.port)
+  if not ok then return nil, "connect: " .. tostring(err) end
+  return sock
+end
+
+-- ngxu.tcp_check{}: healthy when a TCP connection opens before the deadline.
+function M.tcp_check(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("upstream.nginx.tcp_check: options must be a table", 2)
+  end
+  return function(backend, job)
+    local sock, err = connect(backend, job)
+    if not sock then return nil, err end
+    sock:close()
+    return true
+  end
+end
+
+-- ngxu.http_check{ path = "/health", expect = 200, host = nil, method = "GET",
+--                  headers = {} }
+-- A plain HTTP/1.1 request (Connection: close); healthy when the status is
+-- expect (a number or a list of numbers; default: any 2xx).
+function M.http_check(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then
+    error("upstream.nginx.http_check: options must be a table", 2)
+  end
+  local path = opts.path or "/"
+  if type(path) ~= "string" or str_sub(path, 1, 1) ~= "/" or str_find(path, "[%s%c]") then
+    error("upstream.nginx.http_check: path must be a string starting with '/' "
+      .. "without spaces, got " .. tostring(path), 2)
+  end
+  local method = opts.method or "GET"
+  if type(method) ~= "string" or not str_find(method, "^%u+$") then
+    error("upstream.nginx.http_check: bad method " .. tostring(method), 2)
+  end
+  local expect = {}
+  local e = opts.expect
+  if e == nil then
+    for s = 200, 299 do expect[s] = true end
+  elseif type(e) == "number" then
+    expect[e] = true
+  elseif type(e) == "table" then
+    for _, s in ipairs(e) do
+      if type(s) ~= "number" then error("upstream.nginx.http_check: expect must hold numbers", 2) end
+      expect[s] = true
+    end
+  else
+    error("upstream.nginx.http_check: expect must be a status or a list of statuses", 2)
+  end
+  local extra = {}
+  for k, v in pairs(opts.headers or {}) do
+    if str_find(k .. tostring(v), "[\r\n]") then
+      error("upstream.nginx.http_check: bad header " .. k, 2)
+    end
+    extra[#extra + 1] = k .. ": " .. tostring(v) .. "\r\n"
+  end
+  extra = concat(extra)
+  local host_header = opts.host
+  local requests = {} -- backend -> request bytes
+
+  return function(backend, job)
+    local sock, err = connect(backend, job)
+    if not sock then return nil, err end
+    local req = requests[backend]
+    if not req then
+      req = method .. " " .. path .. " HTTP/1.1\r\nHost: " .. (host_header or backend)
+        .. "\r\nUser-Agent: upstream.nginx\r\nConnection: close\r\n" .. extra .. "\r\n"
+      requests[backend] = req
+    end
+    local ms = ms_left(job)
+    if not ms then sock:close(); return nil, "timeout" end
+    sock:settimeouts(ms, ms, ms)
+    local ok
+    ok, err = sock:send(req)
+    if not ok then sock:close(); return nil, "send: " .. tostring(err) end
+    ms = ms_left(job)
+    if not ms then sock:close(); return nil, "timeout" end
+    sock:settimeouts(ms, ms, ms)
+    local line
+    line, err = sock:receive("*l")
+    sock:close()
+    if not line then return nil, "receive: " .. tostring(err) end
+    local status = tonumber(str_match(line, "^HTTP/%d%.%d (%d%d%d)"))
+    if not status then return nil, "not an HTTP response: " .. str_sub(line, 1, 60) end
+    if not expect[status] then return nil, "status " .. status end
+    return true
+  end
+end
+
+-- ---------------------------------------------------------------------------
+-- the check loop: one re-arming timer per list and worker
+
+local loops = setmetatable({}, { __mode = "k" }) -- list -> loop state
+
+-- Runs one job in a light thread; never raises; returns its index.
+local function run_job(st, job, i)
+  local list = st.list
+  local b = job.backend
+  local ok, res, err = pcall(st.check, b, job)
+  if not ok then res, err = nil, res end
+  if not res and err == nil then err = "health check failed" end
+  local was = list:score(b)
+  local applied = list:report(job, res, err)
+  if applied then
+    local now = list:score(b)
+    if was and now then
+      if was >= 0 and now < 0 then
+        log(WARN, "backend ", tostring(b), " is now unhealthy: ", tostring(err))
+      elseif was < 0 and now >= 0 then
+        log(NOTICE, "backend ", tostring(b), " is healthy again")
+      end
+    end
+  else
+    log(DEBUG, "stale check result for ", tostring(b), " ignored")
+  end
+  return i
+end
+
+local function sleep_until(list, t, i)
+  local left = t - list:now()
+  if left > 0 then ngx.sleep(left) end
+  return i
+end
+
+-- Starts the due checks, each in its own light thread, and waits for them.
+-- A check that ignores its deadline is killed once the latest deadline (plus
+-- a grace) has passed: the list has counted it as timed out by then.
+local function run_due(st)
+  local list = st.list
+  local jobs = list:due()
+  local n = #jobs
+  if n == 0 then return end
+  local threads, waiting, latest = {}, 0, -huge
+  for i = 1, n do
+    local job = jobs[i]
+    job.list = list
+    if job.deadline - list:now() > 0 then -- else: let the list time it out
+      local th, err = ngx.thread.spawn(run_job, st, job, i)
+      if th then
+        threads[i] = th
+        waiting = waiting + 1
+        if job.deadline > latest then latest = job.deadline end
+      else
+        log(ERR, "cannot start a check of ", tostring(job.backend), ": ", tostring(err))
+        list:report(job, false, "cannot start the check: " .. tostring(err))
+      end
+    end
+  end
+  if waiting == 0 then return end
+  local guard = ngx.thread.spawn(sleep_until, list, latest + st.grace, 0)
+  for _ = 1, waiting + 1 do
+    local args, k = { guard }, 1
+    for i = 1, n do
+      if threads[i] then k = k + 1; args[k] = threads[i] end
+    end
+    if k == 1 then ngx.thread.kill(guard); return end
+    local ok, i = ngx.thread.wait(unpack(args, 1, k))
+    if not ok or i == 0 then -- the guard: whatever still runs is past its deadline
+      for j = 1, n do
+        if threads[j] then
+          ngx.thread.kill(threads[j])
+          log(WARN, "check of ", tostring(jobs[j].backend), " ignored its deadline; killed")
+        end
+      end
+      return
+    end
+    threads[i] = nil
+  end
+end
+
+local tick
+
+local function arm(st, delay)
+  local ok, err = ngx.timer.at(delay, tick, st)
+  if ok then return true end
+  if err ~= "process exiting" then
+    log(ERR, "cannot arm the check timer: ", tostring(err))
+  end
+  return false
+end
+
+tick = function(premature, st)
+  if premature or st.stopped or ngx.worker.exiting() then
+    st.stopped = true
+    return
+  end
+  local armed = arm(st, st.tick)
+  local ok, err = pcall(run_due, st)
+  if not ok then log(ERR, "check loop: ", tostring(err)) end
+  if not armed and not st.stopped and not ngx.worker.exiting() then
+    if not arm(st, st.tick) then
+      log(ERR, "health checks of this list stopped in worker ", tostring(ngx.worker.pid()))
+      st.stopped = true
+    end
+  end
+end
+
+-- ngxu.start(list [, { tick = 0.1, check = fn }])
+-- Drives the list's active checks from this worker (call it in
+-- init_worker_by_lua). Raises an error naming any malformed backend.
+function M.start(list, opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("upstream.nginx.start: options must be a table", 2) end
+  if not ngx or not ngx.timer then error("upstream.nginx.start: not running in nginx", 2) end
+  local phase = ngx.get_phase()
+  if phase == "init" then
+    error("upstream.nginx.start: call it in init_worker_by_lua (timers do not run in "
+      .. "init_by_lua); the list itself may be created in init_by_lua", 2)
+  end
+  local ok, st = pcall(list.status, list)
+  if not ok then error("upstream.nginx.start: not an upstream list: " .. tostring(st), 2) end
+  local bad = {}
+  for _, s in ipairs(st) do
+    local _, err = backend_addr(s.backend)
+    if err then bad[#bad + 1] = err end
+  end
+  if #bad > 0 then error("upstream.nginx.start: " .. concat(bad, "; "), 2) end
+  local t = opts.tick or 0.1
+  if type(t) ~= "number" or not (t >= 0.001 and t <= 60) then
+    error("upstream.nginx.start: tick must be a number of seconds in [0.001, 60]", 2)
+  end
+  local check = opts.check or checks[list]
+  if check == nil then
+    if list:checked() > 0 then
+      error("upstream.nginx.start: this list has active checks but its check function "
+        .. "is unknown: require \"upstream.nginx\" before calling upstream.new, or pass "
+        .. "ngxu.start(list, { check = fn })", 2)
+    end
+    return true -- a passive list: nothing to drive
+  end
+  if type(check) ~= "function" and not (getmetatable(check) or {}).__call then
+    error("upstream.nginx.start: check must be a function", 2)
+  end
+  local loop = loops[list]
+  if loop and not loop.stopped then return true end -- already driven by this worker
+  loop = { list = list, check = check, tick = t, grace = opts.grace or 0.05, stopped = false }
+  loops[list] = loop
+  if not arm(loop, 0) then
+    loop.stopped = true
+    return nil, "cannot arm the check timer"
+  end
+  return true
+end
+
+-- ngxu.stop(list): stops this worker's check loop of the list (the list
+-- itself keeps working; list:shutdown() stops its checks for good).
+function M.stop(list)
+  local loop = loops[list]
+  if loop then loop.stopped = true end
+end
+
+-- ---------------------------------------------------------------------------
+-- balancer and log phases
+
+local balancer
+local set_current_peer, set_more_tries, get_last_failure
+
+local function load_balancer()
+  balancer = require "ngx.balancer"
+  set_current_peer = balancer.set_current_peer
+  set_more_tries = balancer.set_more_tries
+  get_last_failure = balancer.get_last_failure
+end
+
+local CTX = "upstream_nginx_backend" -- ngx.ctx key: the backend of the current try
+
+-- Ends the request with 502. ngx.exit(502) in balancer_by_lua gives a 500
+-- on a stock (non-OpenResty) nginx: the lua module turns any status into
+-- NGX_ERROR there. NGX_BUSY (-3) makes nginx answer 502 ("no live
+-- upstreams") on every build, with no further try.
+local NGX_BUSY = -3
+
+local function fail_502(why)
+  log(ERR, why)
+  ngx.ctx[CTX] = nil
+  return ngx.exit(NGX_BUSY)
+end
+
+-- Sets the peer to backend b; nil, err when b cannot be used.
+local function use(b)
+  local p, err = parsed[b]
+  if not p then
+    p, err = backend_addr(b)
+    if not p then return nil, err end
+  end
+  local ok
+  ok, err = set_current_peer(p.host, p.port)
+  if not ok then return nil, "set_current_peer(" .. tostring(b) .. "): " .. tostring(err) end
+  return true
+end
+
+local told = {} -- malformed backends already logged by balance()
+
+-- Slow path: retries, unusable backends, none healthy.
+local function balance_slow(list, ctx, failed, b, err)
+  local n = #list
+  local tried = {}
+  if failed ~= nil then tried[failed] = true end
+  local fallback
+  for _ = 1, n + 1 do
+    if b == nil then
+      return fail_502("no healthy backend: " .. tostring(err))
+    end
+    if failed ~= nil and b == failed and fallback == nil then
+      fallback = b -- avoid retrying the peer that just failed, unless it is the only one
+    elseif not tried[b] then
+      tried[b] = true
+      local ok, uerr = use(b)
+      if ok then ctx[CTX] = b; return end
+      if not invalid[b] or not told[b] then
+        log(ERR, uerr)
+        if invalid[b] then told[b] = true end
+      end
+      list:down(b)
+    end
+    b, err = list:pick()
+  end
+  if fallback ~= nil and use(fallback) then ctx[CTX] = fallback; return end
+  return fail_502("no usable backend (tried " .. n .. ")")
+end
+
+-- ngxu.balance(list [, tries]) in balancer_by_lua: picks a backend and makes
+-- it the current peer; allows `tries` (default 1) retries. On a retry, the
+-- peer that failed is marked down and another one is picked. No healthy
+-- backend: the request ends with 502, and the reason is logged.
+function M.balance(list, tries)
+  if not set_current_peer then load_balancer() end
+  if type(tries) == "table" then tries = tries.tries end
+  local ctx = ngx.ctx
+  local state = get_last_failure()
+  local failed
+  if state then
+    failed = ctx[CTX]
+    if failed ~= nil then list:down(failed) end
+  else
+    local more = tries or 1
+    if more > 0 then set_more_tries(more) end
+  end
+  local b, err = list:pick()
+  if b ~= nil and failed == nil then
+    local p = parsed[b]
+    if p and set_current_peer(p.host, p.port) then
+      ctx[CTX] = b
+      return
+    end
+  end
+  return balance_slow(list, ctx, failed, b, err)
+end
+
+-- Passive lists (no active check) are cached for a second per list.
+local passive_until = setmetatable({}, { __mode = "k" })
+local passive_val = setmetatable({}, { __mode = "k" })
+
+local function is_passive(list)
+  local now = ngx.now()
+  local u = passive_until[list]
+  if u and u > now then return passive_val[list] end
+  local p = list:checked() == 0
+  passive_val[list] = p
+  passive_until[list] = now + 1
+  return p
+end
+
+-- ngxu.log(list) in log_by_lua: passive feedback from the last try.
+-- Connect error, timeout or 5xx: down(). Success: up(), only for a list
+-- without active checks.
+function M.log(list)
+  local ctx = ngx.ctx
+  local b = ctx[CTX]
+  if b == nil then return end
+  ctx[CTX] = nil
+  local us = ngx.var.upstream_status
+  if not us then return end
+  -- the last try's status: "502, 200" -> 200; "-" (no answer) -> nil
+  local status = tonumber(str_match(us, "(%d+)%s*$"))
+  if not status then return end
+  if status >= 500 then
+    list:down(b)
+  elseif is_passive(list) then
+    list:up(b)
+  end
+end
+
+return M
