@@ -101,7 +101,12 @@ end
 local function get(name) for _, r in ipairs(rows) do if r[1] == name then return r[2] end end end
 print()
 print(("pick n=3 vs floor:                 %.2fx (target <= 2)"):format(get("list:pick() n=3") / floor))
-print(("pure Lua pick / pick n=3:          %.2fx (target >= 2)"):format(get("pure Lua pick n=3") / get("list:pick() n=3")))
-print(("pick n=10000 99%% down / n=3:       %.2fx (target <= 3)"):format(get("list:pick() n=10000, 99% down") / get("list:pick() n=3")))
-print(("pure Lua up+down / up+down n=3:    %.2fx"):format(get("pure Lua up()+down() n=3") / get("list:up()+down() n=3")))
-print(("up+down n=10000 99%% down / n=3:    %.2fx (target <= 3)"):format(get("list:up()+down() n=10000, 99% down") / get("list:up()+down() n=3")))
+local function ratio(a, b) return get(a) / get(b) end
+print(("pure Lua pick / pick n=3:          %.2fx (target >= 2)")
+  :format(ratio("pure Lua pick n=3", "list:pick() n=3")))
+print(("pick n=10000 99%% down / n=3:       %.2fx (target <= 3)")
+  :format(ratio("list:pick() n=10000, 99% down", "list:pick() n=3")))
+print(("pure Lua up+down / up+down n=3:    %.2fx")
+  :format(ratio("pure Lua up()+down() n=3", "list:up()+down() n=3")))
+print(("up+down n=10000 99%% down / n=3:    %.2fx (target <= 3)")
+  :format(ratio("list:up()+down() n=10000, 99% down", "list:up()+down() n=3")))

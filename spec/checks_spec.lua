@@ -341,27 +341,29 @@ describe("checks", function()
       assert.are.same({ "a>", "b>", "<b", "<a" }, order)
     end)
 
-    it("timeout closes the check's to-be-closed variables", function()
+    it("timeout closes the check's to-be-closed variables (5.4), drops the check (all)", function()
       local c = util.fake_clock(0)
-      local counter = { closed = 0 }
+      local counter, threads = { closed = 0 }, util.threads()
       local after = false
       local list = track(make({ "a" }, c, {
         interval = 1, timeout = 0.25,
-        check = function()
-          local _ <close> = util.closer(counter)
+        check = util.closing(counter, function()
+          threads.add()
           upstream.sleep(100)
           after = true
           return true
-        end,
+        end),
       }))
       list:step()
       c.t = 0.125
       list:step()
       assert.are.equal(0, counter.closed)
       assert.are.equal(0, status_of(list, "a").checks)
+      assert.are.equal(1, threads.live())
       c.t = 0.25 -- exactly start + timeout
       list:step()
-      assert.are.equal(1, counter.closed)
+      assert.are.equal(util.TBC and 1 or 0, counter.closed) -- no <close> before 5.4
+      assert.are.equal(0, threads.live())
       assert.is_false(after)
       local s = status_of(list, "a")
       assert.are.equal("health check timed out", s.last_error)
@@ -375,20 +377,22 @@ describe("checks", function()
 
     it("timeout of a check that yields with coroutine.yield()", function()
       local c = util.fake_clock(0)
-      local counter = { closed = 0 }
+      local counter, threads = { closed = 0 }, util.threads()
       local list = track(make({ "a" }, c, {
         interval = 1, timeout = 0.25,
-        check = function()
-          local _ <close> = util.closer(counter)
+        check = util.closing(counter, function()
+          threads.add()
           for _ = 1, 1000 do coroutine.yield() end
           return true
-        end,
+        end),
       }))
       for _ = 1, 5 do list:step() end
       assert.are.equal(0, counter.closed)
+      assert.are.equal(1, threads.live())
       c.t = 0.25
       list:step()
-      assert.are.equal(1, counter.closed)
+      assert.are.equal(util.TBC and 1 or 0, counter.closed)
+      assert.are.equal(0, threads.live())
       assert.are.equal("health check timed out", status_of(list, "a").last_error)
     end)
   end)
@@ -628,19 +632,21 @@ describe("checks", function()
   describe("shutdown", function()
     it("is idempotent; pick/up/down/score/status keep working", function()
       local c = util.fake_clock(0)
-      local counter = { closed = 0 }
+      local counter, threads = { closed = 0 }, util.threads()
       local list = make({ "a", "b" }, c, {
         timeout = 5,
-        check = function()
-          local _ <close> = util.closer(counter)
+        check = util.closing(counter, function()
+          threads.add()
           upstream.sleep(1)
           return true
-        end,
+        end),
       })
       list:step()
+      assert.are.equal(2, threads.live())
       list:shutdown()
       list:shutdown()
-      assert.are.equal(2, counter.closed)
+      assert.are.equal(util.TBC and 2 or 0, counter.closed)
+      assert.are.equal(0, threads.live())
       assert.is_nil(list:step())
       assert.are.equal("a", list:pick())
       list:down("b"); list:down("b")
@@ -659,60 +665,67 @@ describe("checks", function()
       assert.are.equal(0, status_of(list, "c").checks)
     end)
 
-    it("<close> calls shutdown", function()
+    it("<close> calls shutdown (5.4; before 5.4 the list stays open)", function()
       local c = util.fake_clock(0)
       local counter = { closed = 0 }
       local calls = 0
       local escaped
-      do
-        local list <close> = make({ "a" }, c, {
-          timeout = 5,
-          check = function()
-            calls = calls + 1
-            local _ <close> = util.closer(counter)
-            upstream.sleep(1)
-            return true
-          end,
-        })
+      util.scoped(make({ "a" }, c, {
+        timeout = 5,
+        check = util.closing(counter, function()
+          calls = calls + 1
+          upstream.sleep(1)
+          return true
+        end),
+      }), function(list)
         escaped = list
         list:step()
         assert.are.equal(0, counter.closed)
+      end)
+      if util.TBC then
+        assert.are.equal(1, counter.closed)
+        assert.is_nil(escaped:step())
+        c.t = 3
+        assert.is_nil(escaped:step())
+        assert.are.equal(1, calls)
+      else -- no <close>: the scope's end did not shut the list down
+        c.t = 3
+        assert.is_number(escaped:step())
+        assert.are.equal(1, status_of(escaped, "a").checks)
+        escaped:shutdown()
+        assert.is_nil(escaped:step())
       end
-      assert.are.equal(1, counter.closed)
-      assert.is_nil(escaped:step())
-      c.t = 3
-      assert.is_nil(escaped:step())
-      assert.are.equal(1, calls)
       assert.are.equal("a", escaped:pick())
     end)
 
     it("__gc shuts the list down and closes pending checks", function()
       local c = util.fake_clock(0)
-      local counter = { closed = 0 }
+      local counter, threads = { closed = 0 }, util.threads()
       do
         local list = make({ "a" }, c, {
           timeout = 5,
-          check = function()
-            local _ <close> = util.closer(counter)
+          check = util.closing(counter, function()
+            threads.add()
             upstream.sleep(1)
             return true
-          end,
+          end),
         })
         list:step()
       end
-      collectgarbage(); collectgarbage()
-      assert.are.equal(1, counter.closed)
+      assert.are.equal(0, threads.live()) -- collected with the list
+      assert.are.equal(util.TBC and 1 or 0, counter.closed) -- closed first (5.4)
     end)
 
     it("a check body that errors while being closed does not break shutdown", function()
       local c = util.fake_clock(0)
       local list = make({ "a", "b" }, c, {
         timeout = 5,
-        check = function()
-          local _ <close> = setmetatable({}, { __close = function() error("close failed") end })
+        check = util.closing(function()
+          return setmetatable({}, { __close = function() error("close failed") end })
+        end, function()
           upstream.sleep(1)
           return true
-        end,
+        end),
       })
       list:step()
       pcall(list.shutdown, list) -- may or may not report the error

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Runs every suite and ends with one line "N passed, N failed" summing them.
-# Suites: C unit tests of the core (cmocka, ASan+UBSan), the busted specs
-# under $LUA, again with the module built with ASan+UBSan, again under
-# valgrind (zero leaks, zero errors), and luacheck.
+# Suites: the busted specs under each runtime in $RUNTIMES (the module for
+# $LUA is ./upstream.so, for any other runtime R build/R/upstream.so; a
+# runtime not installed or not built counts as a failed suite), then under
+# $LUA: the C unit tests of the core (cmocka, ASan+UBSan), the specs with
+# the module built with ASan+UBSan, again under valgrind (zero leaks, zero
+# errors), and luacheck.
 set -u
 cd "$(dirname "$0")/.."
 LUA=${LUA:-lua5.4}
+RUNTIMES=${RUNTIMES:-lua5.1 lua5.2 lua5.3 lua5.4 luajit}
 BUSTED=${BUSTED:-/usr/bin/busted}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
@@ -21,6 +25,12 @@ count_tap() {
   passed=$((passed + p)); failed=$((failed + f))
 }
 
+missing() { # missing NAME WHY: a suite that cannot run is one failure
+  echo "$1: $2" >&2
+  echo "$1: 0 passed, 1 failed"
+  failed=$((failed + 1))
+}
+
 suite() { # suite NAME CMD...: runs CMD, shows failures, counts its TAP lines
   local name=$1; shift
   "$@" >"$out/$name.tap" 2>"$out/$name.err"
@@ -30,11 +40,22 @@ suite() { # suite NAME CMD...: runs CMD, shows failures, counts its TAP lines
   count_tap "$name" "$out/$name.tap" "$st"
 }
 
-# 1. core unit tests (cmocka prints TAP with CMOCKA_MESSAGE_OUTPUT=TAP)
-suite core-c env CMOCKA_MESSAGE_OUTPUT=TAP ./build/test_core
+# 1. the specs under every runtime, each with the module built for it
+for rt in $RUNTIMES; do
+  so=./build/$rt/upstream.so
+  [ "$rt" = "$LUA" ] && so=./upstream.so
+  if ! command -v "$rt" >/dev/null; then missing "$rt" "not installed"
+  elif [ ! -f "$so" ]; then missing "$rt" "$so was not built"
+  else suite "$rt" "$rt" "$BUSTED" --cpath="${so%upstream.so}?.so" -o TAP spec/
+  fi
+done
 
-# 2. the specs, plain build
-suite lua "$LUA" "$BUSTED" --cpath='./?.so' -o TAP spec/
+# 2. core unit tests (cmocka prints TAP with CMOCKA_MESSAGE_OUTPUT=TAP)
+if [ -x build/test_core ]; then
+  suite core-c env CMOCKA_MESSAGE_OUTPUT=TAP ./build/test_core
+else
+  missing core-c "build/test_core was not built (is spec/c/test_core.c here?)"
+fi
 
 # 3. the specs, module built with AddressSanitizer + UBSan
 asan=$(cc -print-file-name=libasan.so) ubsan=$(cc -print-file-name=libubsan.so)
@@ -47,9 +68,9 @@ suite valgrind valgrind -q --error-exitcode=99 --leak-check=full \
   --errors-for-leak-kinds=definite --show-leak-kinds=definite \
   "$LUA" "$BUSTED" --cpath='./?.so' -o TAP spec/
 
-# 5. luacheck over the Lua we ship and test with
+# 5. luacheck over the Lua we ship and test with (the directories present)
 if command -v luacheck >/dev/null; then
-  if luacheck -q spec bench examples >"$out/luacheck" 2>&1; then
+  if luacheck -q $(ls -d spec bench examples 2>/dev/null) >"$out/luacheck" 2>&1; then
     echo "luacheck: 1 passed, 0 failed"; passed=$((passed + 1))
   else
     cat "$out/luacheck" >&2; echo "luacheck: 0 passed, 1 failed"; failed=$((failed + 1))

@@ -429,16 +429,11 @@ static int l_status(lua_State *L) {
 /* ---- coroutines ------------------------------------------------------------- */
 
 /* Closes co when it is suspended or dead by error: its to-be-closed
- * variables run. A running coroutine is left alone: whoever resumed it
- * sees its check is stale when it comes back. */
+ * variables run (5.4; older versions only drop it, see lu_compat.h). A
+ * running coroutine is left alone: whoever resumed it sees its check is
+ * stale when it comes back. */
 static void close_thread(lua_State *L, lua_State *co) {
-  int st = lua_status(co);
-#if LUA_VERSION_NUM >= 504
-  if (st != LUA_OK) lu_closethread(co, L);
-#else
-  (void)L;
-  if (st != LUA_OK) lua_settop(co, 0);
-#endif
+  if (lua_status(co) != LUA_OK) lu_closethread(co, L);
 }
 
 /* threads[slot+1] = nil if it still holds the coroutine at top of L. */
@@ -478,12 +473,7 @@ static void resume_check(lua_State *L, lua_State *co, int nargs, int32_t s,
                          uint64_t gen, double now) {
   lu_list *u = (lu_list *)lua_touserdata(L, 1);
   int nres = 0, st;
-#if LUA_VERSION_NUM >= 504
   st = lua_resume(co, L, nargs, &nres);
-#else
-  st = lua_resume(co, nargs);
-  nres = lua_gettop(co);
-#endif
   if (st == LUA_YIELD) {
     double wake = now;
     if (nres >= 2 && lua_touserdata(co, -nres) == &sleep_token)
@@ -940,8 +930,6 @@ LU_EXPORT int luaopen_upstream(lua_State *L) {
   lua_pushvalue(L, -2);
   luaL_setfuncs(L, methods, 1);
   lua_setfield(L, -2, "__index");
-  lua_pushliteral(L, "upstream.list");
-  lua_setfield(L, -2, "__name");
   lua_newtable(L); /* module */
   lua_pushvalue(L, -2);
   lua_pushcclosure(L, l_new, 1);

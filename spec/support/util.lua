@@ -34,6 +34,56 @@ function util.closer(counter, key)
   })
 end
 
+-- Whether this Lua has to-be-closed variables (5.4). Before 5.4 the module
+-- cannot close a check it abandons (timed out, removed, shut down): the
+-- coroutine is only dropped, never resumed, left to the GC. The code using
+-- <close> is compiled from strings so that these specs parse everywhere.
+local compile = loadstring or load -- 5.1's load takes no string
+util.TBC = compile("local x <close> = nil") ~= nil
+
+-- fn, run with a to-be-closed variable holding make() (5.4); make may be
+-- a counter table: util.closer(counter). Before 5.4, fn itself: there is
+-- nothing to hold the value.
+function util.closing(make, fn)
+  if not util.TBC then return fn end
+  if type(make) == "table" then
+    local counter = make
+    make = function() return util.closer(counter) end
+  end
+  return compile([[
+    local make, fn = ...
+    return function(...)
+      local _ <close> = make()
+      return fn(...)
+    end]])(make, fn)
+end
+
+-- Calls fn(value) in a block where value is to-be-closed (5.4); before 5.4
+-- the block is plain.
+function util.scoped(value, fn)
+  if not util.TBC then fn(value) return end
+  compile([[
+    local value, fn = ...
+    local v <close> = value
+    fn(v)]])(value, fn)
+end
+
+-- A weak set of coroutines: add(), called inside a check, records the
+-- running coroutine; live() runs a full collection and counts the ones
+-- still alive (closed or dropped checks must not be kept).
+function util.threads()
+  local set = setmetatable({}, { __mode = "k" })
+  local t = {}
+  function t.add() set[coroutine.running()] = true end
+  function t.live()
+    collectgarbage(); collectgarbage()
+    local n = 0
+    for _ in pairs(set) do n = n + 1 end
+    return n
+  end
+  return t
+end
+
 -- Status reduced to comparable plain values.
 function util.snapshot(list)
   local out = {}
