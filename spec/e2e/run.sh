@@ -10,6 +10,7 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 SO_DIR=${UPSTREAM_SO_DIR:-$REPO/build/luajit}
 BASE=${E2E_PORT:-18080}
 GW=$BASE B1=$((BASE + 1)) B2=$((BASE + 2)) B3=$((BASE + 3)) DEAD=$((BASE + 9))
+HANG=$((BASE + 7)) ROGUE=$((BASE + 8))
 INTERVAL=0.5 TIMEOUT=0.2 TICK=0.1
 NGINX=${NGINX:-nginx}
 MODDIR=${NGINX_MODULES:-/usr/lib/nginx/modules}
@@ -135,6 +136,17 @@ gateway_conf() {
     ngx.log(ngx.NOTICE, "start(bad_list): ", ok and "started" or err)
     -- nothing healthy
     none_list = upstream.new({ "127.0.0.1:$DEAD" }, { initial_score = -1 })
+    -- a health endpoint that answers too late: the socket timeouts end it
+    hang_list = upstream.new({ "127.0.0.1:$HANG" }, {
+      interval = $INTERVAL, timeout = $TIMEOUT, check = ngxu.http_check{ path = "/slow" },
+    })
+    ngxu.start(hang_list, { tick = $TICK })
+    -- a custom check that ignores its deadline: killed, counted as timed out
+    rogue_list = upstream.new({ "127.0.0.1:$ROGUE" }, {
+      interval = $INTERVAL, timeout = $TIMEOUT,
+      check = function() ngx.sleep(1); return true end,
+    })
+    ngxu.start(rogue_list, { tick = $TICK })
   }
 
   upstream gw {
@@ -162,7 +174,7 @@ gateway_conf() {
     proxy_next_upstream error timeout http_502 http_503 http_504;
     location = /status {
       content_by_lua_block {
-        local l = ({ w = backends, m = master_list })[ngx.var.arg_l or "w"]
+        local l = ({ w = backends, m = master_list, h = hang_list, r = rogue_list })[ngx.var.arg_l or "w"]
         for _, s in ipairs(l:status()) do
           ngx.say(s.backend, " ", s.score, " ", s.checks, " ", s.failures, " ", tostring(s.last_error))
         end
@@ -172,6 +184,10 @@ gateway_conf() {
     location /m/ { proxy_pass http://gw_master; log_by_lua_block { ngxu.log(master_list) } }
     location /bad/ { proxy_pass http://gw_bad; log_by_lua_block { ngxu.log(bad_list) } }
     location /none/ { proxy_pass http://gw_none; log_by_lua_block { ngxu.log(none_list) } }
+  }
+  server {
+    listen 127.0.0.1:$HANG;
+    location = /slow { content_by_lua_block { ngx.sleep(0.6) ngx.say("late") } }
   }
 }
 CONF
@@ -311,6 +327,17 @@ sleep 1.5
 reset; fetch 60 /m/; T=$(tally)
 check "(4m) init_by_lua list: b3 back too" $([ "$(count_of 200 b3)" -gt 0 ] && [ "$(total_of)" = 60 ] && [ "$(count_of 200 b1)" -gt 0 ]; echo $?) "$T"
 
+# (8) deadlines: a slow health endpoint is cut by the socket timeouts; a
+# check that ignores its deadline is killed and counted as timed out
+st=$(curl -s -m 2 "http://127.0.0.1:$GW/status?l=h")
+check "(8) slow /health: every check failed by its deadline (receive timeout)" \
+  $(awk '{ exit !($3 >= 3 && $4 == $3 && $2 < 0) }' <<<"$st" && grep -q 'receive: timeout$' <<<"$st"; echo $?) "$st"
+st=$(curl -s -m 2 "http://127.0.0.1:$GW/status?l=r")
+check "(8) check ignoring its deadline: counted as timed out, score below 0" \
+  $(awk '{ exit !($3 >= 3 && $4 == $3 && $2 < 0) }' <<<"$st" && grep -q 'health check timed out$' <<<"$st"; echo $?) "$st"
+grep -q "check of 127.0.0.1:$ROGUE ignored its deadline; killed" "$ROOT/gw/logs/error.log"
+check "(8) ... and its light thread was killed" $?
+
 # (6) malformed backends: named by start(), skipped by balance()
 log=$ROOT/gw/logs/error.log
 grep -q 'start(bad_list): .*bad backend "bogus:80".*bad backend "1.2.3.4:99999"' "$log"
@@ -350,7 +377,7 @@ for i in $(seq 100); do kill -0 "$master" 2>/dev/null || { quit=0; break; }; sle
 check "(5) graceful shutdown ends within 10 s" $quit
 bad=$(tail -c +$((off + 1)) "$log" | sed 's/, context: ngx.timer//' | grep -E '\[(error|alert|crit|emerg)\]|timer' | head -5)
 check "(5) no error and no timer warning logged from reload to exit" $([ -z "$bad" ]; echo $?) "$bad"
-bad=$(sed 's/, context: ngx.timer//' "$log" | grep -E '\[(alert|crit|emerg)\]|timer|runtime error|check loop|aborted|killed' | head -5)
+bad=$(sed 's/, context: ngx.timer//' "$log" | grep -v "127.0.0.1:$ROGUE ignored" | grep -E '\[(alert|crit|emerg)\]|timer|runtime error|check loop|aborted|killed' | head -5)
 check "(5) no alert, crash, timer or check-loop message in the whole run" $([ -z "$bad" ]; echo $?) "$bad"
 
 finish

@@ -30,7 +30,7 @@ local upstream = require "upstream"
 
 local ngx = ngx
 local type, tostring, tonumber, pcall, error = type, tostring, tonumber, pcall, error
-local setmetatable, getmetatable, unpack = setmetatable, getmetatable, unpack or table.unpack
+local setmetatable, getmetatable = setmetatable, getmetatable
 local ipairs, pairs = ipairs, pairs
 local floor, huge = math.floor, math.huge
 local str_find, str_match, str_sub, str_format = string.find, string.match, string.sub, string.format
@@ -246,8 +246,7 @@ end
 
 local loops = setmetatable({}, { __mode = "k" }) -- list -> loop state
 
--- Runs one job in a light thread; never raises; returns its index.
-local function run_job(st, job, i)
+local function run_check(st, job)
   local list = st.list
   local b = job.backend
   local ok, res, err = pcall(st.check, b, job)
@@ -267,6 +266,12 @@ local function run_job(st, job, i)
   else
     log(DEBUG, "stale check result for ", tostring(b), " ignored")
   end
+end
+
+-- Runs one job in a light thread; never raises; returns its index.
+local function run_job(st, job, i)
+  local ok, err = pcall(run_check, st, job)
+  if not ok then log(ERR, "check of ", tostring(job.backend), ": ", tostring(err)) end
   return i
 end
 
@@ -301,25 +306,24 @@ local function run_due(st)
     end
   end
   if waiting == 0 then return end
+  -- wait for each thread in turn, or for the guard: O(n) waits in all
   local guard = ngx.thread.spawn(sleep_until, list, latest + st.grace, 0)
-  for _ = 1, waiting + 1 do
-    local args, k = { guard }, 1
-    for i = 1, n do
-      if threads[i] then k = k + 1; args[k] = threads[i] end
-    end
-    if k == 1 then ngx.thread.kill(guard); return end
-    local ok, i = ngx.thread.wait(unpack(args, 1, k))
-    if not ok or i == 0 then -- the guard: whatever still runs is past its deadline
-      for j = 1, n do
-        if threads[j] then
-          ngx.thread.kill(threads[j])
-          log(WARN, "check of ", tostring(jobs[j].backend), " ignored its deadline; killed")
+  for i = 1, n do
+    local th = threads[i]
+    if th then
+      local ok, r = ngx.thread.wait(guard, th)
+      if not ok or r == 0 then -- the guard: whatever still runs is past its deadline
+        for j = i, n do
+          if threads[j] and ngx.thread.kill(threads[j]) then
+            log(WARN, "check of ", tostring(jobs[j].backend), " ignored its deadline; killed")
+          end
         end
+        return
       end
-      return
+      threads[i] = nil
     end
-    threads[i] = nil
   end
+  ngx.thread.kill(guard)
 end
 
 local tick
@@ -484,8 +488,10 @@ function M.balance(list, tries)
   local state = get_last_failure()
   local failed
   if state then
+    -- a retry. "failed": connect error, timeout, 5xx (as proxy_next_upstream
+    -- says); "next": 403/404 retried elsewhere, not the backend's fault.
     failed = ctx[CTX]
-    if failed ~= nil then list:down(failed) end
+    if failed ~= nil and state == "failed" then list:down(failed) end
   else
     local more = tries or 1
     if more > 0 then set_more_tries(more) end
