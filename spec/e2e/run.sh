@@ -46,7 +46,7 @@ stop() {
   return 0
 }
 cleanup() {
-  for s in gw b1 b2 b3; do stop $s; done
+  for s in gw b1 b2 b3 ex; do stop $s; done
   if [ "$failed" != 0 ] && [ -f "$ROOT/gw/logs/error.log" ]; then
     echo "# --- gateway error.log (last 40 lines) ---"
     tail -40 "$ROOT/gw/logs/error.log" | sed 's/^/# /'
@@ -353,6 +353,31 @@ reset; fetch 10 /none/; T=$(tally)
 check "(7) no healthy backend: 10 of 10 are 502" $([ "$(count_of 502 -)" = 10 ] && [ "$(total_of)" = 10 ]; echo $?) "$T"
 grep -q 'upstream.nginx: no healthy backend' "$log"
 check "(7) ... and the error log says why" $?
+
+# (9) examples/nginx/nginx.conf works as shipped (paths and ports rewritten
+# to this test's: 8080-8083 -> E2E_PORT+50..+53)
+EX=$((BASE + 50))
+mkdir -p "$ROOT/ex/conf" "$ROOT/ex/logs"
+sed -e "s#\\\$prefix/../../build/luajit#$SO_DIR#g" -e "s#\\\$prefix/../..#$REPO#g" \
+  -e "s/127.0.0.1:8080/127.0.0.1:$EX/g" -e "s/127.0.0.1:8081/127.0.0.1:$((EX + 1))/g" \
+  -e "s/127.0.0.1:8082/127.0.0.1:$((EX + 2))/g" -e "s/127.0.0.1:8083/127.0.0.1:$((EX + 3))/g" \
+  "$REPO/examples/nginx/nginx.conf" >"$ROOT/ex/conf/nginx.conf"
+if grep -q 'prefix/\.\./' "$ROOT/ex/conf/nginx.conf" || ! grep -q "127.0.0.1:$EX;" "$ROOT/ex/conf/nginx.conf"; then
+  not_ok "(9) rewrite the example's paths and ports" "$(grep -n 'prefix\|listen' "$ROOT/ex/conf/nginx.conf")"
+elif ! out=$("$NGINX" -p "$ROOT/ex/" -c conf/nginx.conf -g "user www-data;" 2>&1); then
+  not_ok "(9) the example config starts" "$out"
+else
+  ok "(9) the example config starts"
+  sleep 1
+  args=(); for i in $(seq 30); do args+=(-o /dev/null "http://127.0.0.1:$EX/"); done
+  res=$(curl -s -m 5 -H 'Connection: close' -w '%{http_code},%header{x-backend}\n' "${args[@]}" | sort | uniq -c | awk '{ print $2 "=" $1 }' | tr '\n' ' ')
+  check "(9) the example gateway spreads 30 requests over its 3 backends" \
+    $([ "$(wc -w <<<"$res")" = 3 ] && ! grep -qv '^200,' <<<"$(tr ' ' '\n' <<<"$res" | grep .)"; echo $?) "$res"
+  stat=$(curl -s -m 2 "http://127.0.0.1:$EX/upstream-status")
+  check "(9) the example's /upstream-status lists 3 healthy backends" \
+    $([ "$(grep -c 'healthy=true' <<<"$stat")" = 3 ]; echo $?) "$stat"
+fi
+stop ex
 
 # (5) reload, then shutdown: no error and no timer warning in the error log
 off=$(wc -c <"$log")

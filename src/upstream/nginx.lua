@@ -483,6 +483,7 @@ end
 -- backend: the request ends with 502, and the reason is logged.
 function M.balance(list, tries)
   if not set_current_peer then load_balancer() end
+  if list == nil then return fail_502("ngxu.balance: the list is nil (was it created?)") end
   if type(tries) == "table" then tries = tries.tries end
   local ctx = ngx.ctx
   local state = get_last_failure()
