@@ -34,6 +34,22 @@ command -v curl >/dev/null || bail "curl not found"
 ROOT=$(mktemp -d /tmp/upstream-e2e.XXXXXX)
 chmod 755 "$ROOT"
 
+# backend string parsing, under LuaJIT outside nginx
+if command -v luajit >/dev/null; then
+  luajit "$REPO/spec/e2e/parse_test.lua" "$REPO" "$SO_DIR" >"$ROOT/parse.tap" 2>&1
+  st=$?
+  while IFS= read -r line; do
+    case $line in
+      "ok - "*) ok "parse: ${line#ok - }" ;;
+      "not ok - "*) not_ok "parse: ${line#not ok - }" ;;
+      *) echo "# $line" ;;
+    esac
+  done <"$ROOT/parse.tap"
+  [ "$st" = 0 ] || not_ok "parse_test.lua exited $st"
+else
+  echo "# luajit not found: parse tests skipped"
+fi
+
 # stop NAME: graceful stop of one nginx instance, bounded; then SIGKILL
 stop() {
   local pidf=$ROOT/$1/logs/nginx.pid pid i
@@ -136,6 +152,8 @@ gateway_conf() {
     ngx.log(ngx.NOTICE, "start(bad_list): ", ok and "started" or err)
     -- nothing healthy
     none_list = upstream.new({ "127.0.0.1:$DEAD" }, { initial_score = -1 })
+    -- one passive backend at score 0 that refuses: the retry finds none
+    dead_list = upstream.new({ "127.0.0.1:$DEAD" }, { initial_score = 0 })
     -- a health endpoint that answers too late: the socket timeouts end it
     hang_list = upstream.new({ "127.0.0.1:$HANG" }, {
       interval = $INTERVAL, timeout = $TIMEOUT, check = ngxu.http_check{ path = "/slow" },
@@ -161,6 +179,10 @@ gateway_conf() {
     server 0.0.0.1;
     balancer_by_lua_block { ngxu.balance(bad_list) }
   }
+  upstream gw_dead {
+    server 0.0.0.1;
+    balancer_by_lua_block { ngxu.balance(dead_list) }
+  }
   upstream gw_none {
     server 0.0.0.1;
     balancer_by_lua_block { ngxu.balance(none_list) }
@@ -174,7 +196,8 @@ gateway_conf() {
     proxy_next_upstream error timeout http_502 http_503 http_504;
     location = /status {
       content_by_lua_block {
-        local l = ({ w = backends, m = master_list, h = hang_list, r = rogue_list })[ngx.var.arg_l or "w"]
+        local l = ({ w = backends, m = master_list, h = hang_list, r = rogue_list,
+                     d = dead_list })[ngx.var.arg_l or "w"]
         for _, s in ipairs(l:status()) do
           ngx.say(s.backend, " ", s.score, " ", s.checks, " ", s.failures, " ", tostring(s.last_error))
         end
@@ -184,6 +207,7 @@ gateway_conf() {
     location /m/ { proxy_pass http://gw_master; log_by_lua_block { ngxu.log(master_list) } }
     location /bad/ { proxy_pass http://gw_bad; log_by_lua_block { ngxu.log(bad_list) } }
     location /none/ { proxy_pass http://gw_none; log_by_lua_block { ngxu.log(none_list) } }
+    location /dead/ { proxy_pass http://gw_dead; log_by_lua_block { ngxu.log(dead_list) } }
   }
   server {
     listen 127.0.0.1:$HANG;
@@ -378,6 +402,13 @@ else
     $([ "$(grep -c 'healthy=true' <<<"$stat")" = 3 ]; echo $?) "$stat"
 fi
 stop ex
+
+# (10) a refused try and no other backend: 502; the failure counts once
+# (score 0 -> -1, not -2). Both requests on one connection: one worker.
+res=$(curl -s -m 5 -o /dev/null -w '%{http_code}\n' "http://127.0.0.1:$GW/dead/" \
+  --next -s -m 5 "http://127.0.0.1:$GW/status?l=d")
+check "(10) refused, retry finds no healthy backend: 502, backend downed once (score -1)" \
+  $([ "$(head -1 <<<"$res")" = 502 ] && grep -q "^127.0.0.1:$DEAD -1 " <<<"$res"; echo $?) "$res"
 
 # (5) reload, then shutdown: no error and no timer warning in the error log
 off=$(wc -c <"$log")
