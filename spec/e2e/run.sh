@@ -152,6 +152,11 @@ gateway_conf() {
     ngx.log(ngx.NOTICE, "start(bad_list): ", ok and "started" or err)
     -- nothing healthy
     none_list = upstream.new({ "127.0.0.1:$DEAD" }, { initial_score = -1 })
+    -- connect-only checks
+    tcp_list = upstream.new({ "127.0.0.1:$B1", "127.0.0.1:$DEAD" }, {
+      interval = $INTERVAL, timeout = $TIMEOUT, check = ngxu.tcp_check{},
+    })
+    ngxu.start(tcp_list, { tick = $TICK })
     -- one passive backend at score 0 that refuses: the retry finds none
     dead_list = upstream.new({ "127.0.0.1:$DEAD" }, { initial_score = 0 })
     -- a health endpoint that answers too late: the socket timeouts end it
@@ -197,7 +202,7 @@ gateway_conf() {
     location = /status {
       content_by_lua_block {
         local l = ({ w = backends, m = master_list, h = hang_list, r = rogue_list,
-                     d = dead_list })[ngx.var.arg_l or "w"]
+                     d = dead_list, t = tcp_list, b = bad_list })[ngx.var.arg_l or "w"]
         for _, s in ipairs(l:status()) do
           ngx.say(s.backend, " ", s.score, " ", s.checks, " ", s.failures, " ", tostring(s.last_error))
         end
@@ -371,6 +376,18 @@ check "(6) balance skips malformed backends: 30 of 30 are 200 from b2" \
   $([ "$(count_of 200 b2)" = 30 ] && [ "$(total_of)" = 30 ]; echo $?) "$T"
 grep -q 'upstream.nginx: bad backend "bogus:80"' "$log"
 check "(6) balance logs the malformed backend by name" $?
+
+# (12) a passive list (no active check): successes raise the score (1 -> 3)
+res=$(curl -s -m 5 -o /dev/null "http://127.0.0.1:$GW/bad/" --next -s -m 5 -o /dev/null "http://127.0.0.1:$GW/bad/" \
+  --next -s -m 5 -o /dev/null "http://127.0.0.1:$GW/bad/" --next -s -m 5 "http://127.0.0.1:$GW/status?l=b")
+check "(12) passive list: successes raise the score to the high mark (3)" \
+  $(grep -q "^127.0.0.1:$B2 3 " <<<"$res"; echo $?) "$res"
+
+# (11) tcp_check: connect only
+st=$(curl -s -m 2 "http://127.0.0.1:$GW/status?l=t")
+check "(11) tcp_check: a listening backend passes, a closed port fails (connection refused)" \
+  $(awk -v a="127.0.0.1:$B1" -v d="127.0.0.1:$DEAD" '$1 == a && $3 >= 2 && $4 == 0 { ok++ } $1 == d && $3 >= 2 && $4 == $3 && $2 < 0 { ok++ } END { exit ok != 2 }' <<<"$st" \
+    && grep -q "^127.0.0.1:$DEAD .* connect: connection refused\$" <<<"$st"; echo $?) "$st"
 
 # (7) nothing healthy: 502, and the reason is logged
 reset; fetch 10 /none/; T=$(tally)
