@@ -52,7 +52,8 @@ end
 -- it; so upstream.new is wrapped once to remember, per list, the `check`
 -- option it was given. (ngxu.start(list, { check = fn }) also works.)
 
-local checks = setmetatable({}, { __mode = "k" })
+local checks = upstream.__nginx_checks or setmetatable({}, { __mode = "k" })
+upstream.__nginx_checks = checks
 
 if not upstream.__nginx_new then
   local new = upstream.new
@@ -438,7 +439,13 @@ tick = function(premature, st)
   end
   local armed = arm(st, st.tick)
   local ok, err = pcall(run_due, st)
-  if not ok then log(ERR, "check loop: ", tostring(err)) end
+  if not ok then -- unexpected (e.g. the list is driven by step()): logged 1, 10, 100... times
+    st.errors = st.errors + 1
+    local e = st.errors
+    if e == 1 or e == 10 or e == 100 or e % 1000 == 0 then
+      log(ERR, "check loop (error ", e, "): ", tostring(err))
+    end
+  end
   if not armed and not st.stopped and not ngx.worker.exiting() then
     if not arm(st, st.tick) then
       log(ERR, "health checks of this list stopped in worker ", tostring(ngx.worker.pid()))
@@ -485,7 +492,8 @@ function M.start(list, opts)
   end
   local loop = loops[list]
   if loop and not loop.stopped then return true end -- already driven by this worker
-  loop = { list = list, check = check, tick = t, grace = opts.grace or 0.05, stopped = false }
+  loop = { list = list, check = check, tick = t, grace = opts.grace or 0.05, stopped = false,
+           errors = 0 }
   loops[list] = loop
   if not arm(loop, 0) then
     loop.stopped = true
