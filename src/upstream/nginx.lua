@@ -25,6 +25,25 @@
 -- Backends are "host:port" strings with an IP address host: "10.0.0.1:80",
 -- "[::1]:8080" (the balancer does not resolve names). Each string is parsed
 -- once and the result cached.
+--
+-- API
+--   ngxu.start(list [, { tick = 0.1, check = fn, grace = 0.05 }])
+--       init_worker_by_lua (the list may come from init_by_lua). tick: how
+--       often due() is polled. Raises an error naming malformed backends.
+--   ngxu.stop(list)              stops this worker's loop for the list
+--   ngxu.balance(list [, tries]) balancer_by_lua; tries: retries (default 1)
+--   ngxu.log(list)               log_by_lua
+--   ngxu.http_check{ path = "/", expect = 200 | {200, 204} | nil (2xx),
+--                    host = "Host header", method = "GET", headers = {} }
+--   ngxu.tcp_check{}             connect only
+--   ngxu.time_left(job)          seconds left to a job's deadline
+--   ngxu.parse_backend(b)        { host =, port =, addr = } or nil, err
+-- A custom check is called as check(backend, job) in an ngx light thread
+-- (cosockets work); it returns truthy when healthy, or nil, err. It should
+-- bound its socket timeouts by ngxu.time_left(job): past the deadline the
+-- list counts a timeout, and a check still running then is killed.
+-- The list must be created after require "upstream.nginx" (the driver learns
+-- its check function from upstream.new), or given as start(list, { check }).
 
 local upstream = require "upstream"
 
