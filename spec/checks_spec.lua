@@ -322,6 +322,31 @@ describe("checks", function()
       assert.is_nil(status_of(list, "a").last_error)
     end)
 
+    it("upstream.sleep inside pcall sleeps (PUC 5.1 cannot yield there: the check fails)", function()
+      -- whether this Lua can yield across pcall (all but PUC 5.1)
+      local yields = coroutine.wrap(function() return pcall(coroutine.yield, "yielded") end)()
+      local c = util.fake_clock(0)
+      local list = track(make({ "a" }, c, {
+        interval = 5, timeout = 2,
+        check = function()
+          local ok, err = pcall(upstream.sleep, 1)
+          if not ok then return nil, err end
+          return true
+        end,
+      }))
+      if yields == "yielded" then
+        assert.are.equal(1, list:step()) -- asleep until t = 1
+        c.t = 1
+        list:step()
+        assert.is_nil(status_of(list, "a").last_error)
+      else
+        list:step()
+        assert.are.equal("attempt to yield across metamethod/C-call boundary",
+          status_of(list, "a").last_error)
+      end
+      assert.are.equal(1, status_of(list, "a").checks)
+    end)
+
     it("upstream.sleep returns control: other backends' checks run meanwhile", function()
       local c = util.fake_clock(0)
       local order = {}

@@ -12,6 +12,10 @@
  *    __close of a suspended check: a check that times out, whose backend is
  *    removed, or whose list is shut down is simply dropped (never resumed,
  *    left to the garbage collector). The list's own __close is unused.
+ *  - yields across pcall, metamethods and iterators (PUC 5.1 only; LuaJIT
+ *    and 5.2+ have them): upstream.sleep or coroutine.yield inside pcall in
+ *    a check fails the check with "attempt to yield across metamethod/C-call
+ *    boundary".
  *  - several user values per userdata (5.4). A userdata has one environment
  *    table (5.1, LuaJIT) or one user value (5.2, 5.3); lua_newuserdatauv
  *    with nuv > 0 puts a table there holding the values at keys 1..nuv.
