@@ -651,24 +651,33 @@ function M.balance(list, tries)
   return balance_slow(list, failed, b, err, true)
 end
 
--- Passive lists (no active check) are cached for a second per list.
-local passive_until = setmetatable({}, { __mode = "k" })
-local passive_val = setmetatable({}, { __mode = "k" })
+-- Whether a list is passive (no active check), cached per list and
+-- recomputed every 1024 log() calls (list:checked() is O(n); reconcile can
+-- change the answer).
+local passive = setmetatable({}, { __mode = "k" })
+local log_calls = 0
 
 local function is_passive(list)
-  local now = ngx.now()
-  local u = passive_until[list]
-  if u and u > now then return passive_val[list] end
-  local p = list:checked() == 0
-  passive_val[list] = p
-  passive_until[list] = now + 1
+  local p = passive[list]
+  if p == nil then
+    p = list:checked() == 0
+    passive[list] = p
+  end
   return p
 end
 
 -- ngxu.log(list) in log_by_lua: passive feedback from the last try.
 -- Connect error, timeout or 5xx: down(). Success: up(), only for a list
--- without active checks.
+-- without active checks. The fast path for a checked list is one look at
+-- the response status: below 500, the last try succeeded (unless an
+-- error_page turned a failure into a success: that failure is not counted).
 function M.log(list)
+  log_calls = log_calls + 1
+  if log_calls >= 1024 then
+    log_calls = 0
+    passive = setmetatable({}, { __mode = "k" })
+  end
+  if ngx.status < 500 and not is_passive(list) then return end
   local us = ngx.var.upstream_status
   if us == nil then return end
   -- the last try's status: "502, 200" -> 200; "-" (no answer) -> nil
