@@ -12,7 +12,8 @@
 # +-10% between runs: rounds are short and interleaved, and the ratios are
 # the median of the per-round ratios.
 # Then the cost of each call, measured in a loop inside balancer_by_lua.
-#   UPSTREAM_SO_DIR=dir  ROUNDS=5 SECS=3 CONNS=32  bash bench/gateway.sh
+#   UPSTREAM_SO_DIR=dir  ROUNDS=5 SECS=3 CONNS=32 [BENCH_IR=1]  bash bench/gateway.sh
+# BENCH_IR=1 adds instructions per request under callgrind (about a minute).
 set -u
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 SO_DIR=${UPSTREAM_SO_DIR:-$REPO/build/luajit}
@@ -34,7 +35,8 @@ stop() {
   for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
   kill -KILL "$pid" 2>/dev/null; return 0
 }
-trap 'stop gw; stop be; rm -rf "$ROOT"' EXIT
+VGPID=
+trap 'stop gw; stop be; [ -n "$VGPID" ] && kill -KILL $VGPID 2>/dev/null; rm -rf "$ROOT"' EXIT
 trap 'exit 130' INT TERM
 
 GW_CPU=01 BE_CPU=10 PIN="taskset -c 1"
@@ -65,10 +67,7 @@ CONF
 } >"$ROOT/be/conf/nginx.conf"
 
 ka='keepalive 64; keepalive_requests 100000;'
-{
-  echo "load_module $MODDIR/ndk_http_module.so;"
-  echo "load_module $MODDIR/ngx_http_lua_module.so;"
-  head_conf $GW_CPU
+gw_http() { # gw_http LISTEN-PORT: the gateway's http block
   cat <<CONF
 http {
   access_log off; $temps
@@ -135,7 +134,7 @@ http {
   }
   upstream ngxu { server 0.0.0.1; balancer_by_lua_block { ngxu.balance(backends) } $ka }
   server {
-    listen 127.0.0.1:$BASE;
+    listen 127.0.0.1:$1;
     proxy_http_version 1.1;
     proxy_set_header Connection "";
     location /native { proxy_pass http://native; }
@@ -147,6 +146,12 @@ http {
   }
 }
 CONF
+}
+{
+  echo "load_module $MODDIR/ndk_http_module.so;"
+  echo "load_module $MODDIR/ngx_http_lua_module.so;"
+  head_conf $GW_CPU
+  gw_http $BASE
 } >"$ROOT/gw/conf/nginx.conf"
 
 for s in be gw; do
@@ -209,5 +214,46 @@ echo
 echo "cost per call inside balancer_by_lua (best of 3 x 200000):"
 curl -s -o /dev/null -m 30 "http://127.0.0.1:$BASE/micro"
 curl -s -m 2 "http://127.0.0.1:$BASE/micro-result"
+# Optional: user-space instructions per request of the gateway under
+# callgrind, (Ir(N2) - Ir(N1)) / (requests N2 - N1): deterministic where the
+# timings above are not, but blind to the kernel (syscalls, TCP), so the
+# relative differences it shows are larger than in time.
+if [ -n "${BENCH_IR:-}" ] && command -v valgrind >/dev/null; then
+  IRP=$((BASE + 10))
+  ir_run() { # ir_run VARIANT REQUESTS-PER-CLIENT (4 keepalive clients)
+    local d=$ROOT/ir.$1.$2 i args=() pids=()
+    mkdir -p "$d"/{conf,logs,tmp}
+    {
+      echo "load_module $MODDIR/ndk_http_module.so;"
+      echo "load_module $MODDIR/ngx_http_lua_module.so;"
+      echo "master_process off; daemon off; pid logs/nginx.pid; error_log logs/error.log warn;"
+      echo "events { worker_connections 1024; }"
+      gw_http $IRP
+    } >"$d/conf/nginx.conf"
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null --smc-check=all-non-file \
+      nginx -p "$d/" -c conf/nginx.conf >"$d/vg.log" 2>&1 &
+    VGPID=$!
+    for i in $(seq 100); do
+      curl -s -o /dev/null -m 1 "http://127.0.0.1:$IRP/$1" && break
+      kill -0 $VGPID 2>/dev/null || break; sleep 0.2
+    done
+    for i in $(seq "$2"); do args+=(-o /dev/null "http://127.0.0.1:$IRP/$1"); done
+    for i in 1 2 3 4; do curl -s -m 120 "${args[@]}" & pids+=($!); done
+    wait "${pids[@]}"
+    kill -QUIT $VGPID 2>/dev/null; wait $VGPID; VGPID=
+    grep -o "Collected : [0-9]*" "$d/vg.log" | awk '{ print $3 }'
+  }
+  echo
+  echo "user-space instructions per request (callgrind, 4000 requests):"
+  declare -A ir
+  for v in $variants; do
+    a=$(ir_run "$v" 250); b=$(ir_run "$v" 1250)
+    ir[$v]=$(( (b - a) / 4000 ))
+    printf '  %-8s %6d\n' "$v" "${ir[$v]}"
+  done
+  irr() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b / a }'; }
+  echo "  ngxu / native = $(irr "${ir[ngxu]}" "${ir[native]}")   ngxu / bare = $(irr "${ir[ngxu]}" "${ir[bare]}")   ngxu-b / bare = $(irr "${ir[ngxu-b]}" "${ir[bare]}")"
+fi
+
 errs=$(grep -cE '\[(error|alert|crit|emerg)\]' "$ROOT/gw/logs/error.log")
 echo "gateway error log: $errs error lines"
