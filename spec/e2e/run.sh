@@ -61,6 +61,17 @@ stop() {
   pkill -KILL -P "$pid" 2>/dev/null
   return 0
 }
+# kill_hard NAME: SIGKILL an instance (master and workers), as a crash would
+kill_hard() {
+  local pidf=$ROOT/$1/logs/nginx.pid pid kids i
+  [ -s "$pidf" ] || return 0
+  pid=$(cat "$pidf"); kids=$(pgrep -P "$pid")
+  kill -KILL "$pid" $kids 2>/dev/null
+  for i in $(seq 50); do
+    kill -0 "$pid" 2>/dev/null || { rm -f "$pidf"; return 0; }
+    sleep 0.1
+  done
+}
 cleanup() {
   for s in gw b1 b2 b3 ex; do stop $s; done
   if [ "$failed" != 0 ] && [ -f "$ROOT/gw/logs/error.log" ]; then
@@ -206,6 +217,7 @@ gateway_conf() {
         for _, s in ipairs(l:status()) do
           ngx.say(s.backend, " ", s.score, " ", s.checks, " ", s.failures, " ", tostring(s.last_error))
         end
+        ngx.say("timers ", ngx.timer.pending_count(), " ", ngx.timer.running_count())
       }
     }
     location / { proxy_pass http://gw; log_by_lua_block { ngxu.log(backends) } }
@@ -322,10 +334,10 @@ check "(2) health restored: b2 gets traffic again" $seen "$T"
 check "(2) ... with no error meanwhile" $([ "$(total_of)" = "$(( $(count_of 200 b1) + $(count_of 200 b2) + $(count_of 200 b3) ))" ]; echo $?) "$T"
 sleep 1.5 # b2 back to a high score in both workers
 
-# (3) b3 is killed: connection refused. Passive feedback + one retry: no
+# (3) b3 is killed (SIGKILL): connection refused. Passive feedback + one retry: no
 # client sees an error.
 retries_before=$(grep -c '502, ' "$ROOT/gw/logs/access.log")
-stop b3
+kill_hard b3
 reset
 for i in $(seq 10); do fetch 20 /; sleep 0.1; done
 T=$(tally)
@@ -444,6 +456,16 @@ sleep 0.5
 reset; fetch 60 /; T=$(tally)
 check "(5) after reload: 60 of 60 are 200, spread over the 3" \
   $([ "$(count_of 200 b1)" -ge 10 ] && [ "$(count_of 200 b2)" -ge 10 ] && [ "$(count_of 200 b3)" -ge 10 ] && [ "$(total_of)" = 60 ]; echo $?) "$T"
+# timers: 5 started lists per worker, one timer each (pending, or running
+# while its checks run); nothing accumulates across ticks or the reload
+tmax=0
+for i in $(seq 10); do
+  t=$(curl -s -m 2 "http://127.0.0.1:$GW/status" | awk '$1 == "timers" { print $2 + $3 }')
+  [ "${t:-99}" -gt "$tmax" ] && tmax=${t:-99}
+  sleep 0.13
+done
+check "(5) one timer per started list: at most 5 timers per worker over 10 samples (max $tmax)" \
+  $([ "$tmax" -le 5 ]; echo $?)
 "$NGINX" -p "$ROOT/gw" -c conf/nginx.conf -s quit 2>/dev/null
 quit=1
 for i in $(seq 100); do kill -0 "$master" 2>/dev/null || { quit=0; break; }; sleep 0.1; done

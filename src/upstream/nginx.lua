@@ -14,8 +14,10 @@
 -- Active checks: one ngx timer per list and per worker polls list:due()
 -- every `tick` seconds; each due job runs in its own ngx.thread (cosockets
 -- work there) with its socket timeouts set to the time left to the job's
--- absolute deadline. The timer re-arms itself (a fresh timer each tick, so no
--- request pool grows forever) and stops when the worker exits.
+-- absolute deadline. A timer run lasts while checks are in flight (at most
+-- about a second, then it re-arms itself: a fresh timer, so no request pool
+-- grows forever); a list never has more than one timer. It stops when the
+-- worker exits.
 --
 -- Passive feedback: ngxu.log() downs the backend that served a request when
 -- it failed (connect error, timeout, 5xx); a success raises the score only
@@ -382,62 +384,82 @@ local function run_check(st, job)
   end
 end
 
--- Runs one job in a light thread; never raises; returns its index.
-local function run_job(st, job, i)
+-- Runs one job in a light thread; never raises. Marks its record finished
+-- and wakes the loop.
+local function run_job(st, job, rec, sema)
   local ok, err = pcall(run_check, st, job)
   if not ok then log(ERR, "check of ", tostring(job.backend), ": ", tostring(err)) end
-  return i
+  rec.finished = true
+  sema:post(1)
 end
 
-local function sleep_until(list, t, i)
-  local left = t - list:now()
-  if left > 0 then ngx.sleep(left) end
-  return i
-end
+local semaphore
 
--- Starts the due checks, each in its own light thread, and waits for them.
--- A check that ignores its deadline is killed once the latest deadline (plus
--- a grace) has passed: the list has counted it as timed out by then.
-local function run_due(st)
-  local list = st.list
-  local jobs = list:due()
-  local n = #jobs
-  if n == 0 then return end
-  local threads, waiting, latest = {}, 0, -huge
-  for i = 1, n do
-    local job = jobs[i]
-    job.list = list
-    if job.deadline - list:now() > 0 then -- else: let the list time it out
-      local th, err = ngx.thread.spawn(run_job, st, job, i)
-      if th then
-        threads[i] = th
-        waiting = waiting + 1
-        if job.deadline > latest then latest = job.deadline end
-      else
-        log(ERR, "cannot start a check of ", tostring(job.backend), ": ", tostring(err))
-        list:report(job, false, "cannot start the check: " .. tostring(err))
-      end
-    end
-  end
-  if waiting == 0 then return end
-  -- wait for each thread in turn, or for the guard: O(n) waits in all
-  local guard = ngx.thread.spawn(sleep_until, list, latest + st.grace, 0)
-  for i = 1, n do
-    local th = threads[i]
-    if th then
-      local ok, r = ngx.thread.wait(guard, th)
-      if not ok or r == 0 then -- the guard: whatever still runs is past its deadline
-        for j = i, n do
-          if threads[j] and ngx.thread.kill(threads[j]) then
-            log(WARN, "check of ", tostring(jobs[j].backend), " ignored its deadline; killed")
+-- One run of a list's timer. Polls due() every tick and starts each due job
+-- in its own light thread; while checks are in flight the run stays (so a
+-- list never has more than one timer, pending or running), waking on each
+-- completion and at each tick. After `life` seconds it stops polling, waits
+-- for what is in flight, and returns; the caller re-arms the timer. A check
+-- still running `grace` seconds past its deadline is killed (the list has
+-- counted it as timed out by then).
+local function run_loop(st)
+  if not semaphore then semaphore = require "ngx.semaphore" end
+  local list, tick_s, grace = st.list, st.tick, st.grace
+  local sema = semaphore.new()
+  local inflight, n = {}, 0
+  local now = list:now()
+  local poll_until = now + st.life
+  local next_poll = now
+  -- bounded: each pass either polls (at most life / tick + 1 times), sees a
+  -- completion or a kill (at most one per started check), or waits to the
+  -- next poll or deadline
+  for _ = 1, 100000 do
+    local polling = now < poll_until and not st.stopped and not ngx.worker.exiting()
+    if polling and now >= next_poll then
+      next_poll = now + tick_s
+      local jobs = list:due()
+      for i = 1, #jobs do
+        local job = jobs[i]
+        job.list = list
+        if job.deadline - list:now() > 0 then -- else: let the list time it out
+          local rec = { deadline = job.deadline, backend = job.backend }
+          local th, err = ngx.thread.spawn(run_job, st, job, rec, sema)
+          if th then
+            rec.th = th
+            n = n + 1
+            inflight[n] = rec
+          else
+            log(ERR, "cannot start a check of ", tostring(job.backend), ": ", tostring(err))
+            list:report(job, false, "cannot start the check: " .. tostring(err))
           end
         end
-        return
       end
-      threads[i] = nil
     end
+    -- forget finished checks; kill those far past their deadline
+    now = list:now()
+    local k, wake = 0, huge
+    for i = 1, n do
+      local rec = inflight[i]
+      inflight[i] = nil
+      if not rec.finished then
+        if now > rec.deadline + grace then
+          if ngx.thread.kill(rec.th) then
+            log(WARN, "check of ", tostring(rec.backend), " ignored its deadline; killed")
+          end
+        else
+          k = k + 1
+          inflight[k] = rec
+          if rec.deadline + grace < wake then wake = rec.deadline + grace end
+        end
+      end
+    end
+    n = k
+    if n == 0 then return end -- nothing in flight: the re-armed timer polls next
+    if polling and next_poll < wake then wake = next_poll end
+    local left = wake - now
+    if left > 0 then sema:wait(left < 0.001 and 0.001 or left) end
+    now = list:now()
   end
-  ngx.thread.kill(guard)
 end
 
 local tick
@@ -456,8 +478,7 @@ tick = function(premature, st)
     st.stopped = true
     return
   end
-  local armed = arm(st, st.tick)
-  local ok, err = pcall(run_due, st)
+  local ok, err = pcall(run_loop, st)
   if not ok then -- unexpected (e.g. the list is driven by step()): logged 1, 10, 100... times
     st.errors = st.errors + 1
     local e = st.errors
@@ -465,11 +486,10 @@ tick = function(premature, st)
       log(ERR, "check loop (error ", e, "): ", tostring(err))
     end
   end
-  if not armed and not st.stopped and not ngx.worker.exiting() then
-    if not arm(st, st.tick) then
-      log(ERR, "health checks of this list stopped in worker ", tostring(ngx.worker.pid()))
-      st.stopped = true
-    end
+  if st.stopped or ngx.worker.exiting() then return end
+  if not arm(st, st.tick) then
+    log(ERR, "health checks of this list stopped in worker ", tostring(ngx.worker.pid()))
+    st.stopped = true
   end
 end
 
@@ -512,7 +532,7 @@ function M.start(list, opts)
   local loop = loops[list]
   if loop and not loop.stopped then return true end -- already driven by this worker
   loop = { list = list, check = check, tick = t, grace = opts.grace or 0.05, stopped = false,
-           errors = 0 }
+           errors = 0, life = 1 }
   loops[list] = loop
   if not arm(loop, 0) then
     loop.stopped = true
