@@ -14,9 +14,9 @@
 -- Active checks: one ngx timer per list and per worker polls list:due()
 -- every `tick` seconds; each due job runs in its own ngx.thread (cosockets
 -- work there) with its socket timeouts set to the time left to the job's
--- absolute deadline. A timer run lasts while checks are in flight (at most
--- about a second, then it re-arms itself: a fresh timer, so no request pool
--- grows forever); a list never has more than one timer. It stops when the
+-- absolute deadline. A timer run lasts while checks are in flight (it stops
+-- polling after 5 s, drains, and re-arms itself: a fresh timer, so no
+-- request pool grows forever); a list never has more than one timer. It stops when the
 -- worker exits.
 --
 -- Passive feedback: ngxu.log() downs the backend that served a request when
@@ -532,7 +532,7 @@ function M.start(list, opts)
   local loop = loops[list]
   if loop and not loop.stopped then return true end -- already driven by this worker
   loop = { list = list, check = check, tick = t, grace = opts.grace or 0.05, stopped = false,
-           errors = 0, life = 1 }
+           errors = 0, life = 5 }
   loops[list] = loop
   if not arm(loop, 0) then
     loop.stopped = true
