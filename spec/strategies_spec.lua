@@ -930,7 +930,6 @@ end)
 
 describe("hash across a growing list", function()
   it("moves only the new backend's share when reconcile outgrows the block", function()
-    local upstream = require "upstream"
     local bs = {}
     for i = 1, 200 do bs[i] = "10.1." .. math.floor(i / 256) .. "." .. (i % 256) .. ":80" end
     local l = upstream.new(bs, { strategy = "hash" }) -- a full block: the next add grows it

@@ -636,6 +636,24 @@ static int l_now(lua_State *L) {
   return 1;
 }
 
+static void push_wait(lua_State *L, double next, double now) {
+  if (isinf(next)) lua_pushnil(L);
+  else lua_pushnumber(L, next > now ? next - now : 0);
+}
+
+/* Seconds until the next check event (0: due now), nil when nothing is
+ * scheduled: a host loop sleeps exactly that long between due() calls. */
+static int l_next_due(lua_State *L) {
+  lu_list *u;
+  double next;
+  lua_settop(L, 1);
+  u = check_list(L);
+  next = u->core->shut ? INFINITY : ul_next_time(u->core);
+  if (isinf(next)) lua_pushnil(L);
+  else push_wait(L, next, list_now(L, 1));
+  return 1;
+}
+
 /* Members with an active check (0: a passive list, moved by up/down only). */
 static int l_checked(lua_State *L) {
   lu_list *u = check_list(L);
@@ -855,11 +873,6 @@ static double do_step(lua_State *L, lu_list *u, double now) {
     }
   }
   return ul_next_time(u->core);
-}
-
-static void push_wait(lua_State *L, double next, double now) {
-  if (isinf(next)) lua_pushnil(L);
-  else lua_pushnumber(L, next > now ? next - now : 0);
 }
 
 static int l_step(lua_State *L) {
@@ -1251,6 +1264,7 @@ static const luaL_Reg methods[] = {
     {"report", l_report},
     {"now", l_now},
     {"checked", l_checked},
+    {"next_due", l_next_due},
     {"weight", l_weight},
     {"set_weight", l_set_weight},
     {"release", l_release},

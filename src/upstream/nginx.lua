@@ -11,8 +11,9 @@
 --   balancer_by_lua_block:  ngxu.balance(backends)
 --   log_by_lua_block:       ngxu.log(backends)
 --
--- Active checks: one ngx timer per list and per worker polls list:due()
--- every `tick` seconds; each due job runs in its own ngx.thread (cosockets
+-- Active checks: one ngx timer per list and per worker polls list:due() at
+-- each check event (list:next_due()), or every `tick` seconds at the most;
+-- each due job runs in its own ngx.thread (cosockets
 -- work there) with its socket timeouts set to the time left to the job's
 -- absolute deadline. A timer run lasts while checks are in flight (it stops
 -- polling after 5 s, drains, and re-arms itself: a fresh timer, so no
@@ -30,8 +31,9 @@
 --
 -- API
 --   ngxu.start(list [, { tick = 0.1, check = fn, grace = 0.05 }])
---       init_worker_by_lua (the list may come from init_by_lua). tick: how
---       often due() is polled. Raises an error naming malformed backends.
+--       init_worker_by_lua (the list may come from init_by_lua). tick: the
+--       longest wait between two polls of due(). check: overrides the list's
+--       check function. Raises an error naming malformed backends.
 --   ngxu.stop(list)              stops this worker's loop for the list
 --   ngxu.balance(list [, tries]) balancer_by_lua; tries: retries (default 1)
 --   ngxu.log(list)               log_by_lua
@@ -44,10 +46,10 @@
 -- (cosockets work); it returns truthy when healthy, or nil, err. It should
 -- bound its socket timeouts by ngxu.time_left(job): past the deadline the
 -- list counts a timeout, and a check still running then is killed.
--- The list must be created after require "upstream.nginx" (the driver learns
--- its check function from upstream.new), or given as start(list, { check }).
+-- Each job carries the list's check function (list:due()); a backend with a
+-- healthcheck method and no check function is checked as
+-- backend:healthcheck(job).
 
-local upstream = require "upstream"
 
 local ngx = ngx
 local type, tostring, tonumber, pcall, error = type, tostring, tonumber, pcall, error
@@ -64,26 +66,6 @@ if ngx then ERR, WARN, NOTICE, DEBUG = ngx.ERR, ngx.WARN, ngx.NOTICE, ngx.DEBUG 
 
 local function log(level, ...)
   if ngx then ngx.log(level, "upstream.nginx: ", ...) end
-end
-
--- ---------------------------------------------------------------------------
--- check functions given to upstream.new
---
--- The list keeps its check function to itself, and due() jobs do not carry
--- it; so upstream.new is wrapped once to remember, per list, the `check`
--- option it was given. (ngxu.start(list, { check = fn }) also works.)
-
-local checks = upstream.__nginx_checks or setmetatable({}, { __mode = "k" })
-upstream.__nginx_checks = checks
-
-if not upstream.__nginx_new then
-  local new = upstream.new
-  upstream.__nginx_new = new
-  upstream.new = function(backends, opts)
-    local list = new(backends, opts)
-    if type(opts) == "table" and opts.check ~= nil then checks[list] = opts.check end
-    return list
-  end
 end
 
 -- ---------------------------------------------------------------------------
@@ -362,10 +344,18 @@ end
 
 local loops = setmetatable({}, { __mode = "k" }) -- list -> loop state
 
+-- The check to run: ngxu.start's override, else the list's own (the job
+-- carries it), else the backend's healthcheck method (the Go interface).
 local function run_check(st, job)
   local list = st.list
   local b = job.backend
-  local ok, res, err = pcall(st.check, b, job)
+  local fn = st.check or job.check
+  local ok, res, err
+  if fn then
+    ok, res, err = pcall(fn, b, job)
+  else
+    ok, res, err = pcall(b.healthcheck, b, job)
+  end
   if not ok then res, err = nil, res end
   if not res and err == nil then err = "health check failed" end
   local was = list:score(b)
@@ -416,8 +406,10 @@ local function run_loop(st)
   for _ = 1, 100000 do
     local polling = now < poll_until and not st.stopped and not ngx.worker.exiting()
     if polling and now >= next_poll then
-      next_poll = now + tick_s
       local jobs = list:due()
+      -- poll again at the next check event, or after tick at the latest
+      local nd = list:next_due()
+      next_poll = now + ((nd and nd < tick_s) and nd or tick_s)
       for i = 1, #jobs do
         local job = jobs[i]
         job.list = list
@@ -517,18 +509,11 @@ function M.start(list, opts)
   if type(t) ~= "number" or not (t >= 0.001 and t <= 60) then
     error("upstream.nginx.start: tick must be a number of seconds in [0.001, 60]", 2)
   end
-  local check = opts.check or checks[list]
-  if check == nil then
-    if list:checked() > 0 then
-      error("upstream.nginx.start: this list has active checks but its check function "
-        .. "is unknown: require \"upstream.nginx\" before calling upstream.new, or pass "
-        .. "ngxu.start(list, { check = fn })", 2)
-    end
-    return true -- a passive list: nothing to drive
-  end
-  if type(check) ~= "function" and not (getmetatable(check) or {}).__call then
+  local check = opts.check
+  if check ~= nil and type(check) ~= "function" and not (getmetatable(check) or {}).__call then
     error("upstream.nginx.start: check must be a function", 2)
   end
+  if list:checked() == 0 then return true end -- a passive list: nothing to drive
   local loop = loops[list]
   if loop and not loop.stopped then return true end -- already driven by this worker
   loop = { list = list, check = check, tick = t, grace = opts.grace or 0.05, stopped = false,
@@ -612,6 +597,24 @@ end
 
 local told = {} -- malformed backends already logged by balance()
 
+-- Picks through upstream.ffi (a JIT-compiled call, ~10x cheaper than
+-- list:pick() under LuaJIT), one picker per list.
+local pickers = setmetatable({}, { __mode = "k" })
+local uffi
+
+local function pick(list)
+  local p = pickers[list]
+  if not p then
+    if uffi == nil then
+      local ok, m = pcall(require, "upstream.ffi")
+      uffi = ok and m or false
+    end
+    p = uffi and uffi.picker(list) or function() return list:pick() end
+    pickers[list] = p
+  end
+  return p()
+end
+
 -- Slow path: retries, unusable backends, none healthy.
 local function balance_slow(list, failed, b, err, retried)
   local n = #list
@@ -634,7 +637,7 @@ local function balance_slow(list, failed, b, err, retried)
       end
       list:down(b)
     end
-    b, err = list:pick()
+    b, err = pick(list)
   end
   if fallback ~= nil and use(fallback) then return end
   return fail_502("no usable backend (tried " .. n .. ")", retried)
@@ -655,7 +658,7 @@ function M.balance(list, tries)
       if tries > 0 then set_more_tries(tries) end
     end
     if list == nil then return fail_502("ngxu.balance: the list is nil (was it created?)") end
-    local b, err = list:pick()
+    local b, err = pick(list)
     if b ~= nil then
       local p = parsed[b]
       if p and set_current_peer(p.host, p.port) then return end
@@ -667,7 +670,7 @@ function M.balance(list, tries)
   if list == nil then return fail_502("ngxu.balance: the list is nil (was it created?)") end
   local failed = by_addr[last_addr(ngx.var.upstream_addr)]
   if failed ~= nil and state == "failed" then list:down(failed) end
-  local b, err = list:pick()
+  local b, err = pick(list)
   return balance_slow(list, failed, b, err, true)
 end
 
