@@ -4,8 +4,8 @@
 # $LUA is ./upstream.so, for any other runtime R build/R/upstream.so; a
 # runtime not installed or not built counts as a failed suite), then under
 # $LUA: the C unit tests of the core (cmocka, ASan+UBSan), the specs with
-# the module built with ASan+UBSan, again under valgrind (zero leaks, zero
-# errors), and luacheck.
+# the module built with ASan+UBSan, again with an aggressive GC, again under
+# valgrind (zero leaks, zero errors); the nginx end-to-end test; luacheck.
 set -u
 cd "$(dirname "$0")/.."
 LUA=${LUA:-lua5.4}
@@ -74,7 +74,15 @@ suite valgrind valgrind -q --error-exitcode=99 --leak-check=full \
   --errors-for-leak-kinds=definite --show-leak-kinds=definite \
   "$LUA" "$BUSTED" --lpath='./src/?.lua' --cpath='./?.so' -o TAP spec/
 
-# 5. luacheck over the Lua we ship and test with (the directories present)
+# 5. the nginx driver end to end: a gateway nginx (LuaJIT) and three backend
+# nginx instances on loopback (spec/e2e/run.sh)
+if command -v nginx >/dev/null && [ -f build/luajit/upstream.so ]; then
+  suite e2e env UPSTREAM_SO_DIR="$PWD/build/luajit" bash spec/e2e/run.sh
+else
+  missing e2e "nginx or build/luajit/upstream.so missing (apt-get install nginx-light libnginx-mod-http-lua)"
+fi
+
+# 6. luacheck over the Lua we ship and test with (the directories present)
 if command -v luacheck >/dev/null; then
   if luacheck -q $(ls -d spec bench examples src/upstream 2>/dev/null) >"$out/luacheck" 2>&1; then
     echo "luacheck: 1 passed, 0 failed"; passed=$((passed + 1))

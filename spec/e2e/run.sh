@@ -33,6 +33,12 @@ command -v curl >/dev/null || bail "curl not found"
 
 ROOT=$(mktemp -d /tmp/upstream-e2e.XXXXXX)
 chmod 755 "$ROOT"
+# the workers run as www-data, which may not reach this checkout: they load
+# copies of the driver and of the module from the test's own prefix
+LIB=$ROOT/lib
+mkdir -p "$LIB/upstream"
+cp "$REPO"/src/upstream/*.lua "$LIB/upstream/" && cp "$SO_DIR/upstream.so" "$LIB/"
+chmod -R a+rX "$LIB"
 
 # backend string parsing, under LuaJIT outside nginx
 if command -v luajit >/dev/null; then
@@ -137,8 +143,8 @@ gateway_conf() {
     cat <<CONF
   log_format up '\$upstream_addr|\$upstream_status|\$status';
   access_log logs/access.log up;
-  lua_package_path "$REPO/src/?.lua;;";
-  lua_package_cpath "$SO_DIR/?.so;;";
+  lua_package_path "$LIB/?.lua;;";
+  lua_package_cpath "$LIB/?.so;;";
   lua_socket_log_errors off;
 
   init_by_lua_block {
@@ -411,7 +417,7 @@ check "(7) ... and the error log says why" $?
 # to this test's: 8080-8083 -> E2E_PORT+50..+53)
 EX=$((BASE + 50))
 mkdir -p "$ROOT/ex/conf" "$ROOT/ex/logs"
-sed -e "s#\\\$prefix/../../build/luajit#$SO_DIR#g" -e "s#\\\$prefix/../..#$REPO#g" \
+sed -e "s#\\\$prefix/../../build/luajit#$LIB#g" -e "s#\\\$prefix/../../src#$LIB#g" \
   -e "s/127.0.0.1:8080/127.0.0.1:$EX/g" -e "s/127.0.0.1:8081/127.0.0.1:$((EX + 1))/g" \
   -e "s/127.0.0.1:8082/127.0.0.1:$((EX + 2))/g" -e "s/127.0.0.1:8083/127.0.0.1:$((EX + 3))/g" \
   "$REPO/examples/nginx/nginx.conf" >"$ROOT/ex/conf/nginx.conf"
