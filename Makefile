@@ -74,9 +74,12 @@ clean:
 # e2e: a gateway nginx + three backend nginx instances on loopback; prints TAP
 # and "N passed, N failed". bench-gateway: wrk through ngxu.balance against
 # nginx's own round robin and a bare-Lua balancer.
-.PHONY: e2e bench-gateway
+.PHONY: e2e bench-gateway bench-nginx-pick
 e2e: build/luajit/upstream.so
 	@UPSTREAM_SO_DIR=$(CURDIR)/build/luajit bash spec/e2e/run.sh
 
 bench-gateway: build/luajit/upstream.so
 	@UPSTREAM_SO_DIR=$(CURDIR)/build/luajit bash bench/gateway.sh
+
+bench-nginx-pick: build/luajit/upstream.so
+	@UPSTREAM_SO_DIR=$(CURDIR)/build/luajit bash bench/nginx_pick.sh

@@ -116,7 +116,9 @@ typedef struct ul_list {
   double now;         /* time of the last ul_collect */
   /* offsets in bytes from the start of the block (0: not used) */
   uint32_t off_nodes, off_order, off_heap, off_ready, off_bm[3];
-  uint32_t off_kst_win, off_kst_melt, off_fen, off_mag, off_magx;
+  uint32_t off_kst_win, off_kst_melt, off_kst_line, off_fen, off_dense;
+  uint32_t off_mag, off_magx;
+  uint64_t sumsq[2]; /* random: sum of ew^2 over eligible (128-bit, lo/hi) */
 } ul_list;
 
 /* Bytes needed for a list of cap slots (cap >= 1) with strategy. 0 on

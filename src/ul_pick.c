@@ -23,20 +23,29 @@
  */
 #include "ul_pick.h"
 
+#include <math.h>
 #include <string.h>
 
 #define BITS 64u
 #define NEVER INT64_MAX
 #define KST_SCAN 8 /* weighted: up to this many slots, scan instead */
+/* weighted: the pick count is rebased to 0 every 2^20 picks, so that
+ * cur + ew * t stays below 2^53 (|cur| < 2 * total weight, ew <= 10^7) */
+#define KST_REBASE (INT64_C(1) << 20)
 
 #define BM(l, k) ((uint64_t *)((char *)(l) + (l)->off_bm[k]))
 #define KWIN(l) ((int32_t *)((char *)(l) + (l)->off_kst_win))
 #define KMELT(l) ((int64_t *)((char *)(l) + (l)->off_kst_melt))
+#define KLINE(l) ((ul_line *)((char *)(l) + (l)->off_kst_line))
 #define FEN(l) ((int64_t *)((char *)(l) + (l)->off_fen))
-#define DENSE(l) ((int32_t *)((char *)(l) + (l)->off_fen))
+#define DENSE(l) ((int32_t *)((char *)(l) + (l)->off_dense))
 #define DENSE_AT(l) (DENSE(l) + (l)->cap) /* position -> index in DENSE */
 #define MAG(l) ((int32_t *)((char *)(l) + (l)->off_mag))
 #define MAGX(l) ((ul_magx *)((char *)(l) + (l)->off_magx))
+
+typedef struct ul_line { /* weighted: an eligible member's line, by position */
+  int64_t cur, ew;
+} ul_line;
 
 typedef struct ul_magx { /* Maglev build state of one eligible member */
   double credit;
@@ -80,7 +89,8 @@ size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off,
                   uint32_t prev_m) {
   uint32_t w0 = words_for(cap), w1 = words_for(w0), w2 = words_for(w1), k;
   size_t o_bm[3];
-  size_t o_win = 0, o_melt = 0, o_fen = 0, o_mag = 0, o_magx = 0;
+  size_t o_win = 0, o_melt = 0, o_line = 0, o_fen = 0, o_dense = 0, o_mag = 0,
+         o_magx = 0;
   uint64_t m = 0;
   off = align8(off);
   o_bm[0] = off;
@@ -93,13 +103,16 @@ size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off,
     uint32_t s = kst_leaves(cap);
     o_melt = off;
     off += (size_t)2 * s * sizeof(int64_t);
+    o_line = off;
+    off += (size_t)s * sizeof(ul_line);
     o_win = off;
     off = align8(off + (size_t)2 * s * sizeof(int32_t));
-  } else if (strategy == UL_RANDOM) {
-    o_fen = off;
-    off += ((size_t)cap + 1) * sizeof(int64_t);
-  } else if (strategy == UL_LEAST_CONN) {
-    o_fen = off;
+  } else if (strategy == UL_RANDOM || strategy == UL_LEAST_CONN) {
+    if (strategy == UL_RANDOM) {
+      o_fen = off;
+      off += ((size_t)cap + 1) * sizeof(int64_t);
+    }
+    o_dense = off;
     off = align8(off + (size_t)2 * cap * sizeof(int32_t));
   } else if (strategy == UL_HASH) {
     m = maglev_size(cap, prev_m);
@@ -117,8 +130,10 @@ size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off,
     for (k = 0; k < 3; k++) l->off_bm[k] = (uint32_t)o_bm[k];
     l->off_kst_win = (uint32_t)o_win;
     l->off_kst_melt = (uint32_t)o_melt;
+    l->off_kst_line = (uint32_t)o_line;
     l->kst_size = strategy == UL_WEIGHTED && cap > KST_SCAN ? kst_leaves(cap) : 0;
     l->off_fen = (uint32_t)o_fen;
+    l->off_dense = (uint32_t)o_dense;
     l->off_mag = (uint32_t)o_mag;
     l->off_magx = (uint32_t)o_magx;
     l->maglev_m = (uint32_t)m;
@@ -195,41 +210,58 @@ static const ul_node *at(const ul_list *l, uint32_t pos) {
   return &ul_nodes(l)[ul_order(l)[pos]];
 }
 
-static int64_t floor_div(int64_t a, int64_t b) { /* b > 0 */
-  int64_t q = a / b;
-  return (a % b != 0 && a < 0) ? q - 1 : q;
-}
-
 /* Winner and certificate of inner node k at pick count t. The left child
- * holds lower positions and wins ties, as nginx keeps the first peer. */
-static void kst_fix(ul_list *l, uint32_t k, int64_t t) {
-  int32_t *win = KWIN(l), a = win[2 * k], b = win[2 * k + 1];
-  int64_t *melt = KMELT(l), m = melt[2 * k] < melt[2 * k + 1] ? melt[2 * k]
-                                                              : melt[2 * k + 1];
+ * holds lower positions and wins ties, as nginx keeps the first peer. The
+ * certificate (when the loser's steeper line could take over) may be early,
+ * never late: an early one only costs a recomputation, so it is computed
+ * in doubles, which are exact for the values kept below 2^53 by rebasing
+ * (KST_REBASE), and then rounded down. */
+static inline void kst_fix(int32_t *win, int64_t *melt, const ul_line *line,
+                           uint32_t k, int64_t t) {
+  int32_t a = win[2 * k], b = win[2 * k + 1];
+  int64_t m = melt[2 * k] < melt[2 * k + 1] ? melt[2 * k] : melt[2 * k + 1];
   if (a < 0 || b < 0) {
     win[k] = a < 0 ? b : a;
   } else {
-    const ul_node *x = at(l, (uint32_t)a), *y = at(l, (uint32_t)b);
+    const ul_line *x = &line[a], *y = &line[b];
     int64_t vx = x->cur + x->ew * t, vy = y->cur + y->ew * t, c = NEVER;
     if (vx >= vy) { /* a wins until y's line passes strictly above */
       win[k] = a;
-      if (y->ew > x->ew) c = floor_div(x->cur - y->cur, y->ew - x->ew) + 1;
+      if (y->ew > x->ew) /* exact: floor((x-y)/d) + 1 */
+        c = (int64_t)floor((double)(x->cur - y->cur) / (double)(y->ew - x->ew));
     } else { /* b wins until x's line comes level */
       win[k] = b;
-      if (x->ew > y->ew)
-        c = -floor_div(x->cur - y->cur, x->ew - y->ew); /* ceil((y-x)/d) */
+      if (x->ew > y->ew) /* exact: ceil((y-x)/d) */
+        c = (int64_t)ceil((double)(y->cur - x->cur) / (double)(x->ew - y->ew)) - 1;
     }
+    if (c <= t) c = t + 1; /* it holds at t: computed here */
     if (c < m) m = c;
   }
   melt[k] = m;
 }
 
+/* Copies the line of the member at pos into the tree's leaf. */
+static void kst_set_leaf(ul_list *l, uint32_t pos) {
+  uint32_t k = l->kst_size + pos;
+  const ul_node *x = pos < l->n ? at(l, pos) : NULL;
+  KWIN(l)[k] = x && x->elig ? (int32_t)pos : -1;
+  KMELT(l)[k] = NEVER;
+  if (x && x->elig) {
+    KLINE(l)[pos].cur = x->cur;
+    KLINE(l)[pos].ew = x->ew;
+  }
+}
+
 static void kst_leaf(ul_list *l, uint32_t pos) {
   uint32_t k = l->kst_size + pos;
   if (!l->kst_size) return;
-  KWIN(l)[k] = pos < l->n && at(l, pos)->elig ? (int32_t)pos : -1;
-  KMELT(l)[k] = NEVER;
-  for (k >>= 1; k >= 1; k >>= 1) kst_fix(l, k, l->t);
+  kst_set_leaf(l, pos);
+  {
+    int32_t *win = KWIN(l);
+    int64_t *melt = KMELT(l), t = l->t;
+    const ul_line *line = KLINE(l);
+    for (k >>= 1; k >= 1; k >>= 1) kst_fix(win, melt, line, k, t);
+  }
 }
 
 /* Brings every winner up to pick count t. */
@@ -237,20 +269,17 @@ static void kst_advance(ul_list *l, uint32_t k, int64_t t) {
   if (KMELT(l)[k] > t || k >= l->kst_size) return;
   kst_advance(l, 2 * k, t);
   kst_advance(l, 2 * k + 1, t);
-  kst_fix(l, k, t);
+  kst_fix(KWIN(l), KMELT(l), KLINE(l), k, t);
 }
 
 static void kst_rebuild(ul_list *l) {
   uint32_t k, s = l->kst_size;
   if (!s) return;
-  for (k = 0; k < s; k++) {
-    KWIN(l)[s + k] = k < l->n && at(l, k)->elig ? (int32_t)k : -1;
-    KMELT(l)[s + k] = NEVER;
-  }
-  for (k = s - 1; k >= 1; k--) kst_fix(l, k, l->t);
+  for (k = 0; k < s; k++) kst_set_leaf(l, k);
+  for (k = s - 1; k >= 1; k--) kst_fix(KWIN(l), KMELT(l), KLINE(l), k, l->t);
 }
 
-/* Rebases the pick count to 0 long before cur + ew * t could overflow. */
+/* Rebases the pick count to 0 (see KST_REBASE): O(n) every 2^20 picks. */
 static void kst_rebase(ul_list *l) {
   ul_node *nd = ul_nodes(l);
   uint32_t p;
@@ -284,7 +313,7 @@ static uint32_t swrr_scan(const ul_list *l) {
 static uint32_t pick_weighted(ul_list *l) {
   uint32_t pos;
   ul_node *x;
-  if (l->t >= (INT64_C(1) << 32)) kst_rebase(l);
+  if (l->t >= KST_REBASE) kst_rebase(l);
   l->t++;
   if (l->kst_size) {
     kst_advance(l, 1, l->t);
@@ -339,12 +368,31 @@ static int64_t draw(ul_list *l, int64_t n) {
   return (int64_t)(((u128)ulp_rand(l) * (uint64_t)n) >> 64);
 }
 
+/* random's sum of squared effective weights: all eligible weights are equal
+ * exactly when nelig * sumsq == total^2 (Cauchy-Schwarz). */
+static u128 sumsq(const ul_list *l) {
+  return (u128)l->sumsq[1] << 64 | l->sumsq[0];
+}
+
+static void sumsq_add(ul_list *l, int64_t ew, int sign) {
+  u128 v = sumsq(l), d = (u128)(uint64_t)ew * (uint64_t)ew;
+  v = sign > 0 ? v + d : v - d;
+  l->sumsq[0] = (uint64_t)v;
+  l->sumsq[1] = (uint64_t)(v >> 64);
+}
+
+/* Weighted draw from the Fenwick tree, or, when every eligible member has
+ * the same weight (the common case), a uniform draw from the dense array:
+ * O(1) instead of a walk down the tree. */
 static uint32_t pick_random(ul_list *l) {
+  if ((u128)l->nelig * sumsq(l) == (u128)l->total_ew * (uint64_t)l->total_ew)
+    return (uint32_t)DENSE(l)[draw(l, l->nelig)];
   return fen_find(l, draw(l, l->total_ew));
 }
 
-/* least_conn's dense array of eligible positions: DENSE[0..nelig) holds
- * them in any order, DENSE_AT[pos] is where pos sits. O(1) add, remove and
+/* least_conn's and random's dense array of eligible positions:
+ * DENSE[0..nelig) holds them in any order, DENSE_AT[pos] is where pos sits.
+ * O(1) add, remove and
  * uniform draw. */
 static void dense_add(ul_list *l, uint32_t pos) {
   uint32_t k = l->nelig - 1; /* nelig already counts it */
@@ -462,7 +510,13 @@ void ulp_rebuild(ul_list *l) {
     if (at(l, p)->elig) bm_set(l, p);
   switch (l->opts.strategy) {
     case UL_WEIGHTED: kst_rebuild(l); break;
-    case UL_RANDOM: fen_rebuild(l); break;
+    case UL_RANDOM:
+      fen_rebuild(l);
+      dense_rebuild(l);
+      l->sumsq[0] = l->sumsq[1] = 0;
+      for (p = 0; p < l->n; p++)
+        if (at(l, p)->elig) sumsq_add(l, at(l, p)->ew, 1);
+      break;
     case UL_LEAST_CONN: dense_rebuild(l); break;
     case UL_HASH: l->maglev_dirty = 1; break;
     default: break;
@@ -479,6 +533,12 @@ void ulp_update(ul_list *l, uint32_t pos, int old_elig, int64_t old_ew) {
     case UL_WEIGHTED: kst_leaf(l, pos); break;
     case UL_RANDOM:
       fen_add(l, pos, (x->elig ? x->ew : 0) - (old_elig ? old_ew : 0));
+      if (old_elig) sumsq_add(l, old_ew, -1);
+      if (x->elig) sumsq_add(l, x->ew, 1);
+      if (x->elig != old_elig) {
+        if (x->elig) dense_add(l, pos);
+        else dense_remove(l, pos);
+      }
       break;
     case UL_LEAST_CONN:
       if (x->elig != old_elig) {

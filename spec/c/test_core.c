@@ -149,7 +149,7 @@ static int64_t *fen_of(const ul_list *l) {
   return (int64_t *)((char *)l + l->off_fen);
 }
 static int32_t *dense_of(const ul_list *l) {
-  return (int32_t *)((char *)l + l->off_fen);
+  return (int32_t *)((char *)l + l->off_dense);
 }
 static int32_t *mag_of(const ul_list *l) {
   return (int32_t *)((char *)l + l->off_mag);
@@ -211,6 +211,15 @@ static void check_strategy(const ul_list *l) {
           fail_msg("fenwick[%u] = %lld, expected %lld", k, (long long)f[k],
                    (long long)(pre[k] - pre[k - (k & (0u - k))]));
       xfree(pre);
+      { /* and the dense array of eligible positions */
+        int32_t *dense = dense_of(l), *dat = dense + l->cap;
+        for (k = 0; k < l->nelig; k++) {
+          int32_t q = dense[k];
+          assert_true(q >= 0 && (uint32_t)q < l->n);
+          assert_true(nd[ord[q]].elig);
+          assert_int_equal(dat[q], (int32_t)k);
+        }
+      }
       break;
     }
     case UL_LEAST_CONN: {
