@@ -16,7 +16,7 @@ LUAJIT_INC ?= -I/usr/include/luajit-2.1
 rt_inc     = $(if $(filter $(LUA),$1),$(LUA_INC),$(if $(filter luajit,$1),$(LUAJIT_INC),-I/usr/include/$1))
 TEST_CORE  = $(wildcard spec/c/test_core.c)
 
-.PHONY: all runtimes test test-all test-c test-lua test-asan test-valgrind lint bench demo clean FORCE
+.PHONY: all runtimes test test-all test-c test-lua test-asan test-valgrind lint bench bench-ir demo clean FORCE
 
 all: upstream.so
 
@@ -83,3 +83,6 @@ bench-gateway: build/luajit/upstream.so
 
 bench-nginx-pick: build/luajit/upstream.so
 	@UPSTREAM_SO_DIR=$(CURDIR)/build/luajit bash bench/nginx_pick.sh
+
+bench-ir: upstream.so
+	@LUA=$(LUA) bash bench/pick_ir.sh

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Instructions per operation under callgrind (repeatable on a noisy shared
+# machine, unlike times): each loop of bench/pick_ir.lua runs twice, with N
+# and 2N iterations, and the difference divided by N is the cost of one
+# iteration, free of start-up and set-up.
+#   make bench-ir     (or: bash bench/pick_ir.sh)
+set -eu
+cd "$(dirname "$0")/.."
+LUA=${LUA:-lua5.4}
+N=${N:-100000}
+ir() { # ir WHAT ITER: total instructions of one run
+  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$LUA" bench/pick_ir.lua "$1" "$2" 2>&1 |
+    awk '/Collected/ { print $4 }'
+}
+per() { echo $(( ($(ir "$1" $((2 * N))) - $(ir "$1" "$N")) / N )); }
+floor=$(per floor)
+purelua=$(per purelua)
+printf '%-24s %8s %9s\n' "operation ($LUA)" "instr" "x floor"
+printf '%-24s %8d %9s\n' 'floor: ("x"):len()' "$floor" 1.00
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+printf '%-24s %8d %9s\n' 'pure Lua pick n=3' "$purelua" "$(ratio "$purelua" "$floor")"
+for st in round_robin weighted least_conn hash random; do
+  for n in 3 10000; do
+    v=$(per "$st$n")
+    printf '%-24s %8d %9s\n' "$st n=$n" "$v" "$(ratio "$v" "$floor")"
+  done
+done
