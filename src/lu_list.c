@@ -536,79 +536,67 @@ static double ramp_now(lua_State *L, const lu_list *u) {
   return u->core->opts.slow_start > 0 ? list_now(L, 1) : 0;
 }
 
-static int l_up(lua_State *L) {
+/* The common start of the methods taking a backend (arg 2): the list, and
+ * the first slot holding the backend in *s (-1: not in the list). */
+static lu_list *list_and_slot(lua_State *L, int nargs, int32_t *s) {
   lu_list *u;
-  int32_t s;
-  lua_settop(L, 2);
+  lua_settop(L, nargs);
   u = check_list(L);
-  s = find_slot(L);
+  *s = find_slot(L);
+  return u;
+}
+
+static int l_up(lua_State *L) {
+  int32_t s;
+  lu_list *u = list_and_slot(L, 2, &s);
   if (s >= 0) ul_up(u->core, s, ramp_now(L, u));
   return 0;
 }
 
 static int l_down(lua_State *L) {
-  lu_list *u;
   int32_t s;
-  lua_settop(L, 2);
-  u = check_list(L);
-  s = find_slot(L);
+  lu_list *u = list_and_slot(L, 2, &s);
   if (s >= 0) ul_down(u->core, s, ramp_now(L, u));
   return 0;
 }
 
 static int l_score(lua_State *L) {
-  lu_list *u;
   int32_t s;
-  lua_settop(L, 2);
-  u = check_list(L);
-  s = find_slot(L);
+  lu_list *u = list_and_slot(L, 2, &s);
   if (s < 0) lua_pushnil(L);
   else lua_pushnumber(L, ul_nodes(u->core)[s].score);
   return 1;
 }
 
 static int l_weight(lua_State *L) {
-  lu_list *u;
   int32_t s;
-  lua_settop(L, 2);
-  u = check_list(L);
-  s = find_slot(L);
+  lu_list *u = list_and_slot(L, 2, &s);
   if (s < 0) lua_pushnil(L);
   else lua_pushinteger(L, (lua_Integer)ul_nodes(u->core)[s].weight);
   return 1;
 }
 
 static int l_set_weight(lua_State *L) {
-  lu_list *u;
   int32_t s;
-  uint32_t w;
-  lua_settop(L, 3);
-  u = check_list(L);
-  w = check_weight(L, 3, "set_weight");
-  s = find_slot(L);
+  lu_list *u = list_and_slot(L, 3, &s);
+  uint32_t w = check_weight(L, 3, "set_weight");
   if (s >= 0) ul_set_weight(u->core, s, w);
   lua_pushboolean(L, s >= 0);
   return 1;
 }
 
 static int l_release(lua_State *L) {
-  lu_list *u;
   int32_t s;
-  lua_settop(L, 2);
-  u = check_list(L);
-  s = find_slot(L);
+  lu_list *u = list_and_slot(L, 2, &s);
   lua_pushboolean(L, s >= 0 && ul_release(u->core, s));
   return 1;
 }
 
 /* In-flight picks of every member equal to b (least_conn). */
 static int l_inflight(lua_State *L) {
-  lu_list *u;
   int32_t s, t;
   lua_Integer k = 0;
-  lua_settop(L, 2);
-  u = check_list(L);
-  s = find_slot(L);
+  lu_list *u = list_and_slot(L, 2, &s);
   if (s < 0) {
     lua_pushnil(L);
     return 1;
