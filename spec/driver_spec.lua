@@ -89,6 +89,20 @@ describe("due/report", function()
     assert.is_false(job.check)
   end)
 
+  it("next_due() is the time to the next event, nil when nothing is scheduled", function()
+    local c = util.fake_clock(0)
+    local l = make({ "a" }, c)
+    assert.equal(0, l:next_due())
+    local job = l:due()[1]
+    assert.equal(0.1, l:next_due()) -- the running check's deadline
+    c.t = 0.05
+    assert.is_true(l:report(job, true))
+    assert.equal(0.95, l:next_due()) -- the next start: 0 + interval
+    l:shutdown()
+    assert.is_nil(l:next_due())
+    assert.is_nil(upstream.new({ "a" }):next_due())
+  end)
+
   it("a passive list has no jobs", function()
     local l = upstream.new({ "a", "b" })
     assert.equal(0, l:checked())
