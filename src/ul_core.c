@@ -379,6 +379,7 @@ void ul_grow(ul_list *dst, uint32_t cap, const ul_list *src) {
   dst->nheap = src->nheap;
   dst->ready_head = 0;
   dst->ready_len = src->ready_len;
+  dst->checked = src->checked;
   dst->unchecked = src->unchecked;
   dst->healthy = src->healthy;
   memcpy(dst->tier_healthy, src->tier_healthy, sizeof dst->tier_healthy);
@@ -452,6 +453,7 @@ int32_t ul_append(ul_list *l, int checked, int32_t dup_of, double now,
   }
   if (checked) {
     n->flags |= UL_F_CHECKED;
+    l->checked++;
     if (!l->shut) {
       l->unchecked++;
       n->state = UL_IDLE;
@@ -475,8 +477,10 @@ void ul_remove(ul_list *l, const unsigned char *drop) {
       continue;
     }
     if (x->heap >= 0) heap_remove(l, s);
-    if ((x->flags & UL_F_CHECKED) && x->checks == 0 && !l->shut)
-      l->unchecked--;
+    if (x->flags & UL_F_CHECKED) {
+      l->checked--;
+      if (x->checks == 0 && !l->shut) l->unchecked--;
+    }
     set_elig(l, x, 0, 0);
     x->flags = 0;
     x->state = UL_IDLE;

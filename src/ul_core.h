@@ -97,6 +97,7 @@ typedef struct ul_list {
   int32_t free_head;  /* first free slot, -1 when full */
   uint32_t nheap;     /* events in heap[] */
   uint32_t ready_head, ready_len; /* ready[] is a FIFO ring of cap */
+  uint32_t checked;   /* members with an active check (UL_F_CHECKED) */
   uint32_t unchecked; /* checked members that have not finished a first check */
   uint32_t healthy;   /* members with score >= 0 */
   uint32_t tier_healthy[UL_MAX_TIER + 1]; /* healthy members per tier */

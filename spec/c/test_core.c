@@ -253,7 +253,7 @@ static void check_invariants(const ul_list *l) {
   ul_node *nd = ul_nodes(l);
   int32_t *ord = ul_order(l), *h = heap_of(l), *rq = ready_of(l);
   uint64_t *b0 = bm_of(l, 0), *b1 = bm_of(l, 1), *b2 = bm_of(l, 2);
-  uint32_t p, i, healthy = 0, unchecked = 0, members = 0, nfree = 0;
+  uint32_t p, i, healthy = 0, unchecked = 0, checked = 0, members = 0, nfree = 0;
   int32_t s;
 
   assert_true(l->n <= l->cap);
@@ -265,6 +265,7 @@ static void check_invariants(const ul_list *l) {
     if (nd[s].score >= 0) healthy++;
     if (!l->shut && (nd[s].flags & UL_F_CHECKED) && nd[s].checks == 0)
       unchecked++;
+    if (nd[s].flags & UL_F_CHECKED) checked++;
     /* level-0 bit p mirrors eligibility (health, without tiers or panic) */
     assert_int_equal((b0[p / 64] >> (p % 64)) & 1u, nd[s].elig ? 1 : 0);
   }
@@ -304,6 +305,7 @@ static void check_invariants(const ul_list *l) {
   }
   check_strategy(l);
   assert_int_equal(l->unchecked, unchecked);
+  assert_int_equal(l->checked, checked);
   /* no bits past n */
   for (p = l->n; p < l->bm_words[0] * 64u; p++)
     assert_int_equal((b0[p / 64] >> (p % 64)) & 1u, 0);
