@@ -27,6 +27,7 @@ build = {
       libraries = { "m" },
     },
     ["upstream.ffi"] = "src/upstream/ffi.lua",
+    ["upstream.nginx"] = "src/upstream/nginx.lua",
   },
 }
 test = {
