@@ -313,7 +313,7 @@ static void start_ramp(ul_list *l, ul_node *n, double now) {
 }
 
 /* Moves ramping members to the step their time has reached. */
-static void ramp_tick(ul_list *l, double now) {
+void ulc_ramp_tick(ul_list *l, double now) {
   ul_node *nd = NODES(l);
   double step = l->opts.slow_start / UL_RAMP_STEPS, next = INFINITY;
   uint32_t p, ramping = 0;
@@ -498,17 +498,6 @@ void ul_remove(ul_list *l, const unsigned char *drop) {
   update_all(l);
 }
 
-int32_t ul_pick(ul_list *l, uint64_t key, double now) {
-  uint32_t pos;
-  if (l->ramping && now >= l->ramp_next) ramp_tick(l, now);
-  if (l->nelig == 0) return -1;
-  /* reconcile keeps rr as it was (the Go package): the next pick starts at
-   * (rr + 1) mod n, which this rr gives as rr + 1 */
-  if (l->rr >= (int32_t)l->n) l->rr = (int32_t)(((uint32_t)l->rr + 1) % l->n) - 1;
-  pos = ulp_pick(l, key);
-  l->rr = (int32_t)pos;
-  return ORDER(l)[pos];
-}
 
 /* Moves every slot in s's ring up (1) or down (0), and to tier when >= 0. */
 static void move_ring(ul_list *l, int32_t s, int up, double now, int tier) {

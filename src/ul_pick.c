@@ -551,7 +551,8 @@ void ulp_update(ul_list *l, uint32_t pos, int old_elig, int64_t old_ew) {
   }
 }
 
-uint32_t ulp_pick(ul_list *l, uint64_t key) {
+/* By strategy, among eligible members (l->nelig > 0): the position. */
+static uint32_t pick_by_strategy(ul_list *l, uint64_t key) {
   switch (l->opts.strategy) {
     case UL_WEIGHTED: return pick_weighted(l);
     case UL_RANDOM: return pick_random(l);
@@ -559,4 +560,18 @@ uint32_t ulp_pick(ul_list *l, uint64_t key) {
     case UL_HASH: return pick_hash(l, key);
     default: return next_elig(l, after_rr(l));
   }
+}
+
+/* ul_pick lives here, next to the strategies, so that the compiler can
+ * inline the round-robin path of the hottest call into one function. */
+int32_t ul_pick(ul_list *l, uint64_t key, double now) {
+  uint32_t pos;
+  if (l->ramping && now >= l->ramp_next) ulc_ramp_tick(l, now);
+  if (l->nelig == 0) return -1;
+  /* reconcile keeps rr as it was (the Go package): the next pick starts at
+   * (rr + 1) mod n, which this rr gives as rr + 1 */
+  if (l->rr >= (int32_t)l->n) l->rr = (int32_t)(((uint32_t)l->rr + 1) % l->n) - 1;
+  pos = pick_by_strategy(l, key);
+  l->rr = (int32_t)pos;
+  return ul_order(l)[pos];
 }

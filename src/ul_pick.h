@@ -26,9 +26,9 @@ void ulp_rebuild(ul_list *l);
  * old_ew are what it had. */
 void ulp_update(ul_list *l, uint32_t pos, int old_elig, int64_t old_ew);
 
-/* Picks by strategy among eligible members (l->nelig > 0); returns the
- * position. */
-uint32_t ulp_pick(ul_list *l, uint64_t key);
+/* Moves ramping members to the slow-start step their time has reached
+ * (ul_core.c). */
+void ulc_ramp_tick(ul_list *l, double now);
 
 /* least_conn's and random's draws, from the list's generator */
 uint64_t ulp_rand(ul_list *l);
