@@ -7,7 +7,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 LUA=${LUA:-lua5.4}
-N=${N:-100000}
+N=${N:-200000}
 ir() { # ir WHAT ITER: total instructions of one run
   valgrind --tool=callgrind --callgrind-out-file=/dev/null "$LUA" bench/pick_ir.lua "$1" "$2" 2>&1 |
     awk '/Collected/ { print $4 }'

@@ -60,13 +60,15 @@ static char sleep_token; /* first value upstream.sleep yields */
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* Methods carry the metatable as upvalue 1: one pointer compare per call.
+/* Methods carry the metatable as upvalue 1: one pointer compare per call
+ * (lua_topointer on both costs fewer instructions than lua_rawequal with an
+ * upvalue index, and compares the same thing for tables).
  * to_list leaves the metatable on the stack: the pop is a measurable share
  * of a pick, the hottest call. */
 static lu_list *to_list(lua_State *L) {
   lu_list *u = (lu_list *)lua_touserdata(L, 1);
   if (u == NULL || !lua_getmetatable(L, 1) ||
-      !lua_rawequal(L, -1, lua_upvalueindex(1)))
+      lua_topointer(L, -1) != lua_topointer(L, lua_upvalueindex(1)))
     luaL_typeerror(L, 1, LU_LIST);
   if (u->core == NULL) luaL_error(L, "upstream.list: list is not initialised");
   return u;
