@@ -2,7 +2,10 @@
 -- absolute times mean little, ratios between loops run side by side do).
 --   lua5.4 bench/pick.lua [iterations]
 package.cpath = "./?.so;" .. package.cpath
+package.path = "./bench/?.lua;" .. package.path
 local upstream = require "upstream"
+local lualist = require "lualist"
+local lua_list, names = lualist.new, lualist.names
 
 local N = tonumber(arg and arg[1]) or 2000000
 local clock = os.clock
@@ -27,40 +30,6 @@ local function run_all()
     end
   end
   for _, e in ipairs(loops) do e.ns = e.best / N * 1e9 * e.scale end
-end
-
--- A plain pure-Lua list with the same semantics, written the way a Lua
--- user would: nodes with scores, the Go package's scan for pick.
-local LuaList = {}
-LuaList.__index = LuaList
-local function lua_list(backends)
-  local nodes, index = {}, {}
-  for i, b in ipairs(backends) do nodes[i] = { backend = b, score = 1 }; index[b] = nodes[i] end
-  return setmetatable({ nodes = nodes, index = index, pos = -1 }, LuaList)
-end
-function LuaList:pick()
-  local nodes = self.nodes
-  local n = #nodes
-  for j = 0, n - 1 do
-    local i = (self.pos + 1 + j) % n
-    local node = nodes[i + 1]
-    if node.score >= 0 then self.pos = i; return node.backend end
-  end
-  return nil, "no upstreams available"
-end
-function LuaList:up(b)
-  local node = self.index[b]
-  if node then node.score = math.min(node.score + 1, 3) end
-end
-function LuaList:down(b)
-  local node = self.index[b]
-  if node then node.score = math.max(node.score - 1, -3) end
-end
-
-local function names(n)
-  local t = {}
-  for i = 1, n do t[i] = "10.0.0." .. i .. ":80" end
-  return t
 end
 
 -- n backends, all but every 100th unhealthy when sparse

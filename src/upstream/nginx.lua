@@ -675,7 +675,7 @@ function M.balance(list, tries)
 end
 
 -- Whether a list is passive (no active check), cached per list and
--- recomputed every 1024 log() calls (list:checked() is O(n); reconcile can
+-- recomputed every 1024 log() calls (list:checked() is a C call; reconcile can
 -- change the answer).
 local passive = setmetatable({}, { __mode = "k" })
 local log_calls = 0
