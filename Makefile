@@ -1,4 +1,8 @@
-# upstream - developer Makefile. Users install with LuaRocks (rockspec/).
+# upstream - developer Makefile. Users install with LuaRocks (rockspec/);
+# CONTRIBUTING.md explains the targets.
+#   make check   the fast loop: module for $(LUA), C tests, specs (< 1 min)
+#   make test    everything: every runtime, sanitizers, valgrind, nginx e2e,
+#                luacheck; ends with one line "N passed, N failed"
 LUA       ?= lua5.4
 LUA_INC   ?= -I/usr/include/$(LUA)
 CC        ?= cc
@@ -6,17 +10,23 @@ CFLAGS    ?= -O2 -g
 WARN       = -std=c99 -Wall -Wextra -Wshadow -Wmissing-prototypes -pedantic
 DEFS       = -D_POSIX_C_SOURCE=200809L
 SANITIZE   = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-CORE       = src/ul_core.c src/ul_pick.c
-BINDING    = src/lu_list.c
-HEADERS    = $(wildcard src/*.h)
+BUSTED    ?= /usr/bin/busted
+# The module is one translation unit (src/upstream.c includes the rest);
+# the C tests compile the core's files one by one.
+MODULE     = src/upstream.c
+CORE       = $(wildcard src/core/*.c)
+SOURCES    = $(MODULE) $(CORE) $(wildcard src/core/*.h src/lua/*.c src/lua/*.h)
 # Every runtime the module supports; runtime R is built against its own
 # headers into build/R/upstream.so.
 RUNTIMES   = lua5.1 lua5.2 lua5.3 lua5.4 luajit
 LUAJIT_INC ?= -I/usr/include/luajit-2.1
 rt_inc     = $(if $(filter $(LUA),$1),$(LUA_INC),$(if $(filter luajit,$1),$(LUAJIT_INC),-I/usr/include/$1))
-TEST_CORE  = $(wildcard spec/c/test_core.c)
+# C tests: each spec/c/test_NAME.c is one cmocka program, build/test_NAME
+C_TESTS    = $(patsubst spec/c/%.c,build/%,$(wildcard spec/c/test_*.c))
+SPEC_ARGS  = --lpath='./src/?.lua' -o TAP spec/
 
-.PHONY: all runtimes test test-all test-c test-lua test-asan test-valgrind lint bench bench-ir demo clean FORCE
+.PHONY: all runtimes check test test-c test-lua test-asan test-gc test-valgrind \
+        e2e lint bench bench-ir bench-gateway bench-nginx-pick demo clean FORCE
 
 all: upstream.so
 
@@ -28,61 +38,75 @@ upstream.so: build/$(LUA)/upstream.so FORCE
 
 runtimes: $(patsubst %,build/%/upstream.so,$(RUNTIMES))
 
-build/%/upstream.so: $(CORE) $(BINDING) $(HEADERS)
+build/%/upstream.so: $(SOURCES)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(WARN) $(DEFS) -fPIC -fvisibility=hidden $(call rt_inc,$*) -shared -o $@ $(CORE) $(BINDING) -lm
+	$(CC) $(CFLAGS) $(WARN) $(DEFS) -fPIC -fvisibility=hidden $(call rt_inc,$*) -shared -o $@ $(MODULE) -lm
 
-build/asan/upstream.so: $(CORE) $(BINDING) $(HEADERS)
+build/asan/upstream.so: $(SOURCES)
 	@mkdir -p build/asan
-	$(CC) -O1 -g $(SANITIZE) $(WARN) $(DEFS) -fPIC -fvisibility=hidden $(LUA_INC) -shared -o $@ $(CORE) $(BINDING) -lm
+	$(CC) -O1 -g $(SANITIZE) $(WARN) $(DEFS) -fPIC -fvisibility=hidden $(LUA_INC) -shared -o $@ $(MODULE) -lm
 
-build/test_core: $(CORE) spec/c/test_core.c $(HEADERS)
+build/test_%: spec/c/test_%.c $(CORE) $(wildcard src/core/*.h spec/c/*.h)
 	@mkdir -p build
-	$(CC) -O1 -g $(SANITIZE) $(WARN) $(DEFS) -Isrc -o $@ $(CORE) spec/c/test_core.c -lcmocka -lm
+	$(CC) -O1 -g $(SANITIZE) $(WARN) $(DEFS) -Isrc -Ispec/c -o $@ $(CORE) $< -lcmocka -lm
 
-# Every suite, then one line "N passed, N failed" summing them all: the
-# specs under each runtime, then the C tests, ASan, valgrind and luacheck
-# under $(LUA). A runtime whose headers are missing fails to build here
-# without stopping the others; spec/run-all.sh counts it as failed.
-test: upstream.so build/asan/upstream.so $(if $(TEST_CORE),build/test_core)
+# --- the fast loop -------------------------------------------------------------
+# Needs only $(LUA), its -dev package, lua-busted and libcmocka-dev.
+check: upstream.so $(C_TESTS)
+	@LUA=$(LUA) RUNTIMES=$(LUA) SUITES="c specs" bash spec/run-all.sh
+
+test-c: $(C_TESTS)
+	@LUA=$(LUA) RUNTIMES= SUITES=c bash spec/run-all.sh
+
+test-lua: upstream.so
+	@LUA=$(LUA) RUNTIMES=$(LUA) SUITES=specs bash spec/run-all.sh
+
+# --- everything --------------------------------------------------------------
+# The specs under each runtime, then the C tests, ASan, the aggressive GC,
+# valgrind, the nginx e2e and luacheck under $(LUA), then one line
+# "N passed, N failed" summing them all. A runtime whose headers are missing
+# fails to build here without stopping the others; spec/run-all.sh counts
+# it as failed.
+test: upstream.so build/asan/upstream.so $(C_TESTS)
 	@-$(MAKE) -s --no-print-directory -k runtimes
 	@LUA=$(LUA) RUNTIMES="$(RUNTIMES)" bash spec/run-all.sh
 
-test-all: test
+test-asan: build/asan/upstream.so
+	@LUA=$(LUA) RUNTIMES= SUITES=asan bash spec/run-all.sh
 
-test-c: build/test_core
-	./build/test_core
+test-gc: build/asan/upstream.so
+	@LUA=$(LUA) RUNTIMES= SUITES=gc bash spec/run-all.sh
 
-test-lua: upstream.so
-	$(LUA) /usr/bin/busted --lpath='./src/?.lua' --cpath='./?.so' spec/
+test-valgrind: upstream.so
+	@LUA=$(LUA) RUNTIMES= SUITES=valgrind bash spec/run-all.sh
+
+# e2e: a gateway nginx + three backend nginx instances on loopback; prints
+# TAP and "N passed, N failed".
+e2e: build/luajit/upstream.so
+	@LUA=$(LUA) RUNTIMES= SUITES=e2e bash spec/run-all.sh
+
+lint:
+	@LUA=$(LUA) RUNTIMES= SUITES=luacheck bash spec/run-all.sh
 
 FORCE:
 
-lint:
-	luacheck --codes $(wildcard spec bench examples src/upstream)
-
+# --- benchmarks (docs/BENCHMARKS.md) ---------------------------------------------
 bench: upstream.so
 	$(LUA) bench/pick.lua
 
-demo: upstream.so
-	$(LUA) examples/demo.lua
+bench-ir: upstream.so
+	@LUA=$(LUA) bash bench/pick_ir.sh
 
-clean:
-	rm -rf upstream.so build src/*.o
-
-# --- nginx driver (src/upstream/nginx.lua) -----------------------------------
-# e2e: a gateway nginx + three backend nginx instances on loopback; prints TAP
-# and "N passed, N failed". bench-gateway: wrk through ngxu.balance against
-# nginx's own round robin and a bare-Lua balancer.
-.PHONY: e2e bench-gateway bench-nginx-pick
-e2e: build/luajit/upstream.so
-	@UPSTREAM_SO_DIR=$(CURDIR)/build/luajit bash spec/e2e/run.sh
-
+# wrk through ngxu.balance against nginx's own round robin and a bare-Lua
+# balancer; BENCH_IR=1 adds instructions per request under callgrind.
 bench-gateway: build/luajit/upstream.so
 	@UPSTREAM_SO_DIR=$(CURDIR)/build/luajit bash bench/gateway.sh
 
 bench-nginx-pick: build/luajit/upstream.so
 	@UPSTREAM_SO_DIR=$(CURDIR)/build/luajit bash bench/nginx_pick.sh
 
-bench-ir: upstream.so
-	@LUA=$(LUA) bash bench/pick_ir.sh
+demo: upstream.so
+	$(LUA) examples/demo.lua
+
+clean:
+	rm -rf upstream.so build src/*.o

@@ -21,7 +21,7 @@ build = {
   type = "builtin",
   modules = {
     upstream = {
-      sources = { "src/ul_core.c", "src/ul_pick.c", "src/lu_list.c" },
+      sources = { "src/upstream.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
       incdirs = { "src" },
       libraries = { "m" },
@@ -32,5 +32,5 @@ build = {
 }
 test = {
   type = "command",
-  command = "make test",
+  command = "make check",
 }

@@ -6,10 +6,14 @@
 # $LUA: the C unit tests of the core (cmocka, ASan+UBSan), the specs with
 # the module built with ASan+UBSan, again with an aggressive GC, again under
 # valgrind (zero leaks, zero errors); the nginx end-to-end test; luacheck.
+# SUITES (default: all of them) picks some: specs c asan gc valgrind e2e
+# luacheck; make check runs "c specs" with RUNTIMES=$LUA.
 set -u
 cd "$(dirname "$0")/.."
 LUA=${LUA:-lua5.4}
-RUNTIMES=${RUNTIMES:-lua5.1 lua5.2 lua5.3 lua5.4 luajit}
+RUNTIMES=${RUNTIMES-lua5.1 lua5.2 lua5.3 lua5.4 luajit}
+SUITES=" ${SUITES:-specs c asan gc valgrind e2e luacheck} "
+want() { case "$SUITES" in *" $1 "*) return 0 ;; esac; return 1; }
 BUSTED=${BUSTED:-/usr/bin/busted}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
@@ -41,6 +45,7 @@ suite() { # suite NAME CMD...: runs CMD, shows failures, counts its TAP lines
 }
 
 # 1. the specs under every runtime, each with the module built for it
+want specs || RUNTIMES=
 for rt in $RUNTIMES; do
   so=./build/$rt/upstream.so
   [ "$rt" = "$LUA" ] && so=./upstream.so
@@ -50,45 +55,55 @@ for rt in $RUNTIMES; do
   fi
 done
 
-# 2. core unit tests (cmocka prints TAP with CMOCKA_MESSAGE_OUTPUT=TAP)
-if [ -x build/test_core ]; then
-  suite core-c env CMOCKA_MESSAGE_OUTPUT=TAP ./build/test_core
-else
-  missing core-c "build/test_core was not built (is spec/c/test_core.c here?)"
+# 2. the core's C unit tests, one cmocka program per spec/c/test_NAME.c
+# (cmocka prints TAP with CMOCKA_MESSAGE_OUTPUT=TAP)
+if want c; then
+  for src in spec/c/test_*.c; do
+    name=$(basename "$src" .c)
+    if [ -x "build/$name" ]; then
+      suite "c-${name#test_}" env CMOCKA_MESSAGE_OUTPUT=TAP "./build/$name"
+    else
+      missing "c-${name#test_}" "build/$name was not built (make $name)"
+    fi
+  done
 fi
 
 # 3. the specs, module built with AddressSanitizer + UBSan
 asan=$(cc -print-file-name=libasan.so) ubsan=$(cc -print-file-name=libubsan.so)
-suite asan env LD_PRELOAD="$asan $ubsan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+want asan && suite asan env LD_PRELOAD="$asan $ubsan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   "$LUA" "$BUSTED" --lpath='./src/?.lua' --cpath='./build/asan/?.so' -o TAP spec/
 
 # 3b. again with the collector running a full cycle at every step, so a value
 # the binding failed to anchor is collected under its feet
-suite gc env LD_PRELOAD="$asan $ubsan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+want gc && suite gc env LD_PRELOAD="$asan $ubsan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   "$LUA" "$BUSTED" --lpath='./src/?.lua' --cpath='./build/asan/?.so' --helper=spec/support/gc_stress.lua -o TAP spec/
 
 # 4. the specs under valgrind: any error or definite leak fails the suite
-suite valgrind valgrind -q --error-exitcode=99 --leak-check=full \
+want valgrind && suite valgrind valgrind -q --error-exitcode=99 --leak-check=full \
   --errors-for-leak-kinds=definite --show-leak-kinds=definite \
   "$LUA" "$BUSTED" --lpath='./src/?.lua' --cpath='./?.so' -o TAP spec/
 
 # 5. the nginx driver end to end: a gateway nginx (LuaJIT) and three backend
 # nginx instances on loopback (spec/e2e/run.sh)
-if command -v nginx >/dev/null && [ -f build/luajit/upstream.so ]; then
+if ! want e2e; then :
+elif command -v nginx >/dev/null && [ -f build/luajit/upstream.so ]; then
   suite e2e env UPSTREAM_SO_DIR="$PWD/build/luajit" bash spec/e2e/run.sh
 else
   missing e2e "nginx or build/luajit/upstream.so missing (apt-get install nginx-light libnginx-mod-http-lua)"
 fi
 
 # 6. luacheck over the Lua we ship and test with (the directories present)
-if command -v luacheck >/dev/null; then
+if ! want luacheck; then :
+elif command -v luacheck >/dev/null; then
   if luacheck -q $(ls -d spec bench examples src/upstream 2>/dev/null) >"$out/luacheck" 2>&1; then
     echo "luacheck: 1 passed, 0 failed"; passed=$((passed + 1))
   else
     cat "$out/luacheck" >&2; echo "luacheck: 0 passed, 1 failed"; failed=$((failed + 1))
   fi
+else
+  missing luacheck "not installed (apt-get install lua-check)"
 fi
 
 echo "$passed passed, $failed failed"

@@ -19,7 +19,7 @@
 
 #include <cmocka.h>
 
-#include "ul_core.h"
+#include "core/core.h"
 
 /* ---- helpers -------------------------------------------------------------- */
 

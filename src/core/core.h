@@ -1,5 +1,5 @@
 /*
- * ul_core.h - the scored backend list, in plain C (no Lua headers).
+ * core/core.h - the scored backend list, in plain C (no Lua headers).
  *
  * The whole state of a list lives in one flat block: a header followed by
  * arrays addressed by index, never by pointer, so the block can be copied,
@@ -20,6 +20,14 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* UL_FUNC marks the functions the core's files share: extern when each
+ * file is compiled on its own (the C tests), static in the module, which
+ * is one translation unit (src/upstream.c), so the compiler sees and can
+ * inline every call, as in Lua's onelua.c. */
+#ifndef UL_FUNC
+#define UL_FUNC extern
+#endif
 
 enum { UL_ROUND_ROBIN = 0, UL_WEIGHTED, UL_LEAST_CONN, UL_HASH, UL_RANDOM };
 
@@ -44,11 +52,11 @@ typedef struct ul_opts {
 } ul_opts;
 
 /* Fills o with the defaults of the Go package. */
-void ul_opts_default(ul_opts *o);
+UL_FUNC void ul_opts_default(ul_opts *o);
 
 /* NULL when o is valid; else the rule that failed, with *field set to the
  * option's name (e.g. "interval", "must be a finite number > 0"). */
-const char *ul_opts_validate(const ul_opts *o, const char **field);
+UL_FUNC const char *ul_opts_validate(const ul_opts *o, const char **field);
 
 enum { UL_IDLE = 0, UL_RUNNING = 1 };
 
@@ -124,18 +132,18 @@ typedef struct ul_list {
 
 /* Bytes needed for a list of cap slots (cap >= 1) with strategy. 0 on
  * overflow. */
-size_t ul_size(uint32_t cap, int strategy);
+UL_FUNC size_t ul_size(uint32_t cap, int strategy);
 
 /* Initialises a block of ul_size(cap, o->strategy) bytes: empty list,
  * options copied (assumed valid), rng seeded with seed. */
-void ul_init(ul_list *l, uint32_t cap, const ul_opts *o, uint64_t seed);
+UL_FUNC void ul_init(ul_list *l, uint32_t cap, const ul_opts *o, uint64_t seed);
 
 /* Bytes needed to grow src to cap slots (ul_grow's dst). */
-size_t ul_grow_size(const ul_list *src, uint32_t cap);
+UL_FUNC size_t ul_grow_size(const ul_list *src, uint32_t cap);
 
 /* Copies src into a block dst of ul_grow_size(src, cap) bytes (cap >=
  * src->cap), keeping slots, picks state and the hash table's size. */
-void ul_grow(ul_list *dst, uint32_t cap, const ul_list *src);
+UL_FUNC void ul_grow(ul_list *dst, uint32_t cap, const ul_list *src);
 
 static inline ul_node *ul_nodes(const ul_list *l) {
   return (ul_node *)((char *)l + l->off_nodes);
@@ -149,7 +157,7 @@ static inline int32_t *ul_order(const ul_list *l) {
  * is full). When checked, its first check is due at now (jitter 0) or at
  * now + U[0, interval) (jitter > 0). dup_of: a slot holding an equal
  * backend to join the ring of, or -1. ramp: start a slow start at now. */
-int32_t ul_append(ul_list *l, int checked, int32_t dup_of, double now,
+UL_FUNC int32_t ul_append(ul_list *l, int checked, int32_t dup_of, double now,
                   uint32_t weight, uint64_t hash, int ramp);
 
 /* Removes every member for which drop[slot] is non-zero, keeping the order
@@ -157,7 +165,7 @@ int32_t ul_append(ul_list *l, int checked, int32_t dup_of, double now,
  * starts at (rr + 1) mod n, as in the Go package. A running check of a
  * dropped slot is forgotten: its report will be refused. Slots chained as
  * equal (dup) must be dropped together. */
-void ul_remove(ul_list *l, const unsigned char *drop);
+UL_FUNC void ul_remove(ul_list *l, const unsigned char *drop);
 
 /* Picks an eligible member by the list's strategy and returns its slot,
  * or -1 (state unchanged) when none is eligible. Eligible: healthy (score
@@ -166,26 +174,26 @@ void ul_remove(ul_list *l, const unsigned char *drop);
  * read for slow start only (pass anything when slow_start is 0).
  * round_robin: the first eligible member after the last pick.
  * least_conn: the pick counts as in flight until ul_release. */
-int32_t ul_pick(ul_list *l, uint64_t key, double now);
+UL_FUNC int32_t ul_pick(ul_list *l, uint64_t key, double now);
 
 /* Score changes applied to slot and every slot in its ring of equal
  * backends (as are check results). now: for slow start. */
-void ul_up(ul_list *l, int32_t slot, double now);
-void ul_down(ul_list *l, int32_t slot, double now);
+UL_FUNC void ul_up(ul_list *l, int32_t slot, double now);
+UL_FUNC void ul_down(ul_list *l, int32_t slot, double now);
 
 /* Sets the weight (1..UL_MAX_WEIGHT) of slot and its ring. */
-void ul_set_weight(ul_list *l, int32_t slot, uint32_t weight);
+UL_FUNC void ul_set_weight(ul_list *l, int32_t slot, uint32_t weight);
 
 /* least_conn: ends one in-flight pick of slot's ring (the member with the
  * most in flight). Returns 0 when none was in flight. */
-int ul_release(ul_list *l, int32_t slot);
+UL_FUNC int ul_release(ul_list *l, int32_t slot);
 
 /* Tier for a check that took secs: <0.1 ms 0, <1 ms 1, <10 ms 2,
  * <100 ms 3, <1 s 4, else 5. */
-int ul_latency_tier(double secs);
+UL_FUNC int ul_latency_tier(double secs);
 
 /* 64-bit hash of bytes (backends and hash keys). */
-uint64_t ul_hash(const void *p, size_t len);
+UL_FUNC uint64_t ul_hash(const void *p, size_t len);
 
 /* --- the check scheduler, low level ----------------------------------- */
 
@@ -195,7 +203,7 @@ enum { UL_EV_NONE = 0, UL_EV_START, UL_EV_WAKE, UL_EV_TIMEOUT };
  * how many are ready. Events created while the ready queue is drained are
  * left for the next collect, so a check that yields is resumed once per
  * step and a step always ends. */
-uint32_t ul_collect(ul_list *l, double now);
+UL_FUNC uint32_t ul_collect(ul_list *l, double now);
 
 /* Takes the next ready event: returns its kind and sets *slot and *gen.
  *  UL_EV_START:   a check was started (state running, deadline set);
@@ -204,31 +212,31 @@ uint32_t ul_collect(ul_list *l, double now);
  *  UL_EV_TIMEOUT: the check passed its deadline; it was counted as failed
  *                 and the next one scheduled: abandon it.
  * UL_EV_NONE when the ready queue is empty. */
-int ul_take(ul_list *l, int32_t *slot, uint64_t *gen);
+UL_FUNC int ul_take(ul_list *l, int32_t *slot, uint64_t *gen);
 
 /* Asks for the running check (slot, gen) to be woken at time t (UL_EV_WAKE)
  * unless its deadline comes first. Returns 0 when the check is stale. */
-int ul_sleep(ul_list *l, int32_t slot, uint64_t gen, double t);
+UL_FUNC int ul_sleep(ul_list *l, int32_t slot, uint64_t gen, double t);
 
 /* Reports the end of check (slot, gen) at time now: ok != 0 is Up, else
  * Down; tier >= 0 moves the ring to that tier (clamped), -1 keeps it. The
  * next check is scheduled. Returns 1 when applied, 0 when the report is
  * stale (timed out, removed, shut down, or a later check). */
-int ul_report(ul_list *l, int32_t slot, uint64_t gen, int ok, double now,
+UL_FUNC int ul_report(ul_list *l, int32_t slot, uint64_t gen, int ok, double now,
               int tier);
 
 /* Time of the earliest pending event (ready ones count as l->now), or
  * infinity when nothing is scheduled. */
-double ul_next_time(const ul_list *l);
+UL_FUNC double ul_next_time(const ul_list *l);
 
 /* 1 when the running check (slot, gen) is current. */
-int ul_current(const ul_list *l, int32_t slot, uint64_t gen);
+UL_FUNC int ul_current(const ul_list *l, int32_t slot, uint64_t gen);
 
 /* Stops every check: nothing is scheduled afterwards and every report is
  * refused. Scores, pick, up and down keep working. Idempotent. */
-void ul_shutdown(ul_list *l);
+UL_FUNC void ul_shutdown(ul_list *l);
 
 /* Uniform double in [0, 1) from the list's generator. */
-double ul_random(ul_list *l);
+UL_FUNC double ul_random(ul_list *l);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * ul_pick.c - the pick strategies over the eligible members, each O(1) or
+ * core/pick.c - the pick strategies over the eligible members, each O(1) or
  * O(log n) per pick, all in the list's flat block:
  *
  *  round_robin  a three-level bitmap of eligible positions: the next set
@@ -21,7 +21,7 @@
  *  hash         a Maglev lookup table of M >= 100 entries per slot,
  *               rebuilt when the eligible set or a weight changed.
  */
-#include "ul_pick.h"
+#include "pick.h"
 
 #include <math.h>
 #include <string.h>
@@ -56,7 +56,6 @@ typedef struct ul_magx { /* Maglev build state of one eligible member */
 static uint32_t words_for(uint64_t bits) {
   return (uint32_t)((bits + BITS - 1) / BITS);
 }
-static size_t align8(size_t x) { return (x + 7u) & ~(size_t)7u; }
 
 static uint32_t kst_leaves(uint32_t cap) {
   uint32_t s = 1;
@@ -92,7 +91,7 @@ size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off,
   size_t o_win = 0, o_melt = 0, o_line = 0, o_fen = 0, o_dense = 0, o_mag = 0,
          o_magx = 0;
   uint64_t m = 0;
-  off = align8(off);
+  off = ul_align8(off);
   o_bm[0] = off;
   off += (size_t)w0 * 8u;
   o_bm[1] = off;
@@ -106,21 +105,21 @@ size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off,
     o_line = off;
     off += (size_t)s * sizeof(ul_line);
     o_win = off;
-    off = align8(off + (size_t)2 * s * sizeof(int32_t));
+    off = ul_align8(off + (size_t)2 * s * sizeof(int32_t));
   } else if (strategy == UL_RANDOM || strategy == UL_LEAST_CONN) {
     if (strategy == UL_RANDOM) {
       o_fen = off;
       off += ((size_t)cap + 1) * sizeof(int64_t);
     }
     o_dense = off;
-    off = align8(off + (size_t)2 * cap * sizeof(int32_t));
+    off = ul_align8(off + (size_t)2 * cap * sizeof(int32_t));
   } else if (strategy == UL_HASH) {
     m = maglev_size(cap, prev_m);
     if (m > INT32_MAX) return 0;
     o_magx = off;
     off += (size_t)cap * sizeof(ul_magx);
     o_mag = off;
-    off = align8(off + (size_t)m * sizeof(int32_t));
+    off = ul_align8(off + (size_t)m * sizeof(int32_t));
   }
   if (off > UINT32_MAX) return 0; /* offsets are 32-bit */
   if (l) {

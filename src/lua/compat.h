@@ -1,5 +1,5 @@
 /*
- * lu_compat.h - the few Lua C API differences the binding meets.
+ * lua/compat.h - the few Lua C API differences the binding meets.
  *
  * The binding is written against Lua 5.4. For 5.3, 5.2, 5.1 and LuaJIT 2.1
  * this header gives the 5.4 names the binding uses their 5.4 shape, in the

@@ -1,5 +1,5 @@
 /*
- * ul_pick.h - internal interface between the list (ul_core.c) and the pick
+ * core/pick.h - internal interface between the list (ul_core.c) and the pick
  * strategies' structures (ul_pick.c). Not installed, not part of the API.
  *
  * The list decides which members are eligible and with which effective
@@ -9,28 +9,31 @@
 #ifndef UL_PICK_H
 #define UL_PICK_H
 
-#include "ul_core.h"
+#include "core.h"
+
+/* Offsets in the block are kept 8-byte aligned. */
+static inline size_t ul_align8(size_t x) { return (x + 7u) & ~(size_t)7u; }
 
 /* Lays out the strategies' arrays for cap slots from byte offset off,
  * filling the offsets into l when not NULL. prev_m: the Maglev table size
  * of the list this one grows from (0: none). Returns the end offset, or 0
  * when too large. */
-size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off,
+UL_FUNC size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off,
                   uint32_t prev_m);
 
 /* Rebuilds every structure from the nodes (positions changed, or the
  * eligibility of many members). */
-void ulp_rebuild(ul_list *l);
+UL_FUNC void ulp_rebuild(ul_list *l);
 
 /* The member at pos changed eligibility or effective weight; old_elig and
  * old_ew are what it had. */
-void ulp_update(ul_list *l, uint32_t pos, int old_elig, int64_t old_ew);
+UL_FUNC void ulp_update(ul_list *l, uint32_t pos, int old_elig, int64_t old_ew);
 
 /* Moves ramping members to the slow-start step their time has reached
  * (ul_core.c). */
-void ulc_ramp_tick(ul_list *l, double now);
+UL_FUNC void ulc_ramp_tick(ul_list *l, double now);
 
 /* least_conn's and random's draws, from the list's generator */
-uint64_t ulp_rand(ul_list *l);
+UL_FUNC uint64_t ulp_rand(ul_list *l);
 
 #endif

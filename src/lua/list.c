@@ -1,5 +1,5 @@
 /*
- * lu_list.c - the Lua binding: upstream.new() returns an upstream.list
+ * lua/list.c - the Lua binding: upstream.new() returns an upstream.list
  * userdata over the C core (ul_core.h), and runs health checks as Lua
  * coroutines.
  *
@@ -20,8 +20,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "lu_compat.h"
-#include "ul_core.h"
+#include "compat.h"
+#include "../core/core.h"
 
 #define LU_LIST "upstream.list"
 #define NO_UPSTREAMS "no upstreams available"

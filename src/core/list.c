@@ -1,11 +1,11 @@
 /*
- * ul_core.c - the scored backend list: scores, tiers and weights, which
+ * core/list.c - the scored backend list: scores, tiers and weights, which
  * members are eligible for a pick, and a per-backend check scheduler on a
  * binary heap of deadlines. The pick strategies are in ul_pick.c. No Lua,
  * no allocation: the caller owns the block.
  */
-#include "ul_core.h"
-#include "ul_pick.h"
+#include "core.h"
+#include "pick.h"
 
 #include <math.h>
 #include <string.h>
@@ -70,19 +70,18 @@ const char *ul_opts_validate(const ul_opts *o, const char **field) {
 
 /* ---- layout ------------------------------------------------------------ */
 
-static size_t align8(size_t x) { return (x + 7u) & ~(size_t)7u; }
 
 /* Computes the offsets for cap slots into l (when not NULL); returns size. */
 static size_t layout(ul_list *l, uint32_t cap, int strategy, uint32_t prev_m) {
-  size_t off = align8(sizeof(ul_list)), o_nodes, o_order, o_heap, o_ready;
+  size_t off = ul_align8(sizeof(ul_list)), o_nodes, o_order, o_heap, o_ready;
   o_nodes = off;
-  off = align8(off + (size_t)cap * sizeof(ul_node));
+  off = ul_align8(off + (size_t)cap * sizeof(ul_node));
   o_order = off;
-  off = align8(off + (size_t)cap * sizeof(int32_t));
+  off = ul_align8(off + (size_t)cap * sizeof(int32_t));
   o_heap = off;
-  off = align8(off + (size_t)cap * sizeof(int32_t));
+  off = ul_align8(off + (size_t)cap * sizeof(int32_t));
   o_ready = off;
-  off = align8(off + (size_t)cap * sizeof(int32_t));
+  off = ul_align8(off + (size_t)cap * sizeof(int32_t));
   off = ulp_layout(l, cap, strategy, off, prev_m);
   if (off == 0 || off > UINT32_MAX) return 0; /* offsets are 32-bit */
   if (l) {

@@ -1,0 +1,14 @@
+/*
+ * upstream.c - the module as one translation unit, as Lua's onelua.c
+ * builds Lua: the core's files (core/, no Lua headers), then the binding's
+ * (lua/). Functions the files share are static here (UL_FUNC, LU_FUNC),
+ * so the pick's hot path inlines across files; only luaopen_upstream and
+ * the FFI entry point are exported. The C tests compile core/ file by file.
+ */
+#define UL_FUNC static __attribute__((unused))
+#define LU_FUNC static __attribute__((unused))
+
+#include "core/list.c"
+#include "core/pick.c"
+
+#include "lua/list.c"
