@@ -7,9 +7,11 @@ LUA       ?= lua5.4
 LUA_INC   ?= -I/usr/include/$(LUA)
 CC        ?= cc
 CFLAGS    ?= -O2 -g
-WARN       = -std=c99 -Wall -Wextra -Wshadow -Wmissing-prototypes -pedantic
+# WERROR=1 (CI) turns every warning into an error, with gcc and clang alike
+WARN       = -std=c99 -Wall -Wextra -Wshadow -Wmissing-prototypes -pedantic $(if $(WERROR),-Werror)
 DEFS       = -D_POSIX_C_SOURCE=200809L
-SANITIZE   = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+SANITIZE   = -fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=all
+CLANG     ?= clang
 BUSTED    ?= /usr/bin/busted
 # The module is one translation unit (src/upstream.c includes the rest);
 # the C tests compile the core's files one by one.
@@ -25,7 +27,7 @@ rt_inc     = $(if $(filter $(LUA),$1),$(LUA_INC),$(if $(filter luajit,$1),$(LUAJ
 C_TESTS    = $(patsubst spec/c/%.c,build/%,$(wildcard spec/c/test_*.c))
 SPEC_ARGS  = --lpath='./src/?.lua' -o TAP spec/
 
-.PHONY: all runtimes check test test-c test-lua test-asan test-gc test-valgrind \
+.PHONY: all runtimes check test test-c test-lua test-asan test-asan-clang test-gc test-valgrind \
         e2e lint bench bench-ir bench-gateway bench-nginx-pick demo clean FORCE
 
 all: upstream.so
@@ -46,6 +48,11 @@ build/asan/upstream.so: $(SOURCES)
 	@mkdir -p build/asan
 	$(CC) -O1 -g $(SANITIZE) $(WARN) $(DEFS) -fPIC -fvisibility=hidden $(LUA_INC) -shared -o $@ $(MODULE) -lm
 
+# the same with clang's sanitizers (their runtime preloaded: -shared-libasan)
+build/asan-clang/upstream.so: $(SOURCES)
+	@mkdir -p build/asan-clang
+	$(CLANG) -O1 -g $(SANITIZE) -shared-libasan $(WARN) $(DEFS) -fPIC -fvisibility=hidden $(LUA_INC) -shared -o $@ $(MODULE) -lm
+
 build/test_%: spec/c/test_%.c $(CORE) $(wildcard src/core/*.h spec/c/*.h)
 	@mkdir -p build
 	$(CC) -O1 -g $(SANITIZE) $(WARN) $(DEFS) -Isrc -Ispec/c -o $@ $(CORE) $< -lcmocka -lm
@@ -62,17 +69,20 @@ test-lua: upstream.so
 	@LUA=$(LUA) RUNTIMES=$(LUA) SUITES=specs bash spec/run-all.sh
 
 # --- everything --------------------------------------------------------------
-# The specs under each runtime, then the C tests, ASan, the aggressive GC,
+# The specs under each runtime, then the C tests, ASan (gcc and clang), the aggressive GC,
 # valgrind, the nginx e2e and luacheck under $(LUA), then one line
 # "N passed, N failed" summing them all. A runtime whose headers are missing
 # fails to build here without stopping the others; spec/run-all.sh counts
 # it as failed.
-test: upstream.so build/asan/upstream.so $(C_TESTS)
+test: upstream.so build/asan/upstream.so build/asan-clang/upstream.so $(C_TESTS)
 	@-$(MAKE) -s --no-print-directory -k runtimes
 	@LUA=$(LUA) RUNTIMES="$(RUNTIMES)" bash spec/run-all.sh
 
 test-asan: build/asan/upstream.so
 	@LUA=$(LUA) RUNTIMES= SUITES=asan bash spec/run-all.sh
+
+test-asan-clang: build/asan-clang/upstream.so
+	@LUA=$(LUA) RUNTIMES= SUITES=asan-clang bash spec/run-all.sh
 
 test-gc: build/asan/upstream.so
 	@LUA=$(LUA) RUNTIMES= SUITES=gc bash spec/run-all.sh

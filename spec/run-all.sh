@@ -6,13 +6,13 @@
 # $LUA: the C unit tests of the core (cmocka, ASan+UBSan), the specs with
 # the module built with ASan+UBSan, again with an aggressive GC, again under
 # valgrind (zero leaks, zero errors); the nginx end-to-end test; luacheck.
-# SUITES (default: all of them) picks some: specs c asan gc valgrind e2e
+# SUITES (default: all of them) picks some: specs c asan asan-clang gc valgrind e2e
 # luacheck; make check runs "c specs" with RUNTIMES=$LUA.
 set -u
 cd "$(dirname "$0")/.."
 LUA=${LUA:-lua5.4}
 RUNTIMES=${RUNTIMES-lua5.1 lua5.2 lua5.3 lua5.4 luajit}
-SUITES=" ${SUITES:-specs c asan gc valgrind e2e luacheck} "
+SUITES=" ${SUITES:-specs c asan asan-clang gc valgrind e2e luacheck} "
 want() { case "$SUITES" in *" $1 "*) return 0 ;; esac; return 1; }
 BUSTED=${BUSTED:-/usr/bin/busted}
 out=$(mktemp -d)
@@ -73,6 +73,17 @@ asan=$(cc -print-file-name=libasan.so) ubsan=$(cc -print-file-name=libubsan.so)
 want asan && suite asan env LD_PRELOAD="$asan $ubsan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   "$LUA" "$BUSTED" --lpath='./src/?.lua' --cpath='./build/asan/?.so' -o TAP spec/
+
+# 3a. the same with clang's ASan + UBSan (float-cast-overflow included)
+if want asan-clang; then
+  if [ -f build/asan-clang/upstream.so ]; then
+    suite asan-clang env LD_PRELOAD="$(clang -print-file-name=libclang_rt.asan-x86_64.so)" \
+      ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+      "$LUA" "$BUSTED" --lpath='./src/?.lua' --cpath='./build/asan-clang/?.so' -o TAP spec/
+  else
+    missing asan-clang "build/asan-clang/upstream.so was not built (apt-get install clang)"
+  fi
+fi
 
 # 3b. again with the collector running a full cycle at every step, so a value
 # the binding failed to anchor is collected under its feet
