@@ -3,7 +3,7 @@
 local upstream = require "upstream"
 local util = require "spec.support.util"
 
-local NONE = "no upstreams available"
+local NONE = util.NONE
 
 local function seed_opts(c, extra)
   local o = {

@@ -6,9 +6,8 @@ local util = require "spec.support.util"
 local stats = require "spec.support.stats"
 
 local expect_error = util.expect_error
-local NaN, INF = 0 / 0, math.huge
-local NONE = "no upstreams available"
-local STRATEGIES = { "round_robin", "weighted", "least_conn", "hash", "random" }
+local NaN, INF = util.NaN, util.INF
+local NONE, STRATEGIES = util.NONE, util.STRATEGIES
 
 -- a passive list with a fake clock; returns the list and the clock
 local function new(backends, opts, start)

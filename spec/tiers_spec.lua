@@ -6,9 +6,8 @@ local util = require "spec.support.util"
 local stats = require "spec.support.stats"
 
 local expect_error = util.expect_error
-local NaN = 0 / 0
-local NONE = "no upstreams available"
-local STRATEGIES = { "round_robin", "weighted", "least_conn", "hash", "random" }
+local NaN = util.NaN
+local NONE, STRATEGIES = util.NONE, util.STRATEGIES
 
 local function tier_of(list, b)
   local s = util.status_of(list, b)

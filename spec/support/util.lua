@@ -1,6 +1,13 @@
 -- Shared helpers for the upstream specs (no dependency on the binding).
 local util = {}
 
+-- What pick() returns as its error when it has nothing to pick.
+util.NONE = "no upstreams available"
+-- Every value of the strategy option, in the module's order.
+util.STRATEGIES = { "round_robin", "weighted", "least_conn", "hash", "random" }
+-- Numbers the option checks must refuse.
+util.NaN, util.INF = 0 / 0, math.huge
+
 -- A fake clock: returns clock object with .t, :now(), and option functions.
 function util.fake_clock(start)
   local c = { t = start or 0, slept = {} }
