@@ -4,18 +4,14 @@
 local upstream = require "upstream"
 local util = require "spec.support.util"
 local stats = require "spec.support.stats"
+local lists = require "spec.support.lists"
 
 local expect_error = util.expect_error
 local NaN, INF = util.NaN, util.INF
 local NONE, STRATEGIES = util.NONE, util.STRATEGIES
 
 -- a passive list with a fake clock; returns the list and the clock
-local function new(backends, opts, start)
-  local c = util.fake_clock(start or 0)
-  local o = { clock = c.clock, sleep = c.sleep }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return upstream.new(backends, o), c
-end
+local new = lists.new
 
 local function names(n, prefix)
   local out = {}
@@ -296,9 +292,7 @@ end)
 
 describe("weighted", function()
   local function weighted(backends, w, extra)
-    local opts = { strategy = "weighted", weights = w }
-    for k, v in pairs(extra or {}) do opts[k] = v end
-    return new(backends, opts)
+    return new(backends, util.merge({ strategy = "weighted", weights = w }, extra))
   end
 
   -- weights as a map from a names array and a weights array
@@ -448,9 +442,7 @@ end)
 
 describe("least_conn", function()
   local function lc(backends, extra)
-    local opts = { strategy = "least_conn", seed = 5 }
-    for k, v in pairs(extra or {}) do opts[k] = v end
-    return new(backends, opts)
+    return new(backends, util.merge({ strategy = "least_conn", seed = 5 }, extra))
   end
 
   it("picks the fewest in flight, ties by round robin from after the last pick", function()
@@ -619,9 +611,7 @@ end)
 
 describe("hash", function()
   local function hashed(backends, w, extra)
-    local opts = { strategy = "hash", weights = w, seed = 3 }
-    for k, v in pairs(extra or {}) do opts[k] = v end
-    return new(backends, opts)
+    return new(backends, util.merge({ strategy = "hash", weights = w, seed = 3 }, extra))
   end
 
   it("pick() without a key raises 'key'", function()
@@ -747,9 +737,7 @@ end)
 
 describe("random", function()
   local function rnd(backends, w, seed, extra)
-    local opts = { strategy = "random", weights = w, seed = seed or 2718 }
-    for k, v in pairs(extra or {}) do opts[k] = v end
-    return new(backends, opts)
+    return new(backends, util.merge({ strategy = "random", weights = w, seed = seed or 2718 }, extra))
   end
 
   it("is weighted-uniform: chi-square of 100000 picks over weights 1,1,2,3,3 < 20 (4 d.f.)", function()

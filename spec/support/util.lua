@@ -8,6 +8,16 @@ util.STRATEGIES = { "round_robin", "weighted", "least_conn", "hash", "random" }
 -- Numbers the option checks must refuse.
 util.NaN, util.INF = 0 / 0, math.huge
 
+-- A new table with the fields of each given table in turn (nil counts as
+-- empty), later ones winning: the options of a list, extra ones over defaults.
+function util.merge(...)
+  local out = {}
+  for i = 1, select("#", ...) do
+    for k, v in pairs(select(i, ...) or {}) do out[k] = v end
+  end
+  return out
+end
+
 -- A fake clock: returns clock object with .t, :now(), and option functions.
 function util.fake_clock(start)
   local c = { t = start or 0, slept = {} }
