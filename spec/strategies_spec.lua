@@ -38,13 +38,7 @@ end
 
 -- status reduced to plain values, with the strategy fields
 local function snapshot(list)
-  local out = {}
-  for i, s in ipairs(list:status()) do
-    out[i] = { backend = s.backend, score = s.score, healthy = s.healthy,
-      weight = s.weight, tier = s.tier, inflight = s.inflight,
-      checks = s.checks, failures = s.failures, last_error = s.last_error }
-  end
-  return out
+  return util.snapshot(list, util.STRATEGY_FIELDS)
 end
 
 -- 100000 distinct string keys, built once

@@ -101,12 +101,19 @@ function util.threads()
   return t
 end
 
--- Status reduced to comparable plain values.
-function util.snapshot(list)
+-- The status fields of the pick strategies, for util.snapshot.
+util.STRATEGY_FIELDS = { "weight", "tier", "inflight" }
+
+-- Status reduced to comparable plain values: backend, score, healthy and
+-- the check fields, and the fields named in extra (optional), e.g.
+-- util.STRATEGY_FIELDS.
+function util.snapshot(list, extra)
   local out = {}
   for i, s in ipairs(list:status()) do
-    out[i] = { backend = s.backend, score = s.score, healthy = s.healthy,
+    local e = { backend = s.backend, score = s.score, healthy = s.healthy,
       last_error = s.last_error, checks = s.checks, failures = s.failures }
+    for _, k in ipairs(extra or {}) do e[k] = s[k] end
+    out[i] = e
   end
   return out
 end
