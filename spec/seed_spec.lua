@@ -3,6 +3,7 @@
 local upstream = require "upstream"
 local util = require "spec.support.util"
 local lists = require "spec.support.lists"
+local stats = require "spec.support.stats"
 
 local NONE = util.NONE
 
@@ -11,11 +12,7 @@ local SEED_SCORES = {
   fail_delta = -1, success_delta = 1,
 }
 
-local function picks(list, n)
-  local out = {}
-  for i = 1, n do out[i] = list:pick() end
-  return out
-end
+local picks = stats.picks
 
 local function times(n, f, b)
   for _ = 1, n do f(b) end
