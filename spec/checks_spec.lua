@@ -5,11 +5,7 @@ local util = require "spec.support.util"
 local status_of = util.status_of
 
 -- new list with a fake clock c; extra options merged in
-local function make(backends, c, opts)
-  local o = { clock = c.clock, sleep = c.sleep }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return upstream.new(backends, o)
-end
+local make = require("spec.support.lists").with_clock
 
 -- a check that records (backend, start time) and then runs body(b)
 local function recorder(c, log, body)

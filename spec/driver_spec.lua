@@ -2,11 +2,12 @@
 -- due() hands out jobs, report() takes results, the list applies deadlines.
 local upstream = require "upstream"
 local util = require "spec.support.util"
+local lists = require "spec.support.lists"
 
+-- a list on the fake clock c for due()/report(): the list never calls its check
 local function make(backends, c, opts)
-  local o = { clock = c.clock, check = function() error("not called in this mode") end }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return upstream.new(backends, o)
+  return lists.with_clock(backends, c,
+    util.merge({ check = function() error("not called in this mode") end }, opts))
 end
 
 describe("due/report", function()

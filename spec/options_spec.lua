@@ -3,7 +3,7 @@ local upstream = require "upstream"
 local util = require "spec.support.util"
 
 local expect_error = util.expect_error
-local NaN, INF = 0 / 0, math.huge
+local NaN, INF = util.NaN, util.INF
 
 local function new_with(opts)
   return function() return upstream.new({ "a", "b" }, opts) end

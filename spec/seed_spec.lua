@@ -2,24 +2,17 @@
 -- Every list uses a fake clock; nothing ever sleeps for real.
 local upstream = require "upstream"
 local util = require "spec.support.util"
+local lists = require "spec.support.lists"
+local stats = require "spec.support.stats"
 
-local NONE = "no upstreams available"
+local NONE = util.NONE
 
-local function seed_opts(c, extra)
-  local o = {
-    low_score = -3, high_score = 3, initial_score = 1,
-    fail_delta = -1, success_delta = 1,
-    clock = c.clock, sleep = c.sleep,
-  }
-  for k, v in pairs(extra or {}) do o[k] = v end
-  return o
-end
+local SEED_SCORES = {
+  low_score = -3, high_score = 3, initial_score = 1,
+  fail_delta = -1, success_delta = 1,
+}
 
-local function picks(list, n)
-  local out = {}
-  for i = 1, n do out[i] = list:pick() end
-  return out
-end
+local picks = stats.picks
 
 local function times(n, f, b)
   for _ = 1, n do f(b) end
@@ -28,7 +21,7 @@ end
 describe("seed", function()
   it("(1) empty list: pick -> nil, 'no upstreams available'", function()
     local c = util.fake_clock()
-    local list = upstream.new({}, { clock = c.clock, sleep = c.sleep })
+    local list = lists.with_clock({}, c)
     local b, err = list:pick()
     assert.is_nil(b)
     assert.are.equal(NONE, err)
@@ -43,14 +36,14 @@ describe("seed", function()
 
   it("(2) round robin with defaults: one, two, three, one", function()
     local c = util.fake_clock()
-    local list = upstream.new({ "one", "two", "three" }, { clock = c.clock, sleep = c.sleep })
+    local list = lists.with_clock({ "one", "two", "three" }, c)
     assert.are.same({ "one", "two", "three", "one" }, picks(list, 4))
     list:shutdown()
   end)
 
   it("(3) down/up sequence", function()
     local c = util.fake_clock()
-    local list = upstream.new({ "one", "two", "three" }, seed_opts(c))
+    local list = lists.with_clock({ "one", "two", "three" }, c, SEED_SCORES)
     local down = function(b) list:down(b) end
     local up = function(b) list:up(b) end
 
@@ -85,10 +78,9 @@ describe("seed", function()
   it("(4) health checks: only 'success' is picked after a few rounds", function()
     local c = util.fake_clock()
     local calls = {}
-    local list = upstream.new({ "success", "fail", "timeout" }, {
+    local list = lists.with_clock({ "success", "fail", "timeout" }, c, {
       low_score = -1, high_score = 1, initial_score = 1,
       interval = 0.01, timeout = 0.001,
-      clock = c.clock, sleep = c.sleep,
       check = function(b)
         calls[b] = (calls[b] or 0) + 1
         if b == "success" then return true end
@@ -131,7 +123,7 @@ describe("seed", function()
 
   it("(5) reconcile sequence", function()
     local c = util.fake_clock()
-    local list = upstream.new({ "one", "two", "three" }, seed_opts(c))
+    local list = lists.with_clock({ "one", "two", "three" }, c, SEED_SCORES)
     assert.are.equal("one", list:pick())
 
     list:reconcile({ "one", "two", "three" })
@@ -169,9 +161,8 @@ describe("seed", function()
   it("(6) after shutdown nothing of the checker is left running", function()
     local c = util.fake_clock()
     local calls, counter, threads = 0, { closed = 0 }, util.threads()
-    local list = upstream.new({ "a", "b" }, {
+    local list = lists.with_clock({ "a", "b" }, c, {
       interval = 1, timeout = 10,
-      clock = c.clock, sleep = c.sleep,
       check = util.closing(counter, function()
         calls = calls + 1
         threads.add()

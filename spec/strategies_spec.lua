@@ -4,19 +4,14 @@
 local upstream = require "upstream"
 local util = require "spec.support.util"
 local stats = require "spec.support.stats"
+local lists = require "spec.support.lists"
 
 local expect_error = util.expect_error
-local NaN, INF = 0 / 0, math.huge
-local NONE = "no upstreams available"
-local STRATEGIES = { "round_robin", "weighted", "least_conn", "hash", "random" }
+local NaN, INF = util.NaN, util.INF
+local NONE, STRATEGIES = util.NONE, util.STRATEGIES
 
 -- a passive list with a fake clock; returns the list and the clock
-local function new(backends, opts, start)
-  local c = util.fake_clock(start or 0)
-  local o = { clock = c.clock, sleep = c.sleep }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return upstream.new(backends, o), c
-end
+local new = lists.new
 
 local function names(n, prefix)
   local out = {}
@@ -43,13 +38,7 @@ end
 
 -- status reduced to plain values, with the strategy fields
 local function snapshot(list)
-  local out = {}
-  for i, s in ipairs(list:status()) do
-    out[i] = { backend = s.backend, score = s.score, healthy = s.healthy,
-      weight = s.weight, tier = s.tier, inflight = s.inflight,
-      checks = s.checks, failures = s.failures, last_error = s.last_error }
-  end
-  return out
+  return util.snapshot(list, util.STRATEGY_FIELDS)
 end
 
 -- 100000 distinct string keys, built once
@@ -297,9 +286,7 @@ end)
 
 describe("weighted", function()
   local function weighted(backends, w, extra)
-    local opts = { strategy = "weighted", weights = w }
-    for k, v in pairs(extra or {}) do opts[k] = v end
-    return new(backends, opts)
+    return new(backends, util.merge({ strategy = "weighted", weights = w }, extra))
   end
 
   -- weights as a map from a names array and a weights array
@@ -449,9 +436,7 @@ end)
 
 describe("least_conn", function()
   local function lc(backends, extra)
-    local opts = { strategy = "least_conn", seed = 5 }
-    for k, v in pairs(extra or {}) do opts[k] = v end
-    return new(backends, opts)
+    return new(backends, util.merge({ strategy = "least_conn", seed = 5 }, extra))
   end
 
   it("picks the fewest in flight, ties by round robin from after the last pick", function()
@@ -620,9 +605,7 @@ end)
 
 describe("hash", function()
   local function hashed(backends, w, extra)
-    local opts = { strategy = "hash", weights = w, seed = 3 }
-    for k, v in pairs(extra or {}) do opts[k] = v end
-    return new(backends, opts)
+    return new(backends, util.merge({ strategy = "hash", weights = w, seed = 3 }, extra))
   end
 
   it("pick() without a key raises 'key'", function()
@@ -748,9 +731,7 @@ end)
 
 describe("random", function()
   local function rnd(backends, w, seed, extra)
-    local opts = { strategy = "random", weights = w, seed = seed or 2718 }
-    for k, v in pairs(extra or {}) do opts[k] = v end
-    return new(backends, opts)
+    return new(backends, util.merge({ strategy = "random", weights = w, seed = seed or 2718 }, extra))
   end
 
   it("is weighted-uniform: chi-square of 100000 picks over weights 1,1,2,3,3 < 20 (4 d.f.)", function()

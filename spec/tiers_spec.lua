@@ -4,11 +4,11 @@
 local upstream = require "upstream"
 local util = require "spec.support.util"
 local stats = require "spec.support.stats"
+local lists = require "spec.support.lists"
 
 local expect_error = util.expect_error
-local NaN = 0 / 0
-local NONE = "no upstreams available"
-local STRATEGIES = { "round_robin", "weighted", "least_conn", "hash", "random" }
+local NaN = util.NaN
+local NONE, STRATEGIES = util.NONE, util.STRATEGIES
 
 local function tier_of(list, b)
   local s = util.status_of(list, b)
@@ -32,18 +32,15 @@ end
 -- (success), { err = e, tier = n } returns nil, e, n; {} returns true.
 -- calls[backend] counts the checks (Go's `called`).
 local function controlled(backends, ctl, opts)
-  local c = util.fake_clock(0)
   local calls = {}
-  local o = { clock = c.clock, sleep = c.sleep }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  o.check = function(b)
+  local list, c = lists.new(backends, util.merge(opts, { check = function(b)
     calls[b] = (calls[b] or 0) + 1
     local r = ctl[b]
     if r.err then return nil, r.err, r.tier end
     if r.tier ~= nil then return r.tier end
     return true
-  end
-  return upstream.new(backends, o), c, calls
+  end }))
+  return list, c, calls
 end
 
 describe("tiers option", function()
@@ -331,17 +328,14 @@ describe("tier_by_latency", function()
 
   local ORDER = { "z", "t0", "t1", "t2", "t3", "t4", "t5" }
   local function latency_list(durations, extra)
-    local c = util.fake_clock(0)
-    local o = {
-      clock = c.clock, sleep = c.sleep, interval = 100, timeout = 10, tier_by_latency = true,
+    return lists.new(ORDER, util.merge({
+      interval = 100, timeout = 10, tier_by_latency = true,
       check = function(b)
         local d = durations[b]
         if d > 0 then upstream.sleep(d) end
         return true
       end,
-    }
-    for k, v in pairs(extra or {}) do o[k] = v end
-    return upstream.new(ORDER, o), c
+    }, extra))
   end
 
   it("derives the tier from the check's duration on the list's clock", function()

@@ -1,6 +1,23 @@
 -- Shared helpers for the upstream specs (no dependency on the binding).
 local util = {}
 
+-- What pick() returns as its error when it has nothing to pick.
+util.NONE = "no upstreams available"
+-- Every value of the strategy option, in the module's order.
+util.STRATEGIES = { "round_robin", "weighted", "least_conn", "hash", "random" }
+-- Numbers the option checks must refuse.
+util.NaN, util.INF = 0 / 0, math.huge
+
+-- A new table with the fields of each given table in turn (nil counts as
+-- empty), later ones winning: the options of a list, extra ones over defaults.
+function util.merge(...)
+  local out = {}
+  for i = 1, select("#", ...) do
+    for k, v in pairs(select(i, ...) or {}) do out[k] = v end
+  end
+  return out
+end
+
 -- A fake clock: returns clock object with .t, :now(), and option functions.
 function util.fake_clock(start)
   local c = { t = start or 0, slept = {} }
@@ -84,12 +101,19 @@ function util.threads()
   return t
 end
 
--- Status reduced to comparable plain values.
-function util.snapshot(list)
+-- The status fields of the pick strategies, for util.snapshot.
+util.STRATEGY_FIELDS = { "weight", "tier", "inflight" }
+
+-- Status reduced to comparable plain values: backend, score, healthy and
+-- the check fields, and the fields named in extra (optional), e.g.
+-- util.STRATEGY_FIELDS.
+function util.snapshot(list, extra)
   local out = {}
   for i, s in ipairs(list:status()) do
-    out[i] = { backend = s.backend, score = s.score, healthy = s.healthy,
+    local e = { backend = s.backend, score = s.score, healthy = s.healthy,
       last_error = s.last_error, checks = s.checks, failures = s.failures }
+    for _, k in ipairs(extra or {}) do e[k] = s[k] end
+    out[i] = e
   end
   return out
 end
