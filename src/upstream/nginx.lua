@@ -51,7 +51,6 @@
 -- backend:healthcheck(job).
 
 
-local ngx = ngx
 local type, tostring, tonumber, pcall, error = type, tostring, tonumber, pcall, error
 local setmetatable, getmetatable = setmetatable, getmetatable
 local ipairs, pairs = ipairs, pairs
@@ -59,13 +58,26 @@ local floor, huge = math.floor, math.huge
 local str_find, str_match, str_sub, str_format = string.find, string.match, string.sub, string.format
 local concat = table.concat
 
-local M = { _VERSION = "0.1.0" }
-
+-- Outside nginx (plain Lua, the specs) ngx is nil and the module still
+-- loads: parse_backend and the check builders work, start() says it is not
+-- running in nginx.
+local ngx = ngx
+local ngx_log, ngx_exit, ngx_get_phase, ngx_var, ngx_socket_tcp
+local ngx_timer_at, ngx_thread_spawn, ngx_thread_kill, ngx_worker_exiting, ngx_worker_pid
 local ERR, WARN, NOTICE, DEBUG
-if ngx then ERR, WARN, NOTICE, DEBUG = ngx.ERR, ngx.WARN, ngx.NOTICE, ngx.DEBUG end
+if ngx then
+  ngx_log, ngx_exit, ngx_get_phase, ngx_var = ngx.log, ngx.exit, ngx.get_phase, ngx.var
+  ngx_socket_tcp = ngx.socket.tcp
+  ngx_timer_at, ngx_thread_spawn, ngx_thread_kill = ngx.timer.at, ngx.thread.spawn, ngx.thread.kill
+  ngx_worker_exiting, ngx_worker_pid = ngx.worker.exiting, ngx.worker.pid
+  ERR, WARN, NOTICE, DEBUG = ngx.ERR, ngx.WARN, ngx.NOTICE, ngx.DEBUG
+end
 
-local function log(level, ...)
-  if ngx then ngx.log(level, "upstream.nginx: ", ...) end
+local _M = { _VERSION = require("upstream")._VERSION }
+
+-- A line in nginx's error log, prefixed with the module's name.
+local function errlog(level, ...)
+  if ngx_log then ngx_log(level, "upstream.nginx: ", ...) end
 end
 
 -- ---------------------------------------------------------------------------
@@ -170,7 +182,6 @@ local function ntop6(w)
   end
   return concat(out)
 end
-M._ntop6, M._parse6 = ntop6, parse6
 
 local function parse_backend(b)
   if type(b) ~= "string" then
@@ -223,7 +234,7 @@ local function backend_addr(b)
   end
   return p, err
 end
-M.parse_backend = backend_addr
+_M.parse_backend = backend_addr
 
 -- ---------------------------------------------------------------------------
 -- check helpers
@@ -232,7 +243,7 @@ M.parse_backend = backend_addr
 local function time_left(job)
   return job.deadline - job.list:now()
 end
-M.time_left = time_left
+_M.time_left = time_left
 
 -- Milliseconds left (>= 1), or nil when the deadline has passed.
 local function ms_left(job)
@@ -246,7 +257,7 @@ local function connect(backend, job)
   if not p then return nil, err end
   local ms = ms_left(job)
   if not ms then return nil, "timeout" end
-  local sock = ngx.socket.tcp()
+  local sock = ngx_socket_tcp()
   sock:settimeouts(ms, ms, ms)
   local ok
   ok, err = sock:connect(p.host, p.port)
@@ -255,7 +266,7 @@ local function connect(backend, job)
 end
 
 -- ngxu.tcp_check{}: healthy when a TCP connection opens before the deadline.
-function M.tcp_check(opts)
+function _M.tcp_check(opts)
   if opts ~= nil and type(opts) ~= "table" then
     error("upstream.nginx.tcp_check: options must be a table", 2)
   end
@@ -271,7 +282,7 @@ end
 --                  headers = {} }
 -- A plain HTTP/1.1 request (Connection: close); healthy when the status is
 -- expect (a number or a list of numbers; default: any 2xx).
-function M.http_check(opts)
+function _M.http_check(opts)
   opts = opts or {}
   if type(opts) ~= "table" then
     error("upstream.nginx.http_check: options must be a table", 2)
@@ -364,13 +375,13 @@ local function run_check(st, job)
     local now = list:score(b)
     if was and now then
       if was >= 0 and now < 0 then
-        log(WARN, "backend ", tostring(b), " is now unhealthy: ", tostring(err))
+        errlog(WARN, "backend ", tostring(b), " is now unhealthy: ", tostring(err))
       elseif was < 0 and now >= 0 then
-        log(NOTICE, "backend ", tostring(b), " is healthy again")
+        errlog(NOTICE, "backend ", tostring(b), " is healthy again")
       end
     end
   else
-    log(DEBUG, "stale check result for ", tostring(b), " ignored")
+    errlog(DEBUG, "stale check result for ", tostring(b), " ignored")
   end
 end
 
@@ -378,7 +389,7 @@ end
 -- and wakes the loop.
 local function run_job(st, job, rec, sema)
   local ok, err = pcall(run_check, st, job)
-  if not ok then log(ERR, "check of ", tostring(job.backend), ": ", tostring(err)) end
+  if not ok then errlog(ERR, "check of ", tostring(job.backend), ": ", tostring(err)) end
   rec.finished = true
   sema:post(1)
 end
@@ -404,7 +415,7 @@ local function run_loop(st)
   -- completion or a kill (at most one per started check), or waits to the
   -- next poll or deadline
   for _ = 1, 100000 do
-    local polling = now < poll_until and not st.stopped and not ngx.worker.exiting()
+    local polling = now < poll_until and not st.stopped and not ngx_worker_exiting()
     if polling and now >= next_poll then
       local jobs = list:due()
       -- poll again at the next check event, or after tick at the latest
@@ -415,13 +426,13 @@ local function run_loop(st)
         job.list = list
         if job.deadline - list:now() > 0 then -- else: let the list time it out
           local rec = { deadline = job.deadline, backend = job.backend }
-          local th, err = ngx.thread.spawn(run_job, st, job, rec, sema)
+          local th, err = ngx_thread_spawn(run_job, st, job, rec, sema)
           if th then
             rec.th = th
             n = n + 1
             inflight[n] = rec
           else
-            log(ERR, "cannot start a check of ", tostring(job.backend), ": ", tostring(err))
+            errlog(ERR, "cannot start a check of ", tostring(job.backend), ": ", tostring(err))
             list:report(job, false, "cannot start the check: " .. tostring(err))
           end
         end
@@ -435,8 +446,8 @@ local function run_loop(st)
       inflight[i] = nil
       if not rec.finished then
         if now > rec.deadline + grace then
-          if ngx.thread.kill(rec.th) then
-            log(WARN, "check of ", tostring(rec.backend), " ignored its deadline; killed")
+          if ngx_thread_kill(rec.th) then
+            errlog(WARN, "check of ", tostring(rec.backend), " ignored its deadline; killed")
           end
         else
           k = k + 1
@@ -457,16 +468,16 @@ end
 local tick
 
 local function arm(st, delay)
-  local ok, err = ngx.timer.at(delay, tick, st)
+  local ok, err = ngx_timer_at(delay, tick, st)
   if ok then return true end
   if err ~= "process exiting" then
-    log(ERR, "cannot arm the check timer: ", tostring(err))
+    errlog(ERR, "cannot arm the check timer: ", tostring(err))
   end
   return false
 end
 
 tick = function(premature, st)
-  if premature or st.stopped or ngx.worker.exiting() then
+  if premature or st.stopped or ngx_worker_exiting() then
     st.stopped = true
     return
   end
@@ -475,12 +486,12 @@ tick = function(premature, st)
     st.errors = st.errors + 1
     local e = st.errors
     if e == 1 or e == 10 or e == 100 or e % 1000 == 0 then
-      log(ERR, "check loop (error ", e, "): ", tostring(err))
+      errlog(ERR, "check loop (error ", e, "): ", tostring(err))
     end
   end
-  if st.stopped or ngx.worker.exiting() then return end
+  if st.stopped or ngx_worker_exiting() then return end
   if not arm(st, st.tick) then
-    log(ERR, "health checks of this list stopped in worker ", tostring(ngx.worker.pid()))
+    errlog(ERR, "health checks of this list stopped in worker ", tostring(ngx_worker_pid()))
     st.stopped = true
   end
 end
@@ -488,11 +499,11 @@ end
 -- ngxu.start(list [, { tick = 0.1, check = fn }])
 -- Drives the list's active checks from this worker (call it in
 -- init_worker_by_lua). Raises an error naming any malformed backend.
-function M.start(list, opts)
+function _M.start(list, opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("upstream.nginx.start: options must be a table", 2) end
   if not ngx or not ngx.timer then error("upstream.nginx.start: not running in nginx", 2) end
-  local phase = ngx.get_phase()
+  local phase = ngx_get_phase()
   if phase == "init" then
     error("upstream.nginx.start: call it in init_worker_by_lua (timers do not run in "
       .. "init_by_lua); the list itself may be created in init_by_lua", 2)
@@ -528,7 +539,7 @@ end
 
 -- ngxu.stop(list): stops this worker's check loop of the list (the list
 -- itself keeps working; list:shutdown() stops its checks for good).
-function M.stop(list)
+function _M.stop(list)
   local loop = loops[list]
   if loop then loop.stopped = true end
 end
@@ -568,13 +579,13 @@ local function request_key()
 end
 
 local function fail_502(why, retried)
-  log(ERR, why)
+  errlog(ERR, why)
   if retried then
     if nbusy >= 1000 then busy, nbusy = {}, 0 end
     local k = request_key()
     if k then busy[k] = true; nbusy = nbusy + 1 end
   end
-  return ngx.exit(NGX_BUSY)
+  return ngx_exit(NGX_BUSY)
 end
 
 -- The last "ip:port" in $upstream_addr ("a, b", "a : b", "a : " in a retry).
@@ -632,7 +643,7 @@ local function balance_slow(list, failed, b, err, retried)
       local ok, uerr = use(b)
       if ok then return end
       if not invalid[b] or not told[b] then
-        log(ERR, uerr)
+        errlog(ERR, uerr)
         if invalid[b] then told[b] = true end
       end
       list:down(b)
@@ -647,7 +658,7 @@ end
 -- it the current peer; allows `tries` (default 1) retries. On a retry, the
 -- peer that failed is marked down and another one is picked. No healthy
 -- backend: the request ends with 502, and the reason is logged.
-function M.balance(list, tries)
+function _M.balance(list, tries)
   if not set_current_peer then load_balancer() end
   local state = get_last_failure()
   if state == nil then -- the first try: the fast path
@@ -668,7 +679,7 @@ function M.balance(list, tries)
   -- a retry. "failed": connect error, timeout, 5xx (as proxy_next_upstream
   -- says); "next": 403/404 retried elsewhere, not the backend's fault.
   if list == nil then return fail_502("ngxu.balance: the list is nil (was it created?)") end
-  local failed = by_addr[last_addr(ngx.var.upstream_addr)]
+  local failed = by_addr[last_addr(ngx_var.upstream_addr)]
   if failed ~= nil and state == "failed" then list:down(failed) end
   local b, err = pick(list)
   return balance_slow(list, failed, b, err, true)
@@ -694,14 +705,14 @@ end
 -- without active checks. The fast path for a checked list is one look at
 -- the response status: below 500, the last try succeeded (unless an
 -- error_page turned a failure into a success: that failure is not counted).
-function M.log(list)
+function _M.log(list)
   log_calls = log_calls + 1
   if log_calls >= 1024 then
     log_calls = 0
     passive = setmetatable({}, { __mode = "k" })
   end
   if ngx.status < 500 and not is_passive(list) then return end
-  local us = ngx.var.upstream_status
+  local us = ngx_var.upstream_status
   if us == nil then return end
   -- the last try's status: "502, 200" -> 200; "-" (no answer) -> nil
   local status = tonumber(str_match(us, "(%d+)%s*$"))
@@ -718,9 +729,9 @@ function M.log(list)
     local k = request_key()
     if k and busy[k] then busy[k] = nil; nbusy = nbusy - 1; return end
   end
-  local b = by_addr[last_addr(ngx.var.upstream_addr)]
+  local b = by_addr[last_addr(ngx_var.upstream_addr)]
   if b == nil then return end
   if up then list:up(b) else list:down(b) end
 end
 
-return M
+return _M
