@@ -36,8 +36,9 @@ chmod 755 "$ROOT"
 # the workers run as www-data, which may not reach this checkout: they load
 # copies of the driver and of the module from the test's own prefix
 LIB=$ROOT/lib
-mkdir -p "$LIB/upstream"
-cp "$REPO"/src/upstream/*.lua "$LIB/upstream/" && cp "$SO_DIR/upstream.so" "$LIB/"
+mkdir -p "$LIB/upstream/nginx"
+cp "$REPO"/src/upstream/*.lua "$LIB/upstream/" && cp "$REPO"/src/upstream/nginx/*.lua "$LIB/upstream/nginx/" \
+  && cp "$SO_DIR/upstream.so" "$LIB/"
 chmod -R a+rX "$LIB"
 
 # backend string parsing, under LuaJIT outside nginx

@@ -1,4 +1,8 @@
--- upstream.nginx - drives an upstream list from nginx (ngx_lua / OpenResty).
+-- upstream.nginx - the driver: runs an upstream list's active checks from
+-- an ngx timer per list and worker, and picks peers and takes passive
+-- feedback in the balancer and log phases (ngx_lua / OpenResty). Backend
+-- strings are parsed by upstream.nginx.addr; the shipped check functions
+-- live in upstream.nginx.checks; this module re-exports both.
 --
 --   init_worker_by_lua_block:
 --     local upstream = require "upstream"
@@ -27,7 +31,7 @@
 --
 -- Backends are "host:port" strings with an IP address host: "10.0.0.1:80",
 -- "[::1]:8080" (the balancer does not resolve names). Each string is parsed
--- once and the result cached.
+-- once and the result cached (upstream.nginx.addr).
 --
 -- API
 --   ngxu.start(list [, { tick = 0.1, check = fn, grace = 0.05 }])
@@ -50,24 +54,22 @@
 -- healthcheck method and no check function is checked as
 -- backend:healthcheck(job).
 
-
 local type, tostring, tonumber, pcall, error = type, tostring, tonumber, pcall, error
 local setmetatable, getmetatable = setmetatable, getmetatable
-local ipairs, pairs = ipairs, pairs
-local floor, huge = math.floor, math.huge
-local str_find, str_match, str_sub, str_format = string.find, string.match, string.sub, string.format
+local ipairs = ipairs
+local huge = math.huge
+local str_match = string.match
 local concat = table.concat
 
 -- Outside nginx (plain Lua, the specs) ngx is nil and the module still
 -- loads: parse_backend and the check builders work, start() says it is not
 -- running in nginx.
 local ngx = ngx
-local ngx_log, ngx_exit, ngx_get_phase, ngx_var, ngx_socket_tcp
+local ngx_log, ngx_exit, ngx_get_phase, ngx_var
 local ngx_timer_at, ngx_thread_spawn, ngx_thread_kill, ngx_worker_exiting, ngx_worker_pid
 local ERR, WARN, NOTICE, DEBUG
 if ngx then
   ngx_log, ngx_exit, ngx_get_phase, ngx_var = ngx.log, ngx.exit, ngx.get_phase, ngx.var
-  ngx_socket_tcp = ngx.socket.tcp
   ngx_timer_at, ngx_thread_spawn, ngx_thread_kill = ngx.timer.at, ngx.thread.spawn, ngx.thread.kill
   ngx_worker_exiting, ngx_worker_pid = ngx.worker.exiting, ngx.worker.pid
   ERR, WARN, NOTICE, DEBUG = ngx.ERR, ngx.WARN, ngx.NOTICE, ngx.DEBUG
@@ -81,274 +83,20 @@ local function errlog(level, ...)
 end
 
 -- ---------------------------------------------------------------------------
--- backend strings: parsed once, cached
+-- backend strings (upstream.nginx.addr) and check functions
+-- (upstream.nginx.checks), re-exported under their old names
 
-local parsed = {}   -- backend -> { host =, port =, addr = } (valid ones)
-local invalid = {}  -- backend -> error message (invalid ones)
--- "ip:port" as nginx prints it in $upstream_addr -> backend. Per-request
--- state through ngx.ctx costs ~2 us a request (measured: ~7% of a proxied
--- request), so the driver reads the tried peers from $upstream_addr instead.
-local by_addr = {}
+local addr = require "upstream.nginx.addr"
+local checks = require "upstream.nginx.checks"
 
-local function valid_port(p)
-  local n = tonumber(p)
-  return n and n >= 1 and n <= 65535 and floor(n) == n and n or nil
-end
+-- addr's caches: the request path looks backends up here, with no call
+local parsed, invalid, by_addr = addr.parsed, addr.invalid, addr.by_addr
+local backend_addr = addr.parse_backend
 
--- IPv4 text -> 4 numbers, or nil
-local function parse4(s)
-  local a, b, c, d = str_match(s, "^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
-  if not a then return nil end
-  a, b, c, d = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
-  if a > 255 or b > 255 or c > 255 or d > 255 then return nil end
-  return a, b, c, d
-end
-
--- IPv6 text -> 8 words, or nil
-local function parse6(s)
-  local words, tail = {}, {}
-  local head, rest = s, nil
-  local dbl = str_find(s, "::", 1, true)
-  if dbl then
-    head, rest = str_sub(s, 1, dbl - 1), str_sub(s, dbl + 2)
-    if str_find(rest, "::", 1, true) then return nil end
-  end
-  -- hex groups; an embedded IPv4 only as the very last group
-  local function groups(str, out, final)
-    if str == "" then return true end
-    local list = {}
-    for g in (str .. ":"):gmatch("([^:]*):") do list[#list + 1] = g end
-    for k, g in ipairs(list) do
-      if str_find(g, ".", 1, true) then
-        if not final or k ~= #list then return false end
-        local a, b, c, d = parse4(g)
-        if not a then return false end
-        out[#out + 1] = a * 256 + b
-        out[#out + 1] = c * 256 + d
-      elseif str_find(g, "^%x%x?%x?%x?$") then
-        out[#out + 1] = tonumber(g, 16)
-      else
-        return false
-      end
-    end
-    return true
-  end
-  if not groups(head, words, not dbl) then return nil end
-  if rest and not groups(rest, tail, true) then return nil end
-  if dbl then
-    local fill = 8 - #words - #tail
-    if fill < 1 then return nil end
-    for _ = 1, fill do words[#words + 1] = 0 end
-    for i = 1, #tail do words[#words + 1] = tail[i] end
-  end
-  if #words ~= 8 then return nil end
-  return words
-end
-
--- 8 words -> text as nginx's ngx_inet6_ntop() prints it
-local function ntop6(w)
-  local zero, last, max, n = -1, -1, 1, 0
-  for i = 1, 8 do
-    if w[i] ~= 0 then
-      if max < n then zero, max = last, n end
-      n = 0
-    else
-      if n == 0 then last = i end
-      n = n + 1
-    end
-  end
-  if max < n then zero, max = last, n end
-  local out, limit = {}, 8
-  if zero == 1 then
-    if (max == 5 and w[6] == 0xffff) or max == 6 or (max == 7 and w[8] ~= 0 and w[8] ~= 1) then
-      limit = 6
-    end
-    out[#out + 1] = ":"
-  end
-  local i = 1
-  while i <= limit do
-    if i == zero then
-      out[#out + 1] = ":"
-      i = i + max
-    else
-      out[#out + 1] = str_format("%x", w[i])
-      if i < 8 then out[#out + 1] = ":" end
-      i = i + 1
-    end
-  end
-  if limit == 6 then
-    out[#out + 1] = str_format("%d.%d.%d.%d", floor(w[7] / 256), w[7] % 256,
-      floor(w[8] / 256), w[8] % 256)
-  end
-  return concat(out)
-end
-
-local function parse_backend(b)
-  if type(b) ~= "string" then
-    return nil, str_format("bad backend %s: must be a \"host:port\" string, got a %s",
-      tostring(b), type(b))
-  end
-  local host, port, text
-  local v6, p6 = str_match(b, "^%[([^%]]*)%]:(%d+)$")
-  if v6 then
-    local w = parse6(v6)
-    if not w then return nil, str_format("bad backend %q: [%s] is not an IPv6 address", b, v6) end
-    text = "[" .. ntop6(w) .. "]"
-    host, port = text, p6
-  else
-    local h, p4 = str_match(b, "^([^:]+):(%d+)$")
-    if not h then
-      return nil, str_format("bad backend %q: expected \"ipv4:port\" or \"[ipv6]:port\"", b)
-    end
-    local x1, x2, x3, x4 = parse4(h)
-    if not x1 then
-      if str_find(h, "^[%d%.]+$") then
-        return nil, str_format("bad backend %q: %s is not an IPv4 address", b, h)
-      end
-      return nil, str_format("bad backend %q: the host must be an IPv4 address "
-        .. "or a bracketed IPv6 address (the balancer does not resolve names)", b)
-    end
-    text = x1 .. "." .. x2 .. "." .. x3 .. "." .. x4
-    host, port = text, p4
-  end
-  local pn = valid_port(port)
-  if not pn then
-    return nil, str_format("bad backend %q: port %s is not in 1..65535", b, port)
-  end
-  return { host = host, port = pn, addr = text .. ":" .. pn }
-end
-
--- Parsed backend or nil, err; each string is parsed once per worker.
-local function backend_addr(b)
-  local p = parsed[b]
-  if p then return p end
-  local e = b ~= nil and invalid[b]
-  if e then return nil, e end
-  local err
-  p, err = parse_backend(b)
-  if p then
-    parsed[b] = p
-    if by_addr[p.addr] == nil then by_addr[p.addr] = b end
-  elseif b ~= nil and b == b then
-    invalid[b] = err
-  end
-  return p, err
-end
-_M.parse_backend = backend_addr
-
--- ---------------------------------------------------------------------------
--- check helpers
-
--- Seconds left to the job's deadline on the list's clock.
-local function time_left(job)
-  return job.deadline - job.list:now()
-end
-_M.time_left = time_left
-
--- Milliseconds left (>= 1), or nil when the deadline has passed.
-local function ms_left(job)
-  local ms = floor(time_left(job) * 1000)
-  if ms < 1 then return nil end
-  return ms
-end
-
-local function connect(backend, job)
-  local p, err = backend_addr(backend)
-  if not p then return nil, err end
-  local ms = ms_left(job)
-  if not ms then return nil, "timeout" end
-  local sock = ngx_socket_tcp()
-  sock:settimeouts(ms, ms, ms)
-  local ok
-  ok, err = sock:connect(p.host, p.port)
-  if not ok then return nil, "connect: " .. tostring(err) end
-  return sock
-end
-
--- ngxu.tcp_check{}: healthy when a TCP connection opens before the deadline.
-function _M.tcp_check(opts)
-  if opts ~= nil and type(opts) ~= "table" then
-    error("upstream.nginx.tcp_check: options must be a table", 2)
-  end
-  return function(backend, job)
-    local sock, err = connect(backend, job)
-    if not sock then return nil, err end
-    sock:close()
-    return true
-  end
-end
-
--- ngxu.http_check{ path = "/health", expect = 200, host = nil, method = "GET",
---                  headers = {} }
--- A plain HTTP/1.1 request (Connection: close); healthy when the status is
--- expect (a number or a list of numbers; default: any 2xx).
-function _M.http_check(opts)
-  opts = opts or {}
-  if type(opts) ~= "table" then
-    error("upstream.nginx.http_check: options must be a table", 2)
-  end
-  local path = opts.path or "/"
-  if type(path) ~= "string" or str_sub(path, 1, 1) ~= "/" or str_find(path, "[%s%c]") then
-    error("upstream.nginx.http_check: path must be a string starting with '/' "
-      .. "without spaces, got " .. tostring(path), 2)
-  end
-  local method = opts.method or "GET"
-  if type(method) ~= "string" or not str_find(method, "^%u+$") then
-    error("upstream.nginx.http_check: bad method " .. tostring(method), 2)
-  end
-  local expect = {}
-  local e = opts.expect
-  if e == nil then
-    for s = 200, 299 do expect[s] = true end
-  elseif type(e) == "number" then
-    expect[e] = true
-  elseif type(e) == "table" then
-    for _, s in ipairs(e) do
-      if type(s) ~= "number" then error("upstream.nginx.http_check: expect must hold numbers", 2) end
-      expect[s] = true
-    end
-  else
-    error("upstream.nginx.http_check: expect must be a status or a list of statuses", 2)
-  end
-  local extra = {}
-  for k, v in pairs(opts.headers or {}) do
-    if str_find(k .. tostring(v), "[\r\n]") then
-      error("upstream.nginx.http_check: bad header " .. k, 2)
-    end
-    extra[#extra + 1] = k .. ": " .. tostring(v) .. "\r\n"
-  end
-  extra = concat(extra)
-  local host_header = opts.host
-  local requests = {} -- backend -> request bytes
-
-  return function(backend, job)
-    local sock, err = connect(backend, job)
-    if not sock then return nil, err end
-    local req = requests[backend]
-    if not req then
-      req = method .. " " .. path .. " HTTP/1.1\r\nHost: " .. (host_header or backend)
-        .. "\r\nUser-Agent: upstream.nginx\r\nConnection: close\r\n" .. extra .. "\r\n"
-      requests[backend] = req
-    end
-    local ms = ms_left(job)
-    if not ms then sock:close(); return nil, "timeout" end
-    sock:settimeouts(ms, ms, ms)
-    local ok
-    ok, err = sock:send(req)
-    if not ok then sock:close(); return nil, "send: " .. tostring(err) end
-    ms = ms_left(job)
-    if not ms then sock:close(); return nil, "timeout" end
-    sock:settimeouts(ms, ms, ms)
-    local line
-    line, err = sock:receive("*l")
-    sock:close()
-    if not line then return nil, "receive: " .. tostring(err) end
-    local status = tonumber(str_match(line, "^HTTP/%d%.%d (%d%d%d)"))
-    if not status then return nil, "not an HTTP response: " .. str_sub(line, 1, 60) end
-    if not expect[status] then return nil, "status " .. status end
-    return true
-  end
-end
+_M.parse_backend = addr.parse_backend
+_M.http_check = checks.http_check
+_M.tcp_check = checks.tcp_check
+_M.time_left = checks.time_left
 
 -- ---------------------------------------------------------------------------
 -- the check loop: one re-arming timer per list and worker
