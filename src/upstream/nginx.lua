@@ -361,14 +361,22 @@ local told = {} -- malformed backends already logged by balance()
 local pickers = setmetatable({}, { __mode = "k" })
 local uffi
 
+-- A list's picker, made at its first pick. Its own function, so that pick()
+-- captures nothing: a closure over one of pick's locals would end pick with
+-- UCLO, which LuaJIT does not compile (the trace aborts, then pick and
+-- balance are blacklisted and run interpreted).
+local function new_picker(list)
+  if uffi == nil then
+    local ok, m = pcall(require, "upstream.ffi")
+    uffi = ok and m or false
+  end
+  return uffi and uffi.picker(list) or function() return list:pick() end
+end
+
 local function pick(list)
   local p = pickers[list]
   if not p then
-    if uffi == nil then
-      local ok, m = pcall(require, "upstream.ffi")
-      uffi = ok and m or false
-    end
-    p = uffi and uffi.picker(list) or function() return list:pick() end
+    p = new_picker(list)
     pickers[list] = p
   end
   return p()
