@@ -15,8 +15,9 @@ MODDIR=${NGINX_MODULES:-/usr/lib/nginx/modules}
 ROOT=$(mktemp -d /tmp/upstream-pickbench.XXXXXX)
 chmod 755 "$ROOT"
 trap '[ -s "$ROOT/logs/nginx.pid" ] && kill -QUIT "$(cat "$ROOT/logs/nginx.pid")" 2>/dev/null; sleep 0.3; rm -rf "$ROOT"' EXIT
-mkdir -p "$ROOT"/{conf,logs,lib/upstream,tmp}
-cp "$REPO"/src/upstream/*.lua "$ROOT/lib/upstream/" && cp "$SO_DIR/upstream.so" "$ROOT/lib/"
+mkdir -p "$ROOT"/{conf,logs,lib/upstream/nginx,tmp}
+cp "$REPO"/src/upstream/*.lua "$ROOT/lib/upstream/" && cp "$REPO"/src/upstream/nginx/*.lua "$ROOT/lib/upstream/nginx/" \
+  && cp "$SO_DIR/upstream.so" "$ROOT/lib/"
 chmod -R a+rX "$ROOT/lib"
 cat >"$ROOT/conf/nginx.conf" <<CONF
 load_module $MODDIR/ndk_http_module.so;

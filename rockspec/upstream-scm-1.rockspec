@@ -28,6 +28,8 @@ build = {
     },
     ["upstream.ffi"] = "src/upstream/ffi.lua",
     ["upstream.nginx"] = "src/upstream/nginx.lua",
+    ["upstream.nginx.addr"] = "src/upstream/nginx/addr.lua",
+    ["upstream.nginx.checks"] = "src/upstream/nginx/checks.lua",
   },
 }
 test = {

@@ -36,25 +36,10 @@ chmod 755 "$ROOT"
 # the workers run as www-data, which may not reach this checkout: they load
 # copies of the driver and of the module from the test's own prefix
 LIB=$ROOT/lib
-mkdir -p "$LIB/upstream"
-cp "$REPO"/src/upstream/*.lua "$LIB/upstream/" && cp "$SO_DIR/upstream.so" "$LIB/"
+mkdir -p "$LIB/upstream/nginx"
+cp "$REPO"/src/upstream/*.lua "$LIB/upstream/" && cp "$REPO"/src/upstream/nginx/*.lua "$LIB/upstream/nginx/" \
+  && cp "$SO_DIR/upstream.so" "$LIB/"
 chmod -R a+rX "$LIB"
-
-# backend string parsing, under LuaJIT outside nginx
-if command -v luajit >/dev/null; then
-  luajit "$REPO/spec/e2e/parse_test.lua" "$REPO" "$SO_DIR" >"$ROOT/parse.tap" 2>&1
-  st=$?
-  while IFS= read -r line; do
-    case $line in
-      "ok - "*) ok "parse: ${line#ok - }" ;;
-      "not ok - "*) not_ok "parse: ${line#not ok - }" ;;
-      *) echo "# $line" ;;
-    esac
-  done <"$ROOT/parse.tap"
-  [ "$st" = 0 ] || not_ok "parse_test.lua exited $st"
-else
-  echo "# luajit not found: parse tests skipped"
-fi
 
 # stop NAME: graceful stop of one nginx instance, bounded; then SIGKILL
 stop() {

@@ -1,4 +1,8 @@
--- upstream.nginx - drives an upstream list from nginx (ngx_lua / OpenResty).
+-- upstream.nginx - the driver: runs an upstream list's active checks from
+-- an ngx timer per list and worker, and picks peers and takes passive
+-- feedback in the balancer and log phases (ngx_lua / OpenResty). Backend
+-- strings are parsed by upstream.nginx.addr; the shipped check functions
+-- live in upstream.nginx.checks; this module re-exports both.
 --
 --   init_worker_by_lua_block:
 --     local upstream = require "upstream"
@@ -27,7 +31,7 @@
 --
 -- Backends are "host:port" strings with an IP address host: "10.0.0.1:80",
 -- "[::1]:8080" (the balancer does not resolve names). Each string is parsed
--- once and the result cached.
+-- once and the result cached (upstream.nginx.addr).
 --
 -- API
 --   ngxu.start(list [, { tick = 0.1, check = fn, grace = 0.05 }])
@@ -50,294 +54,49 @@
 -- healthcheck method and no check function is checked as
 -- backend:healthcheck(job).
 
-
-local ngx = ngx
 local type, tostring, tonumber, pcall, error = type, tostring, tonumber, pcall, error
 local setmetatable, getmetatable = setmetatable, getmetatable
-local ipairs, pairs = ipairs, pairs
-local floor, huge = math.floor, math.huge
-local str_find, str_match, str_sub, str_format = string.find, string.match, string.sub, string.format
+local ipairs = ipairs
+local huge = math.huge
+local str_match = string.match
 local concat = table.concat
 
-local M = { _VERSION = "0.1.0" }
-
+-- Outside nginx (plain Lua, the specs) ngx is nil and the module still
+-- loads: parse_backend and the check builders work, start() says it is not
+-- running in nginx.
+local ngx = ngx
+local ngx_log, ngx_exit, ngx_get_phase, ngx_var
+local ngx_timer_at, ngx_thread_spawn, ngx_thread_kill, ngx_worker_exiting, ngx_worker_pid
 local ERR, WARN, NOTICE, DEBUG
-if ngx then ERR, WARN, NOTICE, DEBUG = ngx.ERR, ngx.WARN, ngx.NOTICE, ngx.DEBUG end
+if ngx then
+  ngx_log, ngx_exit, ngx_get_phase, ngx_var = ngx.log, ngx.exit, ngx.get_phase, ngx.var
+  ngx_timer_at, ngx_thread_spawn, ngx_thread_kill = ngx.timer.at, ngx.thread.spawn, ngx.thread.kill
+  ngx_worker_exiting, ngx_worker_pid = ngx.worker.exiting, ngx.worker.pid
+  ERR, WARN, NOTICE, DEBUG = ngx.ERR, ngx.WARN, ngx.NOTICE, ngx.DEBUG
+end
 
-local function log(level, ...)
-  if ngx then ngx.log(level, "upstream.nginx: ", ...) end
+local _M = { _VERSION = require("upstream")._VERSION }
+
+-- A line in nginx's error log, prefixed with the module's name.
+local function errlog(level, ...)
+  if ngx_log then ngx_log(level, "upstream.nginx: ", ...) end
 end
 
 -- ---------------------------------------------------------------------------
--- backend strings: parsed once, cached
+-- backend strings (upstream.nginx.addr) and check functions
+-- (upstream.nginx.checks), re-exported under their old names
 
-local parsed = {}   -- backend -> { host =, port =, addr = } (valid ones)
-local invalid = {}  -- backend -> error message (invalid ones)
--- "ip:port" as nginx prints it in $upstream_addr -> backend. Per-request
--- state through ngx.ctx costs ~2 us a request (measured: ~7% of a proxied
--- request), so the driver reads the tried peers from $upstream_addr instead.
-local by_addr = {}
+local addr = require "upstream.nginx.addr"
+local checks = require "upstream.nginx.checks"
 
-local function valid_port(p)
-  local n = tonumber(p)
-  return n and n >= 1 and n <= 65535 and floor(n) == n and n or nil
-end
+-- addr's caches: the request path looks backends up here, with no call
+local parsed, invalid, by_addr = addr.parsed, addr.invalid, addr.by_addr
+local backend_addr = addr.parse_backend
 
--- IPv4 text -> 4 numbers, or nil
-local function parse4(s)
-  local a, b, c, d = str_match(s, "^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
-  if not a then return nil end
-  a, b, c, d = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
-  if a > 255 or b > 255 or c > 255 or d > 255 then return nil end
-  return a, b, c, d
-end
-
--- IPv6 text -> 8 words, or nil
-local function parse6(s)
-  local words, tail = {}, {}
-  local head, rest = s, nil
-  local dbl = str_find(s, "::", 1, true)
-  if dbl then
-    head, rest = str_sub(s, 1, dbl - 1), str_sub(s, dbl + 2)
-    if str_find(rest, "::", 1, true) then return nil end
-  end
-  -- hex groups; an embedded IPv4 only as the very last group
-  local function groups(str, out, final)
-    if str == "" then return true end
-    local list = {}
-    for g in (str .. ":"):gmatch("([^:]*):") do list[#list + 1] = g end
-    for k, g in ipairs(list) do
-      if str_find(g, ".", 1, true) then
-        if not final or k ~= #list then return false end
-        local a, b, c, d = parse4(g)
-        if not a then return false end
-        out[#out + 1] = a * 256 + b
-        out[#out + 1] = c * 256 + d
-      elseif str_find(g, "^%x%x?%x?%x?$") then
-        out[#out + 1] = tonumber(g, 16)
-      else
-        return false
-      end
-    end
-    return true
-  end
-  if not groups(head, words, not dbl) then return nil end
-  if rest and not groups(rest, tail, true) then return nil end
-  if dbl then
-    local fill = 8 - #words - #tail
-    if fill < 1 then return nil end
-    for _ = 1, fill do words[#words + 1] = 0 end
-    for i = 1, #tail do words[#words + 1] = tail[i] end
-  end
-  if #words ~= 8 then return nil end
-  return words
-end
-
--- 8 words -> text as nginx's ngx_inet6_ntop() prints it
-local function ntop6(w)
-  local zero, last, max, n = -1, -1, 1, 0
-  for i = 1, 8 do
-    if w[i] ~= 0 then
-      if max < n then zero, max = last, n end
-      n = 0
-    else
-      if n == 0 then last = i end
-      n = n + 1
-    end
-  end
-  if max < n then zero, max = last, n end
-  local out, limit = {}, 8
-  if zero == 1 then
-    if (max == 5 and w[6] == 0xffff) or max == 6 or (max == 7 and w[8] ~= 0 and w[8] ~= 1) then
-      limit = 6
-    end
-    out[#out + 1] = ":"
-  end
-  local i = 1
-  while i <= limit do
-    if i == zero then
-      out[#out + 1] = ":"
-      i = i + max
-    else
-      out[#out + 1] = str_format("%x", w[i])
-      if i < 8 then out[#out + 1] = ":" end
-      i = i + 1
-    end
-  end
-  if limit == 6 then
-    out[#out + 1] = str_format("%d.%d.%d.%d", floor(w[7] / 256), w[7] % 256,
-      floor(w[8] / 256), w[8] % 256)
-  end
-  return concat(out)
-end
-M._ntop6, M._parse6 = ntop6, parse6
-
-local function parse_backend(b)
-  if type(b) ~= "string" then
-    return nil, str_format("bad backend %s: must be a \"host:port\" string, got a %s",
-      tostring(b), type(b))
-  end
-  local host, port, text
-  local v6, p6 = str_match(b, "^%[([^%]]*)%]:(%d+)$")
-  if v6 then
-    local w = parse6(v6)
-    if not w then return nil, str_format("bad backend %q: [%s] is not an IPv6 address", b, v6) end
-    text = "[" .. ntop6(w) .. "]"
-    host, port = text, p6
-  else
-    local h, p4 = str_match(b, "^([^:]+):(%d+)$")
-    if not h then
-      return nil, str_format("bad backend %q: expected \"ipv4:port\" or \"[ipv6]:port\"", b)
-    end
-    local x1, x2, x3, x4 = parse4(h)
-    if not x1 then
-      if str_find(h, "^[%d%.]+$") then
-        return nil, str_format("bad backend %q: %s is not an IPv4 address", b, h)
-      end
-      return nil, str_format("bad backend %q: the host must be an IPv4 address "
-        .. "or a bracketed IPv6 address (the balancer does not resolve names)", b)
-    end
-    text = x1 .. "." .. x2 .. "." .. x3 .. "." .. x4
-    host, port = text, p4
-  end
-  local pn = valid_port(port)
-  if not pn then
-    return nil, str_format("bad backend %q: port %s is not in 1..65535", b, port)
-  end
-  return { host = host, port = pn, addr = text .. ":" .. pn }
-end
-
--- Parsed backend or nil, err; each string is parsed once per worker.
-local function backend_addr(b)
-  local p = parsed[b]
-  if p then return p end
-  local e = b ~= nil and invalid[b]
-  if e then return nil, e end
-  local err
-  p, err = parse_backend(b)
-  if p then
-    parsed[b] = p
-    if by_addr[p.addr] == nil then by_addr[p.addr] = b end
-  elseif b ~= nil and b == b then
-    invalid[b] = err
-  end
-  return p, err
-end
-M.parse_backend = backend_addr
-
--- ---------------------------------------------------------------------------
--- check helpers
-
--- Seconds left to the job's deadline on the list's clock.
-local function time_left(job)
-  return job.deadline - job.list:now()
-end
-M.time_left = time_left
-
--- Milliseconds left (>= 1), or nil when the deadline has passed.
-local function ms_left(job)
-  local ms = floor(time_left(job) * 1000)
-  if ms < 1 then return nil end
-  return ms
-end
-
-local function connect(backend, job)
-  local p, err = backend_addr(backend)
-  if not p then return nil, err end
-  local ms = ms_left(job)
-  if not ms then return nil, "timeout" end
-  local sock = ngx.socket.tcp()
-  sock:settimeouts(ms, ms, ms)
-  local ok
-  ok, err = sock:connect(p.host, p.port)
-  if not ok then return nil, "connect: " .. tostring(err) end
-  return sock
-end
-
--- ngxu.tcp_check{}: healthy when a TCP connection opens before the deadline.
-function M.tcp_check(opts)
-  if opts ~= nil and type(opts) ~= "table" then
-    error("upstream.nginx.tcp_check: options must be a table", 2)
-  end
-  return function(backend, job)
-    local sock, err = connect(backend, job)
-    if not sock then return nil, err end
-    sock:close()
-    return true
-  end
-end
-
--- ngxu.http_check{ path = "/health", expect = 200, host = nil, method = "GET",
---                  headers = {} }
--- A plain HTTP/1.1 request (Connection: close); healthy when the status is
--- expect (a number or a list of numbers; default: any 2xx).
-function M.http_check(opts)
-  opts = opts or {}
-  if type(opts) ~= "table" then
-    error("upstream.nginx.http_check: options must be a table", 2)
-  end
-  local path = opts.path or "/"
-  if type(path) ~= "string" or str_sub(path, 1, 1) ~= "/" or str_find(path, "[%s%c]") then
-    error("upstream.nginx.http_check: path must be a string starting with '/' "
-      .. "without spaces, got " .. tostring(path), 2)
-  end
-  local method = opts.method or "GET"
-  if type(method) ~= "string" or not str_find(method, "^%u+$") then
-    error("upstream.nginx.http_check: bad method " .. tostring(method), 2)
-  end
-  local expect = {}
-  local e = opts.expect
-  if e == nil then
-    for s = 200, 299 do expect[s] = true end
-  elseif type(e) == "number" then
-    expect[e] = true
-  elseif type(e) == "table" then
-    for _, s in ipairs(e) do
-      if type(s) ~= "number" then error("upstream.nginx.http_check: expect must hold numbers", 2) end
-      expect[s] = true
-    end
-  else
-    error("upstream.nginx.http_check: expect must be a status or a list of statuses", 2)
-  end
-  local extra = {}
-  for k, v in pairs(opts.headers or {}) do
-    if str_find(k .. tostring(v), "[\r\n]") then
-      error("upstream.nginx.http_check: bad header " .. k, 2)
-    end
-    extra[#extra + 1] = k .. ": " .. tostring(v) .. "\r\n"
-  end
-  extra = concat(extra)
-  local host_header = opts.host
-  local requests = {} -- backend -> request bytes
-
-  return function(backend, job)
-    local sock, err = connect(backend, job)
-    if not sock then return nil, err end
-    local req = requests[backend]
-    if not req then
-      req = method .. " " .. path .. " HTTP/1.1\r\nHost: " .. (host_header or backend)
-        .. "\r\nUser-Agent: upstream.nginx\r\nConnection: close\r\n" .. extra .. "\r\n"
-      requests[backend] = req
-    end
-    local ms = ms_left(job)
-    if not ms then sock:close(); return nil, "timeout" end
-    sock:settimeouts(ms, ms, ms)
-    local ok
-    ok, err = sock:send(req)
-    if not ok then sock:close(); return nil, "send: " .. tostring(err) end
-    ms = ms_left(job)
-    if not ms then sock:close(); return nil, "timeout" end
-    sock:settimeouts(ms, ms, ms)
-    local line
-    line, err = sock:receive("*l")
-    sock:close()
-    if not line then return nil, "receive: " .. tostring(err) end
-    local status = tonumber(str_match(line, "^HTTP/%d%.%d (%d%d%d)"))
-    if not status then return nil, "not an HTTP response: " .. str_sub(line, 1, 60) end
-    if not expect[status] then return nil, "status " .. status end
-    return true
-  end
-end
+_M.parse_backend = addr.parse_backend
+_M.http_check = checks.http_check
+_M.tcp_check = checks.tcp_check
+_M.time_left = checks.time_left
 
 -- ---------------------------------------------------------------------------
 -- the check loop: one re-arming timer per list and worker
@@ -364,13 +123,13 @@ local function run_check(st, job)
     local now = list:score(b)
     if was and now then
       if was >= 0 and now < 0 then
-        log(WARN, "backend ", tostring(b), " is now unhealthy: ", tostring(err))
+        errlog(WARN, "backend ", tostring(b), " is now unhealthy: ", tostring(err))
       elseif was < 0 and now >= 0 then
-        log(NOTICE, "backend ", tostring(b), " is healthy again")
+        errlog(NOTICE, "backend ", tostring(b), " is healthy again")
       end
     end
   else
-    log(DEBUG, "stale check result for ", tostring(b), " ignored")
+    errlog(DEBUG, "stale check result for ", tostring(b), " ignored")
   end
 end
 
@@ -378,7 +137,7 @@ end
 -- and wakes the loop.
 local function run_job(st, job, rec, sema)
   local ok, err = pcall(run_check, st, job)
-  if not ok then log(ERR, "check of ", tostring(job.backend), ": ", tostring(err)) end
+  if not ok then errlog(ERR, "check of ", tostring(job.backend), ": ", tostring(err)) end
   rec.finished = true
   sema:post(1)
 end
@@ -404,7 +163,7 @@ local function run_loop(st)
   -- completion or a kill (at most one per started check), or waits to the
   -- next poll or deadline
   for _ = 1, 100000 do
-    local polling = now < poll_until and not st.stopped and not ngx.worker.exiting()
+    local polling = now < poll_until and not st.stopped and not ngx_worker_exiting()
     if polling and now >= next_poll then
       local jobs = list:due()
       -- poll again at the next check event, or after tick at the latest
@@ -415,13 +174,13 @@ local function run_loop(st)
         job.list = list
         if job.deadline - list:now() > 0 then -- else: let the list time it out
           local rec = { deadline = job.deadline, backend = job.backend }
-          local th, err = ngx.thread.spawn(run_job, st, job, rec, sema)
+          local th, err = ngx_thread_spawn(run_job, st, job, rec, sema)
           if th then
             rec.th = th
             n = n + 1
             inflight[n] = rec
           else
-            log(ERR, "cannot start a check of ", tostring(job.backend), ": ", tostring(err))
+            errlog(ERR, "cannot start a check of ", tostring(job.backend), ": ", tostring(err))
             list:report(job, false, "cannot start the check: " .. tostring(err))
           end
         end
@@ -435,8 +194,8 @@ local function run_loop(st)
       inflight[i] = nil
       if not rec.finished then
         if now > rec.deadline + grace then
-          if ngx.thread.kill(rec.th) then
-            log(WARN, "check of ", tostring(rec.backend), " ignored its deadline; killed")
+          if ngx_thread_kill(rec.th) then
+            errlog(WARN, "check of ", tostring(rec.backend), " ignored its deadline; killed")
           end
         else
           k = k + 1
@@ -457,16 +216,16 @@ end
 local tick
 
 local function arm(st, delay)
-  local ok, err = ngx.timer.at(delay, tick, st)
+  local ok, err = ngx_timer_at(delay, tick, st)
   if ok then return true end
   if err ~= "process exiting" then
-    log(ERR, "cannot arm the check timer: ", tostring(err))
+    errlog(ERR, "cannot arm the check timer: ", tostring(err))
   end
   return false
 end
 
 tick = function(premature, st)
-  if premature or st.stopped or ngx.worker.exiting() then
+  if premature or st.stopped or ngx_worker_exiting() then
     st.stopped = true
     return
   end
@@ -475,12 +234,12 @@ tick = function(premature, st)
     st.errors = st.errors + 1
     local e = st.errors
     if e == 1 or e == 10 or e == 100 or e % 1000 == 0 then
-      log(ERR, "check loop (error ", e, "): ", tostring(err))
+      errlog(ERR, "check loop (error ", e, "): ", tostring(err))
     end
   end
-  if st.stopped or ngx.worker.exiting() then return end
+  if st.stopped or ngx_worker_exiting() then return end
   if not arm(st, st.tick) then
-    log(ERR, "health checks of this list stopped in worker ", tostring(ngx.worker.pid()))
+    errlog(ERR, "health checks of this list stopped in worker ", tostring(ngx_worker_pid()))
     st.stopped = true
   end
 end
@@ -488,11 +247,11 @@ end
 -- ngxu.start(list [, { tick = 0.1, check = fn }])
 -- Drives the list's active checks from this worker (call it in
 -- init_worker_by_lua). Raises an error naming any malformed backend.
-function M.start(list, opts)
+function _M.start(list, opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("upstream.nginx.start: options must be a table", 2) end
   if not ngx or not ngx.timer then error("upstream.nginx.start: not running in nginx", 2) end
-  local phase = ngx.get_phase()
+  local phase = ngx_get_phase()
   if phase == "init" then
     error("upstream.nginx.start: call it in init_worker_by_lua (timers do not run in "
       .. "init_by_lua); the list itself may be created in init_by_lua", 2)
@@ -528,7 +287,7 @@ end
 
 -- ngxu.stop(list): stops this worker's check loop of the list (the list
 -- itself keeps working; list:shutdown() stops its checks for good).
-function M.stop(list)
+function _M.stop(list)
   local loop = loops[list]
   if loop then loop.stopped = true end
 end
@@ -568,13 +327,13 @@ local function request_key()
 end
 
 local function fail_502(why, retried)
-  log(ERR, why)
+  errlog(ERR, why)
   if retried then
     if nbusy >= 1000 then busy, nbusy = {}, 0 end
     local k = request_key()
     if k then busy[k] = true; nbusy = nbusy + 1 end
   end
-  return ngx.exit(NGX_BUSY)
+  return ngx_exit(NGX_BUSY)
 end
 
 -- The last "ip:port" in $upstream_addr ("a, b", "a : b", "a : " in a retry).
@@ -602,14 +361,22 @@ local told = {} -- malformed backends already logged by balance()
 local pickers = setmetatable({}, { __mode = "k" })
 local uffi
 
+-- A list's picker, made at its first pick. Its own function, so that pick()
+-- captures nothing: a closure over one of pick's locals would end pick with
+-- UCLO, which LuaJIT does not compile (the trace aborts, then pick and
+-- balance are blacklisted and run interpreted).
+local function new_picker(list)
+  if uffi == nil then
+    local ok, m = pcall(require, "upstream.ffi")
+    uffi = ok and m or false
+  end
+  return uffi and uffi.picker(list) or function() return list:pick() end
+end
+
 local function pick(list)
   local p = pickers[list]
   if not p then
-    if uffi == nil then
-      local ok, m = pcall(require, "upstream.ffi")
-      uffi = ok and m or false
-    end
-    p = uffi and uffi.picker(list) or function() return list:pick() end
+    p = new_picker(list)
     pickers[list] = p
   end
   return p()
@@ -632,7 +399,7 @@ local function balance_slow(list, failed, b, err, retried)
       local ok, uerr = use(b)
       if ok then return end
       if not invalid[b] or not told[b] then
-        log(ERR, uerr)
+        errlog(ERR, uerr)
         if invalid[b] then told[b] = true end
       end
       list:down(b)
@@ -647,7 +414,7 @@ end
 -- it the current peer; allows `tries` (default 1) retries. On a retry, the
 -- peer that failed is marked down and another one is picked. No healthy
 -- backend: the request ends with 502, and the reason is logged.
-function M.balance(list, tries)
+function _M.balance(list, tries)
   if not set_current_peer then load_balancer() end
   local state = get_last_failure()
   if state == nil then -- the first try: the fast path
@@ -668,7 +435,7 @@ function M.balance(list, tries)
   -- a retry. "failed": connect error, timeout, 5xx (as proxy_next_upstream
   -- says); "next": 403/404 retried elsewhere, not the backend's fault.
   if list == nil then return fail_502("ngxu.balance: the list is nil (was it created?)") end
-  local failed = by_addr[last_addr(ngx.var.upstream_addr)]
+  local failed = by_addr[last_addr(ngx_var.upstream_addr)]
   if failed ~= nil and state == "failed" then list:down(failed) end
   local b, err = pick(list)
   return balance_slow(list, failed, b, err, true)
@@ -694,14 +461,14 @@ end
 -- without active checks. The fast path for a checked list is one look at
 -- the response status: below 500, the last try succeeded (unless an
 -- error_page turned a failure into a success: that failure is not counted).
-function M.log(list)
+function _M.log(list)
   log_calls = log_calls + 1
   if log_calls >= 1024 then
     log_calls = 0
     passive = setmetatable({}, { __mode = "k" })
   end
   if ngx.status < 500 and not is_passive(list) then return end
-  local us = ngx.var.upstream_status
+  local us = ngx_var.upstream_status
   if us == nil then return end
   -- the last try's status: "502, 200" -> 200; "-" (no answer) -> nil
   local status = tonumber(str_match(us, "(%d+)%s*$"))
@@ -718,9 +485,9 @@ function M.log(list)
     local k = request_key()
     if k and busy[k] then busy[k] = nil; nbusy = nbusy - 1; return end
   end
-  local b = by_addr[last_addr(ngx.var.upstream_addr)]
+  local b = by_addr[last_addr(ngx_var.upstream_addr)]
   if b == nil then return end
   if up then list:up(b) else list:down(b) end
 end
 
-return M
+return _M

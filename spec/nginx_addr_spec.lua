@@ -1,0 +1,75 @@
+-- upstream.nginx.addr: backend strings -> the host and port given to
+-- set_current_peer and the address nginx prints in $upstream_addr. Plain
+-- Lua, no nginx: runs under every runtime.
+local addr = require "upstream.nginx.addr"
+
+describe("upstream.nginx.addr", function()
+  -- backend -> host given to set_current_peer, port, address as nginx
+  -- prints it in $upstream_addr
+  local valid = {
+    { "127.0.0.1:80", "127.0.0.1", 80, "127.0.0.1:80" },
+    { "010.0.0.1:8080", "10.0.0.1", 8080, "10.0.0.1:8080" },
+    { "255.255.255.255:65535", "255.255.255.255", 65535, "255.255.255.255:65535" },
+    { "[::1]:80", "[::1]", 80, "[::1]:80" },
+    { "[0:0:0:0:0:0:0:1]:80", "[::1]", 80, "[::1]:80" },
+    { "[::ffff:7f00:1]:80", "[::ffff:127.0.0.1]", 80, "[::ffff:127.0.0.1]:80" },
+    { "[2001:0DB8:0:0:1:0:0:1]:443", "[2001:db8::1:0:0:1]", 443, "[2001:db8::1:0:0:1]:443" },
+    { "[1:0:0:2:0:0:0:3]:1", "[1:0:0:2::3]", 1, "[1:0:0:2::3]:1" },
+    { "[1:2:3:4:5:6:7:8]:1", "[1:2:3:4:5:6:7:8]", 1, "[1:2:3:4:5:6:7:8]:1" },
+    { "[::0.0.0.1]:1", "[::1]", 1, "[::1]:1" },
+  }
+  for _, v in ipairs(valid) do
+    it(("parses %q"):format(v[1]), function()
+      local p, err = addr.parse_backend(v[1])
+      assert.is_nil(err)
+      assert.same({ host = v[2], port = v[3], addr = v[4] }, p)
+    end)
+  end
+
+  -- backend -> a piece of the message
+  local invalid = {
+    { "localhost:80", "does not resolve names" },
+    { "backend.example:8080", "does not resolve names" },
+    { "1.2.3.4", "expected" },
+    { "1.2.3.4:0", "port 0 is not in 1..65535" },
+    { "1.2.3.4:65536", "port 65536" },
+    { "256.1.1.1:80", "is not an IPv4 address" },
+    { "1.2.3:80", "is not an IPv4 address" },
+    { "[::1]", "expected" },
+    { "::1:80", "expected" },
+    { "[1::2::3]:80", "is not an IPv6 address" },
+    { "[12345::]:80", "is not an IPv6 address" },
+    { "[1.2.3.4::]:80", "is not an IPv6 address" },
+    { "[1:2:3:4:5:6:7:8:9]:80", "is not an IPv6 address" },
+    { " 127.0.0.1:80", "" },
+    { "127.0.0.1:80 ", "" },
+    { "", "expected" },
+  }
+  for _, v in ipairs(invalid) do
+    it(("rejects %q, naming it"):format(v[1]), function()
+      local p, err = addr.parse_backend(v[1])
+      assert.is_nil(p)
+      assert.is_string(err)
+      assert.truthy(err:find(v[2], 1, true), err)
+      assert.truthy(err:find(("%q"):format(v[1]), 1, true), err)
+    end)
+  end
+
+  it("rejects a non-string backend", function()
+    local p, err = addr.parse_backend(42)
+    assert.is_nil(p)
+    assert.truthy(err:find("must be a", 1, true), err)
+  end)
+
+  it("rejects a table backend", function()
+    local p, err = addr.parse_backend({})
+    assert.is_nil(p)
+    assert.truthy(err:find("table", 1, true), err)
+  end)
+
+  it("parsed once: the cached result is returned", function()
+    local a, b = addr.parse_backend("127.0.0.1:81"), addr.parse_backend("127.0.0.1:81")
+    assert.is_not_nil(a)
+    assert.is_true(rawequal(a, b))
+  end)
+end)
