@@ -1,11 +1,12 @@
 /*
  * core/list.c - the scored backend list: scores, tiers and weights, which
  * members are eligible for a pick, and a per-backend check scheduler on a
- * binary heap of deadlines. The pick strategies are in ul_pick.c. No Lua,
+ * binary heap of deadlines. The pick strategies are in pick.c. No Lua,
  * no allocation: the caller owns the block.
  */
-#include "core.h"
+#include "block.h"
 #include "pick.h"
+#include "rand.h"
 
 #include <math.h>
 #include <string.h>
@@ -104,27 +105,7 @@ size_t ul_grow_size(const ul_list *src, uint32_t cap) {
   return layout(NULL, cap, src->opts.strategy, src->maglev_m);
 }
 
-#define NODES(l) ul_nodes(l)
-#define ORDER(l) ul_order(l)
-#define HEAP(l) ((int32_t *)((char *)(l) + (l)->off_heap))
-#define READY(l) ((int32_t *)((char *)(l) + (l)->off_ready))
-
-/* ---- random ------------------------------------------------------------ */
-
-static uint64_t next_rand(ul_list *l) { /* xorshift64* */
-  uint64_t x = l->rng;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  l->rng = x;
-  return x * 0x2545F4914F6CDD1DULL;
-}
-
-uint64_t ulp_rand(ul_list *l) { return next_rand(l); }
-
-double ul_random(ul_list *l) {
-  return (double)(next_rand(l) >> 11) * (1.0 / 9007199254740992.0);
-}
+double ul_random(ul_list *l) { return ulr_unit(l); }
 
 /* ---- event heap, keyed by node.key ------------------------------------- */
 
@@ -133,13 +114,13 @@ static int before(const ul_node *nd, int32_t a, int32_t b) {
 }
 
 static void heap_place(ul_list *l, uint32_t i, int32_t s) {
-  HEAP(l)[i] = s;
-  NODES(l)[s].heap = (int32_t)i;
+  ulb_heap(l)[i] = s;
+  ul_nodes(l)[s].heap = (int32_t)i;
 }
 
 static void sift_up(ul_list *l, uint32_t i) {
-  int32_t *h = HEAP(l), s = h[i];
-  ul_node *nd = NODES(l);
+  int32_t *h = ulb_heap(l), s = h[i];
+  ul_node *nd = ul_nodes(l);
   while (i > 0) {
     uint32_t p = (i - 1) / 2;
     if (!before(nd, s, h[p])) break;
@@ -150,8 +131,8 @@ static void sift_up(ul_list *l, uint32_t i) {
 }
 
 static void sift_down(ul_list *l, uint32_t i) {
-  int32_t *h = HEAP(l), s = h[i];
-  ul_node *nd = NODES(l);
+  int32_t *h = ulb_heap(l), s = h[i];
+  ul_node *nd = ul_nodes(l);
   for (;;) {
     uint32_t c = 2 * i + 1;
     if (c >= l->nheap) break;
@@ -164,20 +145,20 @@ static void sift_down(ul_list *l, uint32_t i) {
 }
 
 static void heap_remove(ul_list *l, int32_t s) {
-  ul_node *nd = NODES(l);
+  ul_node *nd = ul_nodes(l);
   uint32_t i = (uint32_t)nd[s].heap;
   int32_t last;
   nd[s].heap = -1;
-  last = HEAP(l)[--l->nheap];
+  last = ulb_heap(l)[--l->nheap];
   if (i == l->nheap) return;
   heap_place(l, i, last);
   sift_up(l, i);
-  sift_down(l, (uint32_t)NODES(l)[last].heap);
+  sift_down(l, (uint32_t)ul_nodes(l)[last].heap);
 }
 
 /* Recomputes the key of s and puts it where it belongs. */
 static void resched(ul_list *l, int32_t s) {
-  ul_node *n = &NODES(l)[s];
+  ul_node *n = &ul_nodes(l)[s];
   if (n->state == UL_RUNNING)
     n->key = (n->flags & UL_F_WAKE) && n->wake < n->deadline ? n->wake
                                                              : n->deadline;
@@ -205,7 +186,7 @@ static void init_with(ul_list *l, uint32_t cap, const ul_opts *o,
   l->rr = -1;
   l->active_tier = -1;
   l->rng = seed ? seed : 0x9E3779B97F4A7C15ULL;
-  nd = NODES(l);
+  nd = ul_nodes(l);
   for (i = 0; i < cap; i++) {
     nd[i].pos = -1;
     nd[i].heap = -1;
@@ -232,7 +213,7 @@ static int64_t eff_weight(const ul_node *n) {
 }
 
 /* Sets elig and ew of n, keeping its weighted current weight where it was
- * (see ul_pick.c: cur is stored relative to the pick count while
+ * (see pick.c: cur is stored relative to the pick count while
  * eligible) and the totals. Returns whether anything changed. */
 static int set_elig(ul_list *l, ul_node *n, int e, int64_t ew) {
   int64_t c;
@@ -253,7 +234,7 @@ static int set_elig(ul_list *l, ul_node *n, int e, int64_t ew) {
 }
 
 static void update_one(ul_list *l, int32_t s) {
-  ul_node *n = &NODES(l)[s];
+  ul_node *n = &ul_nodes(l)[s];
   int old_e = n->elig;
   int64_t old_ew = n->ew;
   if (n->pos < 0) return;
@@ -263,12 +244,12 @@ static void update_one(ul_list *l, int32_t s) {
 
 /* Recounts healthy members per tier and sets the eligibility of all. */
 static void update_all(ul_list *l) {
-  ul_node *nd = NODES(l);
+  ul_node *nd = ul_nodes(l);
   uint32_t p, t;
   l->healthy = 0;
   for (t = 0; t <= UL_MAX_TIER; t++) l->tier_healthy[t] = 0;
   for (p = 0; p < l->n; p++) {
-    const ul_node *n = &nd[ORDER(l)[p]];
+    const ul_node *n = &nd[ul_order(l)[p]];
     if (n->score >= 0) {
       l->healthy++;
       l->tier_healthy[n->tier]++;
@@ -279,7 +260,7 @@ static void update_all(ul_list *l) {
     if (l->tier_healthy[t]) l->active_tier = (int32_t)t;
   l->panic_on = l->opts.panic > 0 && (double)l->healthy < l->opts.panic * l->n;
   for (p = 0; p < l->n; p++) {
-    ul_node *n = &nd[ORDER(l)[p]];
+    ul_node *n = &nd[ul_order(l)[p]];
     set_elig(l, n, eligible(l, n), eff_weight(n));
   }
   ulp_rebuild(l);
@@ -313,11 +294,11 @@ static void start_ramp(ul_list *l, ul_node *n, double now) {
 
 /* Moves ramping members to the step their time has reached. */
 void ulc_ramp_tick(ul_list *l, double now) {
-  ul_node *nd = NODES(l);
+  ul_node *nd = ul_nodes(l);
   double step = l->opts.slow_start / UL_RAMP_STEPS, next = INFINITY;
   uint32_t p, ramping = 0;
   for (p = 0; p < l->n; p++) {
-    int32_t s = ORDER(l)[p];
+    int32_t s = ul_order(l)[p];
     ul_node *n = &nd[s];
     double k;
     if (n->ramp >= UL_RAMP_STEPS) continue;
@@ -335,7 +316,7 @@ void ulc_ramp_tick(ul_list *l, double now) {
 }
 
 static void set_score(ul_list *l, int32_t s, double v, double now) {
-  ul_node *n = &NODES(l)[s];
+  ul_node *n = &ul_nodes(l)[s];
   int was = n->score >= 0, is = v >= 0;
   n->score = v;
   if (was == is || n->pos < 0) return;
@@ -351,7 +332,7 @@ static void set_score(ul_list *l, int32_t s, double v, double now) {
 }
 
 static void set_tier(ul_list *l, int32_t s, int tier) {
-  ul_node *n = &NODES(l)[s];
+  ul_node *n = &ul_nodes(l)[s];
   if (tier < l->opts.tier_min) tier = l->opts.tier_min;
   if (tier > l->opts.tier_max) tier = l->opts.tier_max;
   if (n->tier == tier) return;
@@ -368,11 +349,11 @@ void ul_grow(ul_list *dst, uint32_t cap, const ul_list *src) {
   int32_t *tail;
   uint32_t i;
   init_with(dst, cap, &src->opts, src->rng, src->maglev_m);
-  memcpy(NODES(dst), NODES(src), (size_t)src->cap * sizeof(ul_node));
-  memcpy(ORDER(dst), ORDER(src), (size_t)src->n * sizeof(int32_t));
-  memcpy(HEAP(dst), HEAP(src), (size_t)src->nheap * sizeof(int32_t));
+  memcpy(ul_nodes(dst), ul_nodes(src), (size_t)src->cap * sizeof(ul_node));
+  memcpy(ul_order(dst), ul_order(src), (size_t)src->n * sizeof(int32_t));
+  memcpy(ulb_heap(dst), ulb_heap(src), (size_t)src->nheap * sizeof(int32_t));
   for (i = 0; i < src->ready_len; i++)
-    READY(dst)[i] = READY(src)[(src->ready_head + i) % src->cap];
+    ulb_ready(dst)[i] = ulb_ready(src)[(src->ready_head + i) % src->cap];
   dst->n = src->n;
   dst->rr = src->rr;
   dst->nheap = src->nheap;
@@ -393,7 +374,7 @@ void ul_grow(ul_list *dst, uint32_t cap, const ul_list *src) {
   dst->gen = src->gen;
   dst->now = src->now;
   /* free slots: the old free list, then the new slots */
-  nd = NODES(dst);
+  nd = ul_nodes(dst);
   for (i = src->cap; i < cap; i++) {
     nd[i].pos = -1;
     nd[i].heap = -1;
@@ -427,7 +408,7 @@ int32_t ul_append(ul_list *l, int checked, int32_t dup_of, double now,
   int32_t s = l->free_head;
   ul_node *n;
   if (s < 0) return -1;
-  n = &NODES(l)[s];
+  n = &ul_nodes(l)[s];
   l->free_head = n->dup;
   memset(n, 0, sizeof *n);
   n->heap = -1;
@@ -438,7 +419,7 @@ int32_t ul_append(ul_list *l, int checked, int32_t dup_of, double now,
   n->tier = (uint8_t)l->opts.tier_init;
   n->score = l->opts.initial_score;
   n->pos = (int32_t)l->n;
-  ORDER(l)[l->n++] = s;
+  ul_order(l)[l->n++] = s;
   n->flags = UL_F_MEMBER;
   if (n->score >= 0) {
     l->healthy++;
@@ -447,8 +428,8 @@ int32_t ul_append(ul_list *l, int checked, int32_t dup_of, double now,
   }
   refresh(l, s);
   if (dup_of >= 0) {
-    n->dup = NODES(l)[dup_of].dup;
-    NODES(l)[dup_of].dup = s;
+    n->dup = ul_nodes(l)[dup_of].dup;
+    ul_nodes(l)[dup_of].dup = s;
   }
   if (checked) {
     n->flags |= UL_F_CHECKED;
@@ -464,8 +445,8 @@ int32_t ul_append(ul_list *l, int checked, int32_t dup_of, double now,
 }
 
 void ul_remove(ul_list *l, const unsigned char *drop) {
-  ul_node *nd = NODES(l);
-  int32_t *ord = ORDER(l), *rq = READY(l);
+  ul_node *nd = ul_nodes(l);
+  int32_t *ord = ul_order(l), *rq = ulb_ready(l);
   uint32_t p, k, n = 0, len = 0;
   for (p = 0; p < l->n; p++) {
     int32_t s = ord[p];
@@ -502,10 +483,10 @@ void ul_remove(ul_list *l, const unsigned char *drop) {
 static void move_ring(ul_list *l, int32_t s, int up, double now, int tier) {
   int32_t t = s;
   do {
-    double v = NODES(l)[t].score;
+    double v = ul_nodes(l)[t].score;
     set_score(l, t, up ? up_value(l, v) : down_value(l, v), now);
     if (tier >= 0) set_tier(l, t, tier);
-    t = NODES(l)[t].dup;
+    t = ul_nodes(l)[t].dup;
   } while (t != s);
 }
 
@@ -518,22 +499,22 @@ void ul_down(ul_list *l, int32_t s, double now) {
 void ul_set_weight(ul_list *l, int32_t s, uint32_t weight) {
   int32_t t = s;
   do {
-    NODES(l)[t].weight = weight;
+    ul_nodes(l)[t].weight = weight;
     update_one(l, t);
-    t = NODES(l)[t].dup;
+    t = ul_nodes(l)[t].dup;
   } while (t != s);
 }
 
 int ul_release(ul_list *l, int32_t s) {
   int32_t t = s, best = -1;
   do {
-    if (NODES(l)[t].inflight > 0 &&
-        (best < 0 || NODES(l)[t].inflight > NODES(l)[best].inflight))
+    if (ul_nodes(l)[t].inflight > 0 &&
+        (best < 0 || ul_nodes(l)[t].inflight > ul_nodes(l)[best].inflight))
       best = t;
-    t = NODES(l)[t].dup;
+    t = ul_nodes(l)[t].dup;
   } while (t != s);
   if (best < 0) return 0;
-  NODES(l)[best].inflight--;
+  ul_nodes(l)[best].inflight--;
   return 1;
 }
 
@@ -591,13 +572,13 @@ uint64_t ul_hash(const void *p, size_t len) {
 /* ---- scheduler ----------------------------------------------------------- */
 
 uint32_t ul_collect(ul_list *l, double now) {
-  ul_node *nd = NODES(l);
+  ul_node *nd = ul_nodes(l);
   l->now = now;
-  while (l->nheap > 0 && nd[HEAP(l)[0]].key <= now) {
-    int32_t s = HEAP(l)[0];
+  while (l->nheap > 0 && nd[ulb_heap(l)[0]].key <= now) {
+    int32_t s = ulb_heap(l)[0];
     heap_remove(l, s);
     nd[s].flags |= UL_F_READY;
-    READY(l)[(l->ready_head + l->ready_len++) % l->cap] = s;
+    ulb_ready(l)[(l->ready_head + l->ready_len++) % l->cap] = s;
   }
   return l->ready_len;
 }
@@ -606,7 +587,7 @@ uint32_t ul_collect(ul_list *l, double now) {
  * As in the Go package, the result moves every member equal to the
  * backend. */
 static void finish(ul_list *l, int32_t s, int ok, double now, int tier) {
-  ul_node *n = &NODES(l)[s];
+  ul_node *n = &ul_nodes(l)[s];
   move_ring(l, s, ok, now, tier);
   if (n->checks++ == 0) l->unchecked--;
   if (!ok) n->failures++;
@@ -618,9 +599,9 @@ static void finish(ul_list *l, int32_t s, int ok, double now, int tier) {
 }
 
 int ul_take(ul_list *l, int32_t *slot, uint64_t *gen) {
-  ul_node *nd = NODES(l);
+  ul_node *nd = ul_nodes(l);
   while (l->ready_len > 0) {
-    int32_t s = READY(l)[l->ready_head];
+    int32_t s = ulb_ready(l)[l->ready_head];
     ul_node *n = &nd[s];
     l->ready_head = (l->ready_head + 1) % l->cap;
     l->ready_len--;
@@ -656,14 +637,14 @@ int ul_take(ul_list *l, int32_t *slot, uint64_t *gen) {
 int ul_current(const ul_list *l, int32_t s, uint64_t gen) {
   const ul_node *n;
   if (l->shut || s < 0 || (uint32_t)s >= l->cap) return 0;
-  n = &NODES(l)[s];
+  n = &ul_nodes(l)[s];
   return (n->flags & UL_F_MEMBER) && n->state == UL_RUNNING && n->gen == gen;
 }
 
 int ul_sleep(ul_list *l, int32_t s, uint64_t gen, double t) {
   ul_node *n;
   if (!ul_current(l, s, gen)) return 0;
-  n = &NODES(l)[s];
+  n = &ul_nodes(l)[s];
   n->wake = t;
   n->flags |= UL_F_WAKE;
   resched(l, s);
@@ -679,17 +660,17 @@ int ul_report(ul_list *l, int32_t s, uint64_t gen, int ok, double now,
 
 double ul_next_time(const ul_list *l) {
   if (l->ready_len > 0) return l->now;
-  if (l->nheap > 0) return NODES(l)[HEAP(l)[0]].key;
+  if (l->nheap > 0) return ul_nodes(l)[ulb_heap(l)[0]].key;
   return INFINITY;
 }
 
 void ul_shutdown(ul_list *l) {
-  ul_node *nd = NODES(l);
+  ul_node *nd = ul_nodes(l);
   uint32_t p;
   if (l->shut) return;
   l->shut = 1;
   for (p = 0; p < l->n; p++) {
-    ul_node *n = &nd[ORDER(l)[p]];
+    ul_node *n = &nd[ul_order(l)[p]];
     n->heap = -1;
     n->state = UL_IDLE;
     n->flags &= (uint8_t)~(UL_F_READY | UL_F_WAKE);

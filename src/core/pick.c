@@ -10,7 +10,7 @@
  *               at a growing t is kept by a kinetic tournament tree: every
  *               inner node holds its winner and the first t at which that
  *               could change (when a line with a steeper slope overtakes).
- *               Up to KST_SCAN slots, a plain scan of the lines is faster.
+ *               Up to UL_KST_SCAN slots, a plain scan of the lines is faster.
  *  random       a Fenwick tree of effective weights: a draw in [0, total)
  *               descends to its member.
  *  least_conn   the fewest in flight among the eligible, scanned from after
@@ -22,46 +22,17 @@
  *               rebuilt when the eligible set or a weight changed.
  */
 #include "pick.h"
+#include "block.h"
+#include "rand.h"
 
 #include <math.h>
 #include <string.h>
 
-#define BITS 64u
+#define BITS UL_BM_BITS
 #define NEVER INT64_MAX
-#define KST_SCAN 8 /* weighted: up to this many slots, scan instead */
 /* weighted: the pick count is rebased to 0 every 2^20 picks, so that
  * cur + ew * t stays below 2^53 (|cur| < 2 * total weight, ew <= 10^7) */
 #define KST_REBASE (INT64_C(1) << 20)
-
-#define BM(l, k) ((uint64_t *)((char *)(l) + (l)->off_bm[k]))
-#define KWIN(l) ((int32_t *)((char *)(l) + (l)->off_kst_win))
-#define KMELT(l) ((int64_t *)((char *)(l) + (l)->off_kst_melt))
-#define KLINE(l) ((ul_line *)((char *)(l) + (l)->off_kst_line))
-#define FEN(l) ((int64_t *)((char *)(l) + (l)->off_fen))
-#define DENSE(l) ((int32_t *)((char *)(l) + (l)->off_dense))
-#define DENSE_AT(l) (DENSE(l) + (l)->cap) /* position -> index in DENSE */
-#define MAG(l) ((int32_t *)((char *)(l) + (l)->off_mag))
-#define MAGX(l) ((ul_magx *)((char *)(l) + (l)->off_magx))
-
-typedef struct ul_line { /* weighted: an eligible member's line, by position */
-  int64_t cur, ew;
-} ul_line;
-
-typedef struct ul_magx { /* Maglev build state of one eligible member */
-  double credit;
-  int32_t slot;
-  uint32_t offset, skip, next;
-} ul_magx;
-
-static uint32_t words_for(uint64_t bits) {
-  return (uint32_t)((bits + BITS - 1) / BITS);
-}
-
-static uint32_t kst_leaves(uint32_t cap) {
-  uint32_t s = 1;
-  while (s < cap) s <<= 1;
-  return s;
-}
 
 static int is_prime(uint64_t m) {
   uint64_t d;
@@ -86,7 +57,7 @@ static uint64_t maglev_size(uint32_t cap, uint32_t prev) {
 
 size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off,
                   uint32_t prev_m) {
-  uint32_t w0 = words_for(cap), w1 = words_for(w0), w2 = words_for(w1), k;
+  uint32_t w0 = ulb_words(cap), w1 = ulb_words(w0), w2 = ulb_words(w1), k;
   size_t o_bm[3];
   size_t o_win = 0, o_melt = 0, o_line = 0, o_fen = 0, o_dense = 0, o_mag = 0,
          o_magx = 0;
@@ -98,8 +69,8 @@ size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off,
   off += (size_t)w1 * 8u;
   o_bm[2] = off;
   off += (size_t)w2 * 8u;
-  if (strategy == UL_WEIGHTED && cap > KST_SCAN) {
-    uint32_t s = kst_leaves(cap);
+  if (strategy == UL_WEIGHTED && cap > UL_KST_SCAN) {
+    uint32_t s = ulb_kst_leaves(cap);
     o_melt = off;
     off += (size_t)2 * s * sizeof(int64_t);
     o_line = off;
@@ -130,7 +101,7 @@ size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off,
     l->off_kst_win = (uint32_t)o_win;
     l->off_kst_melt = (uint32_t)o_melt;
     l->off_kst_line = (uint32_t)o_line;
-    l->kst_size = strategy == UL_WEIGHTED && cap > KST_SCAN ? kst_leaves(cap) : 0;
+    l->kst_size = strategy == UL_WEIGHTED && cap > UL_KST_SCAN ? ulb_kst_leaves(cap) : 0;
     l->off_fen = (uint32_t)o_fen;
     l->off_dense = (uint32_t)o_dense;
     l->off_mag = (uint32_t)o_mag;
@@ -144,7 +115,7 @@ size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off,
 /* ---- eligible bitmap, by position ---------------------------------------- */
 
 static void bm_set(ul_list *l, uint32_t pos) {
-  uint64_t *b0 = BM(l, 0), *b1 = BM(l, 1), *b2 = BM(l, 2);
+  uint64_t *b0 = ulb_bm(l, 0), *b1 = ulb_bm(l, 1), *b2 = ulb_bm(l, 2);
   uint32_t w = pos / BITS, w1 = w / BITS;
   if (b0[w] == 0) {
     if (b1[w1] == 0) b2[w1 / BITS] |= 1ULL << (w1 % BITS);
@@ -154,7 +125,7 @@ static void bm_set(ul_list *l, uint32_t pos) {
 }
 
 static void bm_clear(ul_list *l, uint32_t pos) {
-  uint64_t *b0 = BM(l, 0), *b1 = BM(l, 1), *b2 = BM(l, 2);
+  uint64_t *b0 = ulb_bm(l, 0), *b1 = ulb_bm(l, 1), *b2 = ulb_bm(l, 2);
   uint32_t w = pos / BITS, w1 = w / BITS;
   b0[w] &= ~(1ULL << (pos % BITS));
   if (b0[w] == 0) {
@@ -165,7 +136,7 @@ static void bm_clear(ul_list *l, uint32_t pos) {
 
 /* First set position >= from, or -1. */
 static int64_t bm_next(const ul_list *l, uint32_t from) {
-  const uint64_t *b0 = BM(l, 0), *b1 = BM(l, 1), *b2 = BM(l, 2);
+  const uint64_t *b0 = ulb_bm(l, 0), *b1 = ulb_bm(l, 1), *b2 = ulb_bm(l, 2);
   uint32_t w = from / BITS, w1, w2;
   uint64_t m;
   if (w >= l->bm_words[0]) return -1;
@@ -205,10 +176,6 @@ static uint32_t after_rr(const ul_list *l) {
 
 /* ---- weighted: kinetic tournament tree ------------------------------------ */
 
-static const ul_node *at(const ul_list *l, uint32_t pos) {
-  return &ul_nodes(l)[ul_order(l)[pos]];
-}
-
 /* Winner and certificate of inner node k at pick count t. The left child
  * holds lower positions and wins ties, as nginx keeps the first peer. The
  * certificate (when the loser's steeper line could take over) may be early,
@@ -242,12 +209,12 @@ static inline void kst_fix(int32_t *win, int64_t *melt, const ul_line *line,
 /* Copies the line of the member at pos into the tree's leaf. */
 static void kst_set_leaf(ul_list *l, uint32_t pos) {
   uint32_t k = l->kst_size + pos;
-  const ul_node *x = pos < l->n ? at(l, pos) : NULL;
-  KWIN(l)[k] = x && x->elig ? (int32_t)pos : -1;
-  KMELT(l)[k] = NEVER;
+  const ul_node *x = pos < l->n ? ulb_at(l, pos) : NULL;
+  ulb_kwin(l)[k] = x && x->elig ? (int32_t)pos : -1;
+  ulb_kmelt(l)[k] = NEVER;
   if (x && x->elig) {
-    KLINE(l)[pos].cur = x->cur;
-    KLINE(l)[pos].ew = x->ew;
+    ulb_kline(l)[pos].cur = x->cur;
+    ulb_kline(l)[pos].ew = x->ew;
   }
 }
 
@@ -256,26 +223,26 @@ static void kst_leaf(ul_list *l, uint32_t pos) {
   if (!l->kst_size) return;
   kst_set_leaf(l, pos);
   {
-    int32_t *win = KWIN(l);
-    int64_t *melt = KMELT(l), t = l->t;
-    const ul_line *line = KLINE(l);
+    int32_t *win = ulb_kwin(l);
+    int64_t *melt = ulb_kmelt(l), t = l->t;
+    const ul_line *line = ulb_kline(l);
     for (k >>= 1; k >= 1; k >>= 1) kst_fix(win, melt, line, k, t);
   }
 }
 
 /* Brings every winner up to pick count t. */
 static void kst_advance(ul_list *l, uint32_t k, int64_t t) {
-  if (KMELT(l)[k] > t || k >= l->kst_size) return;
+  if (ulb_kmelt(l)[k] > t || k >= l->kst_size) return;
   kst_advance(l, 2 * k, t);
   kst_advance(l, 2 * k + 1, t);
-  kst_fix(KWIN(l), KMELT(l), KLINE(l), k, t);
+  kst_fix(ulb_kwin(l), ulb_kmelt(l), ulb_kline(l), k, t);
 }
 
 static void kst_rebuild(ul_list *l) {
   uint32_t k, s = l->kst_size;
   if (!s) return;
   for (k = 0; k < s; k++) kst_set_leaf(l, k);
-  for (k = s - 1; k >= 1; k--) kst_fix(KWIN(l), KMELT(l), KLINE(l), k, l->t);
+  for (k = s - 1; k >= 1; k--) kst_fix(ulb_kwin(l), ulb_kmelt(l), ulb_kline(l), k, l->t);
 }
 
 /* Rebases the pick count to 0 (see KST_REBASE): O(n) every 2^20 picks. */
@@ -296,7 +263,7 @@ static uint32_t swrr_scan(const ul_list *l) {
   uint32_t p, pos = 0;
   int found = 0;
   for (p = 0; p < l->n; p++) {
-    const ul_node *x = at(l, p);
+    const ul_node *x = ulb_at(l, p);
     int64_t v;
     if (!x->elig) continue;
     v = x->cur + x->ew * l->t;
@@ -316,7 +283,7 @@ static uint32_t pick_weighted(ul_list *l) {
   l->t++;
   if (l->kst_size) {
     kst_advance(l, 1, l->t);
-    pos = (uint32_t)KWIN(l)[1];
+    pos = (uint32_t)ulb_kwin(l)[1];
   } else {
     pos = swrr_scan(l);
   }
@@ -331,25 +298,25 @@ static uint32_t pick_weighted(ul_list *l) {
 static int64_t fen_weight(const ul_node *x) { return x->elig ? x->ew : 0; }
 
 static void fen_add(ul_list *l, uint32_t pos, int64_t d) {
-  int64_t *f = FEN(l);
+  int64_t *f = ulb_fen(l);
   uint32_t i;
   for (i = pos + 1; i <= l->cap; i += i & (0u - i)) f[i] += d;
 }
 
 static void fen_rebuild(ul_list *l) {
-  int64_t *f = FEN(l);
+  int64_t *f = ulb_fen(l);
   uint32_t i;
   memset(f, 0, ((size_t)l->cap + 1) * sizeof *f);
   for (i = 1; i <= l->cap; i++) {
     uint32_t j = i + (i & (0u - i));
-    if (i - 1 < l->n) f[i] += fen_weight(at(l, i - 1));
+    if (i - 1 < l->n) f[i] += fen_weight(ulb_at(l, i - 1));
     if (j <= l->cap) f[j] += f[i];
   }
 }
 
 /* Position whose cumulative range holds r (0 <= r < total). */
 static uint32_t fen_find(const ul_list *l, int64_t r) {
-  const int64_t *f = FEN(l);
+  const int64_t *f = ulb_fen(l);
   uint32_t pos = 0, step = 1;
   while (step * 2 <= l->cap) step *= 2;
   for (; step; step >>= 1)
@@ -360,21 +327,14 @@ static uint32_t fen_find(const ul_list *l, int64_t r) {
   return pos; /* 0-based: the 1-based index pos + 1 */
 }
 
-__extension__ typedef unsigned __int128 u128;
-
-/* Uniform in [0, n) by a 64x64 -> 128-bit multiply (Lemire): no modulo. */
-static int64_t draw(ul_list *l, int64_t n) {
-  return (int64_t)(((u128)ulp_rand(l) * (uint64_t)n) >> 64);
-}
-
 /* random's sum of squared effective weights: all eligible weights are equal
  * exactly when nelig * sumsq == total^2 (Cauchy-Schwarz). */
-static u128 sumsq(const ul_list *l) {
-  return (u128)l->sumsq[1] << 64 | l->sumsq[0];
+static ul_u128 sumsq(const ul_list *l) {
+  return (ul_u128)l->sumsq[1] << 64 | l->sumsq[0];
 }
 
 static void sumsq_add(ul_list *l, int64_t ew, int sign) {
-  u128 v = sumsq(l), d = (u128)(uint64_t)ew * (uint64_t)ew;
+  ul_u128 v = sumsq(l), d = (ul_u128)(uint64_t)ew * (uint64_t)ew;
   v = sign > 0 ? v + d : v - d;
   l->sumsq[0] = (uint64_t)v;
   l->sumsq[1] = (uint64_t)(v >> 64);
@@ -384,9 +344,10 @@ static void sumsq_add(ul_list *l, int64_t ew, int sign) {
  * the same weight (the common case), a uniform draw from the dense array:
  * O(1) instead of a walk down the tree. */
 static uint32_t pick_random(ul_list *l) {
-  if ((u128)l->nelig * sumsq(l) == (u128)l->total_ew * (uint64_t)l->total_ew)
-    return (uint32_t)DENSE(l)[draw(l, l->nelig)];
-  return fen_find(l, draw(l, l->total_ew));
+  if ((ul_u128)l->nelig * sumsq(l) ==
+      (ul_u128)l->total_ew * (uint64_t)l->total_ew)
+    return (uint32_t)ulb_dense(l)[ulr_below(l, l->nelig)];
+  return fen_find(l, ulr_below(l, l->total_ew));
 }
 
 /* least_conn's and random's dense array of eligible positions:
@@ -395,22 +356,22 @@ static uint32_t pick_random(ul_list *l) {
  * uniform draw. */
 static void dense_add(ul_list *l, uint32_t pos) {
   uint32_t k = l->nelig - 1; /* nelig already counts it */
-  DENSE(l)[k] = (int32_t)pos;
-  DENSE_AT(l)[pos] = (int32_t)k;
+  ulb_dense(l)[k] = (int32_t)pos;
+  ulb_dense_at(l)[pos] = (int32_t)k;
 }
 
 static void dense_remove(ul_list *l, uint32_t pos) {
-  int32_t k = DENSE_AT(l)[pos], last = DENSE(l)[l->nelig]; /* nelig: after */
-  DENSE(l)[k] = last;
-  DENSE_AT(l)[last] = k;
+  int32_t k = ulb_dense_at(l)[pos], last = ulb_dense(l)[l->nelig]; /* nelig: after */
+  ulb_dense(l)[k] = last;
+  ulb_dense_at(l)[last] = k;
 }
 
 static void dense_rebuild(ul_list *l) {
   uint32_t p, k = 0;
   for (p = 0; p < l->n; p++)
-    if (at(l, p)->elig) {
-      DENSE(l)[k] = (int32_t)p;
-      DENSE_AT(l)[p] = (int32_t)k++;
+    if (ulb_at(l, p)->elig) {
+      ulb_dense(l)[k] = (int32_t)p;
+      ulb_dense_at(l)[p] = (int32_t)k++;
     }
 }
 
@@ -427,16 +388,16 @@ static uint32_t pick_least_conn(ul_list *l) {
     best = p = next_elig(l, after_rr(l));
     for (k = 1; k < l->nelig; k++) {
       p = next_elig(l, p + 1);
-      if (at(l, p)->inflight < at(l, best)->inflight) best = p;
+      if (ulb_at(l, p)->inflight < ulb_at(l, best)->inflight) best = p;
     }
   } else { /* two distinct draws among the eligible */
-    int64_t r1 = draw(l, l->nelig), r2 = draw(l, (int64_t)l->nelig - 1);
+    int64_t r1 = ulr_below(l, l->nelig), r2 = ulr_below(l, (int64_t)l->nelig - 1);
     uint32_t a, b;
     if (r2 >= r1) r2++;
-    a = (uint32_t)DENSE(l)[r1];
-    b = (uint32_t)DENSE(l)[r2];
-    best = at(l, a)->inflight < at(l, b)->inflight ? a
-           : at(l, b)->inflight < at(l, a)->inflight ? b
+    a = (uint32_t)ulb_dense(l)[r1];
+    b = (uint32_t)ulb_dense(l)[r2];
+    best = ulb_at(l, a)->inflight < ulb_at(l, b)->inflight ? a
+           : ulb_at(l, b)->inflight < ulb_at(l, a)->inflight ? b
            : rr_dist(l, a) <= rr_dist(l, b) ? a : b;
   }
   ul_nodes(l)[ul_order(l)[best]].inflight++;
@@ -457,12 +418,12 @@ static uint64_t mix64(uint64_t x) { /* splitmix64's finaliser */
 /* Fills the table: members take turns claiming their next preferred free
  * entry, each as often as its share of the greatest effective weight. */
 static void maglev_build(ul_list *l) {
-  ul_magx *mx = MAGX(l);
-  int32_t *tab = MAG(l);
+  ul_magx *mx = ulb_magx(l);
+  int32_t *tab = ulb_mag(l);
   uint32_t m = l->maglev_m, e = 0, filled = 0, i, p;
   int64_t wmax = 0;
   for (p = 0; p < l->n; p++) {
-    const ul_node *x = at(l, p);
+    const ul_node *x = ulb_at(l, p);
     if (!x->elig) continue;
     mx[e].slot = ul_order(l)[p];
     mx[e].offset = (uint32_t)(x->hash % m);
@@ -497,16 +458,16 @@ static void maglev_build(ul_list *l) {
 static uint32_t pick_hash(ul_list *l, uint64_t key) {
   uint64_t e = ((key >> 32) * (uint64_t)l->maglev_m) >> 32;
   if (l->maglev_dirty) maglev_build(l);
-  return (uint32_t)ul_nodes(l)[MAG(l)[e]].pos;
+  return (uint32_t)ul_nodes(l)[ulb_mag(l)[e]].pos;
 }
 
 /* ---- dispatch ------------------------------------------------------------------- */
 
 void ulp_rebuild(ul_list *l) {
   uint32_t k, p;
-  for (k = 0; k < 3; k++) memset(BM(l, k), 0, (size_t)l->bm_words[k] * 8u);
+  for (k = 0; k < 3; k++) memset(ulb_bm(l, k), 0, (size_t)l->bm_words[k] * 8u);
   for (p = 0; p < l->n; p++)
-    if (at(l, p)->elig) bm_set(l, p);
+    if (ulb_at(l, p)->elig) bm_set(l, p);
   switch (l->opts.strategy) {
     case UL_WEIGHTED: kst_rebuild(l); break;
     case UL_RANDOM:
@@ -514,7 +475,7 @@ void ulp_rebuild(ul_list *l) {
       dense_rebuild(l);
       l->sumsq[0] = l->sumsq[1] = 0;
       for (p = 0; p < l->n; p++)
-        if (at(l, p)->elig) sumsq_add(l, at(l, p)->ew, 1);
+        if (ulb_at(l, p)->elig) sumsq_add(l, ulb_at(l, p)->ew, 1);
       break;
     case UL_LEAST_CONN: dense_rebuild(l); break;
     case UL_HASH: l->maglev_dirty = 1; break;
@@ -523,7 +484,7 @@ void ulp_rebuild(ul_list *l) {
 }
 
 void ulp_update(ul_list *l, uint32_t pos, int old_elig, int64_t old_ew) {
-  const ul_node *x = at(l, pos);
+  const ul_node *x = ulb_at(l, pos);
   if (x->elig != old_elig) {
     if (x->elig) bm_set(l, pos);
     else bm_clear(l, pos);

@@ -1,6 +1,6 @@
 /*
- * core/pick.h - internal interface between the list (ul_core.c) and the pick
- * strategies' structures (ul_pick.c). Not installed, not part of the API.
+ * core/pick.h - internal interface between the list (list.c) and the pick
+ * strategies' structures (pick.c). Not installed, not part of the API.
  *
  * The list decides which members are eligible and with which effective
  * weight (node.elig, node.ew); the strategies keep their structures in step
@@ -10,9 +10,6 @@
 #define UL_PICK_H
 
 #include "core.h"
-
-/* Offsets in the block are kept 8-byte aligned. */
-static inline size_t ul_align8(size_t x) { return (x + 7u) & ~(size_t)7u; }
 
 /* Lays out the strategies' arrays for cap slots from byte offset off,
  * filling the offsets into l when not NULL. prev_m: the Maglev table size
@@ -30,10 +27,7 @@ UL_FUNC void ulp_rebuild(ul_list *l);
 UL_FUNC void ulp_update(ul_list *l, uint32_t pos, int old_elig, int64_t old_ew);
 
 /* Moves ramping members to the slow-start step their time has reached
- * (ul_core.c). */
+ * (list.c). */
 UL_FUNC void ulc_ramp_tick(ul_list *l, double now);
-
-/* least_conn's and random's draws, from the list's generator */
-UL_FUNC uint64_t ulp_rand(ul_list *l);
 
 #endif
