@@ -1,10 +1,10 @@
 /*
  * core/list.c - the scored backend list: its members (append, remove,
- * grow), their scores, tiers and weights, and which of them are eligible
- * for a pick with which effective weight (slow start). It tells the
- * strategies (pick.h) what changed and the event heap (heap.h) when a
- * check is due; the check lifecycle is in sched.c. No Lua, no allocation:
- * the caller owns the block.
+ * grow), their scores, tiers and weights, which of them are eligible for
+ * a pick and with which effective weight (slow start), and ul_pick, the
+ * entry of a pick. It tells the strategies (pick.h) what changed and the
+ * event heap (heap.h) when a check is due; the check lifecycle is in
+ * sched.c. No Lua, no allocation: the caller owns the block.
  */
 #include "list.h"
 #include "block.h"
@@ -95,7 +95,7 @@ static int64_t member_ew(const ul_node *n) {
 }
 
 /* Sets elig and ew of n, keeping its weighted current weight where it was
- * (see pick.c: cur is stored relative to the pick count while
+ * (see weighted.c: cur is stored relative to the pick count while
  * eligible) and the totals. Returns whether anything changed. */
 static int member_set_elig(ul_list *l, ul_node *n, int e, int64_t ew) {
   int64_t c;
@@ -175,9 +175,8 @@ static void ramp_start(ul_list *l, ul_node *n, double now) {
     l->ramp_next = now + l->opts.slow_start / UL_RAMP_STEPS;
 }
 
-/* Moves ramping members to the step their time has reached (called by
- * ul_pick, in pick.c). */
-void ulc_ramp_tick(ul_list *l, double now) {
+/* Moves ramping members to the step their time has reached. */
+static void ramp_tick(ul_list *l, double now) {
   double step = l->opts.slow_start / UL_RAMP_STEPS, next = INFINITY;
   uint32_t p, ramping = 0;
   for (p = 0; p < l->n; p++) {
@@ -386,4 +385,20 @@ void ul_grow(ul_list *dst, uint32_t cap, const ul_list *src) {
   while (*tail >= 0) tail = &ul_nodes(dst)[*tail].dup;
   *tail = src->cap < cap ? (int32_t)src->cap : -1;
   ulp_rebuild(dst);
+}
+
+/* ---- pick -------------------------------------------------------------- */
+
+/* Slow start moves on here, before the strategy runs, so that the
+ * strategies never call back into the list. */
+int32_t ul_pick(ul_list *l, uint64_t key, double now) {
+  uint32_t pos;
+  if (l->ramping && now >= l->ramp_next) ramp_tick(l, now);
+  if (l->nelig == 0) return -1;
+  /* reconcile keeps rr as it was (the Go package): the next pick starts at
+   * (rr + 1) mod n, which this rr gives as rr + 1 */
+  if (l->rr >= (int32_t)l->n) l->rr = (int32_t)(((uint32_t)l->rr + 1) % l->n) - 1;
+  pos = ulp_pick(l, key);
+  l->rr = (int32_t)pos;
+  return ul_order(l)[pos];
 }
