@@ -128,8 +128,10 @@ void ulh_clear(ul_list *l) {
   ul_node *nd = ul_nodes(l);
   uint32_t i;
   for (i = 0; i < l->nheap; i++) nd[ulb_heap(l)[i]].heap = -1;
-  for (i = 0; i < l->ready_len; i++)
-    nd[ulb_ready(l)[(l->ready_head + i) % l->cap]].flags &= (uint8_t)~UL_F_READY;
+  for (i = 0; i < l->ready_len; i++) {
+    int32_t s = ulb_ready(l)[(l->ready_head + i) % l->cap];
+    nd[s].flags &= (uint8_t)~UL_F_READY;
+  }
   l->nheap = 0;
   l->ready_len = 0;
 }

@@ -71,7 +71,8 @@ size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off,
     l->off_kst_win = (uint32_t)o.win;
     l->off_kst_melt = (uint32_t)o.melt;
     l->off_kst_line = (uint32_t)o.line;
-    l->kst_size = strategy == UL_WEIGHTED && cap > UL_KST_SCAN ? ulb_kst_leaves(cap) : 0;
+    l->kst_size =
+        strategy == UL_WEIGHTED && cap > UL_KST_SCAN ? ulb_kst_leaves(cap) : 0;
     l->off_fen = (uint32_t)o.fen;
     l->off_dense = (uint32_t)o.dense;
     l->off_mag = (uint32_t)o.mag;

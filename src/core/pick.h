@@ -40,8 +40,10 @@ UL_FUNC uint32_t ulp_pick(ul_list *l, uint64_t key);
  * and round robin over it. */
 UL_FUNC void ulp_bm_rebuild(ul_list *l);
 UL_FUNC void ulp_bm_update(ul_list *l, uint32_t pos, int elig);
-UL_FUNC uint32_t ulp_after_rr(const ul_list *l); /* position after the last pick */
-UL_FUNC uint32_t ulp_next_elig(const ul_list *l, uint32_t from); /* cyclic */
+/* the position after the last pick; the first eligible position at or
+ * cyclically after from (nelig > 0) */
+UL_FUNC uint32_t ulp_after_rr(const ul_list *l);
+UL_FUNC uint32_t ulp_next_elig(const ul_list *l, uint32_t from);
 UL_FUNC uint32_t ulp_rr_pick(const ul_list *l);
 
 /* weighted.c: smooth weighted round robin (kinetic tree, or a scan). */

@@ -77,7 +77,8 @@ static void dense_add(ul_list *l, uint32_t pos) {
 }
 
 static void dense_remove(ul_list *l, uint32_t pos) {
-  int32_t k = ulb_dense_at(l)[pos], last = ulb_dense(l)[l->nelig]; /* nelig: after */
+  /* nelig already leaves it out: the last one is at nelig */
+  int32_t k = ulb_dense_at(l)[pos], last = ulb_dense(l)[l->nelig];
   ulb_dense(l)[k] = last;
   ulb_dense_at(l)[last] = k;
 }

@@ -62,7 +62,8 @@ static int64_t bm_next(const ul_list *l, uint32_t from) {
 
 void ulp_bm_rebuild(ul_list *l) {
   uint32_t k, p;
-  for (k = 0; k < 3; k++) memset(ulb_bm(l, (int)k), 0, (size_t)l->bm_words[k] * 8u);
+  for (k = 0; k < 3; k++)
+    memset(ulb_bm(l, (int)k), 0, (size_t)l->bm_words[k] * 8u);
   for (p = 0; p < l->n; p++)
     if (ulb_at(l, p)->elig) bm_set(l, p);
 }
