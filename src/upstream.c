@@ -8,7 +8,15 @@
 #define UL_FUNC static __attribute__((unused))
 #define LU_FUNC static __attribute__((unused))
 
-#include "core/list.c"
+#include "core/opts.c"
+#include "core/hash.c"
+#include "core/heap.c"
+#include "core/rr.c"
+#include "core/weighted.c"
+#include "core/random.c"
+#include "core/maglev.c"
 #include "core/pick.c"
+#include "core/list.c"
+#include "core/sched.c"
 
 #include "lua/list.c"

@@ -14,6 +14,22 @@
  *             generation number so a late or stale report is recognised.
  *   event     what the scheduler must do for a slot at a time: start a check,
  *             wake a running check, or time it out.
+ *
+ * Files, one job each; calls only go down this list, never back up:
+ *   sched.c     the life of a check: collect, take, sleep, report, shutdown
+ *   list.c      members, scores, tiers, eligibility, slow start, grow;
+ *               ul_pick moves slow start on, then asks the strategy
+ *   heap.c      the event heap and the ready ring (heap.h)
+ *   pick.c      the strategies' arrays in the block, and dispatch (pick.h)
+ *   weighted.c  smooth weighted round robin
+ *   maglev.c    hash
+ *   random.c    random, and least_conn (which scans rr.c's bitmap)
+ *   rr.c        round robin on the eligible bitmap
+ *   opts.c      options: defaults, validation; latency tiers
+ *   hash.c      ul_hash
+ * The strategies know the block's layout (block.h) and the generator
+ * (rand.h), never the list's functions. sched.c reaches list.c through
+ * list.h.
  */
 #ifndef UL_CORE_H
 #define UL_CORE_H
@@ -70,7 +86,7 @@ enum {
 
 typedef struct ul_node {
   int64_t cur;     /* weighted: current weight; stored as cur - ew * t
-                      while eligible, so that time moves it (see ul_pick.c) */
+                      while eligible, so that time moves it (weighted.c) */
   int64_t ew;      /* effective weight: weight x ramp step (counted in the
                       totals only while eligible) */
   uint64_t hash;   /* hash of the backend, for the Maglev table */

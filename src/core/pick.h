@@ -1,25 +1,26 @@
 /*
- * core/pick.h - internal interface between the list (ul_core.c) and the pick
- * strategies' structures (ul_pick.c). Not installed, not part of the API.
+ * core/pick.h - the pick strategies' interface. Internal to the core.
  *
- * The list decides which members are eligible and with which effective
- * weight (node.elig, node.ew); the strategies keep their structures in step
- * through ulp_update (one member) and ulp_rebuild (all of them).
+ * The list (list.c) decides which members are eligible and with which
+ * effective weight (node.elig, node.ew) and tells the strategies, which
+ * keep their structures in the block in step: ulp_update for one member,
+ * ulp_rebuild for all. It asks ulp_pick for a position. The strategies
+ * know the block (block.h) and the generator (rand.h), never the list's
+ * functions: nothing here calls back into list.c.
  */
 #ifndef UL_PICK_H
 #define UL_PICK_H
 
 #include "core.h"
 
-/* Offsets in the block are kept 8-byte aligned. */
-static inline size_t ul_align8(size_t x) { return (x + 7u) & ~(size_t)7u; }
+/* ---- the list's view (pick.c) ------------------------------------------ */
 
 /* Lays out the strategies' arrays for cap slots from byte offset off,
  * filling the offsets into l when not NULL. prev_m: the Maglev table size
  * of the list this one grows from (0: none). Returns the end offset, or 0
  * when too large. */
 UL_FUNC size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off,
-                  uint32_t prev_m);
+                          uint32_t prev_m);
 
 /* Rebuilds every structure from the nodes (positions changed, or the
  * eligibility of many members). */
@@ -29,11 +30,40 @@ UL_FUNC void ulp_rebuild(ul_list *l);
  * old_ew are what it had. */
 UL_FUNC void ulp_update(ul_list *l, uint32_t pos, int old_elig, int64_t old_ew);
 
-/* Moves ramping members to the slow-start step their time has reached
- * (ul_core.c). */
-UL_FUNC void ulc_ramp_tick(ul_list *l, double now);
+/* The position picked by the list's strategy among the eligible members
+ * (l->nelig > 0, l->rr < n). key: the hash key (hash strategy). */
+UL_FUNC uint32_t ulp_pick(ul_list *l, uint64_t key);
 
-/* least_conn's and random's draws, from the list's generator */
-UL_FUNC uint64_t ulp_rand(ul_list *l);
+/* ---- each strategy's entry points, for pick.c ------------------------- */
+
+/* rr.c: the eligible bitmap (every strategy keeps it; least_conn scans it)
+ * and round robin over it. */
+UL_FUNC void ulp_bm_rebuild(ul_list *l);
+UL_FUNC void ulp_bm_update(ul_list *l, uint32_t pos, int elig);
+/* the position after the last pick; the first eligible position at or
+ * cyclically after from (nelig > 0) */
+UL_FUNC uint32_t ulp_after_rr(const ul_list *l);
+UL_FUNC uint32_t ulp_next_elig(const ul_list *l, uint32_t from);
+UL_FUNC uint32_t ulp_rr_pick(const ul_list *l);
+
+/* weighted.c: smooth weighted round robin (kinetic tree, or a scan). */
+UL_FUNC void ulp_kst_rebuild(ul_list *l);
+UL_FUNC void ulp_kst_leaf(ul_list *l, uint32_t pos);
+UL_FUNC uint32_t ulp_weighted_pick(ul_list *l);
+
+/* random.c: random (Fenwick tree, dense array) and least_conn (dense
+ * array). */
+UL_FUNC void ulp_random_rebuild(ul_list *l);
+UL_FUNC void ulp_random_update(ul_list *l, uint32_t pos, int old_elig,
+                               int64_t old_ew);
+UL_FUNC void ulp_dense_rebuild(ul_list *l);
+UL_FUNC void ulp_dense_update(ul_list *l, uint32_t pos, int old_elig);
+UL_FUNC uint32_t ulp_random_pick(ul_list *l);
+UL_FUNC uint32_t ulp_least_conn_pick(ul_list *l);
+
+/* maglev.c: hash. The table is rebuilt on the first pick after a change
+ * (l->maglev_dirty). */
+UL_FUNC uint64_t ulp_maglev_size(uint32_t cap, uint32_t prev);
+UL_FUNC uint32_t ulp_hash_pick(ul_list *l, uint64_t key);
 
 #endif

@@ -1,0 +1,344 @@
+/*
+ * helpers.h - what the C test programs share: tracked allocation (a failing
+ * assertion leaves a test by longjmp; the group teardown frees what is
+ * left), a PRNG of their own, list fixtures, and check_invariants, which
+ * recounts everything the header and the block promise. The block is read
+ * through src/core/block.h, as the core reads it.
+ */
+#ifndef UL_TEST_HELPERS_H
+#define UL_TEST_HELPERS_H
+
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/core.h"
+#include "core/block.h"
+
+/* Each program uses some of these: static inline, so the others cost no
+ * warning. */
+
+#define assert_dbl_eq(a, b)                                                  \
+  do {                                                                       \
+    double a_ = (a), b_ = (b);                                               \
+    if (!(a_ == b_))                                                         \
+      fail_msg("%s == %s: got %.17g, expected %.17g", #a, #b, a_, b_);       \
+  } while (0)
+
+#define assert_dbl_near(a, b, eps)                                           \
+  do {                                                                       \
+    double a_ = (a), b_ = (b);                                               \
+    if (!(fabs(a_ - b_) <= (eps)))                                           \
+      fail_msg("%s ~= %s: got %.17g, expected %.17g", #a, #b, a_, b_);       \
+  } while (0)
+
+#define assert_dbl_in(v, lo, hi)                                             \
+  do {                                                                       \
+    double v_ = (v), lo_ = (lo), hi_ = (hi);                                 \
+    if (!(v_ >= lo_ && v_ <= hi_))                                           \
+      fail_msg("%s = %.17g not in [%.17g, %.17g]", #v, v_, lo_, hi_);        \
+  } while (0)
+
+/* Every block a test allocates is tracked, so that a failing assertion
+ * (which leaves the test by longjmp) does not leak: the group teardown
+ * frees whatever is still live. */
+#define MAX_LIVE 64
+static void *g_live[MAX_LIVE];
+
+static inline void *track(void *p) {
+  int i;
+  assert_non_null(p);
+  for (i = 0; i < MAX_LIVE; i++)
+    if (!g_live[i]) {
+      g_live[i] = p;
+      return p;
+    }
+  fail_msg("more than %d live blocks", MAX_LIVE);
+  return p;
+}
+
+static inline void *xmalloc(size_t n) { return track(malloc(n)); }
+static inline void *xcalloc(size_t n, size_t sz) { return track(calloc(n, sz)); }
+
+static inline void xfree(void *p) {
+  int i;
+  for (i = 0; i < MAX_LIVE; i++)
+    if (g_live[i] == p) g_live[i] = NULL;
+  free(p);
+}
+
+static inline int teardown(void **state) {
+  int i;
+  (void)state;
+  for (i = 0; i < MAX_LIVE; i++) {
+    free(g_live[i]);
+    g_live[i] = NULL;
+  }
+  return 0;
+}
+
+/* Small deterministic PRNG (splitmix64), independent of the library's. */
+typedef struct {
+  uint64_t s;
+} prng;
+
+static inline uint64_t prng_next(prng *r) {
+  uint64_t z = (r->s += 0x9E3779B97F4A7C15ULL);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+static inline uint32_t prng_below(prng *r, uint32_t n) {
+  return (uint32_t)(prng_next(r) % n);
+}
+
+static inline double prng_unit(prng *r) {
+  return (double)(prng_next(r) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* A list of cap slots; the block is sized for o's strategy. */
+static inline ul_list *new_list(uint32_t cap, const ul_opts *o, uint64_t seed) {
+  ul_opts d;
+  size_t sz;
+  ul_list *l;
+  if (!o) {
+    ul_opts_default(&d);
+    o = &d;
+  }
+  sz = ul_size(cap, o->strategy);
+  assert_true(sz > 0);
+  l = track(malloc(sz));
+  assert_non_null(l);
+  ul_init(l, cap, o, seed);
+  return l;
+}
+
+/* A list with default options but for the strategy. */
+static inline ul_list *new_list_strat(uint32_t cap, int strategy, uint64_t seed) {
+  ul_opts o;
+  ul_opts_default(&o);
+  o.strategy = strategy;
+  return new_list(cap, &o, seed);
+}
+
+static inline ul_node *N(const ul_list *l, int32_t s) { return &ul_nodes(l)[s]; }
+
+/* weighted: the true (nginx) current weight of s */
+static inline int64_t true_cur(const ul_list *l, int32_t s) {
+  const ul_node *x = &ul_nodes(l)[s];
+  return x->elig ? x->cur + x->ew * l->t : x->cur;
+}
+
+/* The pick strategy's own structure agrees with the nodes. */
+static inline void check_strategy(const ul_list *l) {
+  ul_node *nd = ul_nodes(l);
+  int32_t *ord = ul_order(l);
+  uint32_t p, k;
+  switch (l->opts.strategy) {
+    case UL_WEIGHTED:
+      if (l->cap <= UL_KST_SCAN) {
+        assert_int_equal(l->kst_size, 0);
+      } else {
+        int32_t *win = ulb_kwin(l);
+        int64_t *melt = ulb_kmelt(l);
+        uint32_t s = l->kst_size;
+        assert_true(s >= l->cap && s / 2 < l->cap);
+        for (k = 0; k < s; k++) {
+          int32_t want = k < l->n && nd[ord[k]].elig ? (int32_t)k : -1;
+          if (win[s + k] != want)
+            fail_msg("kst leaf %u: %d, expected %d", k, win[s + k], want);
+        }
+        /* between picks every inner node holds the winner at t and a
+         * certificate later than t */
+        for (k = s - 1; k >= 1; k--) {
+          int32_t a = win[2 * k], b = win[2 * k + 1], want;
+          if (a < 0 || b < 0) {
+            want = a < 0 ? b : a;
+          } else {
+            int64_t va = true_cur(l, ord[a]), vb = true_cur(l, ord[b]);
+            want = va >= vb ? a : b;
+          }
+          if (win[k] != want)
+            fail_msg("kst node %u: winner %d, expected %d (t=%lld)", k,
+                     win[k], want, (long long)l->t);
+          if (!(melt[k] > l->t))
+            fail_msg("kst node %u: certificate %lld <= t %lld", k,
+                     (long long)melt[k], (long long)l->t);
+        }
+      }
+      break;
+    case UL_RANDOM: {
+      int64_t *f = ulb_fen(l), *pre = xcalloc((size_t)l->cap + 1, sizeof *pre);
+      for (p = 0; p < l->cap; p++) {
+        int64_t w = p < l->n && nd[ord[p]].elig ? nd[ord[p]].ew : 0;
+        pre[p + 1] = pre[p] + w;
+      }
+      assert_int_equal(pre[l->cap], l->total_ew);
+      for (k = 1; k <= l->cap; k++)
+        if (f[k] != pre[k] - pre[k - (k & (0u - k))])
+          fail_msg("fenwick[%u] = %lld, expected %lld", k, (long long)f[k],
+                   (long long)(pre[k] - pre[k - (k & (0u - k))]));
+      xfree(pre);
+      { /* and the dense array of eligible positions */
+        int32_t *dense = ulb_dense(l), *dat = ulb_dense_at(l);
+        for (k = 0; k < l->nelig; k++) {
+          int32_t q = dense[k];
+          assert_true(q >= 0 && (uint32_t)q < l->n);
+          assert_true(nd[ord[q]].elig);
+          assert_int_equal(dat[q], (int32_t)k);
+        }
+      }
+      break;
+    }
+    case UL_LEAST_CONN: {
+      int32_t *dense = ulb_dense(l), *dat = ulb_dense_at(l);
+      for (k = 0; k < l->nelig; k++) {
+        int32_t q = dense[k];
+        assert_true(q >= 0 && (uint32_t)q < l->n);
+        assert_true(nd[ord[q]].elig);
+        assert_int_equal(dat[q], (int32_t)k); /* so all distinct */
+      }
+      break;
+    }
+    case UL_HASH:
+      if (!l->maglev_dirty && l->nelig > 0) {
+        int32_t *tab = ulb_mag(l);
+        for (k = 0; k < l->maglev_m; k++) {
+          int32_t s = tab[k];
+          if (!(s >= 0 && (uint32_t)s < l->cap &&
+                (nd[s].flags & UL_F_MEMBER) && nd[s].elig))
+            fail_msg("maglev entry %u: slot %d not an eligible member", k, s);
+        }
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+/* Checks every internal invariant the header implies. */
+static inline void check_invariants(const ul_list *l) {
+  ul_node *nd = ul_nodes(l);
+  int32_t *ord = ul_order(l), *h = ulb_heap(l), *rq = ulb_ready(l);
+  uint64_t *b0 = ulb_bm(l, 0), *b1 = ulb_bm(l, 1), *b2 = ulb_bm(l, 2);
+  uint32_t p, i, healthy = 0, unchecked = 0, checked = 0, members = 0, nfree = 0;
+  int32_t s;
+
+  assert_true(l->n <= l->cap);
+  for (p = 0; p < l->n; p++) {
+    s = ord[p];
+    assert_true(s >= 0 && (uint32_t)s < l->cap);
+    assert_int_equal(nd[s].pos, (int32_t)p);
+    assert_true(nd[s].flags & UL_F_MEMBER);
+    if (nd[s].score >= 0) healthy++;
+    if (!l->shut && (nd[s].flags & UL_F_CHECKED) && nd[s].checks == 0)
+      unchecked++;
+    if (nd[s].flags & UL_F_CHECKED) checked++;
+    /* level-0 bit p mirrors eligibility (health, without tiers or panic) */
+    assert_int_equal((b0[p / 64] >> (p % 64)) & 1u, nd[s].elig ? 1 : 0);
+  }
+  assert_int_equal(l->healthy, healthy);
+  /* tiers, panic, eligibility and the totals, recounted */
+  {
+    uint32_t th[UL_MAX_TIER + 1] = {0}, nelig = 0, t;
+    int32_t at = -1;
+    int pn;
+    int64_t total = 0;
+    for (p = 0; p < l->n; p++) {
+      const ul_node *x = &nd[ord[p]];
+      assert_true(x->tier >= l->opts.tier_min && x->tier <= l->opts.tier_max);
+      assert_true(x->ramp >= 1 && x->ramp <= UL_RAMP_STEPS);
+      if (x->score >= 0) th[x->tier]++;
+    }
+    for (t = 0; t <= UL_MAX_TIER; t++) {
+      assert_int_equal(l->tier_healthy[t], th[t]);
+      if (at < 0 && th[t]) at = (int32_t)t;
+    }
+    assert_int_equal(l->active_tier, at);
+    pn = l->opts.panic > 0 && (double)healthy < l->opts.panic * l->n;
+    assert_int_equal(l->panic_on, pn);
+    for (p = 0; p < l->n; p++) {
+      const ul_node *x = &nd[ord[p]];
+      int want = pn || (x->score >= 0 && (int32_t)x->tier == at);
+      if (x->elig != want)
+        fail_msg("slot %d: elig %d, expected %d", ord[p], x->elig, want);
+      assert_int_equal(x->ew, (int64_t)x->weight * x->ramp);
+      if (x->elig) {
+        nelig++;
+        total += x->ew;
+      }
+    }
+    assert_int_equal(l->nelig, nelig);
+    assert_int_equal(l->total_ew, total);
+  }
+  check_strategy(l);
+  assert_int_equal(l->unchecked, unchecked);
+  assert_int_equal(l->checked, checked);
+  /* no bits past n */
+  for (p = l->n; p < l->bm_words[0] * 64u; p++)
+    assert_int_equal((b0[p / 64] >> (p % 64)) & 1u, 0);
+  for (i = 0; i < l->bm_words[1] * 64u; i++) {
+    int want = i < l->bm_words[0] && b0[i] != 0;
+    assert_int_equal((b1[i / 64] >> (i % 64)) & 1u, want);
+  }
+  for (i = 0; i < l->bm_words[2] * 64u; i++) {
+    int want = i < l->bm_words[1] && b1[i] != 0;
+    assert_int_equal((b2[i / 64] >> (i % 64)) & 1u, want);
+  }
+  /* members vs free list */
+  for (i = 0; i < l->cap; i++)
+    if (nd[i].flags & UL_F_MEMBER) members++;
+  assert_int_equal(members, l->n);
+  for (s = l->free_head; s >= 0; s = nd[s].dup) {
+    assert_true((uint32_t)s < l->cap);
+    assert_false(nd[s].flags & UL_F_MEMBER);
+    nfree++;
+    assert_true(nfree <= l->cap);
+  }
+  assert_int_equal(nfree + l->n, l->cap);
+  /* heap */
+  assert_true(l->nheap <= l->cap);
+  for (i = 0; i < l->nheap; i++) {
+    s = h[i];
+    assert_int_equal(nd[s].heap, (int32_t)i);
+    assert_true(nd[s].flags & UL_F_MEMBER);
+    assert_false(nd[s].flags & UL_F_READY);
+    if (i > 0) assert_true(nd[h[(i - 1) / 2]].key <= nd[s].key);
+  }
+  for (i = 0; i < l->cap; i++)
+    if (nd[i].heap >= 0) assert_true((uint32_t)nd[i].heap < l->nheap);
+  /* ready queue */
+  assert_true(l->ready_len <= l->cap);
+  for (i = 0; i < l->ready_len; i++) {
+    s = rq[(l->ready_head + i) % l->cap];
+    assert_true(nd[s].flags & UL_F_READY);
+    assert_int_equal(nd[s].heap, -1);
+  }
+  if (l->shut) {
+    assert_int_equal(l->nheap, 0);
+    assert_int_equal(l->ready_len, 0);
+  }
+}
+
+/* Naive round robin over the healthy: the next position after *rr. */
+static inline int32_t ref_pick(const double *score, uint32_t n, int32_t *rr) {
+  uint32_t j;
+  for (j = 0; j < n; j++) {
+    uint32_t i = (uint32_t)(((int64_t)*rr + 1 + j) % n);
+    if (score[i] >= 0) {
+      *rr = (int32_t)i;
+      return (int32_t)i;
+    }
+  }
+  return -1;
+}
+
+#endif

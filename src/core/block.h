@@ -1,0 +1,108 @@
+/*
+ * core/block.h - the layout of a list's block: where each array lives and
+ * the one accessor for each. Every core file and the C tests read the
+ * block through these; nothing else computes an address in it.
+ *
+ * A block is, in this order, each array starting 8-byte aligned
+ * (ul_align8), its offset in bytes kept in the header (0: not present):
+ *
+ *   ul_list            the header (core.h)
+ *   nodes[cap]         ul_node by slot                     ul_nodes
+ *   order[cap]         slot by position, n used            ul_order
+ *   heap[cap]          event heap of slots, nheap used     ulb_heap
+ *   ready[cap]         FIFO ring of slots due now          ulb_ready
+ *   bitmap             eligible positions, three levels    ulb_bm(l, 0..2)
+ *                      of bm_words[k] words of 64 bits
+ *   then by strategy:
+ *   weighted, cap > UL_KST_SCAN, the kinetic tree of kst_size leaves s:
+ *     melt[2s]         certificate of each tree node       ulb_kmelt
+ *     line[s]          cur and ew of each leaf's member    ulb_kline
+ *     win[2s]          winning position of each node       ulb_kwin
+ *   random:
+ *     fen[cap + 1]     Fenwick tree of effective weights   ulb_fen
+ *   random, least_conn:
+ *     dense[cap]       eligible positions, nelig used      ulb_dense
+ *     dense_at[cap]    position -> index in dense          ulb_dense_at
+ *   hash:
+ *     magx[cap]        Maglev build state                  ulb_magx
+ *     mag[maglev_m]    Maglev table: entry -> slot         ulb_mag
+ *
+ * list.c lays out the list's part, pick.c the strategies' part.
+ */
+#ifndef UL_BLOCK_H
+#define UL_BLOCK_H
+
+#include "core.h"
+
+/* Offsets in the block are kept 8-byte aligned. */
+static inline size_t ul_align8(size_t x) { return (x + 7u) & ~(size_t)7u; }
+
+#define UL_BM_BITS 64u /* bits in one bitmap word */
+#define UL_KST_SCAN 8  /* weighted: up to this many slots, scan, no tree */
+
+/* Bitmap words needed for bits bits. */
+static inline uint32_t ulb_words(uint64_t bits) {
+  return (uint32_t)((bits + UL_BM_BITS - 1) / UL_BM_BITS);
+}
+
+/* Leaves of the kinetic tree for cap slots: a power of 2. */
+static inline uint32_t ulb_kst_leaves(uint32_t cap) {
+  uint32_t s = 1;
+  while (s < cap) s <<= 1;
+  return s;
+}
+
+typedef struct ul_line { /* weighted: an eligible member's line, by position */
+  int64_t cur, ew;
+} ul_line;
+
+typedef struct ul_magx { /* Maglev build state of one eligible member */
+  double credit;
+  int32_t slot;
+  uint32_t offset, skip, next;
+} ul_magx;
+
+#define UL_BLOCK_AT(type, l, off) ((type *)((char *)(l) + (off)))
+
+static inline int32_t *ulb_heap(const ul_list *l) {
+  return UL_BLOCK_AT(int32_t, l, l->off_heap);
+}
+static inline int32_t *ulb_ready(const ul_list *l) {
+  return UL_BLOCK_AT(int32_t, l, l->off_ready);
+}
+static inline uint64_t *ulb_bm(const ul_list *l, int k) {
+  return UL_BLOCK_AT(uint64_t, l, l->off_bm[k]);
+}
+static inline int32_t *ulb_kwin(const ul_list *l) {
+  return UL_BLOCK_AT(int32_t, l, l->off_kst_win);
+}
+static inline int64_t *ulb_kmelt(const ul_list *l) {
+  return UL_BLOCK_AT(int64_t, l, l->off_kst_melt);
+}
+static inline ul_line *ulb_kline(const ul_list *l) {
+  return UL_BLOCK_AT(ul_line, l, l->off_kst_line);
+}
+static inline int64_t *ulb_fen(const ul_list *l) {
+  return UL_BLOCK_AT(int64_t, l, l->off_fen);
+}
+static inline int32_t *ulb_dense(const ul_list *l) {
+  return UL_BLOCK_AT(int32_t, l, l->off_dense);
+}
+static inline int32_t *ulb_dense_at(const ul_list *l) {
+  return ulb_dense(l) + l->cap;
+}
+static inline ul_magx *ulb_magx(const ul_list *l) {
+  return UL_BLOCK_AT(ul_magx, l, l->off_magx);
+}
+static inline int32_t *ulb_mag(const ul_list *l) {
+  return UL_BLOCK_AT(int32_t, l, l->off_mag);
+}
+
+#undef UL_BLOCK_AT
+
+/* The member at position pos (< n). */
+static inline ul_node *ulb_at(const ul_list *l, uint32_t pos) {
+  return &ul_nodes(l)[ul_order(l)[pos]];
+}
+
+#endif

@@ -1,0 +1,89 @@
+/*
+ * core/rr.c - round robin over a three-level bitmap of the eligible
+ * positions: the next set bit after the last pick is a few word scans
+ * away, at any n. Every strategy keeps the bitmap (pick.c); least_conn
+ * scans it too.
+ */
+#include "pick.h"
+#include "block.h"
+
+#include <string.h>
+
+#define BITS UL_BM_BITS
+
+static void bm_set(ul_list *l, uint32_t pos) {
+  uint64_t *b0 = ulb_bm(l, 0), *b1 = ulb_bm(l, 1), *b2 = ulb_bm(l, 2);
+  uint32_t w = pos / BITS, w1 = w / BITS;
+  if (b0[w] == 0) {
+    if (b1[w1] == 0) b2[w1 / BITS] |= 1ULL << (w1 % BITS);
+    b1[w1] |= 1ULL << (w % BITS);
+  }
+  b0[w] |= 1ULL << (pos % BITS);
+}
+
+static void bm_clear(ul_list *l, uint32_t pos) {
+  uint64_t *b0 = ulb_bm(l, 0), *b1 = ulb_bm(l, 1), *b2 = ulb_bm(l, 2);
+  uint32_t w = pos / BITS, w1 = w / BITS;
+  b0[w] &= ~(1ULL << (pos % BITS));
+  if (b0[w] == 0) {
+    b1[w1] &= ~(1ULL << (w % BITS));
+    if (b1[w1] == 0) b2[w1 / BITS] &= ~(1ULL << (w1 % BITS));
+  }
+}
+
+/* First set position >= from, or -1. */
+static int64_t bm_next(const ul_list *l, uint32_t from) {
+  const uint64_t *b0 = ulb_bm(l, 0), *b1 = ulb_bm(l, 1), *b2 = ulb_bm(l, 2);
+  uint32_t w = from / BITS, w1, w2;
+  uint64_t m;
+  if (w >= l->bm_words[0]) return -1;
+  m = b0[w] & (~0ULL << (from % BITS));
+  if (m) return (int64_t)w * BITS + __builtin_ctzll(m);
+  w++; /* next non-empty level-0 word after w */
+  w1 = w / BITS;
+  if (w1 >= l->bm_words[1]) return -1;
+  m = b1[w1] & (~0ULL << (w % BITS));
+  if (!m) {
+    w1++; /* next non-empty level-1 word after w1 */
+    for (w2 = w1 / BITS; w2 < l->bm_words[2]; w2++) {
+      m = b2[w2];
+      if (w2 == w1 / BITS) m &= ~0ULL << (w1 % BITS);
+      if (m) break;
+    }
+    if (!m) return -1;
+    w1 = w2 * BITS + (uint32_t)__builtin_ctzll(m);
+    m = b1[w1];
+  }
+  w = w1 * BITS + (uint32_t)__builtin_ctzll(m);
+  return (int64_t)w * BITS + __builtin_ctzll(b0[w]);
+}
+
+#undef BITS
+
+void ulp_bm_rebuild(ul_list *l) {
+  uint32_t k, p;
+  for (k = 0; k < 3; k++)
+    memset(ulb_bm(l, (int)k), 0, (size_t)l->bm_words[k] * 8u);
+  for (p = 0; p < l->n; p++)
+    if (ulb_at(l, p)->elig) bm_set(l, p);
+}
+
+void ulp_bm_update(ul_list *l, uint32_t pos, int elig) {
+  if (elig) bm_set(l, pos);
+  else bm_clear(l, pos);
+}
+
+uint32_t ulp_after_rr(const ul_list *l) {
+  uint32_t from = (uint32_t)(l->rr + 1);
+  return from >= l->n ? 0 : from;
+}
+
+uint32_t ulp_next_elig(const ul_list *l, uint32_t from) {
+  int64_t p = from < l->n ? bm_next(l, from) : -1;
+  if (p < 0) p = bm_next(l, 0);
+  return (uint32_t)p;
+}
+
+uint32_t ulp_rr_pick(const ul_list *l) {
+  return ulp_next_elig(l, ulp_after_rr(l));
+}

@@ -1,0 +1,118 @@
+/*
+ * core/sched.c - the life of a health check: due (ul_collect), started,
+ * woken or timed out (ul_take), put to sleep (ul_sleep), reported
+ * (ul_report), and stopped for good (ul_shutdown). A result goes to the
+ * list (list.h), which moves the scores; the next start goes to the event
+ * heap (heap.h).
+ */
+#include "list.h"
+#include "block.h"
+#include "heap.h"
+#include "rand.h"
+
+#include <math.h>
+
+/* Seconds from one check's start to the next: interval, jittered. */
+static double sched_wait(ul_list *l) {
+  const ul_opts *o = &l->opts;
+  if (o->jitter == 0) return o->interval;
+  return o->interval * (1 + o->jitter * (2 * ulr_unit(l) - 1));
+}
+
+uint32_t ul_collect(ul_list *l, double now) {
+  l->now = now;
+  return ulh_collect(l, now);
+}
+
+/* Ends the running check of s at now: score, tier, counters, next start.
+ * As in the Go package, the result moves every member equal to the
+ * backend. */
+static void sched_finish(ul_list *l, int32_t s, int ok, double now, int tier) {
+  ul_node *n = &ul_nodes(l)[s];
+  ulc_apply(l, s, ok, now, tier);
+  if (n->checks++ == 0) l->unchecked--;
+  if (!ok) n->failures++;
+  n->state = UL_IDLE;
+  n->flags &= (uint8_t)~UL_F_WAKE;
+  n->next = n->started + sched_wait(l);
+  if (n->next < now) n->next = now;
+  ulh_resched(l, s);
+}
+
+/* Starts the check of idle slot s now. */
+static void sched_start(ul_list *l, ul_node *n, int32_t s) {
+  n->gen = ++l->gen;
+  n->state = UL_RUNNING;
+  n->started = l->now;
+  n->deadline = l->now + l->opts.timeout;
+  n->flags &= (uint8_t)~UL_F_WAKE;
+  ulh_resched(l, s);
+}
+
+int ul_take(ul_list *l, int32_t *slot, uint64_t *gen) {
+  int32_t s;
+  while ((s = ulh_ready_take(l)) >= 0) {
+    ul_node *n = &ul_nodes(l)[s];
+    if (n->key > l->now) { /* rescheduled while it waited */
+      ulh_resched(l, s);
+      continue;
+    }
+    *slot = s;
+    if (n->state == UL_IDLE) {
+      sched_start(l, n, s);
+      *gen = n->gen;
+      return UL_EV_START;
+    }
+    *gen = n->gen;
+    if (n->deadline <= l->now) {
+      sched_finish(l, s, 0, l->now, -1);
+      return UL_EV_TIMEOUT;
+    }
+    n->flags &= (uint8_t)~UL_F_WAKE;
+    ulh_resched(l, s);
+    return UL_EV_WAKE;
+  }
+  return UL_EV_NONE;
+}
+
+int ul_current(const ul_list *l, int32_t s, uint64_t gen) {
+  const ul_node *n;
+  if (l->shut || s < 0 || (uint32_t)s >= l->cap) return 0;
+  n = &ul_nodes(l)[s];
+  return (n->flags & UL_F_MEMBER) && n->state == UL_RUNNING && n->gen == gen;
+}
+
+int ul_sleep(ul_list *l, int32_t s, uint64_t gen, double t) {
+  ul_node *n;
+  if (!ul_current(l, s, gen)) return 0;
+  n = &ul_nodes(l)[s];
+  n->wake = t;
+  n->flags |= UL_F_WAKE;
+  ulh_resched(l, s);
+  return 1;
+}
+
+int ul_report(ul_list *l, int32_t s, uint64_t gen, int ok, double now,
+              int tier) {
+  if (!ul_current(l, s, gen)) return 0;
+  sched_finish(l, s, ok, now, tier);
+  return 1;
+}
+
+double ul_next_time(const ul_list *l) {
+  if (l->ready_len > 0) return l->now;
+  return ulh_first_key(l);
+}
+
+void ul_shutdown(ul_list *l) {
+  uint32_t p;
+  if (l->shut) return;
+  l->shut = 1;
+  ulh_clear(l);
+  for (p = 0; p < l->n; p++) {
+    ul_node *n = ulb_at(l, p);
+    n->state = UL_IDLE;
+    n->flags &= (uint8_t)~UL_F_WAKE;
+  }
+  l->unchecked = 0;
+}
