@@ -73,9 +73,10 @@ typedef struct lu_list {
  * weights table stay on the stack; these are their indices (0: absent). */
 typedef struct lu_conf {
   ul_opts o;
-  int fns[3];   /* check, clock, sleep */
+  int check, clock, sleep;
   int weights;
-  int latency;  /* tier_by_latency */
+  int latency; /* tier_by_latency */
+  int tiers;   /* the tiers option was given */
   uint64_t seed;
 } lu_conf;
 

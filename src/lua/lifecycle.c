@@ -9,8 +9,9 @@
 static uint32_t lu_cap_for(lua_Integer n) { return n < 4 ? 4 : (uint32_t)n; }
 
 int l_new(lua_State *L) {
+  static const int fn_uv[] = {LU_UV_CHECK, LU_UV_CLOCK, LU_UV_SLEEP};
   lu_conf c;
-  int i, checks;
+  int fns[3], i, checks;
   lua_Integer n, k;
   lu_list *u;
   ul_list *core;
@@ -24,7 +25,7 @@ int l_new(lua_State *L) {
   u->core = NULL;
   u->driver = LU_DRIVER_NONE;
   u->latency = c.latency;
-  u->lua_clock = c.fns[1] != 0;
+  u->lua_clock = c.clock != 0;
   u->version = 0;
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_setmetatable(L, -2);
@@ -37,10 +38,13 @@ int l_new(lua_State *L) {
   lua_setiuservalue(L, i, LU_UV_THREADS);
   lua_newtable(L);
   lua_setiuservalue(L, i, LU_UV_ERRORS);
+  fns[0] = c.check;
+  fns[1] = c.clock;
+  fns[2] = c.sleep;
   for (k = 0; k < 3; k++) {
-    if (c.fns[k]) lua_pushvalue(L, c.fns[k]);
+    if (fns[k]) lua_pushvalue(L, fns[k]);
     else lua_pushboolean(L, 0);
-    lua_setiuservalue(L, i, LU_UV_CHECK + (int)k);
+    lua_setiuservalue(L, i, fn_uv[k]);
   }
   core = lu_new_block(L, lu_cap_for(n), c.o.strategy, NULL);
   ul_init(core, lu_cap_for(n), &c.o, c.seed);
