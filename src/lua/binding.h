@@ -12,6 +12,7 @@
  *  - the built-in coroutine scheduler: list:step() / run() / wait_initial()
  *    start each check in its own coroutine, resume it after yields and
  *    upstream.sleep(), and close it at its deadline (scheduler.c).
+ * Both hand a check's result to the one path in result.c.
  *
  * Memory: the core's flat block lives in a Lua userdata held as a user
  * value, so nothing malloc'd is ever held across a Lua call that can raise;
@@ -44,6 +45,7 @@
 #define LU_LIST "upstream.list"
 #define LU_NO_UPSTREAMS "no upstreams available"
 #define LU_TIMED_OUT "health check timed out"
+#define LU_CHECK_FAILED "health check failed"
 
 /* user values of a list */
 enum {
@@ -127,12 +129,13 @@ LU_FUNC void lu_check_weights(lua_State *L, int w, int set, const char *fn);
 
 LU_FUNC void lu_read_opts(lua_State *L, int idx, lu_conf *c);
 
-/* --- result.c: what a check's result leaves behind ------------------------ */
+/* --- result.c: the end of a check, from either driver --------------------- */
 
-LU_FUNC void lu_set_error(lua_State *L, int list, int32_t s);
-LU_FUNC void lu_push_failure(lua_State *L, lua_State *co, int idx, int raised);
-LU_FUNC int lu_result_tier(const lu_list *u, lua_State *co, int idx, int ok,
-                           int32_t s, double now);
+LU_FUNC void lu_push_failure(lua_State *L, lua_State *from, int idx,
+                             int raised);
+LU_FUNC int lu_check_result(lua_State *L, lu_list *u, int32_t s, uint64_t gen,
+                            int ok, double now, lua_Number tier);
+LU_FUNC void lu_check_timed_out(lua_State *L, int32_t s);
 
 /* --- scheduler.c ------------------------------------------------------------ */
 

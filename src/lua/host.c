@@ -8,6 +8,25 @@
 
 #include "binding.h"
 
+/* The job table of slot s's check gen, for due(). */
+static void lu_push_job(lua_State *L, const lu_list *u, int32_t s,
+                        uint64_t gen) {
+  lua_createtable(L, 0, 5);
+  lua_getiuservalue(L, 1, LU_UV_SLOTS);
+  lua_rawgeti(L, -1, (lua_Integer)s + 1);
+  lua_setfield(L, -3, "backend");
+  lua_pop(L, 1);
+  lua_pushinteger(L, (lua_Integer)s);
+  lua_setfield(L, -2, "slot");
+  lua_pushnumber(L, (lua_Number)gen);
+  lua_setfield(L, -2, "gen");
+  lua_pushnumber(L, ul_nodes(u->core)[s].deadline);
+  lua_setfield(L, -2, "deadline");
+  lua_getiuservalue(L, 1, LU_UV_CHECK); /* the check to run, or false */
+  lua_setfield(L, -2, "check");
+}
+
+/* due([now]) -> the jobs to start now */
 int l_due(lua_State *L) {
   lu_list *u;
   double now;
@@ -23,44 +42,27 @@ int l_due(lua_State *L) {
   ul_collect(u->core, now);
   while ((ev = ul_take(u->core, &s, &gen)) != UL_EV_NONE) {
     if (ev == UL_EV_TIMEOUT) {
-      lua_pushliteral(L, LU_TIMED_OUT);
-      lu_set_error(L, 1, s);
-      continue;
+      lu_check_timed_out(L, s);
+    } else if (ev == UL_EV_START) { /* no sleeps (UL_EV_WAKE) in this mode */
+      lu_push_job(L, u, s, gen);
+      lua_rawseti(L, 3, ++k);
     }
-    if (ev != UL_EV_START) continue; /* no sleeps in this mode */
-    lua_createtable(L, 0, 5);
-    lua_getiuservalue(L, 1, LU_UV_SLOTS);
-    lua_rawgeti(L, -1, (lua_Integer)s + 1);
-    lua_setfield(L, -3, "backend");
-    lua_pop(L, 1);
-    lua_pushinteger(L, (lua_Integer)s);
-    lua_setfield(L, -2, "slot");
-    lua_pushnumber(L, (lua_Number)gen);
-    lua_setfield(L, -2, "gen");
-    lua_pushnumber(L, ul_nodes(u->core)[s].deadline);
-    lua_setfield(L, -2, "deadline");
-    lua_getiuservalue(L, 1, LU_UV_CHECK); /* the check to run, or false */
-    lua_setfield(L, -2, "check");
-    lua_rawseti(L, 3, ++k);
   }
   return 1;
 }
 
-/* report(job, ok [, err [, tier]]) */
+/* report(job, ok [, err [, tier]]) -> whether the result was applied */
 int l_report(lua_State *L) {
   lu_list *u;
   lua_Integer s;
-  lua_Number gen;
+  lua_Number gen, tier = NAN;
   double now;
-  int ok, applied, isint, tier = -1;
+  int ok, isint;
   lua_settop(L, 5);
   u = lu_check_list(L);
   luaL_checktype(L, 2, LUA_TTABLE);
   ok = lua_toboolean(L, 3);
-  if (!lua_isnil(L, 5)) {
-    lua_Number t = luaL_checknumber(L, 5);
-    if (t == t) tier = t < 0 ? 0 : t > UL_MAX_TIER ? UL_MAX_TIER : (int)t;
-  }
+  if (!lua_isnil(L, 5)) tier = luaL_checknumber(L, 5);
   lua_getfield(L, 2, "slot");
   lua_getfield(L, 2, "gen");
   s = lua_tointegerx(L, -2, &isint);
@@ -70,16 +72,10 @@ int l_report(lua_State *L) {
     luaL_argerror(L, 2, "not a job from due()");
   lua_pop(L, 2);
   now = lu_list_now(L, 1);
-  if (u->latency && ul_current(u->core, (int32_t)s, (uint64_t)gen))
-    tier = ok ? ul_latency_tier(now - ul_nodes(u->core)[s].started) : -1;
   if (ok) lua_pushnil(L);
-  else if (lua_type(L, 4) == LUA_TSTRING || lua_type(L, 4) == LUA_TNUMBER)
-    lua_pushstring(L, lua_tostring(L, 4));
-  else lua_pushliteral(L, "health check failed");
-  applied = ul_report(u->core, (int32_t)s, (uint64_t)gen, ok, now, tier);
-  if (applied) lu_set_error(L, 1, (int32_t)s);
-  else lua_pop(L, 1);
-  lua_pushboolean(L, applied);
+  else lu_push_failure(L, L, 4, 0);
+  lua_pushboolean(L, lu_check_result(L, u, (int32_t)s, (uint64_t)gen, ok, now,
+                                     tier));
   return 1;
 }
 
