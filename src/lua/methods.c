@@ -149,6 +149,30 @@ int l_tostring(lua_State *L) {
   return 1;
 }
 
+/* One member's row of status(), from slot s; the slot and error tables at
+ * 2 and 3. */
+static void lu_push_member(lua_State *L, const ul_node *x, int32_t s) {
+  lua_createtable(L, 0, 9);
+  lua_rawgeti(L, 2, (lua_Integer)s + 1);
+  lua_setfield(L, -2, "backend");
+  lua_pushnumber(L, x->score);
+  lua_setfield(L, -2, "score");
+  lua_pushboolean(L, x->score >= 0);
+  lua_setfield(L, -2, "healthy");
+  lua_rawgeti(L, 3, (lua_Integer)s + 1);
+  lua_setfield(L, -2, "last_error");
+  lua_pushinteger(L, (lua_Integer)x->checks);
+  lua_setfield(L, -2, "checks");
+  lua_pushinteger(L, (lua_Integer)x->failures);
+  lua_setfield(L, -2, "failures");
+  lua_pushinteger(L, (lua_Integer)x->weight);
+  lua_setfield(L, -2, "weight");
+  lua_pushinteger(L, (lua_Integer)x->tier);
+  lua_setfield(L, -2, "tier");
+  lua_pushinteger(L, (lua_Integer)x->inflight);
+  lua_setfield(L, -2, "inflight");
+}
+
 int l_status(lua_State *L) {
   lu_list *u = lu_check_list(L);
   const ul_list *c = u->core;
@@ -160,26 +184,7 @@ int l_status(lua_State *L) {
   lua_getiuservalue(L, 1, LU_UV_ERRORS);
   lua_createtable(L, (int)c->n, 0);
   for (p = 0; p < c->n; p++) {
-    const ul_node *x = &nd[ord[p]];
-    lua_createtable(L, 0, 9);
-    lua_rawgeti(L, 2, (lua_Integer)ord[p] + 1);
-    lua_setfield(L, -2, "backend");
-    lua_pushnumber(L, x->score);
-    lua_setfield(L, -2, "score");
-    lua_pushboolean(L, x->score >= 0);
-    lua_setfield(L, -2, "healthy");
-    lua_rawgeti(L, 3, (lua_Integer)ord[p] + 1);
-    lua_setfield(L, -2, "last_error");
-    lua_pushinteger(L, (lua_Integer)x->checks);
-    lua_setfield(L, -2, "checks");
-    lua_pushinteger(L, (lua_Integer)x->failures);
-    lua_setfield(L, -2, "failures");
-    lua_pushinteger(L, (lua_Integer)x->weight);
-    lua_setfield(L, -2, "weight");
-    lua_pushinteger(L, (lua_Integer)x->tier);
-    lua_setfield(L, -2, "tier");
-    lua_pushinteger(L, (lua_Integer)x->inflight);
-    lua_setfield(L, -2, "inflight");
+    lu_push_member(L, &nd[ord[p]], ord[p]);
     lua_rawseti(L, 4, (lua_Integer)p + 1);
   }
   return 1;
