@@ -4,6 +4,10 @@
  */
 #include "binding.h"
 
+/* The one place the version is written: upstream.ffi and upstream.nginx
+ * take theirs from require("upstream")._VERSION. */
+#define LU_VERSION "0.1.0"
+
 static const luaL_Reg lu_methods[] = {
     {"pick", l_pick},
     {"up", l_up},
@@ -49,7 +53,7 @@ LU_EXPORT int luaopen_upstream(lua_State *L) {
   lua_setfield(L, -2, "new");
   lua_pushcfunction(L, l_sleep);
   lua_setfield(L, -2, "sleep");
-  lua_pushliteral(L, "0.1.0");
+  lua_pushliteral(L, LU_VERSION);
   lua_setfield(L, -2, "_VERSION");
   return 1;
 }

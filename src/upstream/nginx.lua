@@ -59,7 +59,7 @@ local floor, huge = math.floor, math.huge
 local str_find, str_match, str_sub, str_format = string.find, string.match, string.sub, string.format
 local concat = table.concat
 
-local M = { _VERSION = "0.1.0" }
+local M = { _VERSION = require("upstream")._VERSION }
 
 local ERR, WARN, NOTICE, DEBUG
 if ngx then ERR, WARN, NOTICE, DEBUG = ngx.ERR, ngx.WARN, ngx.NOTICE, ngx.DEBUG end
