@@ -55,7 +55,8 @@ static void lu_check_yielded(lua_State *L, lua_State *co, int nres, int32_t s,
   }
 }
 
-/* The check returned nres values: ok [, err [, tier]] or ok-tier. */
+/* The check returned nres values: ok [, err [, tier]], where a number as
+ * ok is a success asking for that tier. */
 static void lu_check_returned(lua_State *L, lua_State *co, int nres, int32_t s,
                               uint64_t gen, double now) {
   int ok = nres >= 1 && lua_toboolean(co, -nres);
