@@ -1,0 +1,140 @@
+/*
+ * lua/backends.c - what upstream.new() and list:reconcile() both check
+ * and derive from the backends they are given: the sequence itself,
+ * whether a backend gets an active check, its hash (the hash strategy),
+ * its weight, and a core block to hold them.
+ */
+#include <math.h>
+#include <stdio.h>
+
+#include "binding.h"
+
+/* Checks that arg is a sequence of non-nil, non-NaN values; returns n. */
+lua_Integer lu_check_backends(lua_State *L, int arg, const char *fn) {
+  lua_Integer n, keys = 0;
+  if (lua_type(L, arg) != LUA_TTABLE)
+    luaL_error(L, "upstream.%s: backends must be a sequence (a table), got %s",
+               fn, luaL_typename(L, arg));
+  n = (lua_Integer)lua_rawlen(L, arg);
+  lua_pushnil(L);
+  while (lua_next(L, arg)) {
+    lua_Integer k;
+    int isint = lua_type(L, -2) == LUA_TNUMBER;
+    k = isint ? lua_tointegerx(L, -2, &isint) : 0;
+    if (!isint || k < 1 || k > n) {
+      lua_pop(L, 1);
+      luaL_error(L,
+                 "upstream.%s: backends must be a sequence (keys 1..n without "
+                 "holes); found key %s",
+                 fn, luaL_tolstring(L, -1, NULL));
+    }
+    if (lua_type(L, -1) == LUA_TNUMBER && isnan(lua_tonumber(L, -1)))
+      luaL_error(L, "upstream.%s: backends[%d] is NaN", fn, (int)k);
+    keys++;
+    lua_pop(L, 1);
+  }
+  if (keys != n)
+    luaL_error(L,
+               "upstream.%s: backends must be a sequence (keys 1..n without "
+               "holes)",
+               fn);
+  if (n > INT32_MAX / 4)
+    luaL_error(L, "upstream.%s: too many backends (%d)", fn, (int)n);
+  return n;
+}
+
+/* Whether backend at idx gets an active check: always with a check
+ * function, else when it has a healthcheck method (the Go Backend). */
+int lu_has_check(lua_State *L, int list, int idx) {
+  int t, r;
+  if (lua_getiuservalue(L, list, LU_UV_CHECK) == LUA_TFUNCTION) {
+    lua_pop(L, 1);
+    return 1;
+  }
+  lua_pop(L, 1);
+  t = lua_type(L, idx);
+  if (t != LUA_TTABLE && t != LUA_TUSERDATA) return 0;
+  lua_getfield(L, idx, "healthcheck");
+  r = lua_type(L, -1) == LUA_TFUNCTION;
+  lua_pop(L, 1);
+  return r;
+}
+
+/* A block for cap slots: new, or to grow from (not NULL). */
+ul_list *lu_new_block(lua_State *L, uint32_t cap, int strategy,
+                      const ul_list *from) {
+  size_t sz = from ? ul_grow_size(from, cap) : ul_size(cap, strategy);
+  if (sz == 0) luaL_error(L, "upstream: list too large");
+  return (ul_list *)lua_newuserdatauv(L, sz, 0);
+}
+
+/* Hash of the value at idx: strings and numbers by content (1 and 1.0
+ * alike, as raw equality has them), other values by identity. */
+uint64_t lu_hash_typed(lua_State *L, int idx, int type) {
+  size_t len;
+  const char *p;
+  char buf[64];
+  const void *ptr;
+  switch (type) {
+    case LUA_TSTRING:
+      p = lua_tolstring(L, idx, &len);
+      return ul_hash(p, len);
+    case LUA_TNUMBER: {
+      lua_Number x = lua_tonumber(L, idx);
+      if (x == floor(x) && fabs(x) < 9.2e18)
+        len = (size_t)snprintf(buf, sizeof buf, "%lld", (long long)x);
+      else
+        len = (size_t)snprintf(buf, sizeof buf, "%.17g", (double)x);
+      return ul_hash(buf, len);
+    }
+    case LUA_TBOOLEAN:
+      return ul_hash(lua_toboolean(L, idx) ? "true" : "false",
+                     lua_toboolean(L, idx) ? 4 : 5);
+    default:
+      ptr = lua_topointer(L, idx);
+      return ul_hash(&ptr, sizeof ptr);
+  }
+}
+
+uint64_t lu_hash_value(lua_State *L, int idx) {
+  return lu_hash_typed(L, idx, lua_type(L, idx));
+}
+
+/* Weight of the backend at idx from the weights table at w (0: none), or
+ * dflt. The table was checked by lu_check_weights. */
+uint32_t lu_weight_of(lua_State *L, int w, int idx, uint32_t dflt) {
+  uint32_t v = dflt;
+  if (!w) return v;
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, w) == LUA_TNUMBER) v = (uint32_t)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* Checks a weight value at idx: an integer in [1, UL_MAX_WEIGHT]. */
+uint32_t lu_check_weight(lua_State *L, int idx, const char *fn) {
+  int isint = 0;
+  lua_Integer v = 0;
+  if (lua_type(L, idx) == LUA_TNUMBER) v = lua_tointegerx(L, idx, &isint);
+  if (!isint || v < 1 || v > UL_MAX_WEIGHT)
+    luaL_error(L, "upstream.%s: a weight must be an integer in [1, %d] (got %s)",
+               fn, UL_MAX_WEIGHT, luaL_tolstring(L, idx, NULL));
+  return (uint32_t)v;
+}
+
+/* Checks every entry of the weights table at w: a valid weight for a key
+ * present in the table at set. */
+void lu_check_weights(lua_State *L, int w, int set, const char *fn) {
+  lua_pushnil(L);
+  while (lua_next(L, w)) {
+    int absent;
+    lu_check_weight(L, -1, fn);
+    lua_pushvalue(L, -2);
+    absent = lua_rawget(L, set) == LUA_TNIL;
+    lua_pop(L, 1);
+    if (absent)
+      luaL_error(L, "upstream.%s: weights name %s, which is not one of the "
+                    "backends", fn, luaL_tolstring(L, -2, NULL));
+    lua_pop(L, 1);
+  }
+}

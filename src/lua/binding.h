@@ -1,0 +1,183 @@
+/*
+ * lua/binding.h - what the binding's files share: the upstream.list
+ * userdata, its user values, the messages more than one file gives, and
+ * the helpers the files call in one another. Not installed.
+ *
+ * upstream.new() returns an upstream.list userdata over the C core
+ * (core/core.h) and runs health checks as Lua coroutines. Two layers drive
+ * the checks:
+ *  - low level, for a host event loop (the nginx driver): list:due() hands
+ *    out the checks to start as jobs, list:report(job, ok, err) takes the
+ *    results; the core applies deadlines itself (host.c).
+ *  - the built-in coroutine scheduler: list:step() / run() / wait_initial()
+ *    start each check in its own coroutine, resume it after yields and
+ *    upstream.sleep(), and close it at its deadline (scheduler.c).
+ * Both hand a check's result to the one path in result.c.
+ *
+ * Memory: the core's flat block lives in a Lua userdata held as a user
+ * value, so nothing malloc'd is ever held across a Lua call that can raise;
+ * reconcile builds the new block and tables aside and swaps them in only
+ * when nothing can fail any more (reconcile.c).
+ *
+ * Names: l_NAME is the C function behind the Lua function or method NAME;
+ * everything else of the binding starts with lu_ (LU_ for constants), so
+ * nothing collides with the core's statics in the one translation unit.
+ */
+#ifndef LU_BINDING_H
+#define LU_BINDING_H
+
+#include "compat.h"
+#include "../core/core.h"
+
+/* LU_FUNC marks the functions the binding's files share, as UL_FUNC does
+ * the core's: extern when each file is compiled on its own, static in the
+ * module, which is one translation unit (src/upstream.c). */
+#ifndef LU_FUNC
+#define LU_FUNC extern
+#endif
+
+#if defined(__GNUC__)
+#define LU_EXPORT __attribute__((visibility("default")))
+#else
+#define LU_EXPORT
+#endif
+
+#define LU_LIST "upstream.list"
+#define LU_NO_UPSTREAMS "no upstreams available"
+#define LU_TIMED_OUT "health check timed out"
+#define LU_CHECK_FAILED "health check failed"
+
+/* user values of a list */
+enum {
+  LU_UV_BLOCK = 1, /* userdata holding the core block */
+  LU_UV_SLOTS,     /* slot+1 -> backend */
+  LU_UV_INDEX,     /* backend -> first slot holding it */
+  LU_UV_THREADS,   /* slot+1 -> coroutine of the running check (scheduler) */
+  LU_UV_ERRORS,    /* slot+1 -> last check error */
+  LU_UV_CHECK,     /* check function, or false (healthcheck methods) */
+  LU_UV_CLOCK,     /* clock function or false */
+  LU_UV_SLEEP,     /* sleep function or false */
+  LU_NUV = LU_UV_SLEEP
+};
+
+/* Which layer drives the checks: the first to run claims the list. */
+enum { LU_DRIVER_NONE, LU_DRIVER_STEP, LU_DRIVER_DUE };
+
+typedef struct lu_list {
+  ul_list *core; /* NULL until fully built */
+  int driver;
+  int latency;      /* tier_by_latency: a check's duration sets its tier */
+  int lua_clock;    /* opts.clock is a Lua function */
+  uint32_t version; /* bumped when the slot table is replaced (reconcile) */
+} lu_list;
+
+/* upstream.new's options, read by lu_read_opts. The functions and the
+ * weights table stay on the stack; these are their indices (0: absent). */
+typedef struct lu_conf {
+  ul_opts o;
+  int check, clock, sleep;
+  int weights;
+  int latency; /* tier_by_latency */
+  int tiers;   /* the tiers option was given */
+  uint64_t seed;
+} lu_conf;
+
+/* Methods carry the metatable as upvalue 1: one pointer compare per call
+ * (lua_topointer on both costs fewer instructions than lua_rawequal with an
+ * upvalue index, and compares the same thing for tables).
+ * lu_to_list leaves the metatable on the stack: the pop is a measurable
+ * share of a pick, the hottest call. */
+static inline lu_list *lu_to_list(lua_State *L) {
+  lu_list *u = (lu_list *)lua_touserdata(L, 1);
+  if (u == NULL || !lua_getmetatable(L, 1) ||
+      lua_topointer(L, -1) != lua_topointer(L, lua_upvalueindex(1)))
+    luaL_typeerror(L, 1, LU_LIST);
+  if (u->core == NULL) luaL_error(L, "upstream.list: list is not initialised");
+  return u;
+}
+
+static inline lu_list *lu_check_list(lua_State *L) {
+  lu_list *u = lu_to_list(L);
+  lua_pop(L, 1);
+  return u;
+}
+
+/* --- clock.c: the list's time --------------------------------------------- */
+
+/* CLOCK_MONOTONIC in seconds. */
+LU_FUNC double lu_mono_now(void);
+/* The clock of the list at idx: its clock option, else lu_mono_now(). */
+LU_FUNC double lu_list_now(lua_State *L, int idx);
+/* Sleeps s seconds with the list's sleep option, else nanosleep. */
+LU_FUNC void lu_list_sleep(lua_State *L, int idx, double s);
+/* Pushes the seconds from now to next (0 if past), nil when next is inf. */
+LU_FUNC void lu_push_wait(lua_State *L, double next, double now);
+
+/* --- backends.c: what new() and reconcile() check and derive ------------ */
+
+LU_FUNC lua_Integer lu_check_backends(lua_State *L, int arg, const char *fn);
+LU_FUNC int lu_has_check(lua_State *L, int list, int idx);
+LU_FUNC ul_list *lu_new_block(lua_State *L, uint32_t cap, int strategy,
+                              const ul_list *from);
+LU_FUNC uint64_t lu_hash_typed(lua_State *L, int idx, int type);
+LU_FUNC uint64_t lu_hash_value(lua_State *L, int idx);
+LU_FUNC uint32_t lu_weight_of(lua_State *L, int w, int idx, uint32_t dflt);
+LU_FUNC uint32_t lu_check_weight(lua_State *L, int idx, const char *fn);
+LU_FUNC void lu_check_weights(lua_State *L, int w, int set, const char *fn);
+
+/* --- options.c ------------------------------------------------------------ */
+
+LU_FUNC void lu_read_opts(lua_State *L, int idx, lu_conf *c);
+
+/* --- result.c: the end of a check, from either driver --------------------- */
+
+LU_FUNC void lu_push_failure(lua_State *L, lua_State *from, int idx,
+                             int raised);
+LU_FUNC int lu_check_result(lua_State *L, lu_list *u, int32_t s, uint64_t gen,
+                            int ok, double now, lua_Number tier);
+LU_FUNC void lu_check_timed_out(lua_State *L, int32_t s);
+
+/* --- scheduler.c ------------------------------------------------------------ */
+
+LU_FUNC void lu_close_thread(lua_State *L, lua_State *co);
+LU_FUNC void lu_use_driver(lua_State *L, lu_list *u, int d);
+
+/* --- the Lua functions and methods (module.c registers them) -------------- */
+
+/* lifecycle.c */
+LU_FUNC int l_new(lua_State *L);
+LU_FUNC int l_shutdown(lua_State *L);
+/* methods.c */
+LU_FUNC int l_pick(lua_State *L);
+LU_FUNC int l_up(lua_State *L);
+LU_FUNC int l_down(lua_State *L);
+LU_FUNC int l_score(lua_State *L);
+LU_FUNC int l_weight(lua_State *L);
+LU_FUNC int l_set_weight(lua_State *L);
+LU_FUNC int l_release(lua_State *L);
+LU_FUNC int l_inflight(lua_State *L);
+LU_FUNC int l_len(lua_State *L);
+LU_FUNC int l_now(lua_State *L);
+LU_FUNC int l_checked(lua_State *L);
+LU_FUNC int l_status(lua_State *L);
+LU_FUNC int l_tostring(lua_State *L);
+/* reconcile.c */
+LU_FUNC int l_reconcile(lua_State *L);
+/* scheduler.c */
+LU_FUNC int l_step(lua_State *L);
+LU_FUNC int l_run(lua_State *L);
+LU_FUNC int l_wait_initial(lua_State *L);
+LU_FUNC int l_sleep(lua_State *L);
+/* host.c */
+LU_FUNC int l_due(lua_State *L);
+LU_FUNC int l_report(lua_State *L);
+LU_FUNC int l_next_due(lua_State *L);
+/* ffi.c */
+LU_FUNC int l_slots(lua_State *L);
+
+/* The module's only exported symbols (module.c, ffi.c). */
+LU_EXPORT int luaopen_upstream(lua_State *L);
+LU_EXPORT int32_t upstream_ffi_pick(lu_list *u, const char *key, size_t len,
+                                    uint32_t *version);
+
+#endif

@@ -1,0 +1,93 @@
+/*
+ * lua/host.c - checks driven by a host event loop (the nginx driver):
+ * list:due() hands out the checks to start as jobs, list:report() takes
+ * their results, list:next_due() says how long the host may sleep. The
+ * core applies deadlines itself; nothing here runs a check.
+ */
+#include <math.h>
+
+#include "binding.h"
+
+/* The job table of slot s's check gen, for due(). */
+static void lu_push_job(lua_State *L, const lu_list *u, int32_t s,
+                        uint64_t gen) {
+  lua_createtable(L, 0, 5);
+  lua_getiuservalue(L, 1, LU_UV_SLOTS);
+  lua_rawgeti(L, -1, (lua_Integer)s + 1);
+  lua_setfield(L, -3, "backend");
+  lua_pop(L, 1);
+  lua_pushinteger(L, (lua_Integer)s);
+  lua_setfield(L, -2, "slot");
+  lua_pushnumber(L, (lua_Number)gen);
+  lua_setfield(L, -2, "gen");
+  lua_pushnumber(L, ul_nodes(u->core)[s].deadline);
+  lua_setfield(L, -2, "deadline");
+  lua_getiuservalue(L, 1, LU_UV_CHECK); /* the check to run, or false */
+  lua_setfield(L, -2, "check");
+}
+
+/* due([now]) -> the jobs to start now */
+int l_due(lua_State *L) {
+  lu_list *u;
+  double now;
+  int32_t s;
+  uint64_t gen;
+  int ev, k = 0;
+  lua_settop(L, 2);
+  u = lu_check_list(L);
+  now = lua_isnoneornil(L, 2) ? lu_list_now(L, 1) : luaL_checknumber(L, 2);
+  lua_newtable(L); /* 3: jobs */
+  if (u->core->shut) return 1;
+  lu_use_driver(L, u, LU_DRIVER_DUE);
+  ul_collect(u->core, now);
+  while ((ev = ul_take(u->core, &s, &gen)) != UL_EV_NONE) {
+    if (ev == UL_EV_TIMEOUT) {
+      lu_check_timed_out(L, s);
+    } else if (ev == UL_EV_START) { /* no sleeps (UL_EV_WAKE) in this mode */
+      lu_push_job(L, u, s, gen);
+      lua_rawseti(L, 3, ++k);
+    }
+  }
+  return 1;
+}
+
+/* report(job, ok [, err [, tier]]) -> whether the result was applied */
+int l_report(lua_State *L) {
+  lu_list *u;
+  lua_Integer s;
+  lua_Number gen, tier = NAN;
+  double now;
+  int ok, isint;
+  lua_settop(L, 5);
+  u = lu_check_list(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  ok = lua_toboolean(L, 3);
+  if (!lua_isnil(L, 5)) tier = luaL_checknumber(L, 5);
+  lua_getfield(L, 2, "slot");
+  lua_getfield(L, 2, "gen");
+  s = lua_tointegerx(L, -2, &isint);
+  gen = lua_tonumber(L, -1);
+  if (!isint || lua_type(L, -1) != LUA_TNUMBER || s < 0 || s > INT32_MAX ||
+      !(gen >= 1) || gen != floor(gen))
+    luaL_argerror(L, 2, "not a job from due()");
+  lua_pop(L, 2);
+  now = lu_list_now(L, 1);
+  if (ok) lua_pushnil(L);
+  else lu_push_failure(L, L, 4, 0);
+  lua_pushboolean(L, lu_check_result(L, u, (int32_t)s, (uint64_t)gen, ok, now,
+                                     tier));
+  return 1;
+}
+
+/* Seconds until the next check event (0: due now), nil when nothing is
+ * scheduled: a host loop sleeps exactly that long between due() calls. */
+int l_next_due(lua_State *L) {
+  lu_list *u;
+  double next;
+  lua_settop(L, 1);
+  u = lu_check_list(L);
+  next = u->core->shut ? INFINITY : ul_next_time(u->core);
+  if (isinf(next)) lua_pushnil(L);
+  else lu_push_wait(L, next, lu_list_now(L, 1));
+  return 1;
+}

@@ -1,0 +1,136 @@
+/*
+ * lua/lifecycle.c - the life of a list: upstream.new() builds the
+ * userdata, liolib-style (metatable first, "empty" until complete, every
+ * resource a Lua value it holds), and one idempotent function ends it as
+ * list:shutdown(), __gc and __close.
+ */
+#include "binding.h"
+
+static uint32_t lu_cap_for(lua_Integer n) { return n < 4 ? 4 : (uint32_t)n; }
+
+/* Pushes the userdata, with its metatable (upvalue 1 of new) and user
+ * values but no core yet: methods refuse it until it is complete. */
+static lu_list *lu_new_userdata(lua_State *L, const lu_conf *c,
+                                lua_Integer n) {
+  static const int fn_uv[] = {LU_UV_CHECK, LU_UV_CLOCK, LU_UV_SLEEP};
+  const int fns[] = {c->check, c->clock, c->sleep};
+  int i, k;
+  lu_list *u = (lu_list *)lua_newuserdatauv(L, sizeof *u, LU_NUV);
+  u->core = NULL;
+  u->driver = LU_DRIVER_NONE;
+  u->latency = c->latency;
+  u->lua_clock = c->clock != 0;
+  u->version = 0;
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_setmetatable(L, -2);
+  i = lua_gettop(L);
+  lua_createtable(L, (int)n, 0);
+  lua_setiuservalue(L, i, LU_UV_SLOTS);
+  lua_createtable(L, 0, (int)n);
+  lua_setiuservalue(L, i, LU_UV_INDEX);
+  lua_newtable(L);
+  lua_setiuservalue(L, i, LU_UV_THREADS);
+  lua_newtable(L);
+  lua_setiuservalue(L, i, LU_UV_ERRORS);
+  for (k = 0; k < 3; k++) {
+    if (fns[k]) lua_pushvalue(L, fns[k]);
+    else lua_pushboolean(L, 0);
+    lua_setiuservalue(L, i, fn_uv[k]);
+  }
+  return u;
+}
+
+/* Whether any of the n backends (arg 1) gets a check; checks the weights
+ * against them, with the index table (list + 2) as a temporary set. */
+static int lu_new_scan(lua_State *L, int list, int weights, lua_Integer n) {
+  lua_Integer k;
+  int checks = 0;
+  for (k = 1; k <= n; k++) {
+    lua_rawgeti(L, 1, k);
+    if (lu_has_check(L, list, -1)) checks = 1;
+    lua_pushvalue(L, -1);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, list + 2);
+    lua_pop(L, 1);
+  }
+  if (weights) lu_check_weights(L, weights, list + 2, "new");
+  for (k = 1; k <= n; k++) { /* the index is filled for real below */
+    lua_rawgeti(L, 1, k);
+    lua_pushnil(L);
+    lua_rawset(L, list + 2);
+  }
+  return checks;
+}
+
+/* Appends the n backends (arg 1) to core, filling the slot (list + 1) and
+ * index (list + 2) tables; equal backends share a ring of slots. */
+static void lu_new_append(lua_State *L, int list, ul_list *core, int weights,
+                          lua_Integer n, double now) {
+  lua_Integer k;
+  for (k = 1; k <= n; k++) {
+    int32_t dup = -1, s;
+    lua_rawgeti(L, 1, k);
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, list + 2) == LUA_TNUMBER)
+      dup = (int32_t)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    s = ul_append(core, lu_has_check(L, list, -1), dup, now,
+                  lu_weight_of(L, weights, lua_gettop(L), 1),
+                  lu_hash_value(L, -1), 0);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, list + 1, s + 1);
+    if (dup < 0) {
+      lua_pushinteger(L, s);
+      lua_rawset(L, list + 2);
+    } else {
+      lua_pop(L, 1);
+    }
+  }
+}
+
+/* upstream.new(backends [, options]) */
+int l_new(lua_State *L) {
+  lu_conf c;
+  lua_Integer n;
+  int list;
+  lu_list *u;
+  ul_list *core;
+  double now = 0;
+  lua_settop(L, 2);
+  n = lu_check_backends(L, 1, "new");
+  lu_read_opts(L, 2, &c);
+  if (c.seed == 0)
+    c.seed = (uint64_t)(lu_mono_now() * 1e9) ^ (uint64_t)(size_t)&c;
+  u = lu_new_userdata(L, &c, n);
+  list = lua_gettop(L);
+  core = lu_new_block(L, lu_cap_for(n), c.o.strategy, NULL);
+  ul_init(core, lu_cap_for(n), &c.o, c.seed);
+  lua_setiuservalue(L, list, LU_UV_BLOCK);
+  lua_getiuservalue(L, list, LU_UV_SLOTS); /* list + 1 */
+  lua_getiuservalue(L, list, LU_UV_INDEX); /* list + 2 */
+  if (lu_new_scan(L, list, c.weights, n)) now = lu_list_now(L, list);
+  lu_new_append(L, list, core, c.weights, n, now);
+  lua_pop(L, 2);
+  u->core = core; /* complete: methods may use it */
+  return 1;
+}
+
+/* list:shutdown(), __gc, __close: stops the checks; idempotent, and copes
+ * with a list that new() did not finish. */
+int l_shutdown(lua_State *L) {
+  lu_list *u = (lu_list *)luaL_checkudata(L, 1, LU_LIST);
+  if (u->core == NULL || u->core->shut) return 0;
+  ul_shutdown(u->core);
+  /* close every pending check; the table is replaced first so that code
+   * run by a closing coroutine sees none of them */
+  lua_settop(L, 1);
+  lua_getiuservalue(L, 1, LU_UV_THREADS);
+  lua_newtable(L);
+  lua_setiuservalue(L, 1, LU_UV_THREADS);
+  lua_pushnil(L);
+  while (lua_next(L, 2)) {
+    lu_close_thread(L, lua_tothread(L, -1));
+    lua_pop(L, 1);
+  }
+  return 0;
+}

@@ -1,0 +1,191 @@
+/*
+ * lua/methods.c - the methods of a built list that read or move its
+ * members: pick (the hot path), up/down, score, weights, in-flight counts,
+ * and what a list reports of itself (len, now, checked, status, tostring).
+ */
+#include "binding.h"
+
+/* pick([key]): the key matters to the hash strategy only, but is checked
+ * for every strategy so that switching strategies needs no code change. */
+int l_pick(lua_State *L) {
+  int top = lua_gettop(L);
+  lu_list *u = lu_to_list(L);
+  ul_list *c = u->core;
+  uint64_t key = 0;
+  double now = 0;
+  int32_t s;
+  if (top >= 2 && !lua_isnil(L, 2)) {
+    int t = lua_type(L, 2);
+    if (t != LUA_TSTRING && t != LUA_TNUMBER)
+      luaL_argerror(L, 2, "key must be a string or number");
+    if (c->opts.strategy == UL_HASH) key = lu_hash_typed(L, 2, t);
+  } else if (c->opts.strategy == UL_HASH) {
+    luaL_argerror(L, 2, "the 'hash' strategy needs a key (string or number)");
+  }
+  if (c->ramping) now = lu_list_now(L, 1);
+  s = ul_pick(c, key, now);
+  if (s < 0) {
+    lua_pushnil(L);
+    lua_pushliteral(L, LU_NO_UPSTREAMS);
+    return 2;
+  }
+  lua_getiuservalue(L, 1, LU_UV_SLOTS);
+  lua_rawgeti(L, -1, (lua_Integer)s + 1);
+  return 1;
+}
+
+/* First slot holding the value at arg 2, or -1. */
+static int32_t lu_find_slot(lua_State *L) {
+  int32_t s = -1;
+  lua_getiuservalue(L, 1, LU_UV_INDEX);
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, -2) == LUA_TNUMBER) s = (int32_t)lua_tointeger(L, -1);
+  lua_pop(L, 2);
+  return s;
+}
+
+/* The clock, when slow start needs to know when a backend turned healthy. */
+static double lu_ramp_now(lua_State *L, const lu_list *u) {
+  return u->core->opts.slow_start > 0 ? lu_list_now(L, 1) : 0;
+}
+
+/* The common start of the methods taking a backend (arg 2): the list, and
+ * the first slot holding the backend in *s (-1: not in the list). */
+static lu_list *lu_list_and_slot(lua_State *L, int nargs, int32_t *s) {
+  lu_list *u;
+  lua_settop(L, nargs);
+  u = lu_check_list(L);
+  *s = lu_find_slot(L);
+  return u;
+}
+
+int l_up(lua_State *L) {
+  int32_t s;
+  lu_list *u = lu_list_and_slot(L, 2, &s);
+  if (s >= 0) ul_up(u->core, s, lu_ramp_now(L, u));
+  return 0;
+}
+
+int l_down(lua_State *L) {
+  int32_t s;
+  lu_list *u = lu_list_and_slot(L, 2, &s);
+  if (s >= 0) ul_down(u->core, s, lu_ramp_now(L, u));
+  return 0;
+}
+
+int l_score(lua_State *L) {
+  int32_t s;
+  lu_list *u = lu_list_and_slot(L, 2, &s);
+  if (s < 0) lua_pushnil(L);
+  else lua_pushnumber(L, ul_nodes(u->core)[s].score);
+  return 1;
+}
+
+int l_weight(lua_State *L) {
+  int32_t s;
+  lu_list *u = lu_list_and_slot(L, 2, &s);
+  if (s < 0) lua_pushnil(L);
+  else lua_pushinteger(L, (lua_Integer)ul_nodes(u->core)[s].weight);
+  return 1;
+}
+
+int l_set_weight(lua_State *L) {
+  int32_t s;
+  lu_list *u = lu_list_and_slot(L, 3, &s);
+  uint32_t w = lu_check_weight(L, 3, "set_weight");
+  if (s >= 0) ul_set_weight(u->core, s, w);
+  lua_pushboolean(L, s >= 0);
+  return 1;
+}
+
+int l_release(lua_State *L) {
+  int32_t s;
+  lu_list *u = lu_list_and_slot(L, 2, &s);
+  lua_pushboolean(L, s >= 0 && ul_release(u->core, s));
+  return 1;
+}
+
+/* In-flight picks of every member equal to b (least_conn). */
+int l_inflight(lua_State *L) {
+  int32_t s, t;
+  lua_Integer k = 0;
+  lu_list *u = lu_list_and_slot(L, 2, &s);
+  if (s < 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  t = s;
+  do {
+    k += ul_nodes(u->core)[t].inflight;
+    t = ul_nodes(u->core)[t].dup;
+  } while (t != s);
+  lua_pushinteger(L, k);
+  return 1;
+}
+
+int l_len(lua_State *L) {
+  lu_list *u = lu_check_list(L);
+  lua_pushinteger(L, (lua_Integer)u->core->n);
+  return 1;
+}
+
+/* The list's clock: for a host loop that computes time left to a deadline. */
+int l_now(lua_State *L) {
+  lua_settop(L, 1);
+  lu_check_list(L);
+  lua_pushnumber(L, lu_list_now(L, 1));
+  return 1;
+}
+
+/* Members with an active check (0: a passive list, moved by up/down only). */
+int l_checked(lua_State *L) {
+  lu_list *u = lu_check_list(L);
+  lua_pushinteger(L, (lua_Integer)u->core->checked);
+  return 1;
+}
+
+int l_tostring(lua_State *L) {
+  lua_pushfstring(L, LU_LIST ": %p", lua_touserdata(L, 1));
+  return 1;
+}
+
+/* One member's row of status(), from slot s; the slot and error tables at
+ * 2 and 3. */
+static void lu_push_member(lua_State *L, const ul_node *x, int32_t s) {
+  lua_createtable(L, 0, 9);
+  lua_rawgeti(L, 2, (lua_Integer)s + 1);
+  lua_setfield(L, -2, "backend");
+  lua_pushnumber(L, x->score);
+  lua_setfield(L, -2, "score");
+  lua_pushboolean(L, x->score >= 0);
+  lua_setfield(L, -2, "healthy");
+  lua_rawgeti(L, 3, (lua_Integer)s + 1);
+  lua_setfield(L, -2, "last_error");
+  lua_pushinteger(L, (lua_Integer)x->checks);
+  lua_setfield(L, -2, "checks");
+  lua_pushinteger(L, (lua_Integer)x->failures);
+  lua_setfield(L, -2, "failures");
+  lua_pushinteger(L, (lua_Integer)x->weight);
+  lua_setfield(L, -2, "weight");
+  lua_pushinteger(L, (lua_Integer)x->tier);
+  lua_setfield(L, -2, "tier");
+  lua_pushinteger(L, (lua_Integer)x->inflight);
+  lua_setfield(L, -2, "inflight");
+}
+
+int l_status(lua_State *L) {
+  lu_list *u = lu_check_list(L);
+  const ul_list *c = u->core;
+  const ul_node *nd = ul_nodes(c);
+  const int32_t *ord = ul_order(c);
+  uint32_t p;
+  lua_settop(L, 1);
+  lua_getiuservalue(L, 1, LU_UV_SLOTS);
+  lua_getiuservalue(L, 1, LU_UV_ERRORS);
+  lua_createtable(L, (int)c->n, 0);
+  for (p = 0; p < c->n; p++) {
+    lu_push_member(L, &nd[ord[p]], ord[p]);
+    lua_rawseti(L, 4, (lua_Integer)p + 1);
+  }
+  return 1;
+}

@@ -1,0 +1,65 @@
+/*
+ * lua/result.c - the end of a check, whichever layer drove it (the
+ * scheduler's coroutines or a host's report()): the failure message, the
+ * tier the result asks for, ul_report, and the backend's last_error.
+ */
+#include "binding.h"
+
+/* Records the check's error (string at top of L, or nil) for slot s of
+ * the list at index 1. Pops it. */
+static void lu_set_error(lua_State *L, int32_t s) {
+  lua_getiuservalue(L, 1, LU_UV_ERRORS);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, (lua_Integer)s + 1);
+  lua_pop(L, 1);
+}
+
+/* Pushes onto L the message of a failed check from the value at idx on
+ * from (0: none): a string or number as is, else a default that says
+ * whether the check raised or returned. */
+void lu_push_failure(lua_State *L, lua_State *from, int idx, int raised) {
+  int t = idx ? lua_type(from, idx) : LUA_TNONE;
+  if (t == LUA_TSTRING || t == LUA_TNUMBER) {
+    lua_pushstring(L, lua_tostring(from, idx));
+  } else if (raised) {
+    lua_pushfstring(L, "health check raised a %s value", lua_typename(from, t));
+  } else {
+    lua_pushliteral(L, LU_CHECK_FAILED);
+  }
+}
+
+/* The tier check (s, gen) of u's list asks for, for ul_report: with
+ * tier_by_latency, the duration of a successful check; else the number
+ * the check gave, clamped later into [min, max]. No number (NaN) keeps the
+ * tier: Go's -1 for "keep" is a plain `return true` in Lua. */
+static int lu_result_tier(const lu_list *u, int32_t s, uint64_t gen, int ok,
+                          double now, lua_Number tier) {
+  const ul_list *c = u->core;
+  if (u->latency)
+    return ok && ul_current(c, s, gen)
+               ? ul_latency_tier(now - ul_nodes(c)[s].started)
+               : -1;
+  if (tier != tier) return -1;
+  return tier < 0 ? 0 : tier > UL_MAX_TIER ? UL_MAX_TIER : (int)tier;
+}
+
+/* Applies the result of check (s, gen) of the list u at index 1: ok, at
+ * now, asking for tier (NaN: none), with its error message (or nil) at the
+ * top of L, which is popped. Returns 0 when the check was stale (timed
+ * out, removed, shut down): nothing changes then. */
+int lu_check_result(lua_State *L, lu_list *u, int32_t s, uint64_t gen, int ok,
+                    double now, lua_Number tier) {
+  int t = lu_result_tier(u, s, gen, ok, now, tier);
+  if (!ul_report(u->core, s, gen, ok, now, t)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lu_set_error(L, s);
+  return 1;
+}
+
+/* The core timed out slot s's check (UL_EV_TIMEOUT): it counted it. */
+void lu_check_timed_out(lua_State *L, int32_t s) {
+  lua_pushliteral(L, LU_TIMED_OUT);
+  lu_set_error(L, s);
+}

@@ -1,0 +1,243 @@
+/*
+ * lua/scheduler.c - the built-in check scheduler: each check runs in its
+ * own coroutine, started when due, resumed after a yield or an
+ * upstream.sleep(), closed at its deadline; step(), run() and
+ * wait_initial() drive it on the list's clock.
+ */
+#include <math.h>
+
+#include "binding.h"
+
+static char lu_sleep_token; /* first value upstream.sleep yields */
+
+/* Closes co when it is suspended or dead by error: its to-be-closed
+ * variables run (5.4; older versions only drop it, see compat.h). A
+ * running coroutine is left alone: whoever resumed it sees its check is
+ * stale when it comes back. */
+void lu_close_thread(lua_State *L, lua_State *co) {
+  if (lua_status(co) != LUA_OK) lu_closethread(co, L);
+}
+
+/* A list's checks are driven by one layer: the first one used. */
+void lu_use_driver(lua_State *L, lu_list *u, int d) {
+  if (u->driver != LU_DRIVER_NONE && u->driver != d)
+    luaL_error(L, d == LU_DRIVER_STEP
+                      ? "upstream.list: checks are driven by due()/report(); "
+                        "step(), run() and wait_initial() are not available"
+                      : "upstream.list: checks are driven by step(); due() "
+                        "and report() are not available");
+  u->driver = d;
+}
+
+/* threads[slot+1] = nil if it still holds the coroutine at top of L. */
+static void lu_forget_thread(lua_State *L, int32_t s) {
+  lua_getiuservalue(L, 1, LU_UV_THREADS);
+  if (lua_rawgeti(L, -1, (lua_Integer)s + 1) == LUA_TTHREAD &&
+      lua_rawequal(L, -1, -3)) {
+    lua_pushnil(L);
+    lua_rawseti(L, -3, (lua_Integer)s + 1);
+  }
+  lua_pop(L, 2);
+}
+
+/* The check yielded nres values: upstream.sleep(secs) asks to be woken
+ * then, any other yield at the next step. */
+static void lu_check_yielded(lua_State *L, lua_State *co, int nres, int32_t s,
+                             uint64_t gen, double now) {
+  lu_list *u = (lu_list *)lua_touserdata(L, 1);
+  double wake = now;
+  if (nres >= 2 && lua_touserdata(co, -nres) == &lu_sleep_token)
+    wake = now + lua_tonumber(co, -nres + 1);
+  lua_pop(co, nres);
+  if (!ul_sleep(u->core, s, gen, wake)) { /* stale: removed or shut down */
+    lu_forget_thread(L, s);
+    lu_close_thread(L, co);
+  }
+}
+
+/* The check returned nres values: ok [, err [, tier]], where a number as
+ * ok is a success asking for that tier. */
+static void lu_check_returned(lua_State *L, lua_State *co, int nres, int32_t s,
+                              uint64_t gen, double now) {
+  int ok = nres >= 1 && lua_toboolean(co, -nres);
+  /* the tier: the first result on success, the third on failure */
+  int at = ok ? -nres : nres >= 3 ? -nres + 2 : 0;
+  lua_Number tier = NAN;
+  if (at && lua_type(co, at) == LUA_TNUMBER) tier = lua_tonumber(co, at);
+  if (ok) lua_pushnil(L);
+  else lu_push_failure(L, co, nres >= 2 ? -nres + 1 : 0, 0);
+  lua_pop(co, nres);
+  lu_check_result(L, (lu_list *)lua_touserdata(L, 1), s, gen, ok, now, tier);
+}
+
+/* Resumes the check coroutine at top of L (slot s, check gen) with nargs
+ * arguments already on co, and handles what it did. Pops the coroutine. */
+static void lu_resume_check(lua_State *L, lua_State *co, int nargs, int32_t s,
+                            uint64_t gen, double now) {
+  int nres = 0, st = lua_resume(co, L, nargs, &nres);
+  if (st == LUA_YIELD) {
+    lu_check_yielded(L, co, nres, s, gen, now);
+  } else {
+    lu_forget_thread(L, s);
+    if (st == LUA_OK) {
+      lu_check_returned(L, co, nres, s, gen, now);
+    } else { /* raised: the error object is on top of co */
+      lu_push_failure(L, co, -1, 1);
+      lu_close_thread(L, co);
+      lu_check_result(L, (lu_list *)lua_touserdata(L, 1), s, gen, 0, now, NAN);
+    }
+  }
+  lua_pop(L, 1); /* the coroutine */
+}
+
+/* Starts the check of slot s in a new coroutine. */
+static void lu_start_check(lua_State *L, int32_t s, uint64_t gen, double now) {
+  lua_State *co;
+  lua_getiuservalue(L, 1, LU_UV_THREADS);
+  co = lua_newthread(L);
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, -3, (lua_Integer)s + 1);
+  lua_remove(L, -2); /* threads table; the coroutine stays on top */
+  lua_getiuservalue(L, 1, LU_UV_SLOTS);
+  lua_rawgeti(L, -1, (lua_Integer)s + 1); /* backend */
+  lua_remove(L, -2);
+  if (lua_getiuservalue(L, 1, LU_UV_CHECK) != LUA_TFUNCTION) {
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "healthcheck");
+  }
+  lua_insert(L, -2); /* fn, backend */
+  lua_xmove(L, co, 2);
+  lu_resume_check(L, co, 1, s, gen, now);
+}
+
+/* Resumes the check of slot s that asked to be woken. */
+static void lu_wake_check(lua_State *L, int32_t s, uint64_t gen, double now) {
+  lua_getiuservalue(L, 1, LU_UV_THREADS);
+  lua_rawgeti(L, -1, (lua_Integer)s + 1);
+  lua_remove(L, -2);
+  if (lua_type(L, -1) == LUA_TTHREAD &&
+      lua_status(lua_tothread(L, -1)) == LUA_YIELD)
+    lu_resume_check(L, lua_tothread(L, -1), 0, s, gen, now);
+  else
+    lua_pop(L, 1);
+}
+
+/* The core timed out slot s's check: it is closed, never resumed. */
+static void lu_timeout_check(lua_State *L, int32_t s) {
+  lua_State *co;
+  lu_check_timed_out(L, s);
+  lua_getiuservalue(L, 1, LU_UV_THREADS);
+  if (lua_rawgeti(L, -1, (lua_Integer)s + 1) == LUA_TTHREAD) {
+    co = lua_tothread(L, -1);
+    lua_pushnil(L);
+    lua_rawseti(L, -3, (lua_Integer)s + 1);
+    lu_close_thread(L, co);
+  }
+  lua_pop(L, 2);
+}
+
+/* Runs every event due at now. Returns the time of the next event. */
+static double lu_do_step(lua_State *L, lu_list *u, double now) {
+  int32_t s;
+  uint64_t gen;
+  int ev;
+  lu_use_driver(L, u, LU_DRIVER_STEP);
+  ul_collect(u->core, now);
+  while ((ev = ul_take(u->core, &s, &gen)) != UL_EV_NONE) {
+    if (ev == UL_EV_START) lu_start_check(L, s, gen, now);
+    else if (ev == UL_EV_WAKE) lu_wake_check(L, s, gen, now);
+    else lu_timeout_check(L, s);
+  }
+  return ul_next_time(u->core);
+}
+
+int l_step(lua_State *L) {
+  lu_list *u = lu_check_list(L);
+  double now, next;
+  lua_settop(L, 1);
+  if (u->core->shut) {
+    lua_pushnil(L);
+    return 1;
+  }
+  now = lu_list_now(L, 1);
+  next = lu_do_step(L, u, now);
+  lu_push_wait(L, next, now);
+  return 1;
+}
+
+/* Drives the scheduler until done() or the clock reaches end. Returns 1
+ * when done() held. */
+static int lu_drive(lua_State *L, lu_list *u, double end,
+                    int (*done)(const ul_list *)) {
+  double now = lu_list_now(L, 1);
+  for (;;) {
+    double next, later, wait;
+    if (done && done(u->core)) return 1;
+    next = u->core->shut ? INFINITY : lu_do_step(L, u, now);
+    if (done && done(u->core)) return 1;
+    later = lu_list_now(L, 1);
+    if (later >= end) return 0;
+    wait = (next < end ? next : end) - later;
+    if (wait < 0) wait = 0;
+    lu_list_sleep(L, 1, wait);
+    now = lu_list_now(L, 1);
+    if (wait > 0 && now <= later)
+      luaL_error(L, "upstream.list: the clock did not move during sleep(%f);"
+                    " with a fake clock, pass a 'sleep' option that advances it",
+                 wait);
+  }
+}
+
+int l_run(lua_State *L) {
+  lu_list *u;
+  double secs;
+  lua_settop(L, 2);
+  u = lu_check_list(L);
+  secs = luaL_checknumber(L, 2);
+  if (!(secs >= 0) || isinf(secs))
+    luaL_argerror(L, 2, "seconds must be a finite number >= 0");
+  lua_settop(L, 1);
+  lu_drive(L, u, lu_list_now(L, 1) + secs, NULL);
+  return 0;
+}
+
+static int lu_first_round_done(const ul_list *c) {
+  return c->unchecked == 0 || c->shut;
+}
+
+static int lu_push_fail(lua_State *L, const char *why) {
+  lua_pushnil(L);
+  lua_pushstring(L, why);
+  return 2;
+}
+
+int l_wait_initial(lua_State *L) {
+  lu_list *u;
+  double limit;
+  lua_settop(L, 2);
+  u = lu_check_list(L);
+  limit = luaL_optnumber(L, 2, HUGE_VAL);
+  if (!(limit >= 0))
+    luaL_argerror(L, 2, "timeout must be a number >= 0");
+  lua_settop(L, 1);
+  if (u->core->shut) return lu_push_fail(L, "shut down");
+  if (!lu_drive(L, u, lu_list_now(L, 1) + limit, lu_first_round_done))
+    return lu_push_fail(L, "timeout");
+  if (u->core->shut) return lu_push_fail(L, "shut down");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* upstream.sleep(secs), inside a check run by this scheduler: yields to
+ * it, which resumes the check secs later (see lu_check_yielded). */
+int l_sleep(lua_State *L) {
+  double s = luaL_checknumber(L, 1);
+  if (!(s >= 0) || isinf(s))
+    luaL_argerror(L, 1, "seconds must be a finite number >= 0");
+  if (!lua_isyieldable(L))
+    luaL_error(L, "upstream.sleep: not inside a health check");
+  lua_settop(L, 1);
+  lua_pushlightuserdata(L, &lu_sleep_token);
+  lua_insert(L, 1);
+  return lua_yield(L, 2);
+}
