@@ -10,7 +10,7 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 SO_DIR=${UPSTREAM_SO_DIR:-$REPO/build/luajit}
 BASE=${E2E_PORT:-18080}
 GW=$BASE B1=$((BASE + 1)) B2=$((BASE + 2)) B3=$((BASE + 3)) DEAD=$((BASE + 9))
-HANG=$((BASE + 7)) ROGUE=$((BASE + 8))
+HANG=$((BASE + 7)) ROGUE=$((BASE + 8)) REALIP=$((BASE + 10))
 INTERVAL=0.5 TIMEOUT=0.2 TICK=0.1
 NGINX=${NGINX:-nginx}
 MODDIR=${NGINX_MODULES:-/usr/lib/nginx/modules}
@@ -217,6 +217,25 @@ gateway_conf() {
     location /none/ { proxy_pass http://gw_none; log_by_lua_block { ngxu.log(none_list) } }
     location /dead/ { proxy_pass http://gw_dead; log_by_lua_block { ngxu.log(dead_list) } }
   }
+  # nginx's own address parser and printer, as an oracle for
+  # upstream.nginx.addr: realip parses X-Real-IP with ngx_inet6_addr() and
+  # prints it in \$remote_addr with ngx_inet6_ntop() (127.0.0.1 when it
+  # refuses the address). Answers "nginx's text|our text|our host".
+  server {
+    listen 127.0.0.1:$REALIP;
+    set_real_ip_from 127.0.0.1;
+    real_ip_header X-Real-IP;
+    location / {
+      content_by_lua_block {
+        local a = ngx.var.http_x_real_ip or ""
+        local v6 = a:find(":", 1, true)
+        local p = require("upstream.nginx.addr").parse_backend(v6 and "[" .. a .. "]:1" or a .. ":1")
+        local text = p and p.addr:sub(v6 and 2 or 1, v6 and -4 or -3)
+        local host = p and (v6 and p.host:sub(2, -2) or p.host)
+        ngx.say(ngx.var.remote_addr, "|", text or "-", "|", host or "-")
+      }
+    }
+  }
   server {
     listen 127.0.0.1:$HANG;
     location = /slow { content_by_lua_block { ngx.sleep(0.6) ngx.say("late") } }
@@ -291,6 +310,46 @@ echo "# (1) $(echo $T) ; gateway workers seen: $(workers_of)"
 reset; fetch 60 /m/; T=$(tally)
 check "(1m) init_by_lua list: 60 of 60 are 200, spread over the 3 (b1 via [::1])" \
   $([ "$(count_of 200 b1)" -ge 10 ] && [ "$(count_of 200 b2)" -ge 10 ] && [ "$(count_of 200 b3)" -ge 10 ] && [ "$(total_of)" = 60 ]; echo $?) "$T"
+
+# (14) upstream.nginx.addr against nginx's own parser and printer (realip)
+# cases where both read the same: the same text, or both refuse
+AGREE=(127.0.0.1 010.0.0.1 255.255.255.254 255.255.255.255 1.2.3.256 256.1.1.1 1.2.3
+  ::1 0:0:0:0:0:0:0:1 ::ffff:7f00:1 ::ffff:1.2.3.4 ::FFFF:010.0.0.1 ::ffff:0:0 ::ffff:ffff:0
+  ::1:2:3 ::1.2.3.4 ::1:0 ::2 ::ff ::101 ::100 ::1:0:0 1::1.2.3.4 1:2:3:4:5:6:1.2.3.4
+  ::2:3:4:5:6:7:8 1:2:3::5:6:7:8 :: ::0.0.0.1 ::0.0.0.2 0:0:0:0:0:0:0.0.1.0
+  2001:0DB8:0:0:1:0:0:1 1:0:0:2:0:0:0:3 1:2:3:4:5:6:7:8 fe80::1:2 2001:db8::ffff:0:1
+  ::1.2.3.256 ::ffff:1.2.3.256 ::1.2.3.4.5 ::1.2.3 1:2:3:4::5:6:7:8 ::1:2:3:4:5:6:7:8
+  1:2:3:4:5:6:7:8:: 1:2:3:4:5:6:7::8 1:2:3:4:5:6:7 1:2:3:4:5:1.2.3.4 1:2:3:4:5:6:7:1.2.3.4
+  ::: 1::2::3 12345:: 1.2.3.4:: 00000::1 fe80::1%eth0)
+# where they part, on purpose: nginx lets these pass, RFC 4291 does not
+# (we refuse them); RFC 4291 allows these, nginx refuses them (we take them
+# and hand nginx a form it parses)
+STRICTER=(:1::2 1::2: 1..2.3 ::1..2.3)
+LAXER=(1:2:3:4:5:6:7:: ::ffff:255.255.255.255 ::255.255.255.255)
+ask() { curl -s -m 2 -H "X-Real-IP: $1" "http://127.0.0.1:$REALIP/"; }
+differ="" parts="" hosts=""
+for a in "${AGREE[@]}" "${STRICTER[@]}" "${LAXER[@]}"; do
+  IFS='|' read -r theirs ours host <<<"$(ask "$a")"
+  [ "$theirs" = 127.0.0.1 ] && [ "$a" != 127.0.0.1 ] && theirs=-
+  if printf '%s\n' "${AGREE[@]}" | grep -qxF -- "$a"; then
+    [ "$theirs" = "$ours" ] || differ+="$a: nginx $theirs, ours $ours; "
+  elif printf '%s\n' "${STRICTER[@]}" | grep -qxF -- "$a"; then
+    { [ "$theirs" != - ] && [ "$ours" = - ]; } || parts+="$a: nginx $theirs, ours $ours; "
+  else
+    { [ "$theirs" = - ] && [ "$ours" != - ]; } || parts+="$a: nginx $theirs, ours $ours; "
+  fi
+  # the host handed to set_current_peer: nginx parses it into our text
+  if [ "$ours" != - ]; then
+    IFS='|' read -r back _ _ <<<"$(ask "$host")"
+    [ "$back" = "$ours" ] || hosts+="$a: host $host reads as $back, not $ours; "
+  fi
+done
+check "(14) ${#AGREE[@]} addresses: upstream.nginx.addr reads and prints them as nginx does" \
+  $([ -z "$differ" ]; echo $?) "$differ"
+check "(14) ... and parts from it only where meant (${#STRICTER[@]} refused, ${#LAXER[@]} taken)" \
+  $([ -z "$parts" ]; echo $?) "$parts"
+check "(14) ... and nginx reads every host it is handed as the address we expect in \$upstream_addr" \
+  $([ -z "$hosts" ]; echo $?) "$hosts"
 
 # (2) b2's /health fails; its real traffic still succeeds. After 4 failed
 # checks (score 3 -> -1) plus the timeout, no request may reach it.
