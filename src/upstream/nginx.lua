@@ -47,7 +47,8 @@
 --   ngxu.time_left(job)          seconds left to a job's deadline
 --   ngxu.parse_backend(b)        { host =, port =, addr = } or nil, err
 -- A custom check is called as check(backend, job) in an ngx light thread
--- (cosockets work); it returns truthy when healthy, or nil, err. It should
+-- (cosockets work); it returns truthy when healthy (a number: the tier), or
+-- nil, err [, tier]. It should
 -- bound its socket timeouts by ngxu.time_left(job): past the deadline the
 -- list counts a timeout, and a check still running then is killed.
 -- Each job carries the list's check function (list:due()); a backend with a
@@ -109,16 +110,23 @@ local function run_check(st, job)
   local list = st.list
   local b = job.backend
   local fn = st.check or job.check
-  local ok, res, err
+  local ok, res, err, tier
   if fn then
-    ok, res, err = pcall(fn, b, job)
+    ok, res, err, tier = pcall(fn, b, job)
   else
-    ok, res, err = pcall(b.healthcheck, b, job)
+    ok, res, err, tier = pcall(b.healthcheck, b, job)
   end
-  if not ok then res, err = nil, res end
+  -- the tier (README "Tiers"): a number returned on success, or the third
+  -- value of a failure (nil, err, tier); an error raised has none
+  if not ok then
+    res, err, tier = nil, res, nil
+  elseif res then
+    tier = res
+  end
+  if type(tier) ~= "number" then tier = nil end
   if not res and err == nil then err = "health check failed" end
   local was = list:score(b)
-  local applied = list:report(job, res, err)
+  local applied = list:report(job, res, err, tier)
   if applied then
     local now = list:score(b)
     if was and now then

@@ -1,0 +1,167 @@
+-- upstream.nginx's request and check paths outside nginx, on a small fake
+-- ngx: timers queued and run by hand, light threads run at once, a fake
+-- balancer that records the peer, fake cosockets that answer 200. Runs
+-- under every runtime (under LuaJIT the picks go through upstream.ffi, as
+-- in nginx).
+local upstream = require "upstream"
+
+local unpack = table.unpack or unpack -- luacheck: ignore 143
+
+-- The fake ngx, and upstream.nginx loaded against it. F.t is the lists'
+-- clock; F.peer the last set_current_peer; F.failure what
+-- get_last_failure() says; F.exit the code of the last ngx.exit().
+local function fake()
+  local F = { t = 0, timers = {}, logs = {}, peers = {} }
+  F.clock = function() return F.t end
+  local sock = {}
+  function sock.settimeouts() end
+  function sock.connect() return true end
+  function sock.send() return true end
+  function sock.receive() return "HTTP/1.1 200 OK" end
+  function sock.close() end
+  F.ngx = {
+    ERR = 4, WARN = 5, NOTICE = 6, DEBUG = 8, status = 200, var = {},
+    log = function(level, ...)
+      local t = { ... }
+      for i = 1, select("#", ...) do t[i] = tostring(t[i]) end
+      F.logs[#F.logs + 1] = level .. " " .. table.concat(t)
+    end,
+    exit = function(code) F.exit = code end,
+    get_phase = function() return "init_worker" end,
+    timer = { at = function(delay, fn, ...)
+      F.timers[#F.timers + 1] = { fn = fn, args = { ... }, delay = delay }
+      return true
+    end },
+    thread = {
+      spawn = function(fn, ...)
+        local co = coroutine.create(fn)
+        assert(coroutine.resume(co, ...))
+        return co
+      end,
+      kill = function() return true end,
+    },
+    worker = { exiting = function() return false end, pid = function() return 1 end },
+    socket = { tcp = function() return setmetatable({}, { __index = sock }) end },
+  }
+  F.stubs = {
+    ["ngx.semaphore"] = { new = function()
+      return { post = function() end, wait = function(_, s) F.t = F.t + s; return true end }
+    end },
+    ["ngx.balancer"] = {
+      set_current_peer = function(host, port)
+        F.peer = host .. " " .. port
+        F.peers[#F.peers + 1] = F.peer
+        return true
+      end,
+      set_more_tries = function(n) F.tries = n end,
+      get_last_failure = function() return F.failure end,
+    },
+    ["resty.core.base"] = { get_request = function() return nil end },
+  }
+  if not pcall(require, "ffi") then F.stubs.ffi = {} end -- never used: no request
+  -- runs the timers queued so far (each re-arms itself for the next run)
+  function F.run()
+    local ts = F.timers
+    F.timers = {}
+    for _, x in ipairs(ts) do x.fn(false, unpack(x.args)) end
+  end
+  return F
+end
+
+local MODULES = { "upstream.nginx", "upstream.nginx.addr", "upstream.nginx.checks" }
+
+describe("upstream.nginx on a fake ngx", function()
+  local F, ngxu, saved
+
+  before_each(function()
+    F = fake()
+    saved = { ngx = rawget(_G, "ngx"), loaded = {} }
+    for name, m in pairs(F.stubs) do
+      saved.loaded[name] = package.loaded[name]
+      package.loaded[name] = m
+    end
+    for _, name in ipairs(MODULES) do
+      saved.loaded[name] = package.loaded[name]
+      package.loaded[name] = nil
+    end
+    _G.ngx = F.ngx
+    ngxu = require "upstream.nginx"
+  end)
+
+  after_each(function()
+    _G.ngx = saved.ngx
+    for name in pairs(F.stubs) do package.loaded[name] = saved.loaded[name] end
+    for _, name in ipairs(MODULES) do package.loaded[name] = saved.loaded[name] end
+  end)
+
+  local function tiers_of(l)
+    local t = {}
+    for _, s in ipairs(l:status()) do t[s.backend] = s.tier end
+    return t
+  end
+
+  -- a list on F's clock
+  local function list(backends, opts)
+    opts = opts or {}
+    opts.clock = F.clock
+    return upstream.new(backends, opts)
+  end
+
+  local function no_loop_error()
+    for _, l in ipairs(F.logs) do assert.falsy(l:find("check loop", 1, true), l) end
+  end
+
+  describe("checks", function()
+    it("pass the tier a check returns to the list (success: a number; failure: nil, err, tier)", function()
+      local l = list({ "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4" }, {
+        tiers = { min = 0, max = 5, init = 1 },
+        check = function(b)
+          if b == "127.0.0.1:1" then return 2 end
+          if b == "127.0.0.1:2" then return nil, "refused", 3 end
+          if b == "127.0.0.1:3" then error("boom") end
+          return true -- keeps the tier
+        end,
+      })
+      assert.same({ ["127.0.0.1:1"] = 1, ["127.0.0.1:2"] = 1, ["127.0.0.1:3"] = 1, ["127.0.0.1:4"] = 1 },
+        tiers_of(l))
+      assert.is_true(ngxu.start(l))
+      F.run()
+      no_loop_error()
+      assert.same({ ["127.0.0.1:1"] = 2, ["127.0.0.1:2"] = 3, ["127.0.0.1:3"] = 1, ["127.0.0.1:4"] = 1 },
+        tiers_of(l))
+      local st = {}
+      for _, s in ipairs(l:status()) do st[s.backend] = s end
+      assert.equal(1, st["127.0.0.1:1"].checks)
+      assert.equal("refused", st["127.0.0.1:2"].last_error)
+      assert.truthy(st["127.0.0.1:3"].last_error:find("boom", 1, true))
+      -- the next round, through start's check override: tiers move again
+      ngxu.stop(l)
+      local l2 = list({ "127.0.0.1:1" }, { tiers = { min = 0, max = 5, init = 0 },
+        check = function() return true end })
+      ngxu.start(l2, { check = function() return 4 end })
+      F.run()
+      assert.same({ ["127.0.0.1:1"] = 4 }, tiers_of(l2))
+    end)
+
+    it("a tier above the max is clamped", function()
+      local l = list({ "127.0.0.1:1" }, { tiers = { min = 0, max = 3, init = 0 },
+        check = function() return 9 end })
+      ngxu.start(l)
+      F.run()
+      assert.same({ ["127.0.0.1:1"] = 3 }, tiers_of(l))
+    end)
+
+    it("picks follow the tiers the checks set", function()
+      local l = list({ "127.0.0.1:1", "127.0.0.1:2" }, {
+        tiers = { min = 0, max = 5, init = 0 },
+        check = function(b) return b == "127.0.0.1:1" and 2 or 1 end,
+      })
+      ngxu.start(l)
+      F.run()
+      for _ = 1, 4 do
+        ngxu.balance(l)
+        assert.equal("127.0.0.1 2", F.peer) -- tier 1 beats tier 2
+      end
+    end)
+  end)
+end)
