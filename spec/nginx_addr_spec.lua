@@ -115,9 +115,39 @@ describe("upstream.nginx.addr", function()
     assert.truthy(err:find("table", 1, true), err)
   end)
 
-  it("parsed once: the cached result is returned", function()
+  it("keeps no cache: each parse is a new table, nothing is kept", function()
     local a, b = addr.parse_backend("127.0.0.1:81"), addr.parse_backend("127.0.0.1:81")
-    assert.is_not_nil(a)
-    assert.is_true(rawequal(a, b))
+    assert.same(a, b)
+    assert.is_false(rawequal(a, b))
+    assert.is_nil(addr.parsed)
+    assert.is_nil(addr.invalid)
+    assert.is_nil(addr.by_addr)
+  end)
+end)
+
+describe("upstream.nginx.addr.index", function()
+  it("maps an address to every backend that spells it", function()
+    local ix = addr.index({ "010.0.0.1:80", "10.0.0.1:80", "10.0.0.2:80", "10.0.0.1:80",
+                            "[0:0::1]:80", "[::1]:80" })
+    local a = ix.by_addr["10.0.0.1:80"]
+    table.sort(a)
+    assert.same({ "010.0.0.1:80", "10.0.0.1:80" }, a) -- the duplicate once
+    assert.same({ "10.0.0.2:80" }, ix.by_addr["10.0.0.2:80"])
+    local v6 = ix.by_addr["[::1]:80"]
+    table.sort(v6)
+    assert.same({ "[0:0::1]:80", "[::1]:80" }, v6)
+    assert.equal(5, ix.size)
+    assert.same({ host = "10.0.0.1", port = 80, addr = "10.0.0.1:80" }, ix.parsed["010.0.0.1:80"])
+  end)
+
+  it("takes a slot table with holes, and files malformed backends apart", function()
+    local t = {}
+    local ix = addr.index({ [1] = "127.0.0.1:1", [3] = "bogus:80", [7] = t })
+    assert.equal(1, ix.size)
+    assert.is_not_nil(ix.parsed["127.0.0.1:1"])
+    assert.truthy(ix.invalid["bogus:80"]:find("does not resolve names", 1, true))
+    assert.truthy(ix.invalid[t]:find("got a table", 1, true))
+    assert.is_nil(ix.parsed["bogus:80"])
+    assert.same({ "127.0.0.1:1" }, ix.by_addr["127.0.0.1:1"])
   end)
 end)

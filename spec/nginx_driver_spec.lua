@@ -164,4 +164,111 @@ describe("upstream.nginx on a fake ngx", function()
       end
     end)
   end)
+
+  describe("passive feedback", function()
+    -- log() after a request to addr that answered status
+    local function log(l, addr, status)
+      F.ngx.status, F.ngx.var.upstream_addr, F.ngx.var.upstream_status = status, addr, tostring(status)
+      ngxu.log(l)
+    end
+
+    it("reaches every backend that spells the address nginx printed", function()
+      local l = list({ "010.0.0.1:80", "10.0.0.1:80", "10.0.0.2:80", "[0::1]:80", "[::1]:80" })
+      ngxu.balance(l)
+      log(l, "10.0.0.1:80", 502)
+      assert.equal(0, l:score("010.0.0.1:80"))
+      assert.equal(0, l:score("10.0.0.1:80"))
+      assert.equal(1, l:score("10.0.0.2:80"))
+      log(l, "[::1]:80", 503)
+      assert.equal(0, l:score("[0::1]:80"))
+      assert.equal(0, l:score("[::1]:80"))
+      log(l, "10.0.0.1:80", 200) -- a passive list: successes raise the score
+      assert.equal(1, l:score("010.0.0.1:80"))
+      assert.equal(1, l:score("10.0.0.1:80"))
+    end)
+
+    it("a retry avoids every spelling of the peer that failed, and downs them all", function()
+      local l = list({ "010.0.0.1:80", "10.0.0.1:80", "10.0.0.2:80" })
+      F.failure, F.ngx.var.upstream_addr = "failed", "10.0.0.1:80"
+      ngxu.balance(l)
+      assert.equal("10.0.0.2 80", F.peer)
+      assert.equal(0, l:score("010.0.0.1:80"))
+      assert.equal(0, l:score("10.0.0.1:80"))
+    end)
+
+    it("finds a backend added by reconcile", function()
+      local l = list({ "127.0.0.1:1" })
+      ngxu.balance(l)
+      l:reconcile({ "127.0.0.1:2" })
+      ngxu.balance(l)
+      assert.equal("127.0.0.1 2", F.peer)
+      log(l, "127.0.0.1:2", 502)
+      assert.equal(0, l:score("127.0.0.1:2"))
+    end)
+  end)
+
+  describe("under churn", function()
+    local N, ROUNDS = 10, 1000 -- 10 000 distinct backends in turn
+
+    local function count(t)
+      local n = 0
+      for _ in pairs(t) do n = n + 1 end
+      return n
+    end
+
+    -- round r's backends: N - 1 new addresses and a new malformed one
+    local function backends(r)
+      local t = {}
+      for i = 1, N - 1 do t[i] = ("10.%d.%d.%d:80"):format(r % 256, math.floor(r / 256), i) end
+      t[N] = "host-" .. r .. ":80"
+      return t
+    end
+
+    -- one round: reconcile, a round of checks, requests, feedback
+    local function churn(l, r)
+      l:reconcile(backends(r))
+      F.t = F.t + 1
+      F.run()
+      for _ = 1, 3 do ngxu.balance(l) end
+      F.ngx.status, F.ngx.var.upstream_addr, F.ngx.var.upstream_status = 502, F.peer:gsub(" ", ":"), "502"
+      ngxu.log(l)
+      F.logs, F.peers = {}, {}
+    end
+
+    local function checked_list()
+      return list(backends(0), { interval = 1, timeout = 0.5,
+        check = ngxu.http_check{ path = "/health" } })
+    end
+
+    it("keeps the driver's index of a list within the list's size, and memory flat", function()
+      local l = checked_list()
+      assert.has_error(function() ngxu.start(l) end) -- names the malformed backend
+      l:reconcile({ "127.0.0.1:1" })
+      assert.is_true(ngxu.start(l))
+      local before
+      for r = 1, ROUNDS do
+        if r == 51 then -- warmed up
+          collectgarbage("collect")
+          collectgarbage("collect")
+          before = collectgarbage("count")
+        end
+        churn(l, r)
+        local ix = ngxu._index(l)
+        assert.is_true(count(ix.parsed) <= #l)
+        assert.is_true(count(ix.invalid) <= #l)
+        assert.is_true(count(ix.by_addr) <= #l)
+        assert.is_true(count(ix.told) <= #l)
+      end
+      collectgarbage("collect")
+      collectgarbage("collect")
+      local grown = collectgarbage("count") - before
+      -- 9 500 backends kept would be megabytes (a peer table, two strings,
+      -- a request, an index entry each)
+      assert.is_true(grown < 64, ("grew by %.0f KiB"):format(grown))
+      local ix = ngxu._index(l)
+      assert.equal(N - 1, count(ix.parsed))
+      assert.equal(1, count(ix.invalid))
+      assert.is_true(l:status()[1].checks >= 1) -- the checks ran
+    end)
+  end)
 end)

@@ -27,11 +27,13 @@
 -- Passive feedback: ngxu.log() downs the backend that served a request when
 -- it failed (connect error, timeout, 5xx); a success raises the score only
 -- for a list with no active check (list:checked() == 0), so that a backend
--- drained by failing its health endpoint stays drained.
+-- drained by failing its health endpoint stays drained. Every backend that
+-- spells the peer's address ("010.0.0.1:80", "10.0.0.1:80") gets it.
 --
 -- Backends are "host:port" strings with an IP address host: "10.0.0.1:80",
--- "[::1]:8080" (the balancer does not resolve names). Each string is parsed
--- once and the result cached (upstream.nginx.addr).
+-- "[::1]:8080" (the balancer does not resolve names). The driver keeps one
+-- index per list (upstream.nginx.addr.index) and rebuilds it when the list
+-- was reconciled: it holds what the list holds, whatever the churn.
 --
 -- API
 --   ngxu.start(list [, { tick = 0.1, check = fn, grace = 0.05 }])
@@ -48,9 +50,10 @@
 --   ngxu.parse_backend(b)        { host =, port =, addr = } or nil, err
 -- A custom check is called as check(backend, job) in an ngx light thread
 -- (cosockets work); it returns truthy when healthy (a number: the tier), or
--- nil, err [, tier]. It should
--- bound its socket timeouts by ngxu.time_left(job): past the deadline the
--- list counts a timeout, and a check still running then is killed.
+-- nil, err [, tier]. It should bound its socket timeouts by
+-- ngxu.time_left(job): past the deadline the list counts a timeout, and the
+-- thread is killed at its next yield. A check that never yields cannot be
+-- stopped (no preemption in ngx_lua; compiled code runs no hooks).
 -- Each job carries the list's check function (list:due()); a backend with a
 -- healthcheck method and no check function is checked as
 -- backend:healthcheck(job).
@@ -90,14 +93,64 @@ end
 local addr = require "upstream.nginx.addr"
 local checks = require "upstream.nginx.checks"
 
--- addr's caches: the request path looks backends up here, with no call
-local parsed, invalid, by_addr = addr.parsed, addr.invalid, addr.by_addr
-local backend_addr = addr.parse_backend
+local index = addr.index
 
 _M.parse_backend = addr.parse_backend
 _M.http_check = checks.http_check
 _M.tcp_check = checks.tcp_check
 _M.time_left = checks.time_left
+
+-- ---------------------------------------------------------------------------
+-- one record per list: its picker and the index of its backends
+
+-- list -> { pick = fn, version =, parsed =, invalid =, by_addr =, told = }. parsed, invalid and by_addr are
+-- addr.index() of the list's slots at `version`; told: the malformed
+-- backends balance() has logged. The index is rebuilt when the list's slot
+-- table has a new version (every reconcile bumps it), so the record holds
+-- at most what the list held at its last rebuild, whatever the churn.
+-- The request path reads the record without a call: a backend it does not
+-- find (one added since the last rebuild) takes the slow path, which
+-- rebuilds; the check loop rebuilds too, at each poll, so a reconcile that
+-- only removes backends is seen within a tick on a started list.
+local lists = setmetatable({}, { __mode = "k" })
+
+-- Picks through upstream.ffi (a JIT-compiled call, ~10x cheaper than
+-- list:pick() under LuaJIT), one picker per list.
+local uffi
+
+-- A list's picker, made at its first pick. Its own function, so that
+-- balance() captures nothing: a closure over one of its locals would end
+-- it with UCLO, which LuaJIT does not compile (the trace aborts, then the
+-- function is blacklisted and runs interpreted).
+local function new_picker(list)
+  if uffi == nil then
+    local ok, m = pcall(require, "upstream.ffi")
+    uffi = ok and m or false
+  end
+  return uffi and uffi.picker(list) or function() return list:pick() end
+end
+
+-- The list's record, its index rebuilt if the list was reconciled since.
+-- Raises on what is not a list.
+local function refresh(list)
+  local slots, version = list:_slots()
+  local rec = lists[list]
+  if rec == nil then
+    rec = { pick = new_picker(list), version = false }
+    lists[list] = rec
+  elseif rec.version == version then
+    return rec
+  end
+  local ix = index(slots)
+  rec.version, rec.parsed, rec.invalid, rec.by_addr, rec.told =
+    version, ix.parsed, ix.invalid, ix.by_addr, {}
+  return rec
+end
+
+-- ngxu._index(list): the list's record, rebuilt if stale (for the specs)
+function _M._index(list)
+  return refresh(list)
+end
 
 -- ---------------------------------------------------------------------------
 -- the check loop: one re-arming timer per list and worker
@@ -173,6 +226,7 @@ local function run_loop(st)
   for _ = 1, 100000 do
     local polling = now < poll_until and not st.stopped and not ngx_worker_exiting()
     if polling and now >= next_poll then
+      refresh(list) -- drops what a reconcile removed from the index
       local jobs = list:due()
       -- poll again at the next check event, or after tick at the latest
       local nd = list:next_due()
@@ -266,10 +320,14 @@ function _M.start(list, opts)
   end
   local ok, st = pcall(list.status, list)
   if not ok then error("upstream.nginx.start: not an upstream list: " .. tostring(st), 2) end
-  local bad = {}
-  for _, s in ipairs(st) do
-    local _, err = backend_addr(s.backend)
-    if err then bad[#bad + 1] = err end
+  local rec = refresh(list)
+  local bad, seen = {}, {}
+  for _, s in ipairs(st) do -- in pick order, each malformed backend once
+    local err = rec.invalid[s.backend]
+    if err and not seen[s.backend] then
+      seen[s.backend] = true
+      bad[#bad + 1] = err
+    end
   end
   if #bad > 0 then error("upstream.nginx.start: " .. concat(bad, "; "), 2) end
   local t = opts.tick or 0.1
@@ -350,71 +408,62 @@ local function last_addr(s)
 end
 
 -- Sets the peer to backend b; nil, err when b cannot be used.
-local function use(b)
-  local p, err = parsed[b]
-  if not p then
-    p, err = backend_addr(b)
-    if not p then return nil, err end
-  end
-  local ok
-  ok, err = set_current_peer(p.host, p.port)
+local function use(rec, b)
+  local p = rec.parsed[b]
+  if not p then return nil, rec.invalid[b] or ("bad backend " .. tostring(b)) end
+  local ok, err = set_current_peer(p.host, p.port)
   if not ok then return nil, "set_current_peer(" .. tostring(b) .. "): " .. tostring(err) end
   return true
 end
 
-local told = {} -- malformed backends already logged by balance()
-
--- Picks through upstream.ffi (a JIT-compiled call, ~10x cheaper than
--- list:pick() under LuaJIT), one picker per list.
-local pickers = setmetatable({}, { __mode = "k" })
-local uffi
-
--- A list's picker, made at its first pick. Its own function, so that pick()
--- captures nothing: a closure over one of pick's locals would end pick with
--- UCLO, which LuaJIT does not compile (the trace aborts, then pick and
--- balance are blacklisted and run interpreted).
-local function new_picker(list)
-  if uffi == nil then
-    local ok, m = pcall(require, "upstream.ffi")
-    uffi = ok and m or false
+-- Slow path: a list's first pick, a backend added by reconcile, retries,
+-- unusable backends, none healthy. state: nil on the first try, else
+-- get_last_failure()'s. have: b, err is the pick the fast path made.
+local function balance_slow(list, state, have, b, err)
+  local retried = state ~= nil
+  if list == nil then return fail_502("ngxu.balance: the list is nil (was it created?)", retried) end
+  local ok, rec = pcall(refresh, list)
+  if not ok then return fail_502("ngxu.balance: not an upstream list: " .. tostring(rec), retried) end
+  -- a retry. "failed": connect error, timeout, 5xx (as proxy_next_upstream
+  -- says); "next": 403/404 retried elsewhere, not the backend's fault.
+  -- fails: every backend spelling the address of the peer that was tried.
+  local fails
+  if retried then
+    fails = rec.by_addr[last_addr(ngx_var.upstream_addr)]
+    if fails ~= nil and state == "failed" then
+      for i = 1, #fails do list:down(fails[i]) end
+    end
   end
-  return uffi and uffi.picker(list) or function() return list:pick() end
-end
-
-local function pick(list)
-  local p = pickers[list]
-  if not p then
-    p = new_picker(list)
-    pickers[list] = p
-  end
-  return p()
-end
-
--- Slow path: retries, unusable backends, none healthy.
-local function balance_slow(list, failed, b, err, retried)
-  local n = #list
   local tried = {}
-  if failed ~= nil then tried[failed] = true end
+  if fails ~= nil then
+    for i = 1, #fails do tried[fails[i]] = true end
+  end
+  local n = #list
   local fallback
   for _ = 1, n + 1 do
+    if not have then b, err = rec.pick() end
+    have = false
     if b == nil then
       return fail_502("no healthy backend: " .. tostring(err), retried)
     end
-    if failed ~= nil and b == failed and fallback == nil then
-      fallback = b -- avoid retrying the peer that just failed, unless it is the only one
-    elseif not tried[b] then
+    if not tried[b] then
       tried[b] = true
-      local ok, uerr = use(b)
+      local uerr
+      ok, uerr = use(rec, b)
       if ok then return end
-      if not invalid[b] or not told[b] then
+      if not rec.told[b] then
         errlog(ERR, uerr)
-        if invalid[b] then told[b] = true end
+        if rec.invalid[b] then rec.told[b] = true end
       end
       list:down(b)
+    elseif fallback == nil and fails ~= nil then
+      -- avoid retrying the peer that just failed, unless it is the only one
+      for j = 1, #fails do
+        if fails[j] == b then fallback = b end
+      end
     end
-    b, err = pick(list)
   end
-  if fallback ~= nil and use(fallback) then return end
+  if fallback ~= nil and use(rec, fallback) then return end
   return fail_502("no usable backend (tried " .. n .. ")", retried)
 end
 
@@ -432,21 +481,18 @@ function _M.balance(list, tries)
       if type(tries) == "table" then tries = tries.tries or 1 end
       if tries > 0 then set_more_tries(tries) end
     end
-    if list == nil then return fail_502("ngxu.balance: the list is nil (was it created?)") end
-    local b, err = pick(list)
-    if b ~= nil then
-      local p = parsed[b]
-      if p and set_current_peer(p.host, p.port) then return end
+    local rec = lists[list]
+    if rec ~= nil then
+      local b, err = rec.pick()
+      if b ~= nil then
+        local p = rec.parsed[b]
+        if p and set_current_peer(p.host, p.port) then return end
+      end
+      return balance_slow(list, nil, true, b, err)
     end
-    return balance_slow(list, nil, b, err, false)
+    return balance_slow(list, nil, false)
   end
-  -- a retry. "failed": connect error, timeout, 5xx (as proxy_next_upstream
-  -- says); "next": 403/404 retried elsewhere, not the backend's fault.
-  if list == nil then return fail_502("ngxu.balance: the list is nil (was it created?)") end
-  local failed = by_addr[last_addr(ngx_var.upstream_addr)]
-  if failed ~= nil and state == "failed" then list:down(failed) end
-  local b, err = pick(list)
-  return balance_slow(list, failed, b, err, true)
+  return balance_slow(list, state, false)
 end
 
 -- Whether a list is passive (no active check), cached per list and
@@ -493,9 +539,14 @@ function _M.log(list)
     local k = request_key()
     if k and busy[k] then busy[k] = nil; nbusy = nbusy - 1; return end
   end
-  local b = by_addr[last_addr(ngx_var.upstream_addr)]
-  if b == nil then return end
-  if up then list:up(b) else list:down(b) end
+  local rec = lists[list]
+  if rec == nil then return end -- never balanced in this worker
+  -- every backend spelling that address ("010.0.0.1:80", "10.0.0.1:80")
+  local bs = rec.by_addr[last_addr(ngx_var.upstream_addr)]
+  if bs == nil then return end
+  for i = 1, #bs do
+    if up then list:up(bs[i]) else list:down(bs[i]) end
+  end
 end
 
 return _M

@@ -9,25 +9,20 @@
 --   local addr = require "upstream.nginx.addr"
 --   addr.parse_backend("[::ffff:7f00:1]:80")
 --     --> { host = "[::ffff:7f00:1]", port = 80, addr = "[::ffff:127.0.0.1]:80" }
---   addr.parsed[b], addr.invalid[b], addr.by_addr[a]: the caches (read only)
+--   addr.index(slots) --> { parsed = { [b] = peer }, invalid = { [b] = err },
+--                           by_addr = { [addr] = { b1, b2, ... } }, size = n }
+--
+-- This module keeps no cache: the driver keeps one index per list and
+-- rebuilds it when the list is reconciled, so what it holds is bounded by
+-- the list's size, whatever churn service discovery brings.
 
-local type, tostring, tonumber = type, tostring, tonumber
+local type, tostring, tonumber, pairs = type, tostring, tonumber, pairs
 local floor = math.floor
 local str_find, str_match, str_sub, str_format = string.find, string.match, string.sub, string.format
 local gmatch = string.gmatch
 local concat = table.concat
 
 local _M = { _VERSION = require("upstream")._VERSION }
-
--- The caches, one per worker (Lua state), shared with the driver, which
--- looks backends up in them on the request path.
-local parsed = {}   -- backend -> { host =, port =, addr = } (valid ones)
-local invalid = {}  -- backend -> error message (invalid ones)
--- "ip:port" as nginx prints it in $upstream_addr -> backend. Per-request
--- state through ngx.ctx costs ~2 us a request (measured: ~7% of a proxied
--- request), so the driver reads the tried peers from $upstream_addr instead.
-local by_addr = {}
-_M.parsed, _M.invalid, _M.by_addr = parsed, invalid, by_addr
 
 local function valid_port(p)
   local n = tonumber(p)
@@ -136,8 +131,9 @@ local function ntop6(w, dotted)
   return concat(out)
 end
 
--- Uncached: backend -> { host =, port =, addr = } or nil, err. host goes
--- to set_current_peer, addr is what nginx prints in $upstream_addr.
+-- addr.parse_backend(b): { host =, port =, addr = } or nil, err. host goes
+-- to set_current_peer, addr is what nginx prints in $upstream_addr. No
+-- cache: a new table each call (the driver keeps one index per list).
 local function parse(b)
   if type(b) ~= "string" then
     return nil, str_format("bad backend %s: must be a \"host:port\" string, got a %s",
@@ -176,23 +172,31 @@ local function parse(b)
   end
   return { host = host, port = pn, addr = text .. ":" .. pn }
 end
--- addr.parse_backend(b): { host =, port =, addr = } or nil, err. Each
--- string is parsed once per worker (Lua state): a valid one gives the same
--- table every time, an invalid one the same message.
-function _M.parse_backend(b)
-  local p = parsed[b]
-  if p then return p end
-  local e = b ~= nil and invalid[b]
-  if e then return nil, e end
-  local err
-  p, err = parse(b)
-  if p then
-    parsed[b] = p
-    if by_addr[p.addr] == nil then by_addr[p.addr] = b end
-  elseif b ~= nil and b == b then
-    invalid[b] = err
+_M.parse_backend = parse
+
+-- addr.index(slots): the parsed form of every backend in slots (a table
+-- whose values are backends, holes allowed: list:_slots()):
+--   parsed[b]   the peer of each valid backend
+--   invalid[b]  the error of each malformed one
+--   by_addr[a]  every backend spelling an address nginx prints as a
+--               ("010.0.0.1:80" and "10.0.0.1:80" both under "10.0.0.1:80")
+--   size        the number of distinct valid backends
+function _M.index(slots)
+  local parsed, invalid, by_addr, n = {}, {}, {}, 0
+  for _, b in pairs(slots) do
+    if parsed[b] == nil and invalid[b] == nil then
+      local p, err = parse(b)
+      if p then
+        parsed[b] = p
+        n = n + 1
+        local bs = by_addr[p.addr]
+        if bs then bs[#bs + 1] = b else by_addr[p.addr] = { b } end
+      else
+        invalid[b] = err
+      end
+    end
   end
-  return p, err
+  return { parsed = parsed, invalid = invalid, by_addr = by_addr, size = n }
 end
 
 return _M
