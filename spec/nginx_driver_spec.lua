@@ -165,6 +165,99 @@ describe("upstream.nginx on a fake ngx", function()
     end)
   end)
 
+  describe("balance with a key", function()
+    local B = { "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4", "127.0.0.1:5" }
+
+    it("picks a hash list's backend by the key: the same key, the same backend", function()
+      local l = list(B, { strategy = "hash" })
+      local seen = {}
+      for i = 1, 200 do
+        local key = "user-" .. i
+        ngxu.balance(l, 1, key)
+        assert.is_nil(F.exit)
+        local first = F.peer
+        assert.equal(first, "127.0.0.1 " .. l:pick(key):match(":(%d+)$")) -- list:pick's answer
+        for _ = 1, 3 do
+          ngxu.balance(l, 1, key)
+          assert.equal(first, F.peer)
+        end
+        seen[first] = (seen[first] or 0) + 1
+      end
+      local n = 0
+      for _, c in pairs(seen) do n = n + 1; assert.is_true(c >= 15, c) end
+      assert.equal(5, n) -- 200 keys spread over the 5
+    end)
+
+    it("takes the key in the options table too, and numbers as keys", function()
+      local l = list(B, { strategy = "hash" })
+      ngxu.balance(l, 1, "k1")
+      local p = F.peer
+      ngxu.balance(l, { tries = 2, key = "k1" })
+      assert.equal(p, F.peer)
+      assert.equal(2, F.tries)
+      ngxu.balance(l, 1, 42)
+      assert.is_nil(F.exit)
+      local q = F.peer
+      ngxu.balance(l, 1, 42)
+      assert.equal(q, F.peer)
+    end)
+
+    it("a hash list without a key (a missing header) is served, spread, never an error", function()
+      local l = list(B, { strategy = "hash" })
+      local seen, n = {}, 0
+      for _ = 1, 50 do
+        F.peer = nil
+        ngxu.balance(l) -- first the list is seen without a key
+        assert.is_nil(F.exit)
+        assert.is_string(F.peer)
+        if not seen[F.peer] then seen[F.peer] = true; n = n + 1 end
+      end
+      assert.is_true(n >= 3, n)
+      local l2 = list(B, { strategy = "hash" })
+      ngxu.balance(l2, 1, "a") -- first with a key, then without
+      F.peer = nil
+      ngxu.balance(l2, 1, nil)
+      assert.is_nil(F.exit)
+      assert.is_string(F.peer)
+    end)
+
+    it("a key that is not a string or number: 502 and the reason logged, no error", function()
+      local l = list(B, { strategy = "hash" })
+      ngxu.balance(l, 1, {})
+      assert.equal(-3, F.exit)
+      assert.truthy(F.logs[#F.logs]:find("the key must be a string or a number, got a table", 1, true))
+    end)
+
+    it("a retry rehashes: another backend than the one that failed, which is downed", function()
+      local l = list(B, { strategy = "hash" })
+      for i = 1, 20 do
+        local key = "retry-" .. i
+        ngxu.balance(l, 1, key)
+        local first = F.peer
+        local failed = "127.0.0.1:" .. first:match(" (%d+)$")
+        local before = l:score(failed)
+        F.failure, F.ngx.var.upstream_addr = "failed", failed
+        ngxu.balance(l, 1, key)
+        F.failure = nil
+        assert.is_nil(F.exit)
+        assert.are_not.equal(first, F.peer)
+        assert.equal(before - 1, l:score(failed))
+        l:up(failed)
+      end
+    end)
+
+    it("other strategies ignore the key; without one they pick as before", function()
+      local l = list({ "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3" })
+      F.peers = {}
+      for _ = 1, 6 do ngxu.balance(l) end
+      assert.same({ "127.0.0.1 1", "127.0.0.1 2", "127.0.0.1 3", "127.0.0.1 1", "127.0.0.1 2", "127.0.0.1 3" },
+        F.peers)
+      F.peers = {}
+      for i = 1, 3 do ngxu.balance(l, 1, "k" .. i) end
+      assert.same({ "127.0.0.1 1", "127.0.0.1 2", "127.0.0.1 3" }, F.peers)
+    end)
+  end)
+
   describe("passive feedback", function()
     -- log() after a request to addr that answered status
     local function log(l, addr, status)

@@ -13,6 +13,7 @@
 --     })
 --     ngxu.start(backends)
 --   balancer_by_lua_block:  ngxu.balance(backends)
+--                           (a "hash" list: ngxu.balance(list, 1, key))
 --   log_by_lua_block:       ngxu.log(backends)
 --
 -- Active checks: one ngx timer per list and per worker polls list:due() at
@@ -41,7 +42,9 @@
 --       longest wait between two polls of due(). check: overrides the list's
 --       check function. Raises an error naming malformed backends.
 --   ngxu.stop(list)              stops this worker's loop for the list
---   ngxu.balance(list [, tries]) balancer_by_lua; tries: retries (default 1)
+--   ngxu.balance(list [, tries [, key]])
+--                                balancer_by_lua; tries: retries (default 1);
+--                                key: a string for a "hash" list (nil: spread)
 --   ngxu.log(list)               log_by_lua
 --   ngxu.http_check{ path = "/", expect = 200 | {200, 204} | nil (2xx),
 --                    host = "Host header", method = "GET", headers = {} }
@@ -62,7 +65,7 @@ local type, tostring, tonumber, pcall, error = type, tostring, tonumber, pcall, 
 local setmetatable, getmetatable = setmetatable, getmetatable
 local ipairs = ipairs
 local huge = math.huge
-local str_match = string.match
+local str_match, str_find = string.match, string.find
 local concat = table.concat
 
 -- Outside nginx (plain Lua, the specs) ngx is nil and the module still
@@ -103,7 +106,8 @@ _M.time_left = checks.time_left
 -- ---------------------------------------------------------------------------
 -- one record per list: its picker and the index of its backends
 
--- list -> { pick = fn, version =, parsed =, invalid =, by_addr =, told = }. parsed, invalid and by_addr are
+-- list -> { pick = fn, version =, parsed =, invalid =, by_addr =, told =,
+--           plain =, keyed = }. parsed, invalid and by_addr are
 -- addr.index() of the list's slots at `version`; told: the malformed
 -- backends balance() has logged. The index is rebuilt when the list's slot
 -- table has a new version (every reconcile bumps it), so the record holds
@@ -112,6 +116,8 @@ _M.time_left = checks.time_left
 -- find (one added since the last rebuild) takes the slow path, which
 -- rebuilds; the check loop rebuilds too, at each poll, so a reconcile that
 -- only removes backends is seen within a tick on a started list.
+-- plain: a pick without a key is known to work (not "hash"); keyed: the
+-- list needs a key, or was given one.
 local lists = setmetatable({}, { __mode = "k" })
 
 -- Picks through upstream.ffi (a JIT-compiled call, ~10x cheaper than
@@ -127,7 +133,7 @@ local function new_picker(list)
     local ok, m = pcall(require, "upstream.ffi")
     uffi = ok and m or false
   end
-  return uffi and uffi.picker(list) or function() return list:pick() end
+  return uffi and uffi.picker(list) or function(key) return list:pick(key) end
 end
 
 -- The list's record, its index rebuilt if the list was reconciled since.
@@ -136,7 +142,7 @@ local function refresh(list)
   local slots, version = list:_slots()
   local rec = lists[list]
   if rec == nil then
-    rec = { pick = new_picker(list), version = false }
+    rec = { pick = new_picker(list), version = false, plain = false, keyed = false }
     lists[list] = rec
   elseif rec.version == version then
     return rec
@@ -416,14 +422,41 @@ local function use(rec, b)
   return true
 end
 
--- Slow path: a list's first pick, a backend added by reconcile, retries,
--- unusable backends, none healthy. state: nil on the first try, else
--- get_last_failure()'s. have: b, err is the pick the fast path made.
-local function balance_slow(list, state, have, b, err)
+-- A pick in the slow path. k: the key (a string or a number), or nil. A
+-- list that needs a key and got none ("hash", a missing header) is picked
+-- by a counter: spread without affinity rather than an error.
+local nokey = 0
+local function slow_pick(rec, k)
+  if k ~= nil then return rec.pick(k) end
+  if not rec.keyed then
+    local ok, b, err = pcall(rec.pick)
+    if ok then
+      rec.plain = true
+      return b, err
+    end
+    if not str_find(tostring(b), "needs a key", 1, true) then return nil, tostring(b) end
+    rec.keyed = true
+  end
+  nokey = nokey % 1000000007 + 1
+  return rec.pick(nokey)
+end
+
+-- Slow path: a list's first pick, a backend added by reconcile, a key that
+-- is not a string, retries, unusable backends, none healthy. state: nil on
+-- the first try, else get_last_failure()'s. have: b, err is the pick the
+-- fast path made.
+local function balance_slow(list, key, state, have, b, err)
   local retried = state ~= nil
   if list == nil then return fail_502("ngxu.balance: the list is nil (was it created?)", retried) end
   local ok, rec = pcall(refresh, list)
   if not ok then return fail_502("ngxu.balance: not an upstream list: " .. tostring(rec), retried) end
+  if key ~= nil then
+    local kt = type(key)
+    if kt ~= "string" and kt ~= "number" then
+      return fail_502("ngxu.balance: the key must be a string or a number, got a " .. kt, retried)
+    end
+    if not rec.plain then rec.keyed = true end
+  end
   -- a retry. "failed": connect error, timeout, 5xx (as proxy_next_upstream
   -- says); "next": 403/404 retried elsewhere, not the backend's fault.
   -- fails: every backend spelling the address of the peer that was tried.
@@ -440,8 +473,9 @@ local function balance_slow(list, state, have, b, err)
   end
   local n = #list
   local fallback
-  for _ = 1, n + 1 do
-    if not have then b, err = rec.pick() end
+  local k = key
+  for i = 1, n + 1 do
+    if not have then b, err = slow_pick(rec, k) end
     have = false
     if b == nil then
       return fail_502("no healthy backend: " .. tostring(err), retried)
@@ -462,37 +496,47 @@ local function balance_slow(list, state, have, b, err)
         if fails[j] == b then fallback = b end
       end
     end
+    -- a keyed pick gives the same backend again: the next tries rehash the
+    -- key with the try's number, as nginx's `hash` does
+    if key ~= nil then k = i .. ":" .. key end
   end
   if fallback ~= nil and use(rec, fallback) then return end
   return fail_502("no usable backend (tried " .. n .. ")", retried)
 end
 
--- ngxu.balance(list [, tries]) in balancer_by_lua: picks a backend and makes
--- it the current peer; allows `tries` (default 1) retries. On a retry, the
--- peer that failed is marked down and another one is picked. No healthy
+-- ngxu.balance(list [, tries [, key]]) in balancer_by_lua: picks a backend
+-- and makes it the current peer; allows `tries` (default 1) retries. key:
+-- a string (or number) the config computes, for a "hash" list (ignored by
+-- the other strategies): the same key gets the same backend while it is
+-- healthy. tries may be a table { tries =, key = }. On a retry, the peer
+-- that failed is marked down and another one is picked. No healthy
 -- backend: the request ends with 502, and the reason is logged.
-function _M.balance(list, tries)
+function _M.balance(list, tries, key)
   if not set_current_peer then load_balancer() end
   local state = get_last_failure()
   if state == nil then -- the first try: the fast path
     if tries == nil then
       set_more_tries(1)
     else
-      if type(tries) == "table" then tries = tries.tries or 1 end
+      if type(tries) == "table" then
+        if key == nil then key = tries.key end
+        tries = tries.tries or 1
+      end
       if tries > 0 then set_more_tries(tries) end
     end
     local rec = lists[list]
-    if rec ~= nil then
-      local b, err = rec.pick()
+    if rec ~= nil and (key == nil and rec.plain or type(key) == "string") then
+      local b, err = rec.pick(key)
       if b ~= nil then
         local p = rec.parsed[b]
         if p and set_current_peer(p.host, p.port) then return end
       end
-      return balance_slow(list, nil, true, b, err)
+      return balance_slow(list, key, nil, true, b, err)
     end
-    return balance_slow(list, nil, false)
+    return balance_slow(list, key, nil, false)
   end
-  return balance_slow(list, state, false)
+  if key == nil and type(tries) == "table" then key = tries.key end
+  return balance_slow(list, key, state, false)
 end
 
 -- Whether a list is passive (no active check), cached per list and
