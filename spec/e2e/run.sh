@@ -10,7 +10,7 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 SO_DIR=${UPSTREAM_SO_DIR:-$REPO/build/luajit}
 BASE=${E2E_PORT:-18080}
 GW=$BASE B1=$((BASE + 1)) B2=$((BASE + 2)) B3=$((BASE + 3)) DEAD=$((BASE + 9))
-HANG=$((BASE + 7)) ROGUE=$((BASE + 8))
+HANG=$((BASE + 7)) ROGUE=$((BASE + 8)) REALIP=$((BASE + 10))
 INTERVAL=0.5 TIMEOUT=0.2 TICK=0.1
 NGINX=${NGINX:-nginx}
 MODDIR=${NGINX_MODULES:-/usr/lib/nginx/modules}
@@ -172,6 +172,12 @@ gateway_conf() {
       check = function() ngx.sleep(1); return true end,
     })
     ngxu.start(rogue_list, { tick = $TICK })
+    -- picked by a key the config computes (here: the query argument k)
+    hash_list = upstream.new({ "127.0.0.1:$B1", "127.0.0.1:$B2", "127.0.0.1:$B3" }, {
+      strategy = "hash", interval = $INTERVAL, timeout = $TIMEOUT,
+      check = ngxu.http_check{ path = "/health", expect = 200 },
+    })
+    ngxu.start(hash_list, { tick = $TICK })
   }
 
   upstream gw {
@@ -194,6 +200,10 @@ gateway_conf() {
     server 0.0.0.1;
     balancer_by_lua_block { ngxu.balance(none_list) }
   }
+  upstream gw_hash {
+    server 0.0.0.1;
+    balancer_by_lua_block { ngxu.balance(hash_list, 1, ngx.var.arg_k) }
+  }
 
   server {
     listen 127.0.0.1:$GW;
@@ -204,7 +214,7 @@ gateway_conf() {
     location = /status {
       content_by_lua_block {
         local l = ({ w = backends, m = master_list, h = hang_list, r = rogue_list,
-                     d = dead_list, t = tcp_list, b = bad_list })[ngx.var.arg_l or "w"]
+                     d = dead_list, t = tcp_list, b = bad_list, k = hash_list })[ngx.var.arg_l or "w"]
         for _, s in ipairs(l:status()) do
           ngx.say(s.backend, " ", s.score, " ", s.checks, " ", s.failures, " ", tostring(s.last_error))
         end
@@ -216,6 +226,26 @@ gateway_conf() {
     location /bad/ { proxy_pass http://gw_bad; log_by_lua_block { ngxu.log(bad_list) } }
     location /none/ { proxy_pass http://gw_none; log_by_lua_block { ngxu.log(none_list) } }
     location /dead/ { proxy_pass http://gw_dead; log_by_lua_block { ngxu.log(dead_list) } }
+    location /h/ { proxy_pass http://gw_hash; log_by_lua_block { ngxu.log(hash_list) } }
+  }
+  # nginx's own address parser and printer, as an oracle for
+  # upstream.nginx.addr: realip parses X-Real-IP with ngx_inet6_addr() and
+  # prints it in \$remote_addr with ngx_inet6_ntop() (127.0.0.1 when it
+  # refuses the address). Answers "nginx's text|our text|our host".
+  server {
+    listen 127.0.0.1:$REALIP;
+    set_real_ip_from 127.0.0.1;
+    real_ip_header X-Real-IP;
+    location / {
+      content_by_lua_block {
+        local a = ngx.var.http_x_real_ip or ""
+        local v6 = a:find(":", 1, true)
+        local p = require("upstream.nginx.addr").parse_backend(v6 and "[" .. a .. "]:1" or a .. ":1")
+        local text = p and p.addr:sub(v6 and 2 or 1, v6 and -4 or -3)
+        local host = p and (v6 and p.host:sub(2, -2) or p.host)
+        ngx.say(ngx.var.remote_addr, "|", text or "-", "|", host or "-")
+      }
+    }
   }
   server {
     listen 127.0.0.1:$HANG;
@@ -292,6 +322,68 @@ reset; fetch 60 /m/; T=$(tally)
 check "(1m) init_by_lua list: 60 of 60 are 200, spread over the 3 (b1 via [::1])" \
   $([ "$(count_of 200 b1)" -ge 10 ] && [ "$(count_of 200 b2)" -ge 10 ] && [ "$(count_of 200 b3)" -ge 10 ] && [ "$(total_of)" = 60 ]; echo $?) "$T"
 
+# (13) a hash list, picked by a key the config computes (ngx.var.arg_k):
+# the same key always gets the same backend, in either worker; keys spread
+declare -A owner
+split=""; hw=""
+for k in $(seq 30); do
+  reset; fetch 4 "/h/?k=user$k"
+  got=$(awk -F, '{ print $1 "," $2 }' "$ROOT/out" | sort -u)
+  hw+=$(awk -F, '{ print $3 }' "$ROOT/out")$'\n'
+  if [ "$(grep -c . <<<"$got")" != 1 ] || [ "${got%%,*}" != 200 ]; then split+="user$k: $(echo $got); "; fi
+  owner[$k]=${got#*,}
+done
+keys_of() { local k c=0; for k in "${!owner[@]}"; do [ "${owner[$k]}" = "$1" ] && c=$((c + 1)); done; echo $c; }
+echo "# (13) 30 keys: b1 $(keys_of b1), b2 $(keys_of b2), b3 $(keys_of b3); workers seen: $(sort -u <<<"$hw" | grep -c .)"
+check "(13) hash list: 4 requests of each of 30 keys, each key always 200 from one backend" \
+  $([ -z "$split" ]; echo $?) "$split"
+check "(13) ... and the keys spread: each backend owns >= 3 of the 30" \
+  $([ "$(keys_of b1)" -ge 3 ] && [ "$(keys_of b2)" -ge 3 ] && [ "$(keys_of b3)" -ge 3 ]; echo $?)
+reset; fetch 20 /h/; T=$(tally)
+check "(13) hash list without a key (no k): 20 of 20 are 200, spread" \
+  $([ $(( $(count_of 200 b1) + $(count_of 200 b2) + $(count_of 200 b3) )) = 20 ] \
+    && [ "$(awk '$1 == 200 { n++ } END { print n + 0 }' <<<"$T")" -ge 2 ]; echo $?) "$T"
+
+# (14) upstream.nginx.addr against nginx's own parser and printer (realip)
+# cases where both read the same: the same text, or both refuse
+AGREE=(127.0.0.1 010.0.0.1 255.255.255.254 255.255.255.255 1.2.3.256 256.1.1.1 1.2.3
+  ::1 0:0:0:0:0:0:0:1 ::ffff:7f00:1 ::ffff:1.2.3.4 ::FFFF:010.0.0.1 ::ffff:0:0 ::ffff:ffff:0
+  ::1:2:3 ::1.2.3.4 ::1:0 ::2 ::ff ::101 ::100 ::1:0:0 1::1.2.3.4 1:2:3:4:5:6:1.2.3.4
+  ::2:3:4:5:6:7:8 1:2:3::5:6:7:8 :: ::0.0.0.1 ::0.0.0.2 0:0:0:0:0:0:0.0.1.0
+  2001:0DB8:0:0:1:0:0:1 1:0:0:2:0:0:0:3 1:2:3:4:5:6:7:8 fe80::1:2 2001:db8::ffff:0:1
+  ::1.2.3.256 ::ffff:1.2.3.256 ::1.2.3.4.5 ::1.2.3 1:2:3:4::5:6:7:8 ::1:2:3:4:5:6:7:8
+  1:2:3:4:5:6:7:8:: 1:2:3:4:5:6:7::8 1:2:3:4:5:6:7 1:2:3:4:5:1.2.3.4 1:2:3:4:5:6:7:1.2.3.4
+  ::: 1::2::3 12345:: 1.2.3.4:: 00000::1 fe80::1%eth0)
+# where they part, on purpose: nginx lets these pass, RFC 4291 does not
+# (we refuse them); RFC 4291 allows these, nginx refuses them (we take them
+# and hand nginx a form it parses)
+STRICTER=(:1::2 1::2: 1..2.3 ::1..2.3)
+LAXER=(1:2:3:4:5:6:7:: ::ffff:255.255.255.255 ::255.255.255.255)
+ask() { curl -s -m 2 -H "X-Real-IP: $1" "http://127.0.0.1:$REALIP/"; }
+differ="" parts="" hosts=""
+for a in "${AGREE[@]}" "${STRICTER[@]}" "${LAXER[@]}"; do
+  IFS='|' read -r theirs ours host <<<"$(ask "$a")"
+  [ "$theirs" = 127.0.0.1 ] && [ "$a" != 127.0.0.1 ] && theirs=-
+  if printf '%s\n' "${AGREE[@]}" | grep -qxF -- "$a"; then
+    [ "$theirs" = "$ours" ] || differ+="$a: nginx $theirs, ours $ours; "
+  elif printf '%s\n' "${STRICTER[@]}" | grep -qxF -- "$a"; then
+    { [ "$theirs" != - ] && [ "$ours" = - ]; } || parts+="$a: nginx $theirs, ours $ours; "
+  else
+    { [ "$theirs" = - ] && [ "$ours" != - ]; } || parts+="$a: nginx $theirs, ours $ours; "
+  fi
+  # the host handed to set_current_peer: nginx parses it into our text
+  if [ "$ours" != - ]; then
+    IFS='|' read -r back _ _ <<<"$(ask "$host")"
+    [ "$back" = "$ours" ] || hosts+="$a: host $host reads as $back, not $ours; "
+  fi
+done
+check "(14) ${#AGREE[@]} addresses: upstream.nginx.addr reads and prints them as nginx does" \
+  $([ -z "$differ" ]; echo $?) "$differ"
+check "(14) ... and parts from it only where meant (${#STRICTER[@]} refused, ${#LAXER[@]} taken)" \
+  $([ -z "$parts" ]; echo $?) "$parts"
+check "(14) ... and nginx reads every host it is handed as the address we expect in \$upstream_addr" \
+  $([ -z "$hosts" ]; echo $?) "$hosts"
+
 # (2) b2's /health fails; its real traffic still succeeds. After 4 failed
 # checks (score 3 -> -1) plus the timeout, no request may reach it.
 touch "$ROOT/b2/healthfail"
@@ -337,6 +429,22 @@ echo "# (3) $(echo $T); requests retried after a refused connection: $retries"
 check "(3) b3 down: 200 requests, all 200 from b1/b2" \
   $([ "$(total_of)" = 200 ] && [ $(( $(count_of 200 b1) + $(count_of 200 b2) )) = 200 ]; echo $?) "$T"
 check "(3) the refused tries were retried on another backend (>= 1 retry seen)" $([ "$retries" -ge 1 ]; echo $?)
+# the hash list: b3's keys are served by b1/b2 (a refused try is retried on
+# a rehashed key), the other keys mostly keep their backend
+bad3="" kept=0 others=0
+for k in $(seq 30); do
+  reset; fetch 2 "/h/?k=user$k"
+  got=$(awk -F, '{ print $1 "," $2 }' "$ROOT/out" | sort -u | tr '\n' ' ')
+  if [ "${owner[$k]}" = b3 ]; then
+    [[ "$got" =~ ^(200,b[12] )+$ ]] || bad3+="user$k: $got; "
+  else
+    others=$((others + 1)); [ "$got" = "200,${owner[$k]} " ] && kept=$((kept + 1))
+  fi
+done
+echo "# (13) b3 down: $kept of $others keys of b1/b2 kept their backend"
+check "(13) b3 down: each of b3's $(keys_of b3) keys is served 200 by b1 or b2" $([ -z "$bad3" ]; echo $?) "$bad3"
+check "(13) ... and >= 80% of the other keys keep their backend ($kept of $others)" \
+  $([ $((kept * 5)) -ge $((others * 4)) ]; echo $?)
 reset; fetch 60 /m/; T=$(tally)
 check "(3m) init_by_lua list: 60 requests, all 200 from b1/b2" \
   $([ "$(total_of)" = 60 ] && [ $(( $(count_of 200 b1) + $(count_of 200 b2) )) = 60 ]; echo $?) "$T"
@@ -447,7 +555,7 @@ sleep 0.5
 reset; fetch 60 /; T=$(tally)
 check "(5) after reload: 60 of 60 are 200, spread over the 3" \
   $([ "$(count_of 200 b1)" -ge 10 ] && [ "$(count_of 200 b2)" -ge 10 ] && [ "$(count_of 200 b3)" -ge 10 ] && [ "$(total_of)" = 60 ]; echo $?) "$T"
-# timers: 5 started lists per worker, one timer each (pending, or running
+# timers: 6 started lists per worker, one timer each (pending, or running
 # while its checks run); nothing accumulates across ticks or the reload
 tmax=0
 for i in $(seq 10); do
@@ -455,8 +563,8 @@ for i in $(seq 10); do
   [ "${t:-99}" -gt "$tmax" ] && tmax=${t:-99}
   sleep 0.13
 done
-check "(5) one timer per started list: at most 5 timers per worker over 10 samples (max $tmax)" \
-  $([ "$tmax" -le 5 ]; echo $?)
+check "(5) one timer per started list: at most 6 timers per worker over 10 samples (max $tmax)" \
+  $([ "$tmax" -le 6 ]; echo $?)
 "$NGINX" -p "$ROOT/gw" -c conf/nginx.conf -s quit 2>/dev/null
 quit=1
 for i in $(seq 100); do kill -0 "$master" 2>/dev/null || { quit=0; break; }; sleep 0.1; done

@@ -13,6 +13,7 @@
 --     })
 --     ngxu.start(backends)
 --   balancer_by_lua_block:  ngxu.balance(backends)
+--                           (a "hash" list: ngxu.balance(list, 1, key))
 --   log_by_lua_block:       ngxu.log(backends)
 --
 -- Active checks: one ngx timer per list and per worker polls list:due() at
@@ -27,11 +28,13 @@
 -- Passive feedback: ngxu.log() downs the backend that served a request when
 -- it failed (connect error, timeout, 5xx); a success raises the score only
 -- for a list with no active check (list:checked() == 0), so that a backend
--- drained by failing its health endpoint stays drained.
+-- drained by failing its health endpoint stays drained. Every backend that
+-- spells the peer's address ("010.0.0.1:80", "10.0.0.1:80") gets it.
 --
 -- Backends are "host:port" strings with an IP address host: "10.0.0.1:80",
--- "[::1]:8080" (the balancer does not resolve names). Each string is parsed
--- once and the result cached (upstream.nginx.addr).
+-- "[::1]:8080" (the balancer does not resolve names). The driver keeps one
+-- index per list (upstream.nginx.addr.index) and rebuilds it when the list
+-- was reconciled: it holds what the list holds, whatever the churn.
 --
 -- API
 --   ngxu.start(list [, { tick = 0.1, check = fn, grace = 0.05 }])
@@ -39,7 +42,9 @@
 --       longest wait between two polls of due(). check: overrides the list's
 --       check function. Raises an error naming malformed backends.
 --   ngxu.stop(list)              stops this worker's loop for the list
---   ngxu.balance(list [, tries]) balancer_by_lua; tries: retries (default 1)
+--   ngxu.balance(list [, tries [, key]])
+--                                balancer_by_lua; tries: retries (default 1);
+--                                key: a string for a "hash" list (nil: spread)
 --   ngxu.log(list)               log_by_lua
 --   ngxu.http_check{ path = "/", expect = 200 | {200, 204} | nil (2xx),
 --                    host = "Host header", method = "GET", headers = {} }
@@ -47,9 +52,11 @@
 --   ngxu.time_left(job)          seconds left to a job's deadline
 --   ngxu.parse_backend(b)        { host =, port =, addr = } or nil, err
 -- A custom check is called as check(backend, job) in an ngx light thread
--- (cosockets work); it returns truthy when healthy, or nil, err. It should
--- bound its socket timeouts by ngxu.time_left(job): past the deadline the
--- list counts a timeout, and a check still running then is killed.
+-- (cosockets work); it returns truthy when healthy (a number: the tier), or
+-- nil, err [, tier]. It should bound its socket timeouts by
+-- ngxu.time_left(job): past the deadline the list counts a timeout, and the
+-- thread is killed at its next yield. A check that never yields cannot be
+-- stopped (no preemption in ngx_lua; compiled code runs no hooks).
 -- Each job carries the list's check function (list:due()); a backend with a
 -- healthcheck method and no check function is checked as
 -- backend:healthcheck(job).
@@ -58,7 +65,7 @@ local type, tostring, tonumber, pcall, error = type, tostring, tonumber, pcall, 
 local setmetatable, getmetatable = setmetatable, getmetatable
 local ipairs = ipairs
 local huge = math.huge
-local str_match = string.match
+local str_match, str_find = string.match, string.find
 local concat = table.concat
 
 -- Outside nginx (plain Lua, the specs) ngx is nil and the module still
@@ -89,14 +96,67 @@ end
 local addr = require "upstream.nginx.addr"
 local checks = require "upstream.nginx.checks"
 
--- addr's caches: the request path looks backends up here, with no call
-local parsed, invalid, by_addr = addr.parsed, addr.invalid, addr.by_addr
-local backend_addr = addr.parse_backend
+local index = addr.index
 
 _M.parse_backend = addr.parse_backend
 _M.http_check = checks.http_check
 _M.tcp_check = checks.tcp_check
 _M.time_left = checks.time_left
+
+-- ---------------------------------------------------------------------------
+-- one record per list: its picker and the index of its backends
+
+-- list -> { pick = fn, version =, parsed =, invalid =, by_addr =, told =,
+--           plain =, keyed = }. parsed, invalid and by_addr are
+-- addr.index() of the list's slots at `version`; told: the malformed
+-- backends balance() has logged. The index is rebuilt when the list's slot
+-- table has a new version (every reconcile bumps it), so the record holds
+-- at most what the list held at its last rebuild, whatever the churn.
+-- The request path reads the record without a call: a backend it does not
+-- find (one added since the last rebuild) takes the slow path, which
+-- rebuilds; the check loop rebuilds too, at each poll, so a reconcile that
+-- only removes backends is seen within a tick on a started list.
+-- plain: a pick without a key is known to work (not "hash"); keyed: the
+-- list needs a key, or was given one.
+local lists = setmetatable({}, { __mode = "k" })
+
+-- Picks through upstream.ffi (a JIT-compiled call, ~10x cheaper than
+-- list:pick() under LuaJIT), one picker per list.
+local uffi
+
+-- A list's picker, made at its first pick. Its own function, so that
+-- balance() captures nothing: a closure over one of its locals would end
+-- it with UCLO, which LuaJIT does not compile (the trace aborts, then the
+-- function is blacklisted and runs interpreted).
+local function new_picker(list)
+  if uffi == nil then
+    local ok, m = pcall(require, "upstream.ffi")
+    uffi = ok and m or false
+  end
+  return uffi and uffi.picker(list) or function(key) return list:pick(key) end
+end
+
+-- The list's record, its index rebuilt if the list was reconciled since.
+-- Raises on what is not a list.
+local function refresh(list)
+  local slots, version = list:_slots()
+  local rec = lists[list]
+  if rec == nil then
+    rec = { pick = new_picker(list), version = false, plain = false, keyed = false }
+    lists[list] = rec
+  elseif rec.version == version then
+    return rec
+  end
+  local ix = index(slots)
+  rec.version, rec.parsed, rec.invalid, rec.by_addr, rec.told =
+    version, ix.parsed, ix.invalid, ix.by_addr, {}
+  return rec
+end
+
+-- ngxu._index(list): the list's record, rebuilt if stale (for the specs)
+function _M._index(list)
+  return refresh(list)
+end
 
 -- ---------------------------------------------------------------------------
 -- the check loop: one re-arming timer per list and worker
@@ -109,16 +169,23 @@ local function run_check(st, job)
   local list = st.list
   local b = job.backend
   local fn = st.check or job.check
-  local ok, res, err
+  local ok, res, err, tier
   if fn then
-    ok, res, err = pcall(fn, b, job)
+    ok, res, err, tier = pcall(fn, b, job)
   else
-    ok, res, err = pcall(b.healthcheck, b, job)
+    ok, res, err, tier = pcall(b.healthcheck, b, job)
   end
-  if not ok then res, err = nil, res end
+  -- the tier (README "Tiers"): a number returned on success, or the third
+  -- value of a failure (nil, err, tier); an error raised has none
+  if not ok then
+    res, err, tier = nil, res, nil
+  elseif res then
+    tier = res
+  end
+  if type(tier) ~= "number" then tier = nil end
   if not res and err == nil then err = "health check failed" end
   local was = list:score(b)
-  local applied = list:report(job, res, err)
+  local applied = list:report(job, res, err, tier)
   if applied then
     local now = list:score(b)
     if was and now then
@@ -165,6 +232,7 @@ local function run_loop(st)
   for _ = 1, 100000 do
     local polling = now < poll_until and not st.stopped and not ngx_worker_exiting()
     if polling and now >= next_poll then
+      refresh(list) -- drops what a reconcile removed from the index
       local jobs = list:due()
       -- poll again at the next check event, or after tick at the latest
       local nd = list:next_due()
@@ -258,10 +326,14 @@ function _M.start(list, opts)
   end
   local ok, st = pcall(list.status, list)
   if not ok then error("upstream.nginx.start: not an upstream list: " .. tostring(st), 2) end
-  local bad = {}
-  for _, s in ipairs(st) do
-    local _, err = backend_addr(s.backend)
-    if err then bad[#bad + 1] = err end
+  local rec = refresh(list)
+  local bad, seen = {}, {}
+  for _, s in ipairs(st) do -- in pick order, each malformed backend once
+    local err = rec.invalid[s.backend]
+    if err and not seen[s.backend] then
+      seen[s.backend] = true
+      bad[#bad + 1] = err
+    end
   end
   if #bad > 0 then error("upstream.nginx.start: " .. concat(bad, "; "), 2) end
   local t = opts.tick or 0.1
@@ -342,103 +414,129 @@ local function last_addr(s)
 end
 
 -- Sets the peer to backend b; nil, err when b cannot be used.
-local function use(b)
-  local p, err = parsed[b]
-  if not p then
-    p, err = backend_addr(b)
-    if not p then return nil, err end
-  end
-  local ok
-  ok, err = set_current_peer(p.host, p.port)
+local function use(rec, b)
+  local p = rec.parsed[b]
+  if not p then return nil, rec.invalid[b] or ("bad backend " .. tostring(b)) end
+  local ok, err = set_current_peer(p.host, p.port)
   if not ok then return nil, "set_current_peer(" .. tostring(b) .. "): " .. tostring(err) end
   return true
 end
 
-local told = {} -- malformed backends already logged by balance()
-
--- Picks through upstream.ffi (a JIT-compiled call, ~10x cheaper than
--- list:pick() under LuaJIT), one picker per list.
-local pickers = setmetatable({}, { __mode = "k" })
-local uffi
-
--- A list's picker, made at its first pick. Its own function, so that pick()
--- captures nothing: a closure over one of pick's locals would end pick with
--- UCLO, which LuaJIT does not compile (the trace aborts, then pick and
--- balance are blacklisted and run interpreted).
-local function new_picker(list)
-  if uffi == nil then
-    local ok, m = pcall(require, "upstream.ffi")
-    uffi = ok and m or false
+-- A pick in the slow path. k: the key (a string or a number), or nil. A
+-- list that needs a key and got none ("hash", a missing header) is picked
+-- by a counter: spread without affinity rather than an error.
+local nokey = 0
+local function slow_pick(rec, k)
+  if k ~= nil then return rec.pick(k) end
+  if not rec.keyed then
+    local ok, b, err = pcall(rec.pick)
+    if ok then
+      rec.plain = true
+      return b, err
+    end
+    if not str_find(tostring(b), "needs a key", 1, true) then return nil, tostring(b) end
+    rec.keyed = true
   end
-  return uffi and uffi.picker(list) or function() return list:pick() end
+  nokey = nokey % 1000000007 + 1
+  return rec.pick(nokey)
 end
 
-local function pick(list)
-  local p = pickers[list]
-  if not p then
-    p = new_picker(list)
-    pickers[list] = p
+-- Slow path: a list's first pick, a backend added by reconcile, a key that
+-- is not a string, retries, unusable backends, none healthy. state: nil on
+-- the first try, else get_last_failure()'s. have: b, err is the pick the
+-- fast path made.
+local function balance_slow(list, key, state, have, b, err)
+  local retried = state ~= nil
+  if list == nil then return fail_502("ngxu.balance: the list is nil (was it created?)", retried) end
+  local ok, rec = pcall(refresh, list)
+  if not ok then return fail_502("ngxu.balance: not an upstream list: " .. tostring(rec), retried) end
+  if key ~= nil then
+    local kt = type(key)
+    if kt ~= "string" and kt ~= "number" then
+      return fail_502("ngxu.balance: the key must be a string or a number, got a " .. kt, retried)
+    end
+    if not rec.plain then rec.keyed = true end
   end
-  return p()
-end
-
--- Slow path: retries, unusable backends, none healthy.
-local function balance_slow(list, failed, b, err, retried)
-  local n = #list
+  -- a retry. "failed": connect error, timeout, 5xx (as proxy_next_upstream
+  -- says); "next": 403/404 retried elsewhere, not the backend's fault.
+  -- fails: every backend spelling the address of the peer that was tried.
+  local fails
+  if retried then
+    fails = rec.by_addr[last_addr(ngx_var.upstream_addr)]
+    if fails ~= nil and state == "failed" then
+      for i = 1, #fails do list:down(fails[i]) end
+    end
+  end
   local tried = {}
-  if failed ~= nil then tried[failed] = true end
+  if fails ~= nil then
+    for i = 1, #fails do tried[fails[i]] = true end
+  end
+  local n = #list
   local fallback
-  for _ = 1, n + 1 do
+  local k = key
+  for i = 1, n + 1 do
+    if not have then b, err = slow_pick(rec, k) end
+    have = false
     if b == nil then
       return fail_502("no healthy backend: " .. tostring(err), retried)
     end
-    if failed ~= nil and b == failed and fallback == nil then
-      fallback = b -- avoid retrying the peer that just failed, unless it is the only one
-    elseif not tried[b] then
+    if not tried[b] then
       tried[b] = true
-      local ok, uerr = use(b)
+      local uerr
+      ok, uerr = use(rec, b)
       if ok then return end
-      if not invalid[b] or not told[b] then
+      if not rec.told[b] then
         errlog(ERR, uerr)
-        if invalid[b] then told[b] = true end
+        if rec.invalid[b] then rec.told[b] = true end
       end
       list:down(b)
+    elseif fallback == nil and fails ~= nil then
+      -- avoid retrying the peer that just failed, unless it is the only one
+      for j = 1, #fails do
+        if fails[j] == b then fallback = b end
+      end
     end
-    b, err = pick(list)
+    -- a keyed pick gives the same backend again: the next tries rehash the
+    -- key with the try's number, as nginx's `hash` does
+    if key ~= nil then k = i .. ":" .. key end
   end
-  if fallback ~= nil and use(fallback) then return end
+  if fallback ~= nil and use(rec, fallback) then return end
   return fail_502("no usable backend (tried " .. n .. ")", retried)
 end
 
--- ngxu.balance(list [, tries]) in balancer_by_lua: picks a backend and makes
--- it the current peer; allows `tries` (default 1) retries. On a retry, the
--- peer that failed is marked down and another one is picked. No healthy
+-- ngxu.balance(list [, tries [, key]]) in balancer_by_lua: picks a backend
+-- and makes it the current peer; allows `tries` (default 1) retries. key:
+-- a string (or number) the config computes, for a "hash" list (ignored by
+-- the other strategies): the same key gets the same backend while it is
+-- healthy. tries may be a table { tries =, key = }. On a retry, the peer
+-- that failed is marked down and another one is picked. No healthy
 -- backend: the request ends with 502, and the reason is logged.
-function _M.balance(list, tries)
+function _M.balance(list, tries, key)
   if not set_current_peer then load_balancer() end
   local state = get_last_failure()
   if state == nil then -- the first try: the fast path
     if tries == nil then
       set_more_tries(1)
     else
-      if type(tries) == "table" then tries = tries.tries or 1 end
+      if type(tries) == "table" then
+        if key == nil then key = tries.key end
+        tries = tries.tries or 1
+      end
       if tries > 0 then set_more_tries(tries) end
     end
-    if list == nil then return fail_502("ngxu.balance: the list is nil (was it created?)") end
-    local b, err = pick(list)
-    if b ~= nil then
-      local p = parsed[b]
-      if p and set_current_peer(p.host, p.port) then return end
+    local rec = lists[list]
+    if rec ~= nil and (key == nil and rec.plain or type(key) == "string") then
+      local b, err = rec.pick(key)
+      if b ~= nil then
+        local p = rec.parsed[b]
+        if p and set_current_peer(p.host, p.port) then return end
+      end
+      return balance_slow(list, key, nil, true, b, err)
     end
-    return balance_slow(list, nil, b, err, false)
+    return balance_slow(list, key, nil, false)
   end
-  -- a retry. "failed": connect error, timeout, 5xx (as proxy_next_upstream
-  -- says); "next": 403/404 retried elsewhere, not the backend's fault.
-  if list == nil then return fail_502("ngxu.balance: the list is nil (was it created?)") end
-  local failed = by_addr[last_addr(ngx_var.upstream_addr)]
-  if failed ~= nil and state == "failed" then list:down(failed) end
-  local b, err = pick(list)
-  return balance_slow(list, failed, b, err, true)
+  if key == nil and type(tries) == "table" then key = tries.key end
+  return balance_slow(list, key, state, false)
 end
 
 -- Whether a list is passive (no active check), cached per list and
@@ -485,9 +583,14 @@ function _M.log(list)
     local k = request_key()
     if k and busy[k] then busy[k] = nil; nbusy = nbusy - 1; return end
   end
-  local b = by_addr[last_addr(ngx_var.upstream_addr)]
-  if b == nil then return end
-  if up then list:up(b) else list:down(b) end
+  local rec = lists[list]
+  if rec == nil then return end -- never balanced in this worker
+  -- every backend spelling that address ("010.0.0.1:80", "10.0.0.1:80")
+  local bs = rec.by_addr[last_addr(ngx_var.upstream_addr)]
+  if bs == nil then return end
+  for i = 1, #bs do
+    if up then list:up(bs[i]) else list:down(bs[i]) end
+  end
 end
 
 return _M

@@ -8,32 +8,29 @@
 --
 --   local addr = require "upstream.nginx.addr"
 --   addr.parse_backend("[::ffff:7f00:1]:80")
---     --> { host = "[::ffff:127.0.0.1]", port = 80, addr = "[::ffff:127.0.0.1]:80" }
---   addr.parsed[b], addr.invalid[b], addr.by_addr[a]: the caches (read only)
+--     --> { host = "[::ffff:7f00:1]", port = 80, addr = "[::ffff:127.0.0.1]:80" }
+--   addr.index(slots) --> { parsed = { [b] = peer }, invalid = { [b] = err },
+--                           by_addr = { [addr] = { b1, b2, ... } }, size = n }
+--
+-- This module keeps no cache: the driver keeps one index per list and
+-- rebuilds it when the list is reconciled, so what it holds is bounded by
+-- the list's size, whatever churn service discovery brings.
 
-local type, tostring, tonumber, ipairs = type, tostring, tonumber, ipairs
+local type, tostring, tonumber, pairs = type, tostring, tonumber, pairs
 local floor = math.floor
 local str_find, str_match, str_sub, str_format = string.find, string.match, string.sub, string.format
+local gmatch = string.gmatch
 local concat = table.concat
 
 local _M = { _VERSION = require("upstream")._VERSION }
-
--- The caches, one per worker (Lua state), shared with the driver, which
--- looks backends up in them on the request path.
-local parsed = {}   -- backend -> { host =, port =, addr = } (valid ones)
-local invalid = {}  -- backend -> error message (invalid ones)
--- "ip:port" as nginx prints it in $upstream_addr -> backend. Per-request
--- state through ngx.ctx costs ~2 us a request (measured: ~7% of a proxied
--- request), so the driver reads the tried peers from $upstream_addr instead.
-local by_addr = {}
-_M.parsed, _M.invalid, _M.by_addr = parsed, invalid, by_addr
 
 local function valid_port(p)
   local n = tonumber(p)
   return n and n >= 1 and n <= 65535 and floor(n) == n and n or nil
 end
 
--- IPv4 text -> 4 numbers, or nil
+-- IPv4 text -> 4 numbers, or nil. Four decimal octets of at most 255
+-- ("010" is 10, as nginx's ngx_inet_addr() reads it).
 local function parse4(s)
   local a, b, c, d = str_match(s, "^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
   if not a then return nil end
@@ -42,7 +39,32 @@ local function parse4(s)
   return a, b, c, d
 end
 
--- IPv6 text -> 8 words, or nil
+-- Appends the groups of str ("1:2:3", "" for none) to out; an embedded IPv4
+-- address only as the very last group when `last`. false when malformed.
+local function groups(str, out, last)
+  if str == "" then return true end
+  local k, parts = 0, {}
+  for g in gmatch(str .. ":", "([^:]*):") do k = k + 1; parts[k] = g end
+  for i = 1, k do
+    local g = parts[i]
+    if str_find(g, ".", 1, true) then
+      if not last or i ~= k then return false end
+      local a, b, c, d = parse4(g)
+      if not a then return false end
+      out[#out + 1] = a * 256 + b
+      out[#out + 1] = c * 256 + d
+    elseif str_find(g, "^%x%x?%x?%x?$") then
+      out[#out + 1] = tonumber(g, 16)
+    else
+      return false
+    end
+  end
+  return true
+end
+
+-- IPv6 text -> 8 words, or nil (RFC 4291 section 2.2: at most one "::",
+-- which stands for one or more zero groups; 1 to 4 hex digits a group; an
+-- embedded IPv4 address only at the end).
 local function parse6(s)
   local words, tail = {}, {}
   local head, rest = s, nil
@@ -51,31 +73,11 @@ local function parse6(s)
     head, rest = str_sub(s, 1, dbl - 1), str_sub(s, dbl + 2)
     if str_find(rest, "::", 1, true) then return nil end
   end
-  -- hex groups; an embedded IPv4 only as the very last group
-  local function groups(str, out, final)
-    if str == "" then return true end
-    local list = {}
-    for g in (str .. ":"):gmatch("([^:]*):") do list[#list + 1] = g end
-    for k, g in ipairs(list) do
-      if str_find(g, ".", 1, true) then
-        if not final or k ~= #list then return false end
-        local a, b, c, d = parse4(g)
-        if not a then return false end
-        out[#out + 1] = a * 256 + b
-        out[#out + 1] = c * 256 + d
-      elseif str_find(g, "^%x%x?%x?%x?$") then
-        out[#out + 1] = tonumber(g, 16)
-      else
-        return false
-      end
-    end
-    return true
-  end
   if not groups(head, words, not dbl) then return nil end
   if rest and not groups(rest, tail, true) then return nil end
   if dbl then
     local fill = 8 - #words - #tail
-    if fill < 1 then return nil end
+    if fill < 1 then return nil end -- "::" must stand for a group at least
     for _ = 1, fill do words[#words + 1] = 0 end
     for i = 1, #tail do words[#words + 1] = tail[i] end
   end
@@ -83,8 +85,15 @@ local function parse6(s)
   return words
 end
 
--- 8 words -> text as nginx's ngx_inet6_ntop() prints it
-local function ntop6(w)
+-- 8 words -> text as nginx 1.22's ngx_inet6_ntop() prints it: the first
+-- longest run of two or more zero groups as "::", hex in lower case. With
+-- `dotted`, the last 32 bits as IPv4 where ngx_inet6_ntop() prints them so:
+-- ::ffff:a.b.c.d, ::a.b.c.d (6 zero groups), and ::a.b.c.d with 7 zero
+-- groups unless the 15th byte is 0 or the 16th is 1 (so ::2 and ::101 stay
+-- hex, ::100 is ::0.0.1.0). Without it, hex only: the form handed to
+-- set_current_peer, which nginx parses whatever the last 32 bits are (its
+-- IPv4 parser reads 255.255.255.255 as INADDR_NONE and refuses it).
+local function ntop6(w, dotted)
   local zero, last, max, n = -1, -1, 1, 0
   for i = 1, 8 do
     if w[i] ~= 0 then
@@ -98,7 +107,8 @@ local function ntop6(w)
   if max < n then zero, max = last, n end
   local out, limit = {}, 8
   if zero == 1 then
-    if (max == 5 and w[6] == 0xffff) or max == 6 or (max == 7 and w[8] ~= 0 and w[8] ~= 1) then
+    if dotted and ((max == 5 and w[6] == 0xffff) or max == 6
+        or (max == 7 and floor(w[8] / 256) ~= 0 and w[8] % 256 ~= 1)) then
       limit = 6
     end
     out[#out + 1] = ":"
@@ -121,7 +131,9 @@ local function ntop6(w)
   return concat(out)
 end
 
--- Uncached: backend -> { host =, port =, addr = } or nil, err.
+-- addr.parse_backend(b): { host =, port =, addr = } or nil, err. host goes
+-- to set_current_peer, addr is what nginx prints in $upstream_addr. No
+-- cache: a new table each call (the driver keeps one index per list).
 local function parse(b)
   if type(b) ~= "string" then
     return nil, str_format("bad backend %s: must be a \"host:port\" string, got a %s",
@@ -132,8 +144,8 @@ local function parse(b)
   if v6 then
     local w = parse6(v6)
     if not w then return nil, str_format("bad backend %q: [%s] is not an IPv6 address", b, v6) end
-    text = "[" .. ntop6(w) .. "]"
-    host, port = text, p6
+    text = "[" .. ntop6(w, true) .. "]"
+    host, port = "[" .. ntop6(w, false) .. "]", p6
   else
     local h, p4 = str_match(b, "^([^:]+):(%d+)$")
     if not h then
@@ -147,6 +159,10 @@ local function parse(b)
       return nil, str_format("bad backend %q: the host must be an IPv4 address "
         .. "or a bracketed IPv6 address (the balancer does not resolve names)", b)
     end
+    if x1 + x2 + x3 + x4 == 1020 then
+      return nil, str_format("bad backend %q: 255.255.255.255 is the broadcast address "
+        .. "(nginx's balancer refuses it: \"no host allowed\")", b)
+    end
     text = x1 .. "." .. x2 .. "." .. x3 .. "." .. x4
     host, port = text, p4
   end
@@ -156,24 +172,31 @@ local function parse(b)
   end
   return { host = host, port = pn, addr = text .. ":" .. pn }
 end
+_M.parse_backend = parse
 
--- addr.parse_backend(b): { host =, port =, addr = } or nil, err. Each
--- string is parsed once per worker (Lua state): a valid one gives the same
--- table every time, an invalid one the same message.
-function _M.parse_backend(b)
-  local p = parsed[b]
-  if p then return p end
-  local e = b ~= nil and invalid[b]
-  if e then return nil, e end
-  local err
-  p, err = parse(b)
-  if p then
-    parsed[b] = p
-    if by_addr[p.addr] == nil then by_addr[p.addr] = b end
-  elseif b ~= nil and b == b then
-    invalid[b] = err
+-- addr.index(slots): the parsed form of every backend in slots (a table
+-- whose values are backends, holes allowed: list:_slots()):
+--   parsed[b]   the peer of each valid backend
+--   invalid[b]  the error of each malformed one
+--   by_addr[a]  every backend spelling an address nginx prints as a
+--               ("010.0.0.1:80" and "10.0.0.1:80" both under "10.0.0.1:80")
+--   size        the number of distinct valid backends
+function _M.index(slots)
+  local parsed, invalid, by_addr, n = {}, {}, {}, 0
+  for _, b in pairs(slots) do
+    if parsed[b] == nil and invalid[b] == nil then
+      local p, err = parse(b)
+      if p then
+        parsed[b] = p
+        n = n + 1
+        local bs = by_addr[p.addr]
+        if bs then bs[#bs + 1] = b else by_addr[p.addr] = { b } end
+      else
+        invalid[b] = err
+      end
+    end
   end
-  return p, err
+  return { parsed = parsed, invalid = invalid, by_addr = by_addr, size = n }
 end
 
 return _M

@@ -103,18 +103,21 @@ function _M.http_check(opts)
     extra[#extra + 1] = k .. ": " .. tostring(v) .. "\r\n"
   end
   extra = concat(extra)
-  local host_header = opts.host
-  local requests = {} -- backend -> request bytes
+  local host = opts.host
+  if host ~= nil and (type(host) ~= "string" or str_find(host, "[%s%c]")) then
+    error("upstream.nginx.http_check: host must be a string without spaces, got " .. tostring(host), 2)
+  end
+  -- the request, around the Host header; with opts.host, all of it. No
+  -- cache per backend: one grows with every backend service discovery
+  -- ever names, and a concatenation is nothing next to a connect.
+  local head = method .. " " .. path .. " HTTP/1.1\r\nHost: "
+  local tail = "\r\nUser-Agent: upstream.nginx\r\nConnection: close\r\n" .. extra .. "\r\n"
+  local fixed = host and head .. host .. tail
 
   return function(backend, job)
     local sock, err = connect(backend, job)
     if not sock then return nil, err end
-    local req = requests[backend]
-    if not req then
-      req = method .. " " .. path .. " HTTP/1.1\r\nHost: " .. (host_header or backend)
-        .. "\r\nUser-Agent: upstream.nginx\r\nConnection: close\r\n" .. extra .. "\r\n"
-      requests[backend] = req
-    end
+    local req = fixed or head .. tostring(backend) .. tail
     local ms = ms_left(job)
     if not ms then sock:close(); return nil, "timeout" end
     sock:settimeouts(ms, ms, ms)

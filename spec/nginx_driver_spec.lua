@@ -1,0 +1,367 @@
+-- upstream.nginx's request and check paths outside nginx, on a small fake
+-- ngx: timers queued and run by hand, light threads run at once, a fake
+-- balancer that records the peer, fake cosockets that answer 200. Runs
+-- under every runtime (under LuaJIT the picks go through upstream.ffi, as
+-- in nginx).
+local upstream = require "upstream"
+
+local unpack = table.unpack or unpack -- luacheck: ignore 143
+
+-- The fake ngx, and upstream.nginx loaded against it. F.t is the lists'
+-- clock; F.peer the last set_current_peer; F.failure what
+-- get_last_failure() says; F.exit the code of the last ngx.exit().
+local function fake()
+  local F = { t = 0, timers = {}, logs = {}, peers = {} }
+  F.clock = function() return F.t end
+  local sock = {}
+  function sock.settimeouts() end
+  function sock.connect() return true end
+  function sock.send() return true end
+  function sock.receive() return "HTTP/1.1 200 OK" end
+  function sock.close() end
+  F.ngx = {
+    ERR = 4, WARN = 5, NOTICE = 6, DEBUG = 8, status = 200, var = {},
+    log = function(level, ...)
+      local t = { ... }
+      for i = 1, select("#", ...) do t[i] = tostring(t[i]) end
+      F.logs[#F.logs + 1] = level .. " " .. table.concat(t)
+    end,
+    exit = function(code) F.exit = code end,
+    get_phase = function() return "init_worker" end,
+    timer = { at = function(delay, fn, ...)
+      F.timers[#F.timers + 1] = { fn = fn, args = { ... }, delay = delay }
+      return true
+    end },
+    thread = {
+      spawn = function(fn, ...)
+        local co = coroutine.create(fn)
+        assert(coroutine.resume(co, ...))
+        return co
+      end,
+      kill = function() return true end,
+    },
+    worker = { exiting = function() return false end, pid = function() return 1 end },
+    socket = { tcp = function() return setmetatable({}, { __index = sock }) end },
+  }
+  F.stubs = {
+    ["ngx.semaphore"] = { new = function()
+      return { post = function() end, wait = function(_, s) F.t = F.t + s; return true end }
+    end },
+    ["ngx.balancer"] = {
+      set_current_peer = function(host, port)
+        F.peer = host .. " " .. port
+        F.peers[#F.peers + 1] = F.peer
+        return true
+      end,
+      set_more_tries = function(n) F.tries = n end,
+      get_last_failure = function() return F.failure end,
+    },
+    ["resty.core.base"] = { get_request = function() return nil end },
+  }
+  if not pcall(require, "ffi") then F.stubs.ffi = {} end -- never used: no request
+  -- runs the timers queued so far (each re-arms itself for the next run)
+  function F.run()
+    local ts = F.timers
+    F.timers = {}
+    for _, x in ipairs(ts) do x.fn(false, unpack(x.args)) end
+  end
+  return F
+end
+
+local MODULES = { "upstream.nginx", "upstream.nginx.addr", "upstream.nginx.checks" }
+
+describe("upstream.nginx on a fake ngx", function()
+  local F, ngxu, saved
+
+  before_each(function()
+    F = fake()
+    saved = { ngx = rawget(_G, "ngx"), loaded = {} }
+    for name, m in pairs(F.stubs) do
+      saved.loaded[name] = package.loaded[name]
+      package.loaded[name] = m
+    end
+    for _, name in ipairs(MODULES) do
+      saved.loaded[name] = package.loaded[name]
+      package.loaded[name] = nil
+    end
+    _G.ngx = F.ngx
+    ngxu = require "upstream.nginx"
+  end)
+
+  after_each(function()
+    _G.ngx = saved.ngx
+    for name in pairs(F.stubs) do package.loaded[name] = saved.loaded[name] end
+    for _, name in ipairs(MODULES) do package.loaded[name] = saved.loaded[name] end
+  end)
+
+  local function tiers_of(l)
+    local t = {}
+    for _, s in ipairs(l:status()) do t[s.backend] = s.tier end
+    return t
+  end
+
+  -- a list on F's clock
+  local function list(backends, opts)
+    opts = opts or {}
+    opts.clock = F.clock
+    return upstream.new(backends, opts)
+  end
+
+  local function no_loop_error()
+    for _, l in ipairs(F.logs) do assert.falsy(l:find("check loop", 1, true), l) end
+  end
+
+  describe("checks", function()
+    it("pass the tier a check returns to the list (success: a number; failure: nil, err, tier)", function()
+      local l = list({ "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4" }, {
+        tiers = { min = 0, max = 5, init = 1 },
+        check = function(b)
+          if b == "127.0.0.1:1" then return 2 end
+          if b == "127.0.0.1:2" then return nil, "refused", 3 end
+          if b == "127.0.0.1:3" then error("boom") end
+          return true -- keeps the tier
+        end,
+      })
+      assert.same({ ["127.0.0.1:1"] = 1, ["127.0.0.1:2"] = 1, ["127.0.0.1:3"] = 1, ["127.0.0.1:4"] = 1 },
+        tiers_of(l))
+      assert.is_true(ngxu.start(l))
+      F.run()
+      no_loop_error()
+      assert.same({ ["127.0.0.1:1"] = 2, ["127.0.0.1:2"] = 3, ["127.0.0.1:3"] = 1, ["127.0.0.1:4"] = 1 },
+        tiers_of(l))
+      local st = {}
+      for _, s in ipairs(l:status()) do st[s.backend] = s end
+      assert.equal(1, st["127.0.0.1:1"].checks)
+      assert.equal("refused", st["127.0.0.1:2"].last_error)
+      assert.truthy(st["127.0.0.1:3"].last_error:find("boom", 1, true))
+      -- the next round, through start's check override: tiers move again
+      ngxu.stop(l)
+      local l2 = list({ "127.0.0.1:1" }, { tiers = { min = 0, max = 5, init = 0 },
+        check = function() return true end })
+      ngxu.start(l2, { check = function() return 4 end })
+      F.run()
+      assert.same({ ["127.0.0.1:1"] = 4 }, tiers_of(l2))
+    end)
+
+    it("a tier above the max is clamped", function()
+      local l = list({ "127.0.0.1:1" }, { tiers = { min = 0, max = 3, init = 0 },
+        check = function() return 9 end })
+      ngxu.start(l)
+      F.run()
+      assert.same({ ["127.0.0.1:1"] = 3 }, tiers_of(l))
+    end)
+
+    it("picks follow the tiers the checks set", function()
+      local l = list({ "127.0.0.1:1", "127.0.0.1:2" }, {
+        tiers = { min = 0, max = 5, init = 0 },
+        check = function(b) return b == "127.0.0.1:1" and 2 or 1 end,
+      })
+      ngxu.start(l)
+      F.run()
+      for _ = 1, 4 do
+        ngxu.balance(l)
+        assert.equal("127.0.0.1 2", F.peer) -- tier 1 beats tier 2
+      end
+    end)
+  end)
+
+  describe("balance with a key", function()
+    local B = { "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4", "127.0.0.1:5" }
+
+    it("picks a hash list's backend by the key: the same key, the same backend", function()
+      local l = list(B, { strategy = "hash" })
+      local seen = {}
+      for i = 1, 200 do
+        local key = "user-" .. i
+        ngxu.balance(l, 1, key)
+        assert.is_nil(F.exit)
+        local first = F.peer
+        assert.equal(first, "127.0.0.1 " .. l:pick(key):match(":(%d+)$")) -- list:pick's answer
+        for _ = 1, 3 do
+          ngxu.balance(l, 1, key)
+          assert.equal(first, F.peer)
+        end
+        seen[first] = (seen[first] or 0) + 1
+      end
+      local n = 0
+      for _, c in pairs(seen) do n = n + 1; assert.is_true(c >= 15, c) end
+      assert.equal(5, n) -- 200 keys spread over the 5
+    end)
+
+    it("takes the key in the options table too, and numbers as keys", function()
+      local l = list(B, { strategy = "hash" })
+      ngxu.balance(l, 1, "k1")
+      local p = F.peer
+      ngxu.balance(l, { tries = 2, key = "k1" })
+      assert.equal(p, F.peer)
+      assert.equal(2, F.tries)
+      ngxu.balance(l, 1, 42)
+      assert.is_nil(F.exit)
+      local q = F.peer
+      ngxu.balance(l, 1, 42)
+      assert.equal(q, F.peer)
+    end)
+
+    it("a hash list without a key (a missing header) is served, spread, never an error", function()
+      local l = list(B, { strategy = "hash" })
+      local seen, n = {}, 0
+      for _ = 1, 50 do
+        F.peer = nil
+        ngxu.balance(l) -- first the list is seen without a key
+        assert.is_nil(F.exit)
+        assert.is_string(F.peer)
+        if not seen[F.peer] then seen[F.peer] = true; n = n + 1 end
+      end
+      assert.is_true(n >= 3, n)
+      local l2 = list(B, { strategy = "hash" })
+      ngxu.balance(l2, 1, "a") -- first with a key, then without
+      F.peer = nil
+      ngxu.balance(l2, 1, nil)
+      assert.is_nil(F.exit)
+      assert.is_string(F.peer)
+    end)
+
+    it("a key that is not a string or number: 502 and the reason logged, no error", function()
+      local l = list(B, { strategy = "hash" })
+      ngxu.balance(l, 1, {})
+      assert.equal(-3, F.exit)
+      assert.truthy(F.logs[#F.logs]:find("the key must be a string or a number, got a table", 1, true))
+    end)
+
+    it("a retry rehashes: another backend than the one that failed, which is downed", function()
+      local l = list(B, { strategy = "hash" })
+      for i = 1, 20 do
+        local key = "retry-" .. i
+        ngxu.balance(l, 1, key)
+        local first = F.peer
+        local failed = "127.0.0.1:" .. first:match(" (%d+)$")
+        local before = l:score(failed)
+        F.failure, F.ngx.var.upstream_addr = "failed", failed
+        ngxu.balance(l, 1, key)
+        F.failure = nil
+        assert.is_nil(F.exit)
+        assert.are_not.equal(first, F.peer)
+        assert.equal(before - 1, l:score(failed))
+        l:up(failed)
+      end
+    end)
+
+    it("other strategies ignore the key; without one they pick as before", function()
+      local l = list({ "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3" })
+      F.peers = {}
+      for _ = 1, 6 do ngxu.balance(l) end
+      assert.same({ "127.0.0.1 1", "127.0.0.1 2", "127.0.0.1 3", "127.0.0.1 1", "127.0.0.1 2", "127.0.0.1 3" },
+        F.peers)
+      F.peers = {}
+      for i = 1, 3 do ngxu.balance(l, 1, "k" .. i) end
+      assert.same({ "127.0.0.1 1", "127.0.0.1 2", "127.0.0.1 3" }, F.peers)
+    end)
+  end)
+
+  describe("passive feedback", function()
+    -- log() after a request to addr that answered status
+    local function log(l, addr, status)
+      F.ngx.status, F.ngx.var.upstream_addr, F.ngx.var.upstream_status = status, addr, tostring(status)
+      ngxu.log(l)
+    end
+
+    it("reaches every backend that spells the address nginx printed", function()
+      local l = list({ "010.0.0.1:80", "10.0.0.1:80", "10.0.0.2:80", "[0::1]:80", "[::1]:80" })
+      ngxu.balance(l)
+      log(l, "10.0.0.1:80", 502)
+      assert.equal(0, l:score("010.0.0.1:80"))
+      assert.equal(0, l:score("10.0.0.1:80"))
+      assert.equal(1, l:score("10.0.0.2:80"))
+      log(l, "[::1]:80", 503)
+      assert.equal(0, l:score("[0::1]:80"))
+      assert.equal(0, l:score("[::1]:80"))
+      log(l, "10.0.0.1:80", 200) -- a passive list: successes raise the score
+      assert.equal(1, l:score("010.0.0.1:80"))
+      assert.equal(1, l:score("10.0.0.1:80"))
+    end)
+
+    it("a retry avoids every spelling of the peer that failed, and downs them all", function()
+      local l = list({ "010.0.0.1:80", "10.0.0.1:80", "10.0.0.2:80" })
+      F.failure, F.ngx.var.upstream_addr = "failed", "10.0.0.1:80"
+      ngxu.balance(l)
+      assert.equal("10.0.0.2 80", F.peer)
+      assert.equal(0, l:score("010.0.0.1:80"))
+      assert.equal(0, l:score("10.0.0.1:80"))
+    end)
+
+    it("finds a backend added by reconcile", function()
+      local l = list({ "127.0.0.1:1" })
+      ngxu.balance(l)
+      l:reconcile({ "127.0.0.1:2" })
+      ngxu.balance(l)
+      assert.equal("127.0.0.1 2", F.peer)
+      log(l, "127.0.0.1:2", 502)
+      assert.equal(0, l:score("127.0.0.1:2"))
+    end)
+  end)
+
+  describe("under churn", function()
+    local N, ROUNDS = 10, 1000 -- 10 000 distinct backends in turn
+
+    local function count(t)
+      local n = 0
+      for _ in pairs(t) do n = n + 1 end
+      return n
+    end
+
+    -- round r's backends: N - 1 new addresses and a new malformed one
+    local function backends(r)
+      local t = {}
+      for i = 1, N - 1 do t[i] = ("10.%d.%d.%d:80"):format(r % 256, math.floor(r / 256), i) end
+      t[N] = "host-" .. r .. ":80"
+      return t
+    end
+
+    -- one round: reconcile, a round of checks, requests, feedback
+    local function churn(l, r)
+      l:reconcile(backends(r))
+      F.t = F.t + 1
+      F.run()
+      for _ = 1, 3 do ngxu.balance(l) end
+      F.ngx.status, F.ngx.var.upstream_addr, F.ngx.var.upstream_status = 502, F.peer:gsub(" ", ":"), "502"
+      ngxu.log(l)
+      F.logs, F.peers = {}, {}
+    end
+
+    local function checked_list()
+      return list(backends(0), { interval = 1, timeout = 0.5,
+        check = ngxu.http_check{ path = "/health" } })
+    end
+
+    it("keeps the driver's index of a list within the list's size, and memory flat", function()
+      local l = checked_list()
+      assert.has_error(function() ngxu.start(l) end) -- names the malformed backend
+      l:reconcile({ "127.0.0.1:1" })
+      assert.is_true(ngxu.start(l))
+      local before
+      for r = 1, ROUNDS do
+        if r == 51 then -- warmed up
+          collectgarbage("collect")
+          collectgarbage("collect")
+          before = collectgarbage("count")
+        end
+        churn(l, r)
+        local ix = ngxu._index(l)
+        assert.is_true(count(ix.parsed) <= #l)
+        assert.is_true(count(ix.invalid) <= #l)
+        assert.is_true(count(ix.by_addr) <= #l)
+        assert.is_true(count(ix.told) <= #l)
+      end
+      collectgarbage("collect")
+      collectgarbage("collect")
+      local grown = collectgarbage("count") - before
+      -- 9 500 backends kept would be megabytes (a peer table, two strings,
+      -- a request, an index entry each)
+      assert.is_true(grown < 64, ("grew by %.0f KiB"):format(grown))
+      local ix = ngxu._index(l)
+      assert.equal(N - 1, count(ix.parsed))
+      assert.equal(1, count(ix.invalid))
+      assert.is_true(l:status()[1].checks >= 1) -- the checks ran
+    end)
+  end)
+end)
