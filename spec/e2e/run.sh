@@ -41,13 +41,20 @@ cp "$REPO"/src/upstream/*.lua "$LIB/upstream/" && cp "$REPO"/src/upstream/nginx/
   && cp "$SO_DIR/upstream.so" "$LIB/"
 chmod -R a+rX "$LIB"
 
+# alive PID: the process runs (a zombie does not: a daemon killed here may
+# wait a while to be reaped, and kill -0 still finds it)
+alive() {
+  local st
+  st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+  case "$st" in Z*) return 1 ;; esac
+}
 # stop NAME: graceful stop of one nginx instance, bounded; then SIGKILL
 stop() {
   local pidf=$ROOT/$1/logs/nginx.pid pid i
   [ -s "$pidf" ] || return 0
   pid=$(cat "$pidf")
   kill -QUIT "$pid" 2>/dev/null
-  for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  for i in $(seq 50); do alive "$pid" || return 0; sleep 0.1; done
   kill -KILL "$pid" 2>/dev/null
   pkill -KILL -P "$pid" 2>/dev/null
   return 0
@@ -59,7 +66,7 @@ kill_hard() {
   pid=$(cat "$pidf"); kids=$(pgrep -P "$pid")
   kill -KILL "$pid" $kids 2>/dev/null
   for i in $(seq 50); do
-    kill -0 "$pid" 2>/dev/null || { rm -f "$pidf"; return 0; }
+    alive "$pid" || { rm -f "$pidf"; return 0; }
     sleep 0.1
   done
 }
@@ -546,7 +553,7 @@ old=$(pgrep -P "$master" | sort | tr '\n' ' ')
 reloaded=1
 for i in $(seq 100); do
   now=$(pgrep -P "$master" | sort | tr '\n' ' ')
-  gone=0; for p in $old; do kill -0 "$p" 2>/dev/null && gone=1; done
+  gone=0; for p in $old; do alive "$p" && gone=1; done
   if [ "$gone" = 0 ] && [ -n "$now" ] && [ "$now" != "$old" ]; then reloaded=0; break; fi
   sleep 0.1
 done
@@ -567,7 +574,7 @@ check "(5) one timer per started list: at most 6 timers per worker over 10 sampl
   $([ "$tmax" -le 6 ]; echo $?)
 "$NGINX" -p "$ROOT/gw" -c conf/nginx.conf -s quit 2>/dev/null
 quit=1
-for i in $(seq 100); do kill -0 "$master" 2>/dev/null || { quit=0; break; }; sleep 0.1; done
+for i in $(seq 100); do alive "$master" || { quit=0; break; }; sleep 0.1; done
 check "(5) graceful shutdown ends within 10 s" $quit
 bad=$(tail -c +$((off + 1)) "$log" | sed 's/, context: ngx.timer//' | grep -E '\[(error|alert|crit|emerg)\]|timer' | head -5)
 check "(5) no error and no timer warning logged from reload to exit" $([ -z "$bad" ]; echo $?) "$bad"
