@@ -28,7 +28,7 @@ C_TESTS    = $(patsubst spec/c/%.c,build/%,$(wildcard spec/c/test_*.c))
 SPEC_ARGS  = --lpath='./src/?.lua' -o TAP spec/
 
 .PHONY: all runtimes check test test-c test-lua test-asan test-asan-clang test-gc test-valgrind \
-        e2e lint bench bench-ir bench-gateway bench-nginx-pick demo clean FORCE
+        test-alloc e2e lint cppcheck fuzz mutate bench bench-ir bench-gateway bench-nginx-pick demo clean FORCE
 
 all: upstream.so
 
@@ -97,6 +97,26 @@ e2e: build/luajit/upstream.so
 
 lint:
 	@LUA=$(LUA) RUNTIMES= SUITES=luacheck bash spec/run-all.sh
+
+# cppcheck over the core and the module (warnings, performance, portability)
+cppcheck:
+	@LUA=$(LUA) RUNTIMES= SUITES=cppcheck bash spec/run-all.sh
+
+# every API entry point with the k-th allocation failing, for every k
+# (spec/alloc/run.sh: ASan + LeakSanitizer, then valgrind)
+test-alloc:
+	@LUA=$(LUA) RUNTIMES= SUITES=alloc bash spec/run-all.sh
+
+# the libFuzzer harnesses of the core and of the Lua API, FUZZ_SECONDS
+# each (default 60); spec/fuzz/README.md. FUZZ_UPDATE_CORPUS=0 leaves the
+# committed corpus as it is.
+fuzz:
+	@bash spec/fuzz/run.sh
+
+# a list of source mutations, each applied to a copy of the tree and
+# `make check` run there (spec/mutate/README.md)
+mutate:
+	@python3 spec/mutate/run.py
 
 FORCE:
 

@@ -7,7 +7,7 @@
 # the module built with ASan+UBSan, again with an aggressive GC, again under
 # valgrind (zero leaks, zero errors); the nginx end-to-end test; luacheck.
 # SUITES (default: all of them) picks some: specs c asan asan-clang gc valgrind e2e
-# luacheck; make check runs "c specs" with RUNTIMES=$LUA.
+# luacheck cppcheck alloc fuzz; make check runs "c specs" with RUNTIMES=$LUA.
 set -u
 cd "$(dirname "$0")/.."
 LUA=${LUA:-lua5.4}
@@ -115,6 +115,34 @@ elif command -v luacheck >/dev/null; then
   fi
 else
   missing luacheck "not installed (apt-get install lua-check)"
+fi
+
+# 7. cppcheck over the core and the module
+if ! want cppcheck; then :
+elif command -v cppcheck >/dev/null; then
+  if cppcheck --enable=warning,performance,portability --std=c99 --error-exitcode=1 \
+      --inline-suppr -q -I src/core -I src/lua -I "/usr/include/$LUA" src/core/*.c src/upstream.c \
+      >"$out/cppcheck" 2>&1; then
+    echo "cppcheck: 1 passed, 0 failed"; passed=$((passed + 1))
+  else
+    cat "$out/cppcheck" >&2; echo "cppcheck: 0 passed, 1 failed"; failed=$((failed + 1))
+  fi
+else
+  missing cppcheck "not installed (apt-get install cppcheck)"
+fi
+
+# 8. failing allocations at every k (spec/alloc/run.sh prints TAP)
+want alloc && suite alloc bash spec/alloc/run.sh
+
+# 9. the fuzzers, FUZZ_SECONDS each; one test per harness: no crash,
+# timeout or out-of-memory (the committed corpus is left as it is)
+if want fuzz; then
+  FUZZ_UPDATE_CORPUS=0 bash spec/fuzz/run.sh >"$out/fuzz.log" 2>&1
+  st=$?
+  awk '/^(core|api): executions/ { ok = ($0 ~ /crashes 0, timeouts 0, ooms 0/);
+         print (ok ? "ok " : "not ok ") ++n " - fuzz " $0 }' "$out/fuzz.log" >"$out/fuzz.tap"
+  [ "$st" != 0 ] && tail -30 "$out/fuzz.log" >&2
+  count_tap fuzz "$out/fuzz.tap" "$st"
 fi
 
 echo "$passed passed, $failed failed"
