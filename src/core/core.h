@@ -172,7 +172,11 @@ static inline int32_t *ul_order(const ul_list *l) {
  * tier, weight and backend hash, and returns its slot (-1 when the block
  * is full). When checked, its first check is due at now (jitter 0) or at
  * now + U[0, interval) (jitter > 0). dup_of: a slot holding an equal
- * backend to join the ring of, or -1. ramp: start a slow start at now. */
+ * backend to join the ring of, or -1. ramp: start a slow start at now.
+ *
+ * now may be any double, NaN and +-inf included: a slow start that would
+ * begin at a time that is not finite does not (full weight at once). No
+ * time reaches a float-to-integer cast. */
 UL_FUNC int32_t ul_append(ul_list *l, int checked, int32_t dup_of, double now,
                   uint32_t weight, uint64_t hash, int ramp);
 

@@ -1,0 +1,276 @@
+/*
+ * test_degenerate.c - degenerate numbers reaching the core: slow start with
+ * a step that underflows or vanishes, and times that are NaN or infinite
+ * (ul_append, ul_up, ul_pick) (issue 8, bug 2).
+ *
+ * What could hang or reach an undefined float-to-integer cast runs in a
+ * forked child under alarm(): a hang (SIGALRM), a sanitizer's halt (the
+ * tests are built with -fsanitize=float-cast-overflow and
+ * -fno-sanitize-recover) or a failed check fails that test only, and the
+ * others still report. The children check with CHILD_CHECK, not cmocka's
+ * assertions, whose longjmp would land in the child's copy of the runner.
+ */
+#include "helpers.h"
+#include "core/pick.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ---- running a check in a child ------------------------------------------ */
+
+#define CHILD_SECS 10 /* each child's budget: a hash build takes milliseconds */
+
+#define CHILD_CHECK(cond)                                                    \
+  do {                                                                       \
+    if (!(cond)) {                                                           \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,       \
+              #cond);                                                        \
+      return 1;                                                              \
+    }                                                                        \
+  } while (0)
+
+static const int all_strategies[] = {UL_ROUND_ROBIN, UL_WEIGHTED,
+                                     UL_LEAST_CONN, UL_HASH, UL_RANDOM};
+static const char *const strategy_names[] = {"round_robin", "weighted",
+                                             "least_conn", "hash", "random"};
+#define NSTRAT (sizeof all_strategies / sizeof all_strategies[0])
+
+/* Runs fn(arg) in a child with an alarm; fails unless it returns 0. */
+static void in_child(const char *what, int (*fn)(int), int arg) {
+  pid_t pid;
+  int st;
+  fflush(stdout);
+  fflush(stderr);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    /* cmocka's handlers would longjmp into the child's runner */
+    static const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+    size_t i;
+    for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++) signal(sigs[i], SIG_DFL);
+    alarm(CHILD_SECS);
+    _exit(fn(arg));
+  }
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  if (WIFSIGNALED(st))
+    fail_msg("%s (%d): killed by signal %d%s", what, arg, WTERMSIG(st),
+             WTERMSIG(st) == SIGALRM ? ": hung" : "");
+  if (WEXITSTATUS(st) != 0)
+    fail_msg("%s (%d): exit %d (a failed check or a sanitizer's report, "
+             "on stderr)", what, arg, WEXITSTATUS(st));
+}
+
+/* A list in the child (no tracking: the child ends with _exit). */
+static ul_list *child_list(uint32_t cap, int strategy, double slow_start) {
+  ul_opts o;
+  ul_list *l;
+  ul_opts_default(&o);
+  o.strategy = strategy;
+  o.slow_start = slow_start;
+  l = malloc(ul_size(cap, strategy));
+  if (l) ul_init(l, cap, &o, 11);
+  return l;
+}
+
+/* A pick returned an eligible member. */
+static int picked_ok(const ul_list *l, int32_t s) {
+  return s >= 0 && (uint32_t)s < l->cap && (N(l, s)->flags & UL_F_MEMBER) &&
+         N(l, s)->elig;
+}
+
+/* Every member's ramp is a step, and its effective weight follows it. */
+static int ramps_ok(const ul_list *l) {
+  uint32_t p;
+  for (p = 0; p < l->n; p++) {
+    const ul_node *x = ulb_at(l, p);
+    if (x->ramp < 1 || x->ramp > UL_RAMP_STEPS) return 0;
+    if (x->ew != (int64_t)x->weight * x->ramp) return 0;
+  }
+  return !isnan(l->ramp_next);
+}
+
+/* Members 0..2 of weight 5 at time t0; member 1 down and up again at t. */
+static ul_list *recovered(int strategy, double slow_start, double t0,
+                          double t) {
+  ul_list *l = child_list(8, strategy, slow_start);
+  int i;
+  if (!l) return NULL;
+  for (i = 0; i < 3; i++) ul_append(l, 0, -1, t0, 5, (uint64_t)i * 7919, 0);
+  ul_down(l, 1, t0);
+  ul_down(l, 1, t0);
+  ul_up(l, 1, t);
+  return l;
+}
+
+/* ---- the sanitizer halts ---------------------------------------------------- */
+
+static int cast_nan(int arg) {
+  volatile double d = NAN;
+  volatile unsigned char u = (unsigned char)d; /* undefined: must halt */
+  (void)arg;
+  (void)u;
+  return 0;
+}
+
+/* The tests below rely on an undefined cast halting the program. */
+static void test_sanitizer_halts(void **state) {
+  pid_t pid;
+  int st;
+  (void)state;
+  fflush(stdout);
+  fflush(stderr);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    alarm(CHILD_SECS);
+    _exit(cast_nan(0) == 0 ? 0 : 2);
+  }
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+    fail_msg("(unsigned char)NaN went unreported: build the C tests with "
+             "-fsanitize=float-cast-overflow -fno-sanitize-recover=all");
+}
+
+/* ---- slow start ------------------------------------------------------------- */
+
+/* slow_start 1e-323: its step slow_start / 10 underflows to 0. While the
+ * clock stands still the member stays at the first step (0 / 0 was NaN,
+ * cast to uint8_t); once it moves, the ramp is over. */
+static int ramp_step_zero(int strategy) {
+  ul_list *l = recovered(strategy, 1e-323, 100, 100);
+  int i;
+  CHILD_CHECK(l);
+  CHILD_CHECK(l->opts.slow_start / UL_RAMP_STEPS == 0);
+  CHILD_CHECK(N(l, 1)->ramp == 1);
+  CHILD_CHECK(ramps_ok(l));
+  for (i = 0; i < 50; i++) CHILD_CHECK(picked_ok(l, ul_pick(l, 77, 100)));
+  CHILD_CHECK(N(l, 1)->ramp == 1);
+  CHILD_CHECK(ramps_ok(l));
+  CHILD_CHECK(l->ramp_next > 100);
+  for (i = 0; i < 50; i++) CHILD_CHECK(picked_ok(l, ul_pick(l, 77, 100.5)));
+  CHILD_CHECK(N(l, 1)->ramp == UL_RAMP_STEPS);
+  CHILD_CHECK(l->ramping == 0);
+  CHILD_CHECK(ramps_ok(l));
+  free(l);
+  return 0;
+}
+
+static void test_ramp_step_zero(void **state) {
+  size_t i;
+  (void)state;
+  for (i = 0; i < NSTRAT; i++)
+    in_child(strategy_names[i], ramp_step_zero, all_strategies[i]);
+}
+
+/* slow_start 1e-320: a step of 1e-321 vanishes into a clock at 100 (100 +
+ * 1e-321 == 100). The next step is still due after now, so that picks at
+ * a clock standing still do not rescan the ramping members every time. */
+static int ramp_step_tiny(int strategy) {
+  ul_list *l = recovered(strategy, 1e-320, 100, 100);
+  int i;
+  CHILD_CHECK(l);
+  CHILD_CHECK(N(l, 1)->ramp == 1);
+  CHILD_CHECK(l->ramp_next > 100);
+  for (i = 0; i < 20; i++) {
+    CHILD_CHECK(picked_ok(l, ul_pick(l, 77, 100)));
+    CHILD_CHECK(l->ramp_next > 100);
+  }
+  CHILD_CHECK(N(l, 1)->ramp == 1);
+  CHILD_CHECK(ramps_ok(l));
+  CHILD_CHECK(picked_ok(l, ul_pick(l, 77, nextafter(100, 200))));
+  CHILD_CHECK(N(l, 1)->ramp == UL_RAMP_STEPS);
+  CHILD_CHECK(ramps_ok(l));
+  free(l);
+  return 0;
+}
+
+static void test_ramp_step_tiny(void **state) {
+  size_t i;
+  (void)state;
+  for (i = 0; i < NSTRAT; i++)
+    in_child(strategy_names[i], ramp_step_tiny, all_strategies[i]);
+}
+
+/* A clock reading inf: a member turning healthy (ul_up) or appended at inf
+ * gets its full weight at once (since = inf made inf - inf = NaN, cast to
+ * uint8_t); a member ramping from a finite time has finished at inf. */
+static int ramp_inf(int strategy) {
+  ul_list *l = recovered(strategy, 10, 0, INFINITY);
+  int i;
+  CHILD_CHECK(l);
+  CHILD_CHECK(N(l, 1)->ramp == UL_RAMP_STEPS);
+  CHILD_CHECK(ramps_ok(l));
+  CHILD_CHECK(ul_append(l, 0, -1, INFINITY, 5, 4242, 1) == 3);
+  CHILD_CHECK(N(l, 3)->ramp == UL_RAMP_STEPS);
+  ul_down(l, 2, 0);
+  ul_down(l, 2, 0);
+  ul_up(l, 2, 0); /* ramping from 0 */
+  CHILD_CHECK(N(l, 2)->ramp == 1);
+  CHILD_CHECK(ramps_ok(l));
+  for (i = 0; i < 50; i++)
+    CHILD_CHECK(picked_ok(l, ul_pick(l, (uint64_t)i << 40, INFINITY)));
+  CHILD_CHECK(N(l, 2)->ramp == UL_RAMP_STEPS);
+  CHILD_CHECK(l->ramping == 0);
+  CHILD_CHECK(ramps_ok(l));
+  for (i = 0; i < 50; i++)
+    CHILD_CHECK(picked_ok(l, ul_pick(l, (uint64_t)i << 40, -INFINITY)));
+  free(l);
+  return 0;
+}
+
+static void test_ramp_inf(void **state) {
+  size_t i;
+  (void)state;
+  for (i = 0; i < NSTRAT; i++)
+    in_child(strategy_names[i], ramp_inf, all_strategies[i]);
+}
+
+/* A NaN time: the member gets its full weight (since = NaN would never
+ * ramp), and ramp_next stays a number: before, a NaN ramp_next stopped
+ * every later slow start at its first step. */
+static int ramp_nan(int strategy) {
+  ul_list *l = recovered(strategy, 10, 0, NAN);
+  int i;
+  CHILD_CHECK(l);
+  CHILD_CHECK(N(l, 1)->ramp == UL_RAMP_STEPS);
+  CHILD_CHECK(ramps_ok(l));
+  CHILD_CHECK(ul_append(l, 0, -1, NAN, 5, 4242, 1) == 3);
+  CHILD_CHECK(N(l, 3)->ramp == UL_RAMP_STEPS);
+  CHILD_CHECK(ramps_ok(l));
+  for (i = 0; i < 50; i++)
+    CHILD_CHECK(picked_ok(l, ul_pick(l, (uint64_t)i << 40, NAN)));
+  /* a later slow start still moves on */
+  ul_down(l, 2, 100);
+  ul_down(l, 2, 100);
+  ul_up(l, 2, 100);
+  CHILD_CHECK(N(l, 2)->ramp == 1);
+  CHILD_CHECK(l->ramp_next == 101);
+  CHILD_CHECK(picked_ok(l, ul_pick(l, 5, NAN)));
+  CHILD_CHECK(N(l, 2)->ramp == 1); /* a NaN now moves nothing */
+  CHILD_CHECK(picked_ok(l, ul_pick(l, 5, 101)));
+  CHILD_CHECK(N(l, 2)->ramp == 2);
+  CHILD_CHECK(picked_ok(l, ul_pick(l, 5, 200)));
+  CHILD_CHECK(N(l, 2)->ramp == UL_RAMP_STEPS);
+  CHILD_CHECK(ramps_ok(l));
+  free(l);
+  return 0;
+}
+
+static void test_ramp_nan(void **state) {
+  size_t i;
+  (void)state;
+  for (i = 0; i < NSTRAT; i++)
+    in_child(strategy_names[i], ramp_nan, all_strategies[i]);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_teardown(test_sanitizer_halts, teardown),
+      cmocka_unit_test_teardown(test_ramp_step_zero, teardown),
+      cmocka_unit_test_teardown(test_ramp_step_tiny, teardown),
+      cmocka_unit_test_teardown(test_ramp_inf, teardown),
+      cmocka_unit_test_teardown(test_ramp_nan, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
