@@ -1,7 +1,8 @@
 /*
  * test_degenerate.c - degenerate numbers reaching the core: slow start with
- * a step that underflows or vanishes, and times that are NaN or infinite
- * (ul_append, ul_up, ul_pick) (issue 8, bug 2).
+ * a step that underflows or vanishes, times that are NaN or infinite
+ * (ul_append, ul_up, ul_pick), and the slow_start values now rejected
+ * (issue 8, bug 2).
  *
  * What could hang or reach an undefined float-to-integer cast runs in a
  * forked child under alarm(): a hang (SIGALRM), a sanitizer's halt (the
@@ -264,6 +265,43 @@ static void test_ramp_nan(void **state) {
     in_child(strategy_names[i], ramp_nan, all_strategies[i]);
 }
 
+/* ---- the options ------------------------------------------------------------ */
+
+static void expect_rule(double slow_start, const char *want) {
+  ul_opts o;
+  const char *field = "unset", *msg;
+  ul_opts_default(&o);
+  o.slow_start = slow_start;
+  msg = ul_opts_validate(&o, &field);
+  if (!want) {
+    if (msg) fail_msg("slow_start %g rejected: %s", slow_start, msg);
+    return;
+  }
+  if (!msg) fail_msg("slow_start %g accepted", slow_start);
+  assert_string_equal(field, "slow_start");
+  assert_string_equal(msg, want);
+}
+
+static void test_opts_slow_start(void **state) {
+  static const char *const low = "must be 0 (off) or a finite number >= 0.001";
+  static const char *const bad = "must be a finite number >= 0";
+  (void)state;
+  expect_rule(0, NULL);
+  expect_rule(-0.0, NULL);
+  expect_rule(0.001, NULL);
+  expect_rule(10, NULL);
+  expect_rule(1e300, NULL);
+  expect_rule(1e-323, low);
+  expect_rule(1e-320, low);
+  expect_rule(1e-9, low);
+  expect_rule(0.000999, low);
+  expect_rule(-1, bad);
+  expect_rule(-1e-320, bad);
+  expect_rule(NAN, bad);
+  expect_rule(INFINITY, bad);
+  expect_rule(-INFINITY, bad);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_sanitizer_halts, teardown),
@@ -271,6 +309,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_ramp_step_tiny, teardown),
       cmocka_unit_test_teardown(test_ramp_inf, teardown),
       cmocka_unit_test_teardown(test_ramp_nan, teardown),
+      cmocka_unit_test_teardown(test_opts_slow_start, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

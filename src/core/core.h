@@ -56,7 +56,7 @@ typedef struct ul_opts {
   int strategy;         /* UL_ROUND_ROBIN ... UL_RANDOM */
   int tier_min, tier_max, tier_init; /* 0 <= min <= init <= max <= 10 */
   double panic;         /* 0..1: fail open below this share of healthy members */
-  double slow_start;    /* >= 0 seconds; 0: off */
+  double slow_start;    /* 0: off, or >= 0.001 seconds */
   double interval;      /* seconds between check starts of one backend, > 0 */
   double timeout;       /* seconds a check may run, > 0 */
   double jitter;        /* 0..1: each wait is interval * (1 + jitter * U(-1,1)) */
