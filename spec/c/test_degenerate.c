@@ -1,8 +1,8 @@
 /*
  * test_degenerate.c - degenerate numbers reaching the core: slow start with
  * a step that underflows or vanishes, times that are NaN or infinite
- * (ul_append, ul_up, ul_pick), and the slow_start values now rejected
- * (issue 8, bug 2).
+ * (ul_append, ul_up, ul_pick), weights of 0, and the slow_start values
+ * now rejected (issue 8, bug 2).
  *
  * What could hang or reach an undefined float-to-integer cast runs in a
  * forked child under alarm(): a hang (SIGALRM), a sanitizer's halt (the
@@ -265,6 +265,84 @@ static void test_ramp_nan(void **state) {
     in_child(strategy_names[i], ramp_nan, all_strategies[i]);
 }
 
+/* ---- weights of 0 ------------------------------------------------------------ */
+
+/* Every eligible weight 0 (out of ul_set_weight's contract, but not out of
+ * reach of the C API): each strategy still picks a member, and the hash
+ * table (whose build gave no member any credit: 0 / 0) fills. Then with
+ * one member of weight > 0, the weighted strategies pick only it. */
+static int zero_weights(int strategy) {
+  ul_list *l = child_list(8, strategy, 0);
+  uint32_t k;
+  int i;
+  CHILD_CHECK(l);
+  for (i = 0; i < 3; i++)
+    CHILD_CHECK(ul_append(l, 0, -1, 0, 0, (uint64_t)i * 7919, 0) == i);
+  CHILD_CHECK(l->total_ew == 0 && l->nelig == 3);
+  for (i = 0; i < 200; i++)
+    CHILD_CHECK(picked_ok(l, ul_pick(l, (uint64_t)i * 0x9E3779B97F4A7C15ULL, 0)));
+  if (strategy == UL_HASH)
+    for (k = 0; k < l->maglev_m; k++) CHILD_CHECK(ulb_mag(l)[k] >= 0);
+  ul_set_weight(l, 2, 3);
+  for (i = 0; i < 200; i++) {
+    int32_t s = ul_pick(l, (uint64_t)i * 0x9E3779B97F4A7C15ULL, 0);
+    CHILD_CHECK(picked_ok(l, s));
+    if (strategy == UL_WEIGHTED || strategy == UL_RANDOM ||
+        strategy == UL_HASH)
+      CHILD_CHECK(s == 2);
+  }
+  ul_set_weight(l, 2, 0); /* all 0 again: the table is rebuilt */
+  for (i = 0; i < 200; i++)
+    CHILD_CHECK(picked_ok(l, ul_pick(l, (uint64_t)i * 0x9E3779B97F4A7C15ULL, 0)));
+  /* nothing eligible: -1, and no build */
+  for (i = 0; i < 3; i++) {
+    ul_down(l, i, 0);
+    ul_down(l, i, 0);
+  }
+  CHILD_CHECK(ul_pick(l, 1, 0) == -1);
+  free(l);
+  return 0;
+}
+
+static void test_zero_weights(void **state) {
+  size_t i;
+  (void)state;
+  for (i = 0; i < NSTRAT; i++)
+    in_child(strategy_names[i], zero_weights, all_strategies[i]);
+}
+
+/* The hash pick after slow start met inf and NaN returns a member. */
+static int hash_after_nonfinite(int arg) {
+  ul_list *l = child_list(8, UL_HASH, arg ? 1e-323 : 10);
+  int i;
+  CHILD_CHECK(l);
+  for (i = 0; i < 3; i++)
+    CHILD_CHECK(ul_append(l, 0, -1, INFINITY, 5, (uint64_t)i * 7919, 1) == i);
+  ul_down(l, 0, NAN);
+  ul_down(l, 0, NAN);
+  ul_up(l, 0, NAN);
+  ul_down(l, 1, 3);
+  ul_down(l, 1, 3);
+  ul_up(l, 1, INFINITY);
+  ul_down(l, 2, 3);
+  ul_down(l, 2, 3);
+  ul_up(l, 2, 3); /* ramping from 3 */
+  CHILD_CHECK(ramps_ok(l));
+  for (i = 0; i < 100; i++) {
+    double now = i % 3 == 0 ? INFINITY : i % 3 == 1 ? NAN : 3;
+    CHILD_CHECK(picked_ok(l, ul_pick(l, (uint64_t)i << 33, now)));
+  }
+  CHILD_CHECK(ramps_ok(l));
+  free(l);
+  return 0;
+}
+
+static void test_hash_after_nonfinite(void **state) {
+  (void)state;
+  in_child("slow_start 10", hash_after_nonfinite, 0);
+  in_child("slow_start 1e-323", hash_after_nonfinite, 1);
+}
+
 /* ---- the options ------------------------------------------------------------ */
 
 static void expect_rule(double slow_start, const char *want) {
@@ -309,6 +387,8 @@ int main(void) {
       cmocka_unit_test_teardown(test_ramp_step_tiny, teardown),
       cmocka_unit_test_teardown(test_ramp_inf, teardown),
       cmocka_unit_test_teardown(test_ramp_nan, teardown),
+      cmocka_unit_test_teardown(test_zero_weights, teardown),
+      cmocka_unit_test_teardown(test_hash_after_nonfinite, teardown),
       cmocka_unit_test_teardown(test_opts_slow_start, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -201,7 +201,10 @@ UL_FUNC int32_t ul_pick(ul_list *l, uint64_t key, double now);
 UL_FUNC void ul_up(ul_list *l, int32_t slot, double now);
 UL_FUNC void ul_down(ul_list *l, int32_t slot, double now);
 
-/* Sets the weight (1..UL_MAX_WEIGHT) of slot and its ring. */
+/* Sets the weight (1..UL_MAX_WEIGHT) of slot and its ring. A weight of 0
+ * is outside the contract but safe: every strategy still picks an
+ * eligible member (while every eligible weight is 0, hash and random
+ * share equally, weighted keeps the first). */
 UL_FUNC void ul_set_weight(ul_list *l, int32_t slot, uint32_t weight);
 
 /* least_conn: ends one in-flight pick of slot's ring (the member with the
