@@ -1,8 +1,8 @@
 /*
  * test_degenerate.c - degenerate numbers reaching the core: slow start with
  * a step that underflows or vanishes, times that are NaN or infinite
- * (ul_append, ul_up, ul_pick), weights of 0, and the slow_start values
- * now rejected (issue 8, bug 2).
+ * (ul_append, ul_up, ul_pick), weights of 0, the weighted certificates
+ * near 2^63, and the slow_start values now rejected (issue 8, bug 2).
  *
  * What could hang or reach an undefined float-to-integer cast runs in a
  * forked child under alarm(): a hang (SIGALRM), a sanitizer's halt (the
@@ -343,6 +343,41 @@ static void test_hash_after_nonfinite(void **state) {
   in_child("slow_start 1e-323", hash_after_nonfinite, 1);
 }
 
+/* ---- weighted: the certificates' casts --------------------------------------- */
+
+/* Two lines whose crossing lies near 2^63 picks: the quotient, 2^63 as a
+ * double, was cast to int64_t. Now it is divided in integers: exact, far
+ * past any t before the rebase. */
+static int kst_far(int arg) {
+  ul_list *l = child_list(16, UL_WEIGHTED, 0);
+  uint32_t k;
+  CHILD_CHECK(l);
+  CHILD_CHECK(l->kst_size == 16);
+  CHILD_CHECK(ul_append(l, 0, -1, 0, 1, 0, 0) == 0);
+  CHILD_CHECK(ul_append(l, 0, -1, 0, 1, 0, 0) == 1);
+  l->t = 0;
+  /* arg 0: the leader (position 0) is flat, the other climbs from far
+   * below (floor); arg 1: the leader (position 1) is flat, the other
+   * climbs from far below (ceil) */
+  N(l, arg ? 1 : 0)->cur = INT64_MAX;
+  N(l, arg ? 1 : 0)->ew = 0;
+  N(l, arg ? 0 : 1)->cur = 0;
+  N(l, arg ? 0 : 1)->ew = 1;
+  ulp_kst_rebuild(l);
+  k = (l->kst_size + 0) / 2; /* the parent of leaves 0 and 1 */
+  CHILD_CHECK(ulb_kwin(l)[k] == arg);
+  CHILD_CHECK(ulb_kmelt(l)[k] > (INT64_C(1) << 20));
+  CHILD_CHECK(ulb_kwin(l)[1] == arg);
+  free(l);
+  return 0;
+}
+
+static void test_kst_far_certificate(void **state) {
+  (void)state;
+  in_child("floor", kst_far, 0);
+  in_child("ceil", kst_far, 1);
+}
+
 /* ---- the options ------------------------------------------------------------ */
 
 static void expect_rule(double slow_start, const char *want) {
@@ -389,6 +424,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_ramp_nan, teardown),
       cmocka_unit_test_teardown(test_zero_weights, teardown),
       cmocka_unit_test_teardown(test_hash_after_nonfinite, teardown),
+      cmocka_unit_test_teardown(test_kst_far_certificate, teardown),
       cmocka_unit_test_teardown(test_opts_slow_start, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
