@@ -1,8 +1,9 @@
 /*
  * test_degenerate.c - degenerate numbers reaching the core: slow start with
  * a step that underflows or vanishes, times that are NaN or infinite
- * (ul_append, ul_up, ul_pick), weights of 0, the weighted certificates
- * near 2^63, and the slow_start values now rejected (issue 8, bug 2).
+ * (ul_append, ul_up, ul_pick, ul_collect, ul_report, ul_sleep), weights of
+ * 0, the weighted certificates near 2^63, tiny and huge intervals and
+ * timeouts, and the options that are rejected for them (issue 8, bug 2).
  *
  * What could hang or reach an undefined float-to-integer cast runs in a
  * forked child under alarm(): a hang (SIGALRM), a sanitizer's halt (the
@@ -378,6 +379,113 @@ static void test_kst_far_certificate(void **state) {
   in_child("ceil", kst_far, 1);
 }
 
+/* ---- the scheduler at NaN and infinite times ----------------------------------- */
+
+/* A NaN or infinite time never becomes a key: the heap stays ordered
+ * (check_invariants) and the checks go on at finite times. */
+static void test_sched_nonfinite(void **state) {
+  static const double bad[] = {NAN, INFINITY, -INFINITY};
+  const double dl = 60 + 0.1; /* the deadline of a check started at 60 */
+  size_t b;
+  (void)state;
+  for (b = 0; b < 3; b++) {
+    ul_list *l = new_list(8, NULL, 5);
+    int32_t slot;
+    uint64_t gen;
+    int i;
+    ul_collect(l, 50);
+    for (i = 0; i < 3; i++)
+      assert_int_equal(ul_append(l, 1, -1, bad[b], 1, 0, 0), i);
+    for (i = 0; i < 3; i++) assert_dbl_eq(N(l, i)->next, 50);
+    check_invariants(l);
+    assert_int_equal(ul_collect(l, 60), 3);
+    for (i = 0; i < 3; i++) {
+      assert_int_equal(ul_take(l, &slot, &gen), UL_EV_START);
+      assert_dbl_eq(N(l, slot)->started, 60);
+      assert_dbl_eq(N(l, slot)->deadline, dl);
+    }
+    /* a non-finite collect is ignored */
+    assert_int_equal(ul_collect(l, bad[b]), 0);
+    assert_dbl_eq(l->now, 60);
+    assert_dbl_eq(ul_next_time(l), dl);
+    check_invariants(l);
+    /* a report at a non-finite time: at the last collect's */
+    assert_true(ul_report(l, 0, N(l, 0)->gen, 1, bad[b], -1));
+    assert_dbl_eq(N(l, 0)->next, 61);
+    /* a wake at NaN or inf is no wake: the deadline comes first; at -inf,
+     * at once */
+    assert_true(ul_sleep(l, 1, N(l, 1)->gen, bad[b]));
+    assert_false(isnan(N(l, 1)->key));
+    check_invariants(l);
+    assert_int_equal(ul_collect(l, dl), 2);
+    while (ul_take(l, &slot, &gen) != UL_EV_NONE) continue;
+    check_invariants(l);
+    assert_int_equal(N(l, 1)->failures + N(l, 2)->failures, 2);
+    assert_dbl_eq(ul_next_time(l), 61);
+    assert_int_equal(ul_collect(l, 61), 3);
+    check_invariants(l);
+    xfree(l);
+  }
+}
+
+/* Tiny intervals and timeouts: the next start and the deadline are still
+ * later than the start (t + 1e-320 == t), so a host loop whose clock only
+ * moves when it sleeps is never told to sleep 0 for ever. Huge ones
+ * overflow to inf, never due, and nothing becomes NaN. */
+static void test_sched_tiny_huge(void **state) {
+  const double big = 1.7976931348623157e308;
+  ul_opts o;
+  ul_list *l;
+  int32_t slot;
+  uint64_t gen;
+  int i;
+  (void)state;
+  ul_opts_default(&o);
+  o.interval = 1e-320;
+  o.timeout = 1e-320;
+  l = new_list(4, &o, 5);
+  assert_int_equal(ul_append(l, 1, -1, 100, 1, 0, 0), 0);
+  assert_int_equal(ul_collect(l, 100), 1);
+  assert_int_equal(ul_take(l, &slot, &gen), UL_EV_START);
+  assert_true(N(l, 0)->deadline > 100);
+  assert_int_equal(ul_collect(l, 100), 0); /* not timed out at once */
+  assert_true(ul_report(l, 0, gen, 1, 100, -1));
+  assert_true(N(l, 0)->next > 100);
+  assert_true(ul_next_time(l) > 100);
+  assert_int_equal(ul_collect(l, 100), 0); /* not due again at once */
+  check_invariants(l);
+  xfree(l);
+
+  ul_opts_default(&o);
+  o.interval = 1.7e308;
+  o.timeout = 1.7e308;
+  l = new_list(4, &o, 5);
+  assert_int_equal(ul_append(l, 1, -1, 1e308, 1, 0, 0), 0);
+  assert_int_equal(ul_collect(l, 1e308), 1);
+  assert_int_equal(ul_take(l, &slot, &gen), UL_EV_START);
+  assert_dbl_eq(N(l, 0)->deadline, INFINITY); /* 1e308 + 1.7e308 */
+  assert_true(ul_report(l, 0, gen, 0, big, -1));
+  assert_dbl_eq(N(l, 0)->next, INFINITY);
+  assert_dbl_eq(ul_next_time(l), INFINITY);
+  assert_int_equal(ul_collect(l, big), 0);
+  check_invariants(l);
+  xfree(l);
+
+  o.jitter = 1; /* waits up to 3.4e308: inf */
+  l = new_list(4, &o, 5);
+  for (i = 0; i < 4; i++) assert_int_equal(ul_append(l, 1, -1, 0, 1, 0, 0), i);
+  ul_collect(l, big);
+  while (ul_take(l, &slot, &gen) != UL_EV_NONE)
+    assert_true(ul_report(l, slot, gen, 1, big, -1));
+  for (i = 0; i < 4; i++) {
+    assert_false(isnan(N(l, i)->next));
+    assert_true(N(l, i)->next >= big);
+  }
+  assert_false(isnan(ul_next_time(l)));
+  check_invariants(l);
+  xfree(l);
+}
+
 /* ---- the options ------------------------------------------------------------ */
 
 static void expect_rule(double slow_start, const char *want) {
@@ -425,6 +533,8 @@ int main(void) {
       cmocka_unit_test_teardown(test_zero_weights, teardown),
       cmocka_unit_test_teardown(test_hash_after_nonfinite, teardown),
       cmocka_unit_test_teardown(test_kst_far_certificate, teardown),
+      cmocka_unit_test_teardown(test_sched_nonfinite, teardown),
+      cmocka_unit_test_teardown(test_sched_tiny_huge, teardown),
       cmocka_unit_test_teardown(test_opts_slow_start, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -308,14 +308,16 @@ int ul_release(ul_list *l, int32_t s) {
 /* ---- members ----------------------------------------------------------- */
 
 /* The new member n (slot s) joins the check schedule: its first check is
- * due at now, spread over an interval when jittered. */
+ * due at now (the last collect's time when now is not finite: ulh_time),
+ * spread over an interval when jittered. */
 static void member_schedule(ul_list *l, ul_node *n, int32_t s, double now) {
   n->flags |= UL_F_CHECKED;
   l->checked++;
   if (l->shut) return;
   l->unchecked++;
   n->state = UL_IDLE;
-  n->next = now + (l->opts.jitter > 0 ? ulr_unit(l) * l->opts.interval : 0);
+  n->next = ulh_time(l, now) +
+            (l->opts.jitter > 0 ? ulr_unit(l) * l->opts.interval : 0);
   ulh_resched(l, s);
 }
 
