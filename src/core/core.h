@@ -56,7 +56,7 @@ typedef struct ul_opts {
   int strategy;         /* UL_ROUND_ROBIN ... UL_RANDOM */
   int tier_min, tier_max, tier_init; /* 0 <= min <= init <= max <= 10 */
   double panic;         /* 0..1: fail open below this share of healthy members */
-  double slow_start;    /* >= 0 seconds; 0: off */
+  double slow_start;    /* 0: off, or >= 0.001 seconds */
   double interval;      /* seconds between check starts of one backend, > 0 */
   double timeout;       /* seconds a check may run, > 0 */
   double jitter;        /* 0..1: each wait is interval * (1 + jitter * U(-1,1)) */
@@ -172,7 +172,12 @@ static inline int32_t *ul_order(const ul_list *l) {
  * tier, weight and backend hash, and returns its slot (-1 when the block
  * is full). When checked, its first check is due at now (jitter 0) or at
  * now + U[0, interval) (jitter > 0). dup_of: a slot holding an equal
- * backend to join the ring of, or -1. ramp: start a slow start at now. */
+ * backend to join the ring of, or -1. ramp: start a slow start at now.
+ *
+ * Times (now, t) may be any double, NaN and +-inf included: a slow start
+ * that would begin at a time that is not finite does not (full weight at
+ * once); the scheduler takes a time that is not finite as the time of the
+ * last ul_collect. No time reaches a float-to-integer cast. */
 UL_FUNC int32_t ul_append(ul_list *l, int checked, int32_t dup_of, double now,
                   uint32_t weight, uint64_t hash, int ramp);
 
@@ -197,7 +202,10 @@ UL_FUNC int32_t ul_pick(ul_list *l, uint64_t key, double now);
 UL_FUNC void ul_up(ul_list *l, int32_t slot, double now);
 UL_FUNC void ul_down(ul_list *l, int32_t slot, double now);
 
-/* Sets the weight (1..UL_MAX_WEIGHT) of slot and its ring. */
+/* Sets the weight (1..UL_MAX_WEIGHT) of slot and its ring. A weight of 0
+ * is outside the contract but safe: every strategy still picks an
+ * eligible member (while every eligible weight is 0, hash and random
+ * share equally, weighted keeps the first). */
 UL_FUNC void ul_set_weight(ul_list *l, int32_t slot, uint32_t weight);
 
 /* least_conn: ends one in-flight pick of slot's ring (the member with the
@@ -218,7 +226,10 @@ enum { UL_EV_NONE = 0, UL_EV_START, UL_EV_WAKE, UL_EV_TIMEOUT };
 /* Moves every event due at or before now into the ready queue and returns
  * how many are ready. Events created while the ready queue is drained are
  * left for the next collect, so a check that yields is resumed once per
- * step and a step always ends. */
+ * step and a step always ends. A now that is not finite is ignored (the
+ * list's clock stays at the last finite one). A check's deadline and its
+ * next start are always later than its start, however small the timeout
+ * or interval; a sum that overflows is inf, never due. */
 UL_FUNC uint32_t ul_collect(ul_list *l, double now);
 
 /* Takes the next ready event: returns its kind and sets *slot and *gen.
@@ -231,7 +242,8 @@ UL_FUNC uint32_t ul_collect(ul_list *l, double now);
 UL_FUNC int ul_take(ul_list *l, int32_t *slot, uint64_t *gen);
 
 /* Asks for the running check (slot, gen) to be woken at time t (UL_EV_WAKE)
- * unless its deadline comes first. Returns 0 when the check is stale. */
+ * unless its deadline comes first (as it does for a NaN t). Returns 0 when
+ * the check is stale. */
 UL_FUNC int ul_sleep(ul_list *l, int32_t slot, uint64_t gen, double t);
 
 /* Reports the end of check (slot, gen) at time now: ok != 0 is Up, else

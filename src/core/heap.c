@@ -10,9 +10,11 @@
 #include <math.h>
 #include <string.h>
 
-/* Heap order: the earlier key, ties by the lower slot. */
+/* Heap order: the earlier key, ties by the lower slot. Keys are never NaN
+ * (ulh_time), so this is a total order. */
 static int heap_before(const ul_node *nd, int32_t a, int32_t b) {
-  return nd[a].key < nd[b].key || (nd[a].key == nd[b].key && a < b);
+  double ka = nd[a].key, kb = nd[b].key;
+  return ka < kb || (ka == kb && a < b);
 }
 
 static void heap_place(ul_list *l, uint32_t i, int32_t s) {

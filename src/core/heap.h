@@ -11,6 +11,18 @@
 
 #include "core.h"
 
+#include <math.h>
+
+/* The time t as the scheduler takes it: t when finite, else the time of
+ * the last ul_collect (l->now, always finite). The keys a time sets must
+ * be ordered: a NaN key compares false with every other, which breaks the
+ * heap's order, and a NaN first key is never due, which stops ul_collect
+ * for good; an infinite reading would put a check's start or deadline at
+ * infinity, never due again once the clock reads finite times. */
+static inline double ulh_time(const ul_list *l, double t) {
+  return isfinite(t) ? t : l->now;
+}
+
 /* Recomputes the key of s from its check state (running: the wake or the
  * deadline, whichever comes first; idle: the next start) and moves s where
  * it belongs in the heap; a slot in the ready ring stays there (ul_take

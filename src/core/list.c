@@ -166,29 +166,58 @@ static void tiers_refresh(ul_list *l, int32_t s) {
 
 /* ---- slow start -------------------------------------------------------- */
 
-/* The member ramps from 1/10 of its weight from now on. */
-static void ramp_start(ul_list *l, ul_node *n, double now) {
-  if (l->opts.slow_start <= 0) return;
-  n->since = now;
-  n->ramp = 1;
-  if (l->ramping++ == 0 || now + l->opts.slow_start / UL_RAMP_STEPS < l->ramp_next)
-    l->ramp_next = now + l->opts.slow_start / UL_RAMP_STEPS;
+/* due when it is later than t, else the next double after t: a tiny step
+ * vanishes into t's magnitude (t + step == t), or underflowed to 0. Being
+ * later than the time it was set at, ramp_next keeps a clock that stands
+ * still from running ramp_tick on every pick. */
+static double ramp_after(double t, double due) {
+  return due > t ? due : nextafter(t, INFINITY);
 }
 
-/* Moves ramping members to the step their time has reached. */
+/* The slow start step 1..UL_RAMP_STEPS at elapsed seconds after turning
+ * healthy: 1 + floor(elapsed / step), range-checked before the cast
+ * (uint8_t of NaN or of a value past 255 is undefined). Past the last step
+ * (elapsed inf when the clock reads inf, or anything over a step of 0)
+ * the ramp is over; below the first (the clock went back) or NaN (0/0:
+ * no time passed over a step of 0; inf/inf) it is at the first, which
+ * keeps the weight above 0 and is what any step > 0 gives at elapsed 0. */
+static uint8_t ramp_step(double elapsed, double step) {
+  double q = elapsed / step;
+  if (q >= UL_RAMP_STEPS - 1) return UL_RAMP_STEPS;
+  if (!(q >= 0)) return 1;
+  return (uint8_t)(1 + floor(q)); /* q in [0, 9): 1..9 */
+}
+
+/* The member ramps from 1/10 of its weight from now on. A now that is not
+ * finite cannot time a ramp: since would be NaN or inf, ramp_next NaN
+ * (which no pick's now reaches: every later ramp would stall) or inf; the
+ * member gets its full weight at once, as without slow start. */
+static void ramp_start(ul_list *l, ul_node *n, double now) {
+  double at;
+  if (!(l->opts.slow_start > 0)) return;
+  if (!isfinite(now)) {
+    n->ramp = UL_RAMP_STEPS;
+    return;
+  }
+  n->since = now;
+  n->ramp = 1;
+  at = ramp_after(now, now + l->opts.slow_start / UL_RAMP_STEPS);
+  if (l->ramping++ == 0 || at < l->ramp_next) l->ramp_next = at;
+}
+
+/* Moves ramping members to the step their time has reached. ul_pick calls
+ * it only when now >= ramp_next: never at a NaN now. */
 static void ramp_tick(ul_list *l, double now) {
   double step = l->opts.slow_start / UL_RAMP_STEPS, next = INFINITY;
   uint32_t p, ramping = 0;
   for (p = 0; p < l->n; p++) {
     int32_t s = ul_order(l)[p];
     ul_node *n = &ul_nodes(l)[s];
-    double k;
     if (n->ramp >= UL_RAMP_STEPS) continue;
-    k = 1 + floor((now - n->since) / step);
-    n->ramp = k >= UL_RAMP_STEPS ? UL_RAMP_STEPS : k < 1 ? 1 : (uint8_t)k;
+    n->ramp = ramp_step(now - n->since, step);
     member_update(l, s);
     if (n->ramp < UL_RAMP_STEPS) {
-      double at = n->since + n->ramp * step;
+      double at = ramp_after(now, n->since + n->ramp * step);
       ramping++;
       if (at < next) next = at;
     }
@@ -279,14 +308,16 @@ int ul_release(ul_list *l, int32_t s) {
 /* ---- members ----------------------------------------------------------- */
 
 /* The new member n (slot s) joins the check schedule: its first check is
- * due at now, spread over an interval when jittered. */
+ * due at now (the last collect's time when now is not finite: ulh_time),
+ * spread over an interval when jittered. */
 static void member_schedule(ul_list *l, ul_node *n, int32_t s, double now) {
   n->flags |= UL_F_CHECKED;
   l->checked++;
   if (l->shut) return;
   l->unchecked++;
   n->state = UL_IDLE;
-  n->next = now + (l->opts.jitter > 0 ? ulr_unit(l) * l->opts.interval : 0);
+  n->next = ulh_time(l, now) +
+            (l->opts.jitter > 0 ? ulr_unit(l) * l->opts.interval : 0);
   ulh_resched(l, s);
 }
 

@@ -59,8 +59,20 @@ static uint32_t maglev_members(ul_list *l, int64_t *wmax) {
 }
 
 /* Fills the table: members take turns claiming their next preferred free
- * entry, each as often as its share of the greatest effective weight. */
-static void maglev_build(ul_list *l) {
+ * entry, each as often as its share of the greatest effective weight. The
+ * member of the greatest weight earns a credit of exactly 1 a turn, so
+ * every turn claims an entry and the build ends after at most M turns;
+ * when every eligible weight is 0 (weight 0 through the C API: 0 / 0 gave
+ * no member any credit, and the loop never ended) each member earns 1,
+ * equal shares. A member's probes visit every entry once in its first M
+ * (M prime, 1 <= skip < M), so one finds a free entry within M probes. A
+ * turn that claims nothing (ruled out above) ends the build anyway, and
+ * the first member takes the entries left: the table holds no free entry
+ * (-1) while a member is eligible, so ulp_hash_pick needs no check. With
+ * none eligible it is all free, and ul_pick does not look. Kept out of
+ * line: it runs once per change, and inlined into ul_pick it cost the
+ * hash pick registers (2 instructions a pick). */
+static __attribute__((noinline)) void maglev_build(ul_list *l) {
   ul_magx *mx = ulb_magx(l);
   int32_t *tab = ulb_mag(l);
   uint32_t m = l->maglev_m, filled = 0, i, e;
@@ -70,9 +82,11 @@ static void maglev_build(ul_list *l) {
   l->maglev_dirty = 0;
   if (e == 0) return;
   while (filled < m) {
+    uint32_t before = filled;
     for (i = 0; i < e && filled < m; i++) {
       ul_magx *x = &mx[i];
-      x->credit += (double)ul_nodes(l)[x->slot].ew / (double)wmax;
+      x->credit += wmax > 0 ? (double)ul_nodes(l)[x->slot].ew / (double)wmax
+                            : 1.0;
       while (x->credit >= 1 && filled < m) {
         uint32_t c;
         do {
@@ -83,7 +97,11 @@ static void maglev_build(ul_list *l) {
         x->credit -= 1;
       }
     }
+    if (filled == before) break;
   }
+  if (filled < m)
+    for (i = 0; i < m; i++)
+      if (tab[i] < 0) tab[i] = mx[0].slot;
 }
 
 /* The key's entry: key (already a mixed hash) mapped onto [0, M) by a

@@ -55,6 +55,12 @@ const char *ul_opts_validate(const ul_opts *o, const char **field) {
        "must be in [0, 1]")
   RULE(isfinite(o->slow_start) && o->slow_start >= 0, "slow_start",
        "must be a finite number >= 0")
+  /* Its steps are slow_start / 10: from 0.001 on a step is >= 1e-4 s,
+   * which neither underflows nor vanishes into any clock below 4e11 s
+   * (2^52 * 1e-4); a smaller ramp is no ramp, and near 1e-323 the step
+   * is 0. */
+  RULE(o->slow_start == 0 || o->slow_start >= 0.001, "slow_start",
+       "must be 0 (off) or a finite number >= 0.001")
   RULE(o->tier_min >= 0 && o->tier_max <= UL_MAX_TIER &&
            o->tier_min <= o->tier_init && o->tier_init <= o->tier_max,
        "tiers", "must be integers with 0 <= min <= init <= max <= 10")

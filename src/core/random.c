@@ -139,8 +139,9 @@ static uint32_t lc_rr_dist(const ul_list *l, uint32_t pos) {
 }
 
 uint32_t ulp_least_conn_pick(ul_list *l) {
-  uint32_t best, p, k;
+  uint32_t best;
   if (l->nelig <= UL_LEAST_CONN_EXACT) {
+    uint32_t p, k;
     best = p = ulp_next_elig(l, ulp_after_rr(l));
     for (k = 1; k < l->nelig; k++) {
       p = ulp_next_elig(l, p + 1);

@@ -34,7 +34,7 @@ static void bm_clear(ul_list *l, uint32_t pos) {
 /* First set position >= from, or -1. */
 static int64_t bm_next(const ul_list *l, uint32_t from) {
   const uint64_t *b0 = ulb_bm(l, 0), *b1 = ulb_bm(l, 1), *b2 = ulb_bm(l, 2);
-  uint32_t w = from / BITS, w1, w2;
+  uint32_t w = from / BITS, w1;
   uint64_t m;
   if (w >= l->bm_words[0]) return -1;
   m = b0[w] & (~0ULL << (from % BITS));
@@ -44,6 +44,7 @@ static int64_t bm_next(const ul_list *l, uint32_t from) {
   if (w1 >= l->bm_words[1]) return -1;
   m = b1[w1] & (~0ULL << (w % BITS));
   if (!m) {
+    uint32_t w2;
     w1++; /* next non-empty level-1 word after w1 */
     for (w2 = w1 / BITS; w2 < l->bm_words[2]; w2++) {
       m = b2[w2];

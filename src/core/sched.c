@@ -19,9 +19,21 @@ static double sched_wait(ul_list *l) {
   return o->interval * (1 + o->jitter * (2 * ulr_unit(l) - 1));
 }
 
+/* A NaN or infinite reading is ignored (ulh_time): l->now stays finite. */
 uint32_t ul_collect(ul_list *l, double now) {
-  l->now = now;
-  return ulh_collect(l, now);
+  l->now = ulh_time(l, now);
+  return ulh_collect(l, l->now);
+}
+
+/* The time d seconds (>= 0) after t, strictly later than t: when d is too
+ * small for t's magnitude (t + d == t), the next double after t. Were a
+ * check's next start or deadline equal to its start, a host loop on a
+ * clock that stands still until it sleeps would find it due again at
+ * once, sleep 0, and spin. An overflow gives inf: never due, which is
+ * what a wait of 1e308 s means. */
+static double sched_after(double t, double d) {
+  double at = t + d;
+  return at > t ? at : nextafter(t, INFINITY);
 }
 
 /* Ends the running check of s at now: score, tier, counters, next start.
@@ -29,12 +41,13 @@ uint32_t ul_collect(ul_list *l, double now) {
  * backend. */
 static void sched_finish(ul_list *l, int32_t s, int ok, double now, int tier) {
   ul_node *n = &ul_nodes(l)[s];
+  now = ulh_time(l, now);
   ulc_apply(l, s, ok, now, tier);
   if (n->checks++ == 0) l->unchecked--;
   if (!ok) n->failures++;
   n->state = UL_IDLE;
   n->flags &= (uint8_t)~UL_F_WAKE;
-  n->next = n->started + sched_wait(l);
+  n->next = sched_after(n->started, sched_wait(l));
   if (n->next < now) n->next = now;
   ulh_resched(l, s);
 }
@@ -44,7 +57,7 @@ static void sched_start(ul_list *l, ul_node *n, int32_t s) {
   n->gen = ++l->gen;
   n->state = UL_RUNNING;
   n->started = l->now;
-  n->deadline = l->now + l->opts.timeout;
+  n->deadline = sched_after(l->now, l->opts.timeout);
   n->flags &= (uint8_t)~UL_F_WAKE;
   ulh_resched(l, s);
 }

@@ -10,19 +10,29 @@
 #include "pick.h"
 #include "block.h"
 
-#include <math.h>
-
 #define KST_NEVER INT64_MAX
 /* the pick count is rebased to 0 every 2^20 picks, so that cur + ew * t
- * stays below 2^53 (|cur| < 2 * total weight, ew <= 10^7) */
+ * stays far inside int64 (|cur| < 2 * total weight, ew <= 10^7) */
 #define KST_REBASE (INT64_C(1) << 20)
+
+/* floor(n / d) and ceil(n / d) for d > 0, in integers (C division
+ * truncates toward 0; the remainder has n's sign). They were computed in
+ * doubles and cast back: exact only below 2^53, and a cast of a quotient
+ * from 2^63 on (a difference of int64s near 2^63 rounds to 2^63 as a
+ * double) is undefined. In integers they are exact for every int64, with
+ * no float-to-integer conversion; d >= 1, so the division cannot trap. */
+static inline int64_t kst_floor_div(int64_t n, int64_t d) {
+  return n / d - (n % d < 0);
+}
+
+static inline int64_t kst_ceil_div(int64_t n, int64_t d) {
+  return n / d + (n % d > 0);
+}
 
 /* Winner and certificate of inner node k at pick count t. The left child
  * holds lower positions and wins ties, as nginx keeps the first peer. The
  * certificate (when the loser's steeper line could take over) may be early,
- * never late: an early one only costs a recomputation, so it is computed
- * in doubles, which are exact for the values kept below 2^53 by rebasing
- * (KST_REBASE), and then rounded down. */
+ * never late: an early one only costs a recomputation. */
 static inline void kst_fix(int32_t *win, int64_t *melt, const ul_line *line,
                            uint32_t k, int64_t t) {
   int32_t a = win[2 * k], b = win[2 * k + 1];
@@ -35,11 +45,11 @@ static inline void kst_fix(int32_t *win, int64_t *melt, const ul_line *line,
     if (vx >= vy) { /* a wins until y's line passes strictly above */
       win[k] = a;
       if (y->ew > x->ew) /* exact: floor((x-y)/d) + 1 */
-        c = (int64_t)floor((double)(x->cur - y->cur) / (double)(y->ew - x->ew));
+        c = kst_floor_div(x->cur - y->cur, y->ew - x->ew);
     } else { /* b wins until x's line comes level */
       win[k] = b;
       if (x->ew > y->ew) /* exact: ceil((y-x)/d) */
-        c = (int64_t)ceil((double)(y->cur - x->cur) / (double)(x->ew - y->ew)) - 1;
+        c = kst_ceil_div(y->cur - x->cur, x->ew - y->ew) - 1;
     }
     if (c <= t) c = t + 1; /* it holds at t: computed here */
     if (c < m) m = c;
