@@ -8,6 +8,21 @@
 
 #include "binding.h"
 
+/* run() and wait_initial() resume a check that yielded (coroutine.yield()
+ * or upstream.sleep(s) with s < LU_TICK) no sooner than LU_TICK later on
+ * the list's clock: with a fake clock, which only their sleeps move, a
+ * check that keeps yielding would otherwise be resumed at the same time
+ * forever, and its deadline never come. 0.1 ms is the bound of the finest
+ * latency tier, so tier_by_latency still tells a check that yields once
+ * from a slower one. step() resumes it at the next step. */
+#define LU_TICK 1e-4
+
+/* run() and wait_initial() raise when the clock has not moved over sleeps
+ * adding up to LU_STILL seconds: a clock with a coarse resolution (ngx.now()
+ * and many event loops: 1 ms) stands still over short sleeps, a fake
+ * clock without a sleep that advances it over any. */
+#define LU_STILL 1.0
+
 static char lu_sleep_token; /* first value upstream.sleep yields */
 
 /* Closes co when it is suspended or dead by error: its to-be-closed
@@ -41,14 +56,18 @@ static void lu_forget_thread(lua_State *L, int32_t s) {
 }
 
 /* The check yielded nres values: upstream.sleep(secs) asks to be woken
- * then, any other yield at the next step. */
+ * then, any other yield at the next step; while run() or wait_initial()
+ * drive, no sooner than tick. A wake past the deadline is the deadline. */
 static void lu_check_yielded(lua_State *L, lua_State *co, int nres, int32_t s,
-                             uint64_t gen, double now) {
+                             uint64_t gen, double now, double tick) {
   lu_list *u = (lu_list *)lua_touserdata(L, 1);
-  double wake = now;
+  double secs = 0, wake, deadline;
   if (nres >= 2 && lua_touserdata(co, -nres) == &lu_sleep_token)
-    wake = now + lua_tonumber(co, -nres + 1);
+    secs = lua_tonumber(co, -nres + 1);
   lua_pop(co, nres);
+  if (secs < tick) secs = tick;
+  deadline = ul_current(u->core, s, gen) ? ul_nodes(u->core)[s].deadline : now;
+  wake = secs < deadline - now ? now + secs : deadline;
   if (!ul_sleep(u->core, s, gen, wake)) { /* stale: removed or shut down */
     lu_forget_thread(L, s);
     lu_close_thread(L, co);
@@ -73,10 +92,10 @@ static void lu_check_returned(lua_State *L, lua_State *co, int nres, int32_t s,
 /* Resumes the check coroutine at top of L (slot s, check gen) with nargs
  * arguments already on co, and handles what it did. Pops the coroutine. */
 static void lu_resume_check(lua_State *L, lua_State *co, int nargs, int32_t s,
-                            uint64_t gen, double now) {
+                            uint64_t gen, double now, double tick) {
   int nres = 0, st = lua_resume(co, L, nargs, &nres);
   if (st == LUA_YIELD) {
-    lu_check_yielded(L, co, nres, s, gen, now);
+    lu_check_yielded(L, co, nres, s, gen, now, tick);
   } else {
     lu_forget_thread(L, s);
     if (st == LUA_OK) {
@@ -91,7 +110,8 @@ static void lu_resume_check(lua_State *L, lua_State *co, int nargs, int32_t s,
 }
 
 /* Starts the check of slot s in a new coroutine. */
-static void lu_start_check(lua_State *L, int32_t s, uint64_t gen, double now) {
+static void lu_start_check(lua_State *L, int32_t s, uint64_t gen, double now,
+                           double tick) {
   lua_State *co;
   lua_getiuservalue(L, 1, LU_UV_THREADS);
   co = lua_newthread(L);
@@ -107,17 +127,18 @@ static void lu_start_check(lua_State *L, int32_t s, uint64_t gen, double now) {
   }
   lua_insert(L, -2); /* fn, backend */
   lua_xmove(L, co, 2);
-  lu_resume_check(L, co, 1, s, gen, now);
+  lu_resume_check(L, co, 1, s, gen, now, tick);
 }
 
 /* Resumes the check of slot s that asked to be woken. */
-static void lu_wake_check(lua_State *L, int32_t s, uint64_t gen, double now) {
+static void lu_wake_check(lua_State *L, int32_t s, uint64_t gen, double now,
+                          double tick) {
   lua_getiuservalue(L, 1, LU_UV_THREADS);
   lua_rawgeti(L, -1, (lua_Integer)s + 1);
   lua_remove(L, -2);
   if (lua_type(L, -1) == LUA_TTHREAD &&
       lua_status(lua_tothread(L, -1)) == LUA_YIELD)
-    lu_resume_check(L, lua_tothread(L, -1), 0, s, gen, now);
+    lu_resume_check(L, lua_tothread(L, -1), 0, s, gen, now, tick);
   else
     lua_pop(L, 1);
 }
@@ -136,16 +157,17 @@ static void lu_timeout_check(lua_State *L, int32_t s) {
   lua_pop(L, 2);
 }
 
-/* Runs every event due at now. Returns the time of the next event. */
-static double lu_do_step(lua_State *L, lu_list *u, double now) {
+/* Runs every event due at now; a check that yields is resumed tick later
+ * at the soonest. Returns the time of the next event. */
+static double lu_do_step(lua_State *L, lu_list *u, double now, double tick) {
   int32_t s;
   uint64_t gen;
   int ev;
   lu_use_driver(L, u, LU_DRIVER_STEP);
   ul_collect(u->core, now);
   while ((ev = ul_take(u->core, &s, &gen)) != UL_EV_NONE) {
-    if (ev == UL_EV_START) lu_start_check(L, s, gen, now);
-    else if (ev == UL_EV_WAKE) lu_wake_check(L, s, gen, now);
+    if (ev == UL_EV_START) lu_start_check(L, s, gen, now, tick);
+    else if (ev == UL_EV_WAKE) lu_wake_check(L, s, gen, now, tick);
     else lu_timeout_check(L, s);
   }
   return ul_next_time(u->core);
@@ -160,31 +182,46 @@ int l_step(lua_State *L) {
     return 1;
   }
   now = lu_list_now(L, 1);
-  next = lu_do_step(L, u, now);
+  next = lu_do_step(L, u, now, 0);
   lu_push_wait(L, next, now);
   return 1;
 }
 
+/* The clock stood still over sleeps adding up to slept seconds. */
+static void lu_clock_stands_still(lua_State *L, double slept) {
+  if (lua_getiuservalue(L, 1, LU_UV_SLEEP) == LUA_TFUNCTION)
+    luaL_error(L, "upstream.list: the clock did not move during sleeps adding"
+                  " up to %f s; the 'sleep' option must advance the 'clock'",
+               slept);
+  luaL_error(L, "upstream.list: the clock did not move during sleeps adding up"
+                " to %f s; with a fake clock, pass a 'sleep' option that "
+                "advances it", slept);
+}
+
 /* Drives the scheduler until done() or the clock reaches end. Returns 1
- * when done() held. */
+ * when done() held. Each pass runs the events due, then sleeps towards the
+ * next event or end, at least LU_TICK: a shorter sleep (a rounding
+ * residue, an event between two readings of a coarse clock) would spin on
+ * a clock that moves in larger steps, forever when it is a fake one moved
+ * by the sleeps alone. With a check that yields resumed LU_TICK later at
+ * the soonest, the list's clock always moves on. */
 static int lu_drive(lua_State *L, lu_list *u, double end,
                     int (*done)(const ul_list *)) {
-  double now = lu_list_now(L, 1);
+  double now = lu_list_now(L, 1), still = 0;
   for (;;) {
     double next, later, wait;
     if (done && done(u->core)) return 1;
-    next = u->core->shut ? INFINITY : lu_do_step(L, u, now);
+    next = u->core->shut ? INFINITY : lu_do_step(L, u, now, LU_TICK);
     if (done && done(u->core)) return 1;
     later = lu_list_now(L, 1);
     if (later >= end) return 0;
     wait = (next < end ? next : end) - later;
-    if (wait < 0) wait = 0;
+    if (wait <= 0) wait = 0;
+    else if (wait < LU_TICK) wait = LU_TICK;
     lu_list_sleep(L, 1, wait);
     now = lu_list_now(L, 1);
-    if (wait > 0 && now <= later)
-      luaL_error(L, "upstream.list: the clock did not move during sleep(%f);"
-                    " with a fake clock, pass a 'sleep' option that advances it",
-                 wait);
+    if (now > later) still = 0;
+    else if ((still += wait) >= LU_STILL) lu_clock_stands_still(L, still);
   }
 }
 
