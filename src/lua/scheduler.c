@@ -24,6 +24,66 @@
 #define LU_STILL 1.0
 
 static char lu_sleep_token; /* first value upstream.sleep yields */
+static char lu_runs_key;    /* registry: the state's lu_runs */
+
+/* A check being resumed, from lua_resume until it gives control back: what
+ * upstream.sleep needs to know. It lives on the C stack of lu_resume_check,
+ * linked from the state's lu_runs only for the time of the resume; a check
+ * that resumes another list's check (a nested step()) links its run above. */
+typedef struct lu_run {
+  struct lu_run *outer; /* the run this one was resumed from, or NULL */
+  lua_State *co;        /* the check's coroutine */
+  double deadline;      /* of the check, read before the resume */
+} lu_run;
+
+/* One per Lua state, in the registry (a check can be resumed from any
+ * list, and upstream.sleep is no method): the innermost run. */
+typedef struct lu_runs {
+  lu_run *top;
+} lu_runs;
+
+/* The state's lu_runs, NULL before the first check. */
+static lu_runs *lu_find_runs(lua_State *L) {
+  lu_runs *r;
+  lua_pushlightuserdata(L, &lu_runs_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  r = (lu_runs *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return r;
+}
+
+/* Pushes the state's lu_runs userdata, made on first use. */
+static lu_runs *lu_push_runs(lua_State *L) {
+  lu_runs *r;
+  lua_pushlightuserdata(L, &lu_runs_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if ((r = (lu_runs *)lua_touserdata(L, -1)) != NULL) return r;
+  lua_pop(L, 1);
+  r = (lu_runs *)lua_newuserdatauv(L, sizeof *r, 0);
+  r->top = NULL;
+  lua_pushlightuserdata(L, &lu_runs_key);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  return r;
+}
+
+/* The innermost check being resumed, or NULL. */
+static lu_run *lu_running(lua_State *L) {
+  lu_runs *r = lu_find_runs(L);
+  return r ? r->top : NULL;
+}
+
+/* Links run (for co) before co is resumed. */
+static void lu_run_enter(lu_runs *r, lu_run *run, lua_State *co,
+                         double deadline) {
+  run->outer = r->top;
+  run->co = co;
+  run->deadline = deadline;
+  r->top = run;
+}
+
+/* Unlinks run after its resume returned. */
+static void lu_run_leave(lu_runs *r, lu_run *run) { r->top = run->outer; }
 
 /* Closes co when it is suspended or dead by error: its to-be-closed
  * variables run (5.4; older versions only drop it, see compat.h). A
@@ -59,14 +119,14 @@ static void lu_forget_thread(lua_State *L, int32_t s) {
  * then, any other yield at the next step; while run() or wait_initial()
  * drive, no sooner than tick. A wake past the deadline is the deadline. */
 static void lu_check_yielded(lua_State *L, lua_State *co, int nres, int32_t s,
-                             uint64_t gen, double now, double tick) {
+                             uint64_t gen, double now, double tick,
+                             double deadline) {
   lu_list *u = (lu_list *)lua_touserdata(L, 1);
-  double secs = 0, wake, deadline;
+  double secs = 0, wake;
   if (nres >= 2 && lua_touserdata(co, -nres) == &lu_sleep_token)
     secs = lua_tonumber(co, -nres + 1);
   lua_pop(co, nres);
   if (secs < tick) secs = tick;
-  deadline = ul_current(u->core, s, gen) ? ul_nodes(u->core)[s].deadline : now;
   wake = secs < deadline - now ? now + secs : deadline;
   if (!ul_sleep(u->core, s, gen, wake)) { /* stale: removed or shut down */
     lu_forget_thread(L, s);
@@ -89,13 +149,27 @@ static void lu_check_returned(lua_State *L, lua_State *co, int nres, int32_t s,
   lu_check_result(L, (lu_list *)lua_touserdata(L, 1), s, gen, ok, now, tier);
 }
 
+/* The deadline of check (s, gen); for a stale one (a backend's __index
+ * reconciled the list), now. */
+static double lu_deadline(const lu_list *u, int32_t s, uint64_t gen,
+                          double now) {
+  return ul_current(u->core, s, gen) ? ul_nodes(u->core)[s].deadline : now;
+}
+
 /* Resumes the check coroutine at top of L (slot s, check gen) with nargs
  * arguments already on co, and handles what it did. Pops the coroutine. */
 static void lu_resume_check(lua_State *L, lua_State *co, int nargs, int32_t s,
                             uint64_t gen, double now, double tick) {
-  int nres = 0, st = lua_resume(co, L, nargs, &nres);
+  lu_list *u = (lu_list *)lua_touserdata(L, 1);
+  lu_run run;
+  lu_runs *r = lu_push_runs(L); /* above the coroutine, till the end */
+  int nres = 0, st;
+  lu_run_enter(r, &run, co, lu_deadline(u, s, gen, now));
+  st = lua_resume(co, L, nargs, &nres);
+  lu_run_leave(r, &run);
+  lua_pop(L, 1); /* the lu_runs */
   if (st == LUA_YIELD) {
-    lu_check_yielded(L, co, nres, s, gen, now, tick);
+    lu_check_yielded(L, co, nres, s, gen, now, tick, run.deadline);
   } else {
     lu_forget_thread(L, s);
     if (st == LUA_OK) {
@@ -103,7 +177,7 @@ static void lu_resume_check(lua_State *L, lua_State *co, int nargs, int32_t s,
     } else { /* raised: the error object is on top of co */
       lu_push_failure(L, co, -1, 1);
       lu_close_thread(L, co);
-      lu_check_result(L, (lu_list *)lua_touserdata(L, 1), s, gen, 0, now, NAN);
+      lu_check_result(L, u, s, gen, 0, now, NAN);
     }
   }
   lua_pop(L, 1); /* the coroutine */
@@ -266,12 +340,17 @@ int l_wait_initial(lua_State *L) {
 }
 
 /* upstream.sleep(secs), inside a check run by this scheduler: yields to
- * it, which resumes the check secs later (see lu_check_yielded). */
+ * it, which resumes the check secs later (see lu_check_yielded). Only the
+ * check's own coroutine may: in any other the yield would go to whoever
+ * resumed it, neither sleeping nor failing. Where the check cannot yield
+ * (a C call in between; a pcall on PUC 5.1) lua_yield says so. */
 int l_sleep(lua_State *L) {
   double s = luaL_checknumber(L, 1);
+  lu_run *run;
   if (!(s >= 0) || isinf(s))
     luaL_argerror(L, 1, "seconds must be a finite number >= 0");
-  if (!lua_isyieldable(L))
+  run = lu_running(L);
+  if (run == NULL || run->co != L)
     luaL_error(L, "upstream.sleep: not inside a health check");
   lua_settop(L, 1);
   lua_pushlightuserdata(L, &lu_sleep_token);
