@@ -2,11 +2,19 @@
  * lua/scheduler.c - the built-in check scheduler: each check runs in its
  * own coroutine, started when due, resumed after a yield or an
  * upstream.sleep(), closed at its deadline; step(), run() and
- * wait_initial() drive it on the list's clock.
+ * wait_initial() drive it on the list's clock. A count hook, set on a
+ * check's coroutine only while it runs, stops a check that runs past its
+ * deadline without yielding.
  */
 #include <math.h>
 
 #include "binding.h"
+
+/* LU_CHECK_HOOK=0 builds the module without the runaway-check hook, for
+ * bench/hook.lua to measure what the hook costs. */
+#ifndef LU_CHECK_HOOK
+#define LU_CHECK_HOOK 1
+#endif
 
 /* run() and wait_initial() resume a check that yielded (coroutine.yield()
  * or upstream.sleep(s) with s < LU_TICK) no sooner than LU_TICK later on
@@ -23,21 +31,39 @@
  * clock without a sleep that advances it over any. */
 #define LU_STILL 1.0
 
+/* The hook reads the clock every LU_HOOK_EVERY VM instructions of a
+ * running check. A check of typical size (tens to hundreds of instructions
+ * around its I/O) never gets there: it pays for setting and clearing the
+ * hook, ~250 instructions a resume, and for the interpreter's per-
+ * instruction test that any count hook turns on, whatever the count (~20
+ * instructions per VM instruction on 5.4, bench/hook.lua). A long check
+ * pays ~0.4 more per VM instruction for the clock readings, and is stopped
+ * within ~10 us of its deadline. */
+#ifndef LU_HOOK_EVERY
+#define LU_HOOK_EVERY 1000
+#endif
+
 static char lu_sleep_token; /* first value upstream.sleep yields */
 static char lu_runs_key;    /* registry: the state's lu_runs */
 
 /* A check being resumed, from lua_resume until it gives control back: what
- * upstream.sleep needs to know. It lives on the C stack of lu_resume_check,
- * linked from the state's lu_runs only for the time of the resume; a check
- * that resumes another list's check (a nested step()) links its run above. */
+ * its count hook and upstream.sleep need to know. It lives on the C stack
+ * of lu_resume_check, linked from the state's lu_runs only for the time of
+ * the resume; a check that resumes another list's check (a nested step())
+ * links its run above. */
 typedef struct lu_run {
   struct lu_run *outer; /* the run this one was resumed from, or NULL */
   lua_State *co;        /* the check's coroutine */
+  lua_State *from;      /* the thread resuming it, the list at its index 1 */
   double deadline;      /* of the check, read before the resume */
+  double stopped_at;    /* the hook's clock reading past the deadline */
+  int stopped;          /* the hook stopped the check */
+  lua_Hook hook;        /* co's hook before ours (LuaJIT: the global one) */
+  int mask, count;
 } lu_run;
 
 /* One per Lua state, in the registry (a check can be resumed from any
- * list, and upstream.sleep is no method): the innermost run. */
+ * list, and the hook has no upvalues): the innermost run. */
 typedef struct lu_runs {
   lu_run *top;
 } lu_runs;
@@ -73,17 +99,80 @@ static lu_run *lu_running(lua_State *L) {
   return r ? r->top : NULL;
 }
 
-/* Links run (for co) before co is resumed. */
-static void lu_run_enter(lu_runs *r, lu_run *run, lua_State *co,
+#if LU_CHECK_HOOK
+/* The clock of run's list, read from inside its hook on L. The list is at
+ * index 1 of run->from, which waits in lua_resume with room on its stack
+ * (lu_run_enter): the clock function is fetched there and moved to L, as
+ * coroutine.resume moves values, rather than stored for each resume. */
+static double lu_run_clock(lua_State *L, const lu_run *run) {
+  if (lua_getiuservalue(run->from, 1, LU_UV_CLOCK) != LUA_TFUNCTION) {
+    lua_pop(run->from, 1);
+    return lu_mono_now();
+  }
+  lua_xmove(run->from, L, 1);
+  return lu_call_clock(L);
+}
+
+/* The count hook of a running check, every LU_HOOK_EVERY instructions (on
+ * PUC Lua also in the coroutines the check creates, which inherit it; on
+ * LuaJIT hooks are global). Past the deadline it stops the check: from a
+ * hook, lua_yield escapes even a pcall inside the check, and the
+ * scheduler, seeing run->stopped, counts the check as timed out and closes
+ * it. Where it cannot yield (a helper coroutine, a C call in between, a
+ * pcall on PUC 5.1) it raises instead, and from then on at every
+ * instruction, so that no pcall keeps the check alive. Another hook that
+ * was set before is called for its events. */
+static void lu_check_hook(lua_State *L, lua_Debug *ar) {
+  lu_run *run = lu_running(L);
+  if (run == NULL) return; /* a coroutine a check left behind */
+  if (run->hook != NULL && run->hook != lu_check_hook &&
+      (ar->event != LUA_HOOKCOUNT || (run->mask & LUA_MASKCOUNT)))
+    run->hook(L, ar);
+  if (ar->event != LUA_HOOKCOUNT) return;
+  if (!run->stopped) {
+    double now = lu_run_clock(L, run);
+    if (now < run->deadline) return;
+    run->stopped = 1;
+    run->stopped_at = now;
+  }
+  lua_sethook(L, lu_check_hook, lua_gethookmask(L) | LUA_MASKCOUNT, 1);
+  if (L == run->co && lua_isyieldable(L)) {
+    lua_yield(L, 0);
+    return;
+  }
+  lua_pushliteral(L, LU_TIMED_OUT);
+  lua_error(L);
+}
+#endif
+
+/* Links run (for co, resumed from L, the list at index 1 of L) before co
+ * is resumed, and sets co's hook. Nothing here raises once the hook is
+ * set. */
+static void lu_run_enter(lua_State *L, lu_runs *r, lu_run *run, lua_State *co,
                          double deadline) {
   run->outer = r->top;
   run->co = co;
+  run->from = L;
   run->deadline = deadline;
+  run->stopped = 0;
+  run->stopped_at = deadline;
+#if LU_CHECK_HOOK
+  luaL_checkstack(L, 2, NULL); /* for lu_run_clock */
+  run->hook = lua_gethook(co);
+  run->mask = lua_gethookmask(co);
+  run->count = lua_gethookcount(co);
+  lua_sethook(co, lu_check_hook, run->mask | LUA_MASKCOUNT, LU_HOOK_EVERY);
+#endif
   r->top = run;
 }
 
-/* Unlinks run after its resume returned. */
-static void lu_run_leave(lu_runs *r, lu_run *run) { r->top = run->outer; }
+/* Unlinks run after its resume returned, co's hook as it was. */
+static void lu_run_leave(lu_runs *r, lu_run *run) {
+  r->top = run->outer;
+#if LU_CHECK_HOOK
+  lua_sethook(run->co, run->hook, run->mask, run->count);
+#endif
+}
 
 /* Closes co when it is suspended or dead by error: its to-be-closed
  * variables run (5.4; older versions only drop it, see compat.h). A
@@ -150,7 +239,7 @@ static void lu_check_returned(lua_State *L, lua_State *co, int nres, int32_t s,
 }
 
 /* The deadline of check (s, gen); for a stale one (a backend's __index
- * reconciled the list), now. */
+ * reconciled the list), now: the hook stops it at once. */
 static double lu_deadline(const lu_list *u, int32_t s, uint64_t gen,
                           double now) {
   return ul_current(u->core, s, gen) ? ul_nodes(u->core)[s].deadline : now;
@@ -164,11 +253,16 @@ static void lu_resume_check(lua_State *L, lua_State *co, int nargs, int32_t s,
   lu_run run;
   lu_runs *r = lu_push_runs(L); /* above the coroutine, till the end */
   int nres = 0, st;
-  lu_run_enter(r, &run, co, lu_deadline(u, s, gen, now));
+  lu_run_enter(L, r, &run, co, lu_deadline(u, s, gen, now));
   st = lua_resume(co, L, nargs, &nres);
   lu_run_leave(r, &run);
   lua_pop(L, 1); /* the lu_runs */
-  if (st == LUA_YIELD) {
+  if (run.stopped) { /* by the hook, whatever the check did after */
+    lu_forget_thread(L, s);
+    lu_close_thread(L, co);
+    lua_pushliteral(L, LU_TIMED_OUT);
+    lu_check_result(L, u, s, gen, 0, run.stopped_at, NAN);
+  } else if (st == LUA_YIELD) {
     lu_check_yielded(L, co, nres, s, gen, now, tick, run.deadline);
   } else {
     lu_forget_thread(L, s);
