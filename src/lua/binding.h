@@ -108,6 +108,9 @@ static inline lu_list *lu_check_list(lua_State *L) {
 LU_FUNC double lu_mono_now(void);
 /* The clock of the list at idx: its clock option, else lu_mono_now(). */
 LU_FUNC double lu_list_now(lua_State *L, int idx);
+/* Calls the clock function on top of L (popped); raises unless it returns
+ * a finite number, which it returns. */
+LU_FUNC double lu_call_clock(lua_State *L);
 /* Sleeps s seconds with the list's sleep option, else nanosleep. */
 LU_FUNC void lu_list_sleep(lua_State *L, int idx, double s);
 /* Pushes the seconds from now to next (0 if past), nil when next is inf. */

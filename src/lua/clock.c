@@ -14,20 +14,28 @@ double lu_mono_now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-double lu_list_now(lua_State *L, int idx) {
+double lu_call_clock(lua_State *L) {
   double t;
-  if (lua_getiuservalue(L, idx, LU_UV_CLOCK) != LUA_TFUNCTION) {
-    lua_pop(L, 1);
-    return lu_mono_now();
-  }
   lua_call(L, 0, 1);
   if (lua_type(L, -1) != LUA_TNUMBER)
     luaL_error(L, "upstream: clock() must return a number (got %s)",
                luaL_typename(L, -1));
   t = lua_tonumber(L, -1);
   lua_pop(L, 1);
+  /* every caller compares and subtracts times: inf - inf is NaN, and a
+   * deadline at inf never comes */
   if (isnan(t)) luaL_error(L, "upstream: clock() returned NaN");
+  if (isinf(t))
+    luaL_error(L, "upstream: clock() returned %s", t > 0 ? "inf" : "-inf");
   return t;
+}
+
+double lu_list_now(lua_State *L, int idx) {
+  if (lua_getiuservalue(L, idx, LU_UV_CLOCK) != LUA_TFUNCTION) {
+    lua_pop(L, 1);
+    return lu_mono_now();
+  }
+  return lu_call_clock(L);
 }
 
 void lu_list_sleep(lua_State *L, int idx, double s) {

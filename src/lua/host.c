@@ -8,10 +8,14 @@
 
 #include "binding.h"
 
-/* The job table of slot s's check gen, for due(). */
+/* The job table of slot s's check gen, for due(). Generations restart at
+ * 1 in every list, so a job also names its list: report() refuses another
+ * list's jobs rather than take them for its own. */
 static void lu_push_job(lua_State *L, const lu_list *u, int32_t s,
                         uint64_t gen) {
-  lua_createtable(L, 0, 5);
+  lua_createtable(L, 0, 6);
+  lua_pushvalue(L, 1);
+  lua_setfield(L, -2, "list");
   lua_getiuservalue(L, 1, LU_UV_SLOTS);
   lua_rawgeti(L, -1, (lua_Integer)s + 1);
   lua_setfield(L, -3, "backend");
@@ -60,17 +64,24 @@ int l_report(lua_State *L) {
   int ok, isint;
   lua_settop(L, 5);
   u = lu_check_list(L);
+  /* a job can only come from due(), which claims the list: a list that
+   * step() drives has none */
+  if (u->driver == LU_DRIVER_STEP) lu_use_driver(L, u, LU_DRIVER_DUE);
   luaL_checktype(L, 2, LUA_TTABLE);
   ok = lua_toboolean(L, 3);
   if (!lua_isnil(L, 5)) tier = luaL_checknumber(L, 5);
-  lua_getfield(L, 2, "slot");
-  lua_getfield(L, 2, "gen");
+  lua_pushliteral(L, "list");
+  lua_rawget(L, 2);
+  lua_pushliteral(L, "slot");
+  lua_rawget(L, 2);
+  lua_pushliteral(L, "gen");
+  lua_rawget(L, 2);
   s = lua_tointegerx(L, -2, &isint);
   gen = lua_tonumber(L, -1);
-  if (!isint || lua_type(L, -1) != LUA_TNUMBER || s < 0 || s > INT32_MAX ||
-      !(gen >= 1) || gen != floor(gen))
-    luaL_argerror(L, 2, "not a job from due()");
-  lua_pop(L, 2);
+  if (!lua_rawequal(L, -3, 1) || !isint || lua_type(L, -1) != LUA_TNUMBER ||
+      s < 0 || s > INT32_MAX || !(gen >= 1) || gen != floor(gen))
+    luaL_argerror(L, 2, "not a job from this list's due()");
+  lua_pop(L, 3);
   now = lu_list_now(L, 1);
   if (ok) lua_pushnil(L);
   else lu_push_failure(L, L, 4, 0);

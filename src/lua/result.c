@@ -14,18 +14,48 @@ static void lu_set_error(lua_State *L, int32_t s) {
   lua_pop(L, 1);
 }
 
+/* Replaces the value at top of L by what its __tostring metamethod makes
+ * of it and returns 1; returns 0, the value left as it is, when it has
+ * none, or the metamethod raises or gives no string. Called protected: a
+ * broken error object must not turn one failed check into an error of the
+ * whole step() or report(). */
+static int lu_error_tostring(lua_State *L) {
+  if (!luaL_getmetafield(L, -1, "__tostring")) return 0;
+  lua_pushvalue(L, -2);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK || lua_type(L, -1) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_remove(L, -2);
+  return 1;
+}
+
 /* Pushes onto L the message of a failed check from the value at idx on
- * from (0: none): a string or number as is, else a default that says
- * whether the check raised or returned. */
+ * from (0: none): a string or number as is, an object by its __tostring,
+ * else a default that says whether the check raised or returned. from may
+ * be a check's coroutine, dead by error: nothing is called on it. */
 void lu_push_failure(lua_State *L, lua_State *from, int idx, int raised) {
   int t = idx ? lua_type(from, idx) : LUA_TNONE;
   if (t == LUA_TSTRING || t == LUA_TNUMBER) {
     lua_pushstring(L, lua_tostring(from, idx));
-  } else if (raised) {
-    lua_pushfstring(L, "health check raised a %s value", lua_typename(from, t));
-  } else {
-    lua_pushliteral(L, LU_CHECK_FAILED);
+    return;
   }
+  if (t != LUA_TNONE && t != LUA_TNIL) {
+    luaL_checkstack(L, 4, NULL);
+    if (from == L) {
+      lua_pushvalue(L, idx);
+    } else {
+      if (!lua_checkstack(from, 1)) luaL_error(L, "upstream: stack overflow");
+      lua_pushvalue(from, idx);
+      lua_xmove(from, L, 1);
+    }
+    if (lu_error_tostring(L)) return;
+    lua_pop(L, 1);
+  }
+  if (raised)
+    lua_pushfstring(L, "health check raised a %s value", lua_typename(from, t));
+  else
+    lua_pushliteral(L, LU_CHECK_FAILED);
 }
 
 /* The tier check (s, gen) of u's list asks for, for ul_report: with

@@ -2,13 +2,177 @@
  * lua/scheduler.c - the built-in check scheduler: each check runs in its
  * own coroutine, started when due, resumed after a yield or an
  * upstream.sleep(), closed at its deadline; step(), run() and
- * wait_initial() drive it on the list's clock.
+ * wait_initial() drive it on the list's clock. A count hook, set on a
+ * check's coroutine only while it runs, stops a check that runs past its
+ * deadline without yielding.
  */
 #include <math.h>
 
 #include "binding.h"
 
+/* LU_CHECK_HOOK=0 builds the module without the runaway-check hook, for
+ * bench/hook.lua to measure what the hook costs. */
+#ifndef LU_CHECK_HOOK
+#define LU_CHECK_HOOK 1
+#endif
+
+/* run() and wait_initial() resume a check that yielded (coroutine.yield()
+ * or upstream.sleep(s) with s < LU_TICK) no sooner than LU_TICK later on
+ * the list's clock: with a fake clock, which only their sleeps move, a
+ * check that keeps yielding would otherwise be resumed at the same time
+ * forever, and its deadline never come. 0.1 ms is the bound of the finest
+ * latency tier, so tier_by_latency still tells a check that yields once
+ * from a slower one. step() resumes it at the next step. */
+#define LU_TICK 1e-4
+
+/* run() and wait_initial() raise when the clock has not moved over sleeps
+ * adding up to LU_STILL seconds: a clock with a coarse resolution (ngx.now()
+ * and many event loops: 1 ms) stands still over short sleeps, a fake
+ * clock without a sleep that advances it over any. */
+#define LU_STILL 1.0
+
+/* The hook reads the clock every LU_HOOK_EVERY VM instructions of a
+ * running check. A check of typical size (tens to hundreds of instructions
+ * around its I/O) never gets there: it pays for setting and clearing the
+ * hook, ~250 instructions a resume, and for the interpreter's per-
+ * instruction test that any count hook turns on, whatever the count (~20
+ * instructions per VM instruction on 5.4, bench/hook.lua). A long check
+ * pays ~0.4 more per VM instruction for the clock readings, and is stopped
+ * within ~10 us of its deadline. */
+#ifndef LU_HOOK_EVERY
+#define LU_HOOK_EVERY 1000
+#endif
+
 static char lu_sleep_token; /* first value upstream.sleep yields */
+static char lu_runs_key;    /* registry: the state's lu_runs */
+
+/* A check being resumed, from lua_resume until it gives control back: what
+ * its count hook and upstream.sleep need to know. It lives on the C stack
+ * of lu_resume_check, linked from the state's lu_runs only for the time of
+ * the resume; a check that resumes another list's check (a nested step())
+ * links its run above. */
+typedef struct lu_run {
+  struct lu_run *outer; /* the run this one was resumed from, or NULL */
+  lua_State *co;        /* the check's coroutine */
+  lua_State *from;      /* the thread resuming it, the list at its index 1 */
+  double deadline;      /* of the check, read before the resume */
+  double stopped_at;    /* the hook's clock reading past the deadline */
+  int stopped;          /* the hook stopped the check */
+  lua_Hook hook;        /* co's hook before ours (LuaJIT: the global one) */
+  int mask, count;
+} lu_run;
+
+/* One per Lua state, in the registry (a check can be resumed from any
+ * list, and the hook has no upvalues): the innermost run. */
+typedef struct lu_runs {
+  lu_run *top;
+} lu_runs;
+
+/* The state's lu_runs, NULL before the first check. */
+static lu_runs *lu_find_runs(lua_State *L) {
+  lu_runs *r;
+  lua_pushlightuserdata(L, &lu_runs_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  r = (lu_runs *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return r;
+}
+
+/* Pushes the state's lu_runs userdata, made on first use. */
+static lu_runs *lu_push_runs(lua_State *L) {
+  lu_runs *r;
+  lua_pushlightuserdata(L, &lu_runs_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if ((r = (lu_runs *)lua_touserdata(L, -1)) != NULL) return r;
+  lua_pop(L, 1);
+  r = (lu_runs *)lua_newuserdatauv(L, sizeof *r, 0);
+  r->top = NULL;
+  lua_pushlightuserdata(L, &lu_runs_key);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  return r;
+}
+
+/* The innermost check being resumed, or NULL. */
+static lu_run *lu_running(lua_State *L) {
+  lu_runs *r = lu_find_runs(L);
+  return r ? r->top : NULL;
+}
+
+#if LU_CHECK_HOOK
+/* The clock of run's list, read from inside its hook on L. The list is at
+ * index 1 of run->from, which waits in lua_resume with room on its stack
+ * (lu_run_enter): the clock function is fetched there and moved to L, as
+ * coroutine.resume moves values, rather than stored for each resume. */
+static double lu_run_clock(lua_State *L, const lu_run *run) {
+  if (lua_getiuservalue(run->from, 1, LU_UV_CLOCK) != LUA_TFUNCTION) {
+    lua_pop(run->from, 1);
+    return lu_mono_now();
+  }
+  lua_xmove(run->from, L, 1);
+  return lu_call_clock(L);
+}
+
+/* The count hook of a running check, every LU_HOOK_EVERY instructions (on
+ * PUC Lua also in the coroutines the check creates, which inherit it; on
+ * LuaJIT hooks are global). Past the deadline it stops the check: from a
+ * hook, lua_yield escapes even a pcall inside the check, and the
+ * scheduler, seeing run->stopped, counts the check as timed out and closes
+ * it. Where it cannot yield (a helper coroutine, a C call in between, a
+ * pcall on PUC 5.1) it raises instead, and from then on at every
+ * instruction, so that no pcall keeps the check alive. Another hook that
+ * was set before is called for its events. */
+static void lu_check_hook(lua_State *L, lua_Debug *ar) {
+  lu_run *run = lu_running(L);
+  if (run == NULL) return; /* a coroutine a check left behind */
+  if (run->hook != NULL && run->hook != lu_check_hook &&
+      (ar->event != LUA_HOOKCOUNT || (run->mask & LUA_MASKCOUNT)))
+    run->hook(L, ar);
+  if (ar->event != LUA_HOOKCOUNT) return;
+  if (!run->stopped) {
+    double now = lu_run_clock(L, run);
+    if (now < run->deadline) return;
+    run->stopped = 1;
+    run->stopped_at = now;
+  }
+  lua_sethook(L, lu_check_hook, lua_gethookmask(L) | LUA_MASKCOUNT, 1);
+  if (L == run->co && lua_isyieldable(L)) {
+    lua_yield(L, 0);
+    return;
+  }
+  lua_pushliteral(L, LU_TIMED_OUT);
+  lua_error(L);
+}
+#endif
+
+/* Links run (for co, resumed from L, the list at index 1 of L) before co
+ * is resumed, and sets co's hook. Nothing here raises once the hook is
+ * set. */
+static void lu_run_enter(lua_State *L, lu_runs *r, lu_run *run, lua_State *co,
+                         double deadline) {
+  run->outer = r->top;
+  run->co = co;
+  run->from = L;
+  run->deadline = deadline;
+  run->stopped = 0;
+  run->stopped_at = deadline;
+#if LU_CHECK_HOOK
+  luaL_checkstack(L, 2, NULL); /* for lu_run_clock */
+  run->hook = lua_gethook(co);
+  run->mask = lua_gethookmask(co);
+  run->count = lua_gethookcount(co);
+  lua_sethook(co, lu_check_hook, run->mask | LUA_MASKCOUNT, LU_HOOK_EVERY);
+#endif
+  r->top = run;
+}
+
+/* Unlinks run after its resume returned, co's hook as it was. */
+static void lu_run_leave(lu_runs *r, lu_run *run) {
+  r->top = run->outer;
+#if LU_CHECK_HOOK
+  lua_sethook(run->co, run->hook, run->mask, run->count);
+#endif
+}
 
 /* Closes co when it is suspended or dead by error: its to-be-closed
  * variables run (5.4; older versions only drop it, see compat.h). A
@@ -41,14 +205,18 @@ static void lu_forget_thread(lua_State *L, int32_t s) {
 }
 
 /* The check yielded nres values: upstream.sleep(secs) asks to be woken
- * then, any other yield at the next step. */
+ * then, any other yield at the next step; while run() or wait_initial()
+ * drive, no sooner than tick. A wake past the deadline is the deadline. */
 static void lu_check_yielded(lua_State *L, lua_State *co, int nres, int32_t s,
-                             uint64_t gen, double now) {
+                             uint64_t gen, double now, double tick,
+                             double deadline) {
   lu_list *u = (lu_list *)lua_touserdata(L, 1);
-  double wake = now;
+  double secs = 0, wake;
   if (nres >= 2 && lua_touserdata(co, -nres) == &lu_sleep_token)
-    wake = now + lua_tonumber(co, -nres + 1);
+    secs = lua_tonumber(co, -nres + 1);
   lua_pop(co, nres);
+  if (secs < tick) secs = tick;
+  wake = secs < deadline - now ? now + secs : deadline;
   if (!ul_sleep(u->core, s, gen, wake)) { /* stale: removed or shut down */
     lu_forget_thread(L, s);
     lu_close_thread(L, co);
@@ -70,13 +238,32 @@ static void lu_check_returned(lua_State *L, lua_State *co, int nres, int32_t s,
   lu_check_result(L, (lu_list *)lua_touserdata(L, 1), s, gen, ok, now, tier);
 }
 
+/* The deadline of check (s, gen); for a stale one (a backend's __index
+ * reconciled the list), now: the hook stops it at once. */
+static double lu_deadline(const lu_list *u, int32_t s, uint64_t gen,
+                          double now) {
+  return ul_current(u->core, s, gen) ? ul_nodes(u->core)[s].deadline : now;
+}
+
 /* Resumes the check coroutine at top of L (slot s, check gen) with nargs
  * arguments already on co, and handles what it did. Pops the coroutine. */
 static void lu_resume_check(lua_State *L, lua_State *co, int nargs, int32_t s,
-                            uint64_t gen, double now) {
-  int nres = 0, st = lua_resume(co, L, nargs, &nres);
-  if (st == LUA_YIELD) {
-    lu_check_yielded(L, co, nres, s, gen, now);
+                            uint64_t gen, double now, double tick) {
+  lu_list *u = (lu_list *)lua_touserdata(L, 1);
+  lu_run run;
+  lu_runs *r = lu_push_runs(L); /* above the coroutine, till the end */
+  int nres = 0, st;
+  lu_run_enter(L, r, &run, co, lu_deadline(u, s, gen, now));
+  st = lua_resume(co, L, nargs, &nres);
+  lu_run_leave(r, &run);
+  lua_pop(L, 1); /* the lu_runs */
+  if (run.stopped) { /* by the hook, whatever the check did after */
+    lu_forget_thread(L, s);
+    lu_close_thread(L, co);
+    lua_pushliteral(L, LU_TIMED_OUT);
+    lu_check_result(L, u, s, gen, 0, run.stopped_at, NAN);
+  } else if (st == LUA_YIELD) {
+    lu_check_yielded(L, co, nres, s, gen, now, tick, run.deadline);
   } else {
     lu_forget_thread(L, s);
     if (st == LUA_OK) {
@@ -84,14 +271,15 @@ static void lu_resume_check(lua_State *L, lua_State *co, int nargs, int32_t s,
     } else { /* raised: the error object is on top of co */
       lu_push_failure(L, co, -1, 1);
       lu_close_thread(L, co);
-      lu_check_result(L, (lu_list *)lua_touserdata(L, 1), s, gen, 0, now, NAN);
+      lu_check_result(L, u, s, gen, 0, now, NAN);
     }
   }
   lua_pop(L, 1); /* the coroutine */
 }
 
 /* Starts the check of slot s in a new coroutine. */
-static void lu_start_check(lua_State *L, int32_t s, uint64_t gen, double now) {
+static void lu_start_check(lua_State *L, int32_t s, uint64_t gen, double now,
+                           double tick) {
   lua_State *co;
   lua_getiuservalue(L, 1, LU_UV_THREADS);
   co = lua_newthread(L);
@@ -107,17 +295,18 @@ static void lu_start_check(lua_State *L, int32_t s, uint64_t gen, double now) {
   }
   lua_insert(L, -2); /* fn, backend */
   lua_xmove(L, co, 2);
-  lu_resume_check(L, co, 1, s, gen, now);
+  lu_resume_check(L, co, 1, s, gen, now, tick);
 }
 
 /* Resumes the check of slot s that asked to be woken. */
-static void lu_wake_check(lua_State *L, int32_t s, uint64_t gen, double now) {
+static void lu_wake_check(lua_State *L, int32_t s, uint64_t gen, double now,
+                          double tick) {
   lua_getiuservalue(L, 1, LU_UV_THREADS);
   lua_rawgeti(L, -1, (lua_Integer)s + 1);
   lua_remove(L, -2);
   if (lua_type(L, -1) == LUA_TTHREAD &&
       lua_status(lua_tothread(L, -1)) == LUA_YIELD)
-    lu_resume_check(L, lua_tothread(L, -1), 0, s, gen, now);
+    lu_resume_check(L, lua_tothread(L, -1), 0, s, gen, now, tick);
   else
     lua_pop(L, 1);
 }
@@ -136,16 +325,17 @@ static void lu_timeout_check(lua_State *L, int32_t s) {
   lua_pop(L, 2);
 }
 
-/* Runs every event due at now. Returns the time of the next event. */
-static double lu_do_step(lua_State *L, lu_list *u, double now) {
+/* Runs every event due at now; a check that yields is resumed tick later
+ * at the soonest. Returns the time of the next event. */
+static double lu_do_step(lua_State *L, lu_list *u, double now, double tick) {
   int32_t s;
   uint64_t gen;
   int ev;
   lu_use_driver(L, u, LU_DRIVER_STEP);
   ul_collect(u->core, now);
   while ((ev = ul_take(u->core, &s, &gen)) != UL_EV_NONE) {
-    if (ev == UL_EV_START) lu_start_check(L, s, gen, now);
-    else if (ev == UL_EV_WAKE) lu_wake_check(L, s, gen, now);
+    if (ev == UL_EV_START) lu_start_check(L, s, gen, now, tick);
+    else if (ev == UL_EV_WAKE) lu_wake_check(L, s, gen, now, tick);
     else lu_timeout_check(L, s);
   }
   return ul_next_time(u->core);
@@ -160,31 +350,46 @@ int l_step(lua_State *L) {
     return 1;
   }
   now = lu_list_now(L, 1);
-  next = lu_do_step(L, u, now);
+  next = lu_do_step(L, u, now, 0);
   lu_push_wait(L, next, now);
   return 1;
 }
 
+/* The clock stood still over sleeps adding up to slept seconds. */
+static void lu_clock_stands_still(lua_State *L, double slept) {
+  if (lua_getiuservalue(L, 1, LU_UV_SLEEP) == LUA_TFUNCTION)
+    luaL_error(L, "upstream.list: the clock did not move during sleeps adding"
+                  " up to %f s; the 'sleep' option must advance the 'clock'",
+               slept);
+  luaL_error(L, "upstream.list: the clock did not move during sleeps adding up"
+                " to %f s; with a fake clock, pass a 'sleep' option that "
+                "advances it", slept);
+}
+
 /* Drives the scheduler until done() or the clock reaches end. Returns 1
- * when done() held. */
+ * when done() held. Each pass runs the events due, then sleeps towards the
+ * next event or end, at least LU_TICK: a shorter sleep (a rounding
+ * residue, an event between two readings of a coarse clock) would spin on
+ * a clock that moves in larger steps, forever when it is a fake one moved
+ * by the sleeps alone. With a check that yields resumed LU_TICK later at
+ * the soonest, the list's clock always moves on. */
 static int lu_drive(lua_State *L, lu_list *u, double end,
                     int (*done)(const ul_list *)) {
-  double now = lu_list_now(L, 1);
+  double now = lu_list_now(L, 1), still = 0;
   for (;;) {
     double next, later, wait;
     if (done && done(u->core)) return 1;
-    next = u->core->shut ? INFINITY : lu_do_step(L, u, now);
+    next = u->core->shut ? INFINITY : lu_do_step(L, u, now, LU_TICK);
     if (done && done(u->core)) return 1;
     later = lu_list_now(L, 1);
     if (later >= end) return 0;
     wait = (next < end ? next : end) - later;
-    if (wait < 0) wait = 0;
+    if (wait <= 0) wait = 0;
+    else if (wait < LU_TICK) wait = LU_TICK;
     lu_list_sleep(L, 1, wait);
     now = lu_list_now(L, 1);
-    if (wait > 0 && now <= later)
-      luaL_error(L, "upstream.list: the clock did not move during sleep(%f);"
-                    " with a fake clock, pass a 'sleep' option that advances it",
-                 wait);
+    if (now > later) still = 0;
+    else if ((still += wait) >= LU_STILL) lu_clock_stands_still(L, still);
   }
 }
 
@@ -229,12 +434,17 @@ int l_wait_initial(lua_State *L) {
 }
 
 /* upstream.sleep(secs), inside a check run by this scheduler: yields to
- * it, which resumes the check secs later (see lu_check_yielded). */
+ * it, which resumes the check secs later (see lu_check_yielded). Only the
+ * check's own coroutine may: in any other the yield would go to whoever
+ * resumed it, neither sleeping nor failing. Where the check cannot yield
+ * (a C call in between; a pcall on PUC 5.1) lua_yield says so. */
 int l_sleep(lua_State *L) {
   double s = luaL_checknumber(L, 1);
+  lu_run *run;
   if (!(s >= 0) || isinf(s))
     luaL_argerror(L, 1, "seconds must be a finite number >= 0");
-  if (!lua_isyieldable(L))
+  run = lu_running(L);
+  if (run == NULL || run->co != L)
     luaL_error(L, "upstream.sleep: not inside a health check");
   lua_settop(L, 1);
   lua_pushlightuserdata(L, &lu_sleep_token);
