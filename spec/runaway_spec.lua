@@ -7,19 +7,9 @@ local util = require "spec.support.util"
 -- Under LuaJIT compiled code does not run hooks: a tight loop that gets
 -- compiled is never stopped (README, Checks). What is stopped there is
 -- interpreted code, so the spinning checks below are kept interpreted.
-local function interpreted(fn)
-  if jit then jit.off(fn, true) end
-  return fn
-end
+local interpreted = util.interpreted
 
--- a clock that moves a little every time it is read, as a real one does
--- while a check spins
-local function ticking(step)
-  local c = { t = 0 }
-  c.clock = function() c.t = c.t + step; return c.t end
-  c.sleep = function(s) c.t = c.t + s end
-  return c
-end
+local ticking = util.ticking_clock
 
 describe("a runaway check", function()
   it("that never yields is stopped at its deadline and the scheduler goes on", function()

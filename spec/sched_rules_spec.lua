@@ -15,19 +15,9 @@ local TICK = 1e-4
 
 -- Under LuaJIT compiled code runs no hooks (README, Checks): spinning
 -- checks are kept interpreted, which is what the hook stops there.
-local function interpreted(fn)
-  if jit then jit.off(fn, true) end
-  return fn
-end
+local interpreted = util.interpreted
 
--- a clock that moves a little every time it is read, as a real one does
--- while a check spins
-local function ticking(step)
-  local c = { t = 0 }
-  c.clock = function() c.t = c.t + step; return c.t end
-  c.sleep = function(s) c.t = c.t + s end
-  return c
-end
+local ticking = util.ticking_clock
 
 local function near(expect, got, what)
   assert(math.abs(expect - got) < 1e-9, (what or "value") .. ": expected " .. expect .. ", got " .. got)

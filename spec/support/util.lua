@@ -29,6 +29,22 @@ function util.fake_clock(start)
   return c
 end
 
+-- A fake clock that moves a little every time it is read, as a real one
+-- does while a check spins; its sleep advances it.
+function util.ticking_clock(step)
+  local c = { t = 0 }
+  c.clock = function() c.t = c.t + step; return c.t end
+  c.sleep = function(s) c.t = c.t + s end
+  return c
+end
+
+-- fn, kept interpreted under LuaJIT: compiled code runs no hooks (README,
+-- Checks), so a spinning check is stopped there only while interpreted.
+function util.interpreted(fn)
+  if jit then jit.off(fn, true) end
+  return fn
+end
+
 -- Calls fn(...) expecting an error whose message contains every one of the
 -- given plain substrings. Returns the message.
 function util.expect_error(fn, ...)
