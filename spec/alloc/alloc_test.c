@@ -485,7 +485,7 @@ static const scenario scenarios[] = {
      "for _ = 1, 6 do\n"
      "  spec.jobs = l:due()\n"
      "  for _, j in ipairs(spec.jobs) do H.report(l, j) end\n"
-     "  l:report(spec.jobs[1] or {slot = 0, gen = 1}, true)\n"
+     "  l:report(spec.jobs[1] or {list = l, slot = 0, gen = 1}, true)\n"
      "  l:next_due()\n"
      "  S.now = S.now + 0.3\n"
      "end\n"
