@@ -329,6 +329,57 @@ static void test_sched_shutdown(void **state) {
  * and Up/Down apply to the slot and every slot chained to it as equal. So
  * the result of the check of a backend must reach its duplicates too,
  * otherwise a duplicate position keeps serving a backend known to fail. */
+/* ul_peek names the event ul_take returns next without taking it;
+ * ul_cancel puts a started check back, due now, not counted. */
+static void test_sched_peek_cancel(void **state) {
+  ul_list *l = new_list(8, NULL, 1);
+  int32_t slot, ps;
+  uint64_t gen, g0;
+  int i;
+  (void)state;
+  for (i = 0; i < 2; i++) assert_int_equal(ul_append(l, 1, -1, 0, 1, 0, 0), i);
+  assert_int_equal(ul_peek(l, &ps), UL_EV_NONE);
+  assert_int_equal(ul_collect(l, 0), 2);
+  assert_int_equal(ul_peek(l, &ps), UL_EV_START);
+  assert_int_equal(ps, 0);
+  assert_int_equal(ul_peek(l, &ps), UL_EV_START); /* took nothing */
+  assert_int_equal(N(l, 0)->state, UL_IDLE);
+  assert_int_equal(ul_take(l, &slot, &g0), UL_EV_START);
+  assert_int_equal(slot, 0);
+  assert_int_equal(ul_peek(l, &ps), UL_EV_START);
+  assert_int_equal(ps, 1);
+  assert_int_equal(ul_take(l, &slot, &gen), UL_EV_START);
+  assert_int_equal(ul_peek(l, &ps), UL_EV_NONE);
+  check_invariants(l);
+
+  /* slot 0 put back: idle, due now, not counted; its gen is stale */
+  assert_int_equal(ul_cancel(l, 0, g0), 1);
+  assert_int_equal(ul_cancel(l, 0, g0), 0);
+  assert_int_equal(N(l, 0)->state, UL_IDLE);
+  assert_int_equal(N(l, 0)->checks, 0);
+  assert_int_equal(N(l, 0)->failures, 0);
+  assert_dbl_eq(N(l, 0)->score, 1);
+  assert_int_equal(l->unchecked, 2);
+  assert_int_equal(ul_report(l, 0, g0, 1, 0.01, -1), 0);
+  assert_dbl_eq(ul_next_time(l), 0);
+  check_invariants(l);
+  assert_int_equal(ul_collect(l, 0.01), 1);
+  assert_int_equal(ul_peek(l, &ps), UL_EV_START);
+  assert_int_equal(ps, 0);
+  assert_int_equal(ul_take(l, &slot, &gen), UL_EV_START);
+  assert_int_equal(slot, 0);
+  assert_true(gen != g0);
+
+  /* a timeout peeked is not counted until taken */
+  assert_int_equal(ul_collect(l, 0.2), 2);
+  assert_int_equal(ul_peek(l, &ps), UL_EV_TIMEOUT);
+  assert_int_equal(N(l, ps)->checks, 0);
+  assert_int_equal(ul_take(l, &slot, &gen), UL_EV_TIMEOUT);
+  assert_int_equal(slot, ps);
+  assert_int_equal(N(l, ps)->checks, 1);
+  check_invariants(l);
+}
+
 static void test_sched_report_dup(void **state) {
   ul_list *l = new_list(4, NULL, 1);
   int32_t a, b, slot;
@@ -584,6 +635,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_sched_ready_resched, teardown),
       cmocka_unit_test_teardown(test_sched_remove_running, teardown),
       cmocka_unit_test_teardown(test_sched_shutdown, teardown),
+      cmocka_unit_test_teardown(test_sched_peek_cancel, teardown),
       cmocka_unit_test_teardown(test_sched_report_dup, teardown),
       cmocka_unit_test_teardown(test_sched_timeout_dup, teardown),
       cmocka_unit_test_teardown(test_jitter, teardown),

@@ -241,6 +241,19 @@ UL_FUNC uint32_t ul_collect(ul_list *l, double now);
  * UL_EV_NONE when the ready queue is empty. */
 UL_FUNC int ul_take(ul_list *l, int32_t *slot, uint64_t *gen);
 
+/* The kind of event the next ul_take returns, and its slot, without
+ * taking it: with no other call on l in between, ul_take returns that
+ * very event. A binding allocates what handling it needs first, so that
+ * running out of memory leaves the event where it was (UL_EV_START: the
+ * check not started; UL_EV_TIMEOUT: not counted). UL_EV_NONE when none. */
+UL_FUNC int ul_peek(ul_list *l, int32_t *slot);
+
+/* Puts the running check (slot, gen), started by ul_take but whose result
+ * cannot be handled (memory ran out), back to idle and due now, without
+ * counting it: the next ul_collect starts it again. Returns 0 when the
+ * check is stale. */
+UL_FUNC int ul_cancel(ul_list *l, int32_t slot, uint64_t gen);
+
 /* Asks for the running check (slot, gen) to be woken at time t (UL_EV_WAKE)
  * unless its deadline comes first (as it does for a NaN t). Returns 0 when
  * the check is stale. */

@@ -88,6 +88,42 @@ int ul_take(ul_list *l, int32_t *slot, uint64_t *gen) {
   return UL_EV_NONE;
 }
 
+int ul_peek(ul_list *l, int32_t *slot) {
+  ul_node *nd = ul_nodes(l);
+  for (;;) {
+    int32_t s;
+    ul_node *n;
+    while (l->ready_len > 0 &&
+           !(nd[ulb_ready(l)[l->ready_head]].flags & UL_F_READY)) {
+      l->ready_head = (l->ready_head + 1) % l->cap;
+      l->ready_len--;
+    }
+    if (l->ready_len == 0) return UL_EV_NONE;
+    s = ulb_ready(l)[l->ready_head];
+    n = &nd[s];
+    if (n->key > l->now) { /* rescheduled while it waited: as ul_take */
+      ulh_ready_take(l);
+      ulh_resched(l, s);
+      continue;
+    }
+    *slot = s;
+    if (n->state == UL_IDLE) return UL_EV_START;
+    if (n->deadline <= l->now) return UL_EV_TIMEOUT;
+    return UL_EV_WAKE;
+  }
+}
+
+int ul_cancel(ul_list *l, int32_t s, uint64_t gen) {
+  ul_node *n;
+  if (!ul_current(l, s, gen)) return 0;
+  n = &ul_nodes(l)[s];
+  n->state = UL_IDLE;
+  n->flags &= (uint8_t)~UL_F_WAKE;
+  n->next = l->now;
+  ulh_resched(l, s);
+  return 1;
+}
+
 int ul_current(const ul_list *l, int32_t s, uint64_t gen) {
   const ul_node *n;
   if (l->shut || s < 0 || (uint32_t)s >= l->cap) return 0;

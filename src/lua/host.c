@@ -30,13 +30,45 @@ static void lu_push_job(lua_State *L, const lu_list *u, int32_t s,
   lua_setfield(L, -2, "check");
 }
 
-/* due([now]) -> the jobs to start now */
+/* l_due's loop, protected: the list at 1, the jobs table at 2, the count
+ * of jobs taken at 3 (a light userdata). What can run out of memory is
+ * done before ul_take: the timeout's message stored, the job made and in
+ * the jobs table (its gen and deadline set after, in fields that exist),
+ * so an error leaves the event where it was. */
+static int lu_due_p(lua_State *L) {
+  lu_list *u = (lu_list *)lua_touserdata(L, 1);
+  int *k = (int *)lua_touserdata(L, 3);
+  int32_t s;
+  uint64_t gen;
+  int ev;
+  lua_settop(L, 2);
+  while ((ev = ul_peek(u->core, &s)) != UL_EV_NONE) {
+    if (ev == UL_EV_TIMEOUT) {
+      lu_check_timed_out(L, s);
+    } else if (ev == UL_EV_START) { /* no sleeps (UL_EV_WAKE) in this mode */
+      lu_push_job(L, u, s, 0);
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, 2, *k + 1);
+    }
+    if (ul_take(u->core, &s, &gen) == UL_EV_START) {
+      lua_pushnumber(L, (lua_Number)gen);
+      lua_setfield(L, -2, "gen");
+      lua_pushnumber(L, ul_nodes(u->core)[s].deadline);
+      lua_setfield(L, -2, "deadline");
+      lua_pop(L, 1);
+      ++*k;
+    }
+  }
+  return 0;
+}
+
+/* due([now]) -> the jobs to start now. Running out of memory hands back
+ * every check taken for the jobs so far (ul_cancel): nobody else has them,
+ * they start again at the next due(). */
 int l_due(lua_State *L) {
   lu_list *u;
   double now;
-  int32_t s;
-  uint64_t gen;
-  int ev, k = 0;
+  int k = 0, i;
   lua_settop(L, 2);
   u = lu_check_list(L);
   now = lua_isnoneornil(L, 2) ? lu_list_now(L, 1) : luaL_checknumber(L, 2);
@@ -44,13 +76,20 @@ int l_due(lua_State *L) {
   if (u->core->shut) return 1;
   lu_use_driver(L, u, LU_DRIVER_DUE);
   ul_collect(u->core, now);
-  while ((ev = ul_take(u->core, &s, &gen)) != UL_EV_NONE) {
-    if (ev == UL_EV_TIMEOUT) {
-      lu_check_timed_out(L, s);
-    } else if (ev == UL_EV_START) { /* no sleeps (UL_EV_WAKE) in this mode */
-      lu_push_job(L, u, s, gen);
-      lua_rawseti(L, 3, ++k);
+  lua_pushcfunction(L, lu_due_p);
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, 3);
+  lua_pushlightuserdata(L, &k);
+  if (lua_pcall(L, 3, 0, 0) != LUA_OK) { /* 4: the error */
+    for (i = 1; i <= k; i++) {
+      lua_rawgeti(L, 3, i);
+      lua_getfield(L, -1, "slot"); /* the keys exist: nothing allocated */
+      lua_getfield(L, -2, "gen");
+      ul_cancel(u->core, (int32_t)lua_tointeger(L, -2),
+                (uint64_t)lua_tonumber(L, -1));
+      lua_pop(L, 3);
     }
+    lua_error(L);
   }
   return 1;
 }

@@ -76,19 +76,33 @@ static int lu_result_tier(const lu_list *u, int32_t s, uint64_t gen, int ok,
 /* Applies the result of check (s, gen) of the list u at index 1: ok, at
  * now, asking for tier (NaN: none), with its error message (or nil) at the
  * top of L, which is popped. Returns 0 when the check was stale (timed
- * out, removed, shut down): nothing changes then. */
+ * out, removed, shut down): nothing changes then. The message is stored
+ * before the core counts the result: when storing it runs out of memory,
+ * the error escapes with nothing applied (a report() can be retried; the
+ * scheduler puts the check back, see lu_finish_check). */
 int lu_check_result(lua_State *L, lu_list *u, int32_t s, uint64_t gen, int ok,
                     double now, lua_Number tier) {
   int t = lu_result_tier(u, s, gen, ok, now, tier);
-  if (!ul_report(u->core, s, gen, ok, now, t)) {
+  if (!ul_current(u->core, s, gen)) {
     lua_pop(L, 1);
     return 0;
   }
-  lu_set_error(L, s);
+  lua_getiuservalue(L, 1, LU_UV_ERRORS);
+  lua_rawgeti(L, -1, (lua_Integer)s + 1); /* the old message */
+  lua_pushvalue(L, -3);
+  lua_rawseti(L, -3, (lua_Integer)s + 1); /* may raise: nothing applied */
+  if (!ul_report(u->core, s, gen, ok, now, t)) {
+    lua_rawseti(L, -2, (lua_Integer)s + 1); /* the key exists: no alloc */
+    lua_pop(L, 2);
+    return 0;
+  }
+  lua_pop(L, 3);
   return 1;
 }
 
-/* The core timed out slot s's check (UL_EV_TIMEOUT): it counted it. */
+/* Slot s's check is about to be timed out (ul_peek said UL_EV_TIMEOUT):
+ * its message is stored before ul_take counts it, so that running out of
+ * memory here leaves the timeout for the next step. */
 void lu_check_timed_out(lua_State *L, int32_t s) {
   lua_pushliteral(L, LU_TIMED_OUT);
   lu_set_error(L, s);

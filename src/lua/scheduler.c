@@ -245,6 +245,48 @@ static double lu_deadline(const lu_list *u, int32_t s, uint64_t gen,
   return ul_current(u->core, s, gen) ? ul_nodes(u->core)[s].deadline : now;
 }
 
+/* How a resumed check ended, for lu_finish_check. */
+typedef struct lu_fin {
+  lua_State *co;
+  int st, nres, stopped;
+  int32_t s;
+  uint64_t gen;
+  double now, stopped_at;
+} lu_fin;
+
+/* lu_finish_check's protected part: the list at 1, the lu_fin at 2. */
+static int lu_finish_p(lua_State *L) {
+  lu_fin *f = (lu_fin *)lua_touserdata(L, 2);
+  lu_list *u = (lu_list *)lua_touserdata(L, 1);
+  if (f->stopped) { /* by the hook, whatever the check did after */
+    lu_close_thread(L, f->co);
+    lua_pushliteral(L, LU_TIMED_OUT);
+    lu_check_result(L, u, f->s, f->gen, 0, f->stopped_at, NAN);
+  } else if (f->st == LUA_OK) {
+    lu_check_returned(L, f->co, f->nres, f->s, f->gen, f->now);
+  } else { /* raised: the error object is on top of co */
+    lu_push_failure(L, f->co, -1, 1);
+    lu_close_thread(L, f->co);
+    lu_check_result(L, u, f->s, f->gen, 0, f->now, NAN);
+  }
+  return 0;
+}
+
+/* Applies the result of a check that ended (its coroutine, forgotten, at
+ * the top of L). Making the message or storing it can run out of memory:
+ * the check is then put back, not counted (ul_cancel), and runs again at
+ * the next step; the error escapes. */
+static void lu_finish_check(lua_State *L, lu_list *u, lu_fin *f) {
+  lua_pushcfunction(L, lu_finish_p);
+  lua_pushvalue(L, 1);
+  lua_pushlightuserdata(L, f);
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+    ul_cancel(u->core, f->s, f->gen);
+    lu_close_thread(L, f->co);
+    lua_error(L);
+  }
+}
+
 /* Resumes the check coroutine at top of L (slot s, check gen) with nargs
  * arguments already on co, and handles what it did. Pops the coroutine. */
 static void lu_resume_check(lua_State *L, lua_State *co, int nargs, int32_t s,
@@ -257,45 +299,64 @@ static void lu_resume_check(lua_State *L, lua_State *co, int nargs, int32_t s,
   st = lua_resume(co, L, nargs, &nres);
   lu_run_leave(r, &run);
   lua_pop(L, 1); /* the lu_runs */
-  if (run.stopped) { /* by the hook, whatever the check did after */
-    lu_forget_thread(L, s);
-    lu_close_thread(L, co);
-    lua_pushliteral(L, LU_TIMED_OUT);
-    lu_check_result(L, u, s, gen, 0, run.stopped_at, NAN);
-  } else if (st == LUA_YIELD) {
+  if (!run.stopped && st == LUA_YIELD) {
     lu_check_yielded(L, co, nres, s, gen, now, tick, run.deadline);
   } else {
+    lu_fin f;
+    f.co = co;
+    f.st = st;
+    f.nres = nres;
+    f.stopped = run.stopped;
+    f.s = s;
+    f.gen = gen;
+    f.now = now;
+    f.stopped_at = run.stopped_at;
     lu_forget_thread(L, s);
-    if (st == LUA_OK) {
-      lu_check_returned(L, co, nres, s, gen, now);
-    } else { /* raised: the error object is on top of co */
-      lu_push_failure(L, co, -1, 1);
-      lu_close_thread(L, co);
-      lu_check_result(L, u, s, gen, 0, now, NAN);
-    }
+    lu_finish_check(L, u, &f);
   }
   lua_pop(L, 1); /* the coroutine */
 }
 
-/* Starts the check of slot s in a new coroutine. */
-static void lu_start_check(lua_State *L, int32_t s, uint64_t gen, double now,
-                           double tick) {
+/* lu_start_check's protected part (the list at 1, the slot at 2): pushes
+ * the new coroutine, the check function and the backend on it, stored in
+ * the threads table last. */
+static int lu_prepare_p(lua_State *L) {
+  lua_Integer s1 = lua_tointeger(L, 2) + 1;
   lua_State *co;
-  lua_getiuservalue(L, 1, LU_UV_THREADS);
-  co = lua_newthread(L);
-  lua_pushvalue(L, -1);
-  lua_rawseti(L, -3, (lua_Integer)s + 1);
-  lua_remove(L, -2); /* threads table; the coroutine stays on top */
+  lua_settop(L, 1);
+  lu_push_runs(L); /* made now, for lu_resume_check */
+  lua_pop(L, 1);
   lua_getiuservalue(L, 1, LU_UV_SLOTS);
-  lua_rawgeti(L, -1, (lua_Integer)s + 1); /* backend */
+  lua_rawgeti(L, -1, s1); /* backend */
   lua_remove(L, -2);
   if (lua_getiuservalue(L, 1, LU_UV_CHECK) != LUA_TFUNCTION) {
     lua_pop(L, 1);
     lua_getfield(L, -1, "healthcheck");
   }
   lua_insert(L, -2); /* fn, backend */
+  co = lua_newthread(L);
+  lua_insert(L, -3);
   lua_xmove(L, co, 2);
-  lu_resume_check(L, co, 1, s, gen, now, tick);
+  lua_getiuservalue(L, 1, LU_UV_THREADS);
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, s1);
+  lua_pop(L, 1);
+  return 1;
+}
+
+/* Starts the check of slot s (just taken, UL_EV_START) in a new coroutine.
+ * Running out of memory before it runs puts the check back (ul_cancel). */
+static void lu_start_check(lua_State *L, int32_t s, uint64_t gen, double now,
+                           double tick) {
+  lu_list *u = (lu_list *)lua_touserdata(L, 1);
+  lua_pushcfunction(L, lu_prepare_p);
+  lua_pushvalue(L, 1);
+  lua_pushinteger(L, (lua_Integer)s);
+  if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+    ul_cancel(u->core, s, gen);
+    lua_error(L);
+  }
+  lu_resume_check(L, lua_tothread(L, -1), 1, s, gen, now, tick);
 }
 
 /* Resumes the check of slot s that asked to be woken. */
@@ -311,10 +372,10 @@ static void lu_wake_check(lua_State *L, int32_t s, uint64_t gen, double now,
     lua_pop(L, 1);
 }
 
-/* The core timed out slot s's check: it is closed, never resumed. */
+/* The core timed out slot s's check (its message already stored): it is
+ * closed, never resumed. */
 static void lu_timeout_check(lua_State *L, int32_t s) {
   lua_State *co;
-  lu_check_timed_out(L, s);
   lua_getiuservalue(L, 1, LU_UV_THREADS);
   if (lua_rawgeti(L, -1, (lua_Integer)s + 1) == LUA_TTHREAD) {
     co = lua_tothread(L, -1);
@@ -333,10 +394,15 @@ static double lu_do_step(lua_State *L, lu_list *u, double now, double tick) {
   int ev;
   lu_use_driver(L, u, LU_DRIVER_STEP);
   ul_collect(u->core, now);
-  while ((ev = ul_take(u->core, &s, &gen)) != UL_EV_NONE) {
+  /* made before any check is taken: nothing in the loop grows L's stack */
+  luaL_checkstack(L, 8, NULL);
+  /* a timeout's message is stored before ul_take counts it */
+  while ((ev = ul_peek(u->core, &s)) != UL_EV_NONE) {
+    if (ev == UL_EV_TIMEOUT) lu_check_timed_out(L, s);
+    ev = ul_take(u->core, &s, &gen);
     if (ev == UL_EV_START) lu_start_check(L, s, gen, now, tick);
     else if (ev == UL_EV_WAKE) lu_wake_check(L, s, gen, now, tick);
-    else lu_timeout_check(L, s);
+    else if (ev == UL_EV_TIMEOUT) lu_timeout_check(L, s);
   }
   return ul_next_time(u->core);
 }
