@@ -12,7 +12,7 @@ set -u
 cd "$(dirname "$0")/.."
 LUA=${LUA:-lua5.4}
 RUNTIMES=${RUNTIMES-lua5.1 lua5.2 lua5.3 lua5.4 luajit}
-SUITES=" ${SUITES:-specs c asan asan-clang gc valgrind e2e luacheck} "
+SUITES=" ${SUITES:-specs c asan asan-clang gc valgrind alloc e2e luacheck cppcheck} "
 want() { case "$SUITES" in *" $1 "*) return 0 ;; esac; return 1; }
 BUSTED=${BUSTED:-/usr/bin/busted}
 out=$(mktemp -d)

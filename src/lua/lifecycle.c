@@ -121,15 +121,19 @@ int l_shutdown(lua_State *L) {
   lu_list *u = (lu_list *)luaL_checkudata(L, 1, LU_LIST);
   if (u->core == NULL || u->core->shut) return 0;
   ul_shutdown(u->core);
-  /* close every pending check; the table is replaced first so that code
-   * run by a closing coroutine sees none of them */
+  /* close every pending check, allocating nothing: this is also __gc,
+   * where an allocation that fails would leave the checks suspended for
+   * good (a finalizer runs once). Each entry is cleared before its
+   * coroutine is closed; code a closing coroutine runs finds the list
+   * shut down. */
   lua_settop(L, 1);
   lua_getiuservalue(L, 1, LU_UV_THREADS);
-  lua_newtable(L);
-  lua_setiuservalue(L, 1, LU_UV_THREADS);
   lua_pushnil(L);
   while (lua_next(L, 2)) {
-    lu_close_thread(L, lua_tothread(L, -1));
+    lua_pushvalue(L, -2);
+    lua_pushnil(L);
+    lua_rawset(L, 2);
+    if (lua_type(L, -1) == LUA_TTHREAD) lu_close_thread(L, lua_tothread(L, -1));
     lua_pop(L, 1);
   }
   return 0;
