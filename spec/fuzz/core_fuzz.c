@@ -49,6 +49,11 @@ const char *__ubsan_default_options(void) {
 #define MAX_JOBS 32
 
 static int avoid_known;
+static int trace; /* UPSTREAM_FUZZ_TRACE=1: one line per operation on stderr */
+static const char *const op_names[] = {
+    "append", "append", "append many", "remove", "grow", "pick", "picks", "up", "down",
+    "set_weight", "release", "collect", "take", "collect + take all", "sleep", "report",
+    "shutdown?", "clock", "clock", "misc"};
 
 /* ---- input ----------------------------------------------------------------- */
 
@@ -653,6 +658,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
   avoid_known = e && *e && strcmp(e, "0") != 0;
+  e = getenv("UPSTREAM_FUZZ_TRACE");
+  trace = e && *e && strcmp(e, "0") != 0;
   return 0;
 }
 
@@ -682,9 +689,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     default: z.now = (double)u32(&r); break;
   }
   check_all(&z);
+  if (trace) {
+    const ul_opts *q = &z.l->opts;
+    fprintf(stderr, "cap %u strategy %d tiers %d..%d init %d panic %.17g slow_start %.17g "
+            "interval %.17g timeout %.17g jitter %.17g scores %.17g [%.17g, %.17g] "
+            "deltas %.17g %.17g, clock at %.17g\n", cap, q->strategy, q->tier_min,
+            q->tier_max, q->tier_init, q->panic, q->slow_start, q->interval, q->timeout,
+            q->jitter, q->initial_score, q->low_score, q->high_score, q->fail_delta,
+            q->success_delta, z.now);
+  }
   for (ops = 0; ops < MAX_OPS && r.n > 0; ops++) {
     uint8_t op = u8(&r);
     int32_t s;
+    if (trace)
+      fprintf(stderr, "op %u: %s (n %u, now %.17g)\n", ops, op_names[op % 20], z.l->n, z.now);
     switch (op % 20) {
       case 0: case 1: op_append(&z, &r, 0); break;
       case 2: { /* many at once, to reach large lists quickly */
