@@ -34,10 +34,12 @@
  * the same value while nothing else moves time is a hang: the harness
  * aborts with "HANG" (the scheduler loops without end).
  *
- * Environment: UPSTREAM_FUZZ_AVOID_KNOWN=1 steers away from the known bugs
- * (no reconcile from inside a clock, __index or finalizer; no clock at
- * infinity, no tiny slow_start; no check that yields for ever), to look
- * for others while those are open.
+ * Environment: UPSTREAM_FUZZ_AVOID_KNOWN=1 steers away from the bugs
+ * recorded in spec/fuzz/crashers/ (no reconcile from inside a clock,
+ * __index or finalizer; no clock at infinity or beyond 1e9 s, no tiny
+ * slow_start, interval or timeout; no check that yields for ever; no job
+ * gen >= 2^64), to look for others while those are open.
+ * UPSTREAM_FUZZ_TRACE=1 prints one line per call, with the input offset.
  */
 #include <float.h>
 #include <math.h>
@@ -64,9 +66,10 @@ const char *__ubsan_default_options(void) {
 #define MAX_JOBS 16
 #define INSN_BUDGET 20000000L /* Lua instructions per input */
 #define HOOK_EVERY 1000
-#define CLOCK_BUDGET 400000L /* clock calls per input */
+#define CLOCK_BUDGET 150000L /* clock calls per input */
 #define HANG_CALLS 100000L   /* same clock value, calls in a row */
 #define MEM_LIMIT ((size_t)512 << 20)
+#define WALL_BUDGET 2.0 /* seconds per input, well below libFuzzer's -timeout */
 
 /* ---- input ----------------------------------------------------------------- */
 
@@ -137,16 +140,41 @@ static void *fz_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   }
 }
 
+/* Avoiding the known bugs: the clock stays within +-1e9 s (where a
+ * microsecond still moves it) and never returns infinity. */
+static int clock_ok(double t) {
+  if (isnan(t)) return 0;
+  return !avoid_known || (t >= -1e9 && t <= 1e9);
+}
+
+static double wall_start;
+
+static void hang(double v) {
+  fprintf(stderr, "HANG: the clock was called %ld times in a row and read %.17g each "
+                  "time: the scheduler loops without end\n", same_clock, v);
+  abort();
+}
+
+/* Over budget: long but legitimate work (a run of many seconds at a tiny
+ * interval, say) ends with an error from every callback; but a clock that
+ * read the same for the last 2000 calls within one top-level call means a
+ * loop that makes no progress: a hang. */
 static void exhaust(lua_State *L) {
+  if (!exhausted && same_clock > 2000) hang(last_clock);
   exhausted = 1;
   luaL_error(L, "fuzz: budget exhausted");
+}
+
+static int over_budget(void) {
+  return exhausted || hook_ticks > INSN_BUDGET || clock_calls > CLOCK_BUDGET ||
+         mono_now() - wall_start > WALL_BUDGET;
 }
 
 static void hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   if (closing) return;
   hook_ticks += HOOK_EVERY;
-  if (exhausted || hook_ticks > INSN_BUDGET) exhaust(L);
+  if (over_budget()) exhaust(L);
 }
 
 static void push_R(lua_State *L, int field) {
@@ -344,6 +372,9 @@ static void gen_opts(lua_State *L, int d) {
     }
     if (c >= 250) v = braw();
     if (avoid_known && i == 9 && !(v >= 1e-6 && isfinite(v))) v = 0;
+    /* a new hang (crashers/api-hang-run-tiny-interval): an interval the
+     * clock cannot resolve */
+    if (avoid_known && i < 2 && v > 0 && v < 1e-6) v = 1e-6;
     lua_pushnumber(L, v);
     lua_setfield(L, -2, names[i]);
   }
@@ -411,6 +442,11 @@ static void push_job(lua_State *L) {
   push_number(L);
   lua_setfield(L, -2, "slot");
   push_number(L);
+  /* a new bug (crashers/api-ub-report-huge-gen): gen >= 2^64 */
+  if (avoid_known && lua_type(L, -1) == LUA_TNUMBER && !(lua_tonumber(L, -1) < 1e18)) {
+    lua_pop(L, 1);
+    lua_pushinteger(L, 1);
+  }
   lua_setfield(L, -2, "gen");
   if (k == 255) {
     push_R(L, R_MT_T);
@@ -479,7 +515,9 @@ static void reenter(lua_State *L, int ctx) {
 static int fz_clock(lua_State *L) {
   uint8_t b;
   double v;
-  if (++clock_calls > CLOCK_BUDGET || exhausted) exhaust(L);
+  ++clock_calls;
+  if ((clock_calls & 63) == 0 && over_budget()) exhaust(L);
+  if (exhausted) exhaust(L);
   b = b8();
   if (b >= 176) switch (b) {
       case 192: lua_pushnil(L); return 1;
@@ -493,21 +531,17 @@ static int fz_clock(lua_State *L) {
         reenter(L, CTX_CLOCK);
         break;
       case 208: lua_gc(L, LUA_GCCOLLECT); break;
-      case 209: lua_pushnumber(L, 1e300); return 1;
-      case 210: fz_now -= 1; break;
+      case 209: if (!avoid_known) { lua_pushnumber(L, 1e300); return 1; } break;
+      case 210: if (clock_ok(fz_now - 1)) fz_now -= 1; break;
       case 211: lua_pushinteger(L, (lua_Integer)(fz_now > -1e18 && fz_now < 1e18 ? fz_now : 0)); return 1;
       case 212: return lua_yield(L, 0); /* raises: not yieldable */
       default:
-        if (b < 192) fz_now += (b - 175) * 0.01;
+        if (b < 192 && clock_ok(fz_now + (b - 175) * 0.01)) fz_now += (b - 175) * 0.01;
         break;
     }
   v = fz_now;
   if (v == last_clock) {
-    if (++same_clock > HANG_CALLS) {
-      fprintf(stderr, "HANG: the clock was called %ld times in a row and read %.17g each "
-                      "time: the scheduler loops without end\n", same_clock, v);
-      abort();
-    }
+    if (++same_clock > HANG_CALLS) hang(v);
   } else {
     same_clock = 0;
     last_clock = v;
@@ -519,7 +553,7 @@ static int fz_clock(lua_State *L) {
 static int fz_sleep(lua_State *L) {
   double s = lua_tonumber(L, 1), adv = s, t;
   uint8_t b;
-  if (exhausted) exhaust(L);
+  if (over_budget()) exhaust(L);
   b = b8();
   if (b >= 128) {
     if (b < 160) adv = s * 2 + 1e-3;
@@ -532,7 +566,7 @@ static int fz_sleep(lua_State *L) {
     else if (b == 193) adv = 1e300;
   }
   t = fz_now + adv;
-  if (!isnan(t) && (!avoid_known || isfinite(t))) fz_now = t;
+  if (clock_ok(t)) fz_now = t;
   return 0;
 }
 
@@ -594,7 +628,7 @@ static int fz_close(lua_State *L) {
 
 /* F.* for the check function */
 static int F_byte(lua_State *L) {
-  if (exhausted) exhaust(L);
+  if (over_budget()) exhaust(L);
   lua_pushinteger(L, b8());
   return 1;
 }
@@ -970,7 +1004,19 @@ static void op_new(lua_State *L) {
   if (trace)
     fprintf(stderr, "@%-4zu%*s[%s] new -> list%d\n", in_size - in_n, 2 * depth, "", ctx_names[cur_ctx], slot + 1);
   lua_call(L, 2, 1);
-  if (trace) fprintf(stderr, "%*s  -> %s\n", 2 * depth, "", luaL_typename(L, -1));
+  if (trace) {
+    lu_list *t = as_list(L, -1);
+    if (t && t->core) {
+      const ul_opts *q = &t->core->opts;
+      fprintf(stderr, "%*s  -> list: n %u checked %u, strategy %d interval %.17g timeout %.17g "
+              "jitter %.17g slow_start %.17g panic %.17g tiers %d..%d, fake clock+sleep %d\n",
+              2 * depth, "", t->core->n, t->core->checked, q->strategy, q->interval,
+              q->timeout, q->jitter, q->slow_start, q->panic, q->tier_min, q->tier_max,
+              lua_toboolean(L, -2));
+    } else {
+      fprintf(stderr, "%*s  -> %s\n", 2 * depth, "", luaL_typename(L, -1));
+    }
+  }
   if (as_list(L, -1)) {
     push_R(L, R_FLAGS);
     lua_pushvalue(L, -2);
@@ -1040,10 +1086,10 @@ static void do_op(lua_State *L) {
       static const double d[] = {0, 0.001, 0.05, 0.1, 0.5, 1, 2, 10, 100, 1e6, -1, 1e300};
       uint8_t k = b8();
       if (k == 255 && !avoid_known) fz_now = HUGE_VAL;
-      else if (k == 254) fz_now = -fz_now;
+      else if (k == 254) fz_now = clock_ok(-fz_now) ? -fz_now : fz_now;
       else {
         double t = fz_now + d[k % (sizeof d / sizeof d[0])];
-        if (!isnan(t) && (!avoid_known || isfinite(t))) fz_now = t;
+        if (clock_ok(t)) fz_now = t;
       }
       break;
     }
@@ -1095,7 +1141,10 @@ static void run_op(lua_State *L, int ctx) {
   if (closing || exhausted || depth >= MAX_DEPTH || all_ops >= MAX_ALL) return;
   if (!lua_checkstack(L, 40)) return;
   cur_ctx = ctx;
-  if (ctx == CTX_TOP) top_ops++;
+  if (ctx == CTX_TOP) {
+    top_ops++;
+    same_clock = 0; /* a hang is a loop within one call */
+  }
   all_ops++;
   depth++;
   lua_pushcfunction(L, op_thunk);
@@ -1224,6 +1273,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   alloc_countdown = -1;
   alloc_failing = 0;
   mem_used = 0;
+  wall_start = mono_now();
   L = lua_newstate(fz_alloc, NULL);
   if (!L) return 0;
   lua_pushcfunction(L, setup);
@@ -1237,6 +1287,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     case 2: fz_now = -50; break;
     default: fz_now = (double)b32(); break;
   }
+  if (!clock_ok(fz_now)) fz_now = 1e9;
   lua_sethook(L, hook, LUA_MASKCOUNT, HOOK_EVERY);
   while (in_n > 0 && top_ops < MAX_TOP && all_ops < MAX_ALL && !exhausted) {
     run_op(L, CTX_TOP);
