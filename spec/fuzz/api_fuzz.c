@@ -1055,11 +1055,14 @@ static void op_gc(lua_State *L) {
   switch (b8() % 8) {
     case 0: lua_gc(L, LUA_GCCOLLECT); break;
     case 1: lua_gc(L, LUA_GCSTEP, (int)(b8() % 64)); break;
-    case 2: lua_gc(L, LUA_GCGEN, 0, 0); break;
+    case 2: /* generational; minor collections (which run pending finalizers)
+             * after as little as 1% more memory */
+      lua_gc(L, LUA_GCGEN, 1 + (int)(b8() % 20), 0);
+      break;
     case 3: lua_gc(L, LUA_GCINC, 0, 0, 0); break;
     case 4: lua_gc(L, LUA_GCINC, 1, 1000, 0); break; /* collect all the time */
     case 5: { /* garbage with finalizers, to be run at some later allocation */
-      int n = 1 + b8() % 8, i;
+      int n = 1 + b8() % 64, i;
       for (i = 0; i < n; i++) {
         new_backend_obj(L, b8() & 1, -1);
         lua_pop(L, 1);
