@@ -119,6 +119,7 @@ replay() {
   local f bin rc=0 status
   for f in spec/fuzz/crashers/core-* spec/fuzz/crashers/api-*; do
     [ -f "$f" ] || continue
+    case $f in *.lua | *.md) continue ;; esac # the plain-Lua versions, notes
     case $(basename "$f") in core-*) bin=$OUT/core_fuzz ;; *) bin=$OUT/api_fuzz ;; esac
     if "$bin" -timeout=10 -rss_limit_mb=2048 "$f" >"$OUT/replay.log" 2>&1; then
       status="passes"
