@@ -20,8 +20,9 @@
 # is restarted for the time left (at most FUZZ_RESTARTS=5 times), and
 # every crash, timeout or OOM is written to build/fuzz/artifacts/NAME/.
 # New inputs go to build/fuzz/work/NAME; then the committed corpus and the
-# work are merged (-merge=1 -use_counters=0 keeps only inputs that add edges) back into
-# spec/fuzz/corpus/NAME/. Each harness prints one line,
+# work are merged (-merge=1 -use_counters=0 keeps only inputs that add edges)
+# and at most FUZZ_CORPUS_MAX of those, chosen greedily for coverage
+# (spec/fuzz/select.awk), replace spec/fuzz/corpus/NAME/. Each harness prints one line,
 #   NAME: executions N, cov C, ft F, corpus K files, crashes X, timeouts T, ooms O
 # (cov and ft from libFuzzer's last statistics), then one line per finding;
 # the script exits non-zero when any harness crashed, timed out or ran out
@@ -96,17 +97,27 @@ fuzz() {
     [ "$f" = "$prev" ] && break
     prev=$f
   done
-  # merge: keep only the inputs that add edges (-use_counters=0: hit counts
-  # do not count, which keeps the committed corpus small)
-  "$bin" -merge=1 -use_counters=0 "${LIBFUZZER_FLAGS[@]}" "$merged" "$corpus" "$work" \
+  # merge: the inputs that add edges (-use_counters=0: hit counts do not
+  # count); then at most FUZZ_CORPUS_MAX of them, chosen greedily for the
+  # most edges not yet covered (select.awk, from the merge's control file)
+  # (an input that crashes is left out; its copy goes to $OUT/merge-artifacts)
+  mkdir -p "$OUT/merge-artifacts/$name"
+  rm -f "$OUT/$name.merge.ctl"
+  "$bin" -merge=1 -use_counters=0 "${LIBFUZZER_FLAGS[@]}" -merge_control_file="$OUT/$name.merge.ctl" \
+    -artifact_prefix="$OUT/merge-artifacts/$name/" "$merged" "$corpus" "$work" \
     >"$OUT/$name.merge.log" 2>&1 ||
     echo "$name: merge failed, see $OUT/$name.merge.log" >&2
   files=$(find "$merged" -type f | wc -l)
-  if [ "$FUZZ_UPDATE_CORPUS" = 1 ] && [ "$files" -gt 0 ]; then
-    rm -f "$corpus"/*
-    # more than FUZZ_CORPUS_MAX: the smallest ones
-    find "$merged" -type f -printf '%s %p\n' | sort -n | head -n "$FUZZ_CORPUS_MAX" |
-      cut -d' ' -f2- | xargs -r cp -t "$corpus"
+  if [ "$FUZZ_UPDATE_CORPUS" = 1 ] && [ "$files" -gt 0 ] && [ -s "$OUT/$name.merge.ctl" ]; then
+    awk -v MAX="$FUZZ_CORPUS_MAX" -f spec/fuzz/select.awk "$OUT/$name.merge.ctl" >"$OUT/$name.keep"
+    if [ -s "$OUT/$name.keep" ]; then
+      mkdir -p "$OUT/keep/$name"
+      rm -f "$OUT/keep/$name"/*
+      xargs -r -d '\n' cp -t "$OUT/keep/$name" <"$OUT/$name.keep"
+      rm -f "$corpus"/*
+      cp "$OUT/keep/$name"/* "$corpus"/
+      rm -rf "${work:?}"/* # all that counts is in the corpus now
+    fi
     files=$(find "$corpus" -type f | wc -l)
   fi
   echo "$name: executions $execs, cov $cov, ft $ft, corpus $files files," \
