@@ -20,9 +20,9 @@
 # is restarted for the time left (at most FUZZ_RESTARTS=5 times), and
 # every crash, timeout or OOM is written to build/fuzz/artifacts/NAME/.
 # New inputs go to build/fuzz/work/NAME; then the committed corpus and the
-# work are merged (-merge=1 -use_counters=0 keeps only inputs that add edges)
-# and at most FUZZ_CORPUS_MAX of those, chosen greedily for coverage
-# (spec/fuzz/select.awk), replace spec/fuzz/corpus/NAME/. Each harness prints one line,
+# work are merged (-merge=1) and at most FUZZ_CORPUS_MAX inputs, chosen
+# greedily for edges first, then features (spec/fuzz/select.awk), replace
+# spec/fuzz/corpus/NAME/. Each harness prints one line,
 #   NAME: executions N, cov C, ft F, corpus K files, crashes X, timeouts T, ooms O
 # (cov and ft from libFuzzer's last statistics), then one line per finding;
 # the script exits non-zero when any harness crashed, timed out or ran out
@@ -97,13 +97,15 @@ fuzz() {
     [ "$f" = "$prev" ] && break
     prev=$f
   done
-  # merge: the inputs that add edges (-use_counters=0: hit counts do not
-  # count); then at most FUZZ_CORPUS_MAX of them, chosen greedily for the
-  # most edges not yet covered (select.awk, from the merge's control file)
+  # merge: the inputs that add coverage; then at most FUZZ_CORPUS_MAX of
+  # them, chosen greedily for edges, then features (select.awk, from the
+  # merge's control file)
   # (an input that crashes is left out; its copy goes to $OUT/merge-artifacts)
   mkdir -p "$OUT/merge-artifacts/$name"
   rm -f "$OUT/$name.merge.ctl"
-  "$bin" -merge=1 -use_counters=0 "${LIBFUZZER_FLAGS[@]}" -merge_control_file="$OUT/$name.merge.ctl" \
+  # in default mode, so that no input crashing there enters the corpus
+  UPSTREAM_FUZZ_AVOID_KNOWN=0 \
+  "$bin" -merge=1 "${LIBFUZZER_FLAGS[@]}" -merge_control_file="$OUT/$name.merge.ctl" \
     -artifact_prefix="$OUT/merge-artifacts/$name/" "$merged" "$corpus" "$work" \
     >"$OUT/$name.merge.log" 2>&1 ||
     echo "$name: merge failed, see $OUT/$name.merge.log" >&2
