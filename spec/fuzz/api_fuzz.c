@@ -65,12 +65,12 @@ const char *__ubsan_default_options(void) {
 #define MAX_LISTS 4
 #define POOL 16
 #define MAX_JOBS 16
-#define INSN_BUDGET 20000000L /* Lua instructions per input */
+#define INSN_BUDGET 5000000L /* Lua instructions per input */
 #define HOOK_EVERY 1000
-#define CLOCK_BUDGET 150000L /* clock calls per input */
-#define HANG_CALLS 100000L   /* same clock value, calls in a row */
+#define CLOCK_BUDGET 100000L /* clock calls per input */
+#define HANG_CALLS 50000L    /* same clock value, calls in a row */
 #define MEM_LIMIT ((size_t)512 << 20)
-#define WALL_BUDGET 2.0 /* seconds per input, well below libFuzzer's -timeout */
+#define WALL_BUDGET 1.0 /* seconds per input, well below libFuzzer's -timeout */
 
 /* ---- input ----------------------------------------------------------------- */
 
@@ -828,8 +828,8 @@ static void push_seconds(lua_State *L, int safe, int allow_nil) {
     else if (k < 220) lua_pushliteral(L, "x");
     else if (k < 222) lua_pushnumber(L, 1e9);
     else lua_pushnumber(L, (b8() % 100) * 0.01);
-  } else { /* a real sleep: never more than a millisecond */
-    static const double v[] = {0, 1e-4, 1e-3, -1, NAN};
+  } else { /* a real sleep: never more than 0.1 ms a call */
+    static const double v[] = {0, 1e-6, 1e-4, -1, NAN};
     if (k < 240) lua_pushnumber(L, v[k % (sizeof v / sizeof v[0])]);
     else lua_pushliteral(L, "x");
   }
