@@ -9,7 +9,7 @@
 #
 # Environment:
 #   FUZZ_SECONDS=60         fuzzing time per harness
-#   FUZZ_RESTARTS=5         restarts after a crash within that time
+#   FUZZ_RESTARTS=20        restarts after a crash within that time
 #   FUZZ_AVOID_KNOWN=0      1: steer away from the known bugs (see crashers/README.md)
 #   FUZZ_UPDATE_CORPUS=1    0: leave spec/fuzz/corpus/ as it is
 #   FUZZ_CORPUS_MAX=200     most files kept in a committed corpus
@@ -17,14 +17,15 @@
 #   LUA_CFLAGS=-I/usr/include/lua5.4   LUA_LIBS=-llua5.4
 #
 # Each harness runs FUZZ_SECONDS in all: libFuzzer stops at a crash, so it
-# is restarted for the time left (at most FUZZ_RESTARTS=5 times), and
+# is restarted for the time left (at most FUZZ_RESTARTS=20 times), and
 # every crash, timeout or OOM is written to build/fuzz/artifacts/NAME/.
 # New inputs go to build/fuzz/work/NAME; then the committed corpus and the
 # work are merged (-merge=1) and at most FUZZ_CORPUS_MAX inputs, chosen
 # greedily for edges first, then features (spec/fuzz/select.awk), replace
 # spec/fuzz/corpus/NAME/. Each harness prints one line,
 #   NAME: executions N, cov C, ft F, corpus K files, crashes X, timeouts T, ooms O
-# (cov and ft from libFuzzer's last statistics), then one line per finding;
+# (cov and ft from libFuzzer's last statistics), then one line per kind of
+# finding (how many, the sanitizer's summary line, one input);
 # the script exits non-zero when any harness crashed, timed out or ran out
 # of memory, or when a build failed.
 set -u
@@ -61,13 +62,14 @@ fuzz() {
   local name=$1 bin=$OUT/${1}_fuzz corpus=spec/fuzz/corpus/$1
   local work=$OUT/work/$1 merged=$OUT/merged/$1 art=$OUT/artifacts/$1 log
   local execs=0 cov=0 ft=0 crashes=0 timeouts=0 ooms=0 files run=0 left start n c f prev=
-  local -a kinds=()
+  local -A count=() example=()
+  local msg
   mkdir -p "$corpus" "$work" "$art"
   rm -rf "$merged" "$art"/*
   mkdir -p "$merged"
   start=$(date +%s)
   left=$FUZZ_SECONDS
-  while [ "$left" -gt 0 ] && [ "$run" -le "${FUZZ_RESTARTS:-5}" ]; do
+  while [ "$left" -gt 0 ] && [ "$run" -le "${FUZZ_RESTARTS:-20}" ]; do
     log=$OUT/$name.$run.log
     # new inputs go to $work (the first directory); $corpus is read only
     "$bin" -max_total_time="$left" "${LIBFUZZER_FLAGS[@]}" -print_final_stats=1 \
@@ -90,7 +92,10 @@ fuzz() {
       oom-*) ooms=$((ooms + 1)) ;;
       *) crashes=$((crashes + 1)) ;;
     esac
-    kinds+=("$(basename "$f"): $(grep -m1 -E '^(SUMMARY|INVARIANT|HANG)|ERROR: libFuzzer: (timeout|out-of-memory)' "$log")")
+    msg=$(grep -m1 -E '^(SUMMARY|INVARIANT|HANG)|ERROR: libFuzzer: (timeout|out-of-memory)' "$log" |
+      sed -E 's/[0-9]+ times in a row/N times in a row/; s/==[0-9]+==//')
+    count[$msg]=$((${count[$msg]:-0} + 1))
+    [ -n "${example[$msg]:-}" ] || example[$msg]=$f
     run=$((run + 1))
     left=$((FUZZ_SECONDS - ($(date +%s) - start)))
     # the same input twice in a row (say, a corpus file crashes): stop
@@ -124,7 +129,10 @@ fuzz() {
   fi
   echo "$name: executions $execs, cov $cov, ft $ft, corpus $files files," \
        "crashes $crashes, timeouts $timeouts, ooms $ooms"
-  for c in "${kinds[@]}"; do echo "  $art/$c"; done
+  # one line per kind of finding: how many, the message, one input
+  for msg in "${!count[@]}"; do
+    echo "  ${count[$msg]}x $msg (e.g. ${example[$msg]})"
+  done
   [ $((crashes + timeouts + ooms)) -eq 0 ]
 }
 
