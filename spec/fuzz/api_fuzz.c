@@ -171,7 +171,7 @@ static void exhaust(lua_State *L) {
 
 static int over_budget(void) {
   return exhausted || hook_ticks > INSN_BUDGET || clock_calls > CLOCK_BUDGET ||
-         mono_now() - wall_start > WALL_BUDGET;
+         lu_mono_now() - wall_start > WALL_BUDGET;
 }
 
 static void hook(lua_State *L, lua_Debug *ar) {
@@ -732,11 +732,11 @@ static void fz_check_list(lua_State *L, int idx) {
   }
   inv_check(c, scratch);
   idx = lua_absindex(L, idx);
-  lua_getiuservalue(L, idx, UV_SLOTS);
+  lua_getiuservalue(L, idx, LU_UV_SLOTS);
   slots = lua_gettop(L);
-  lua_getiuservalue(L, idx, UV_INDEX);
+  lua_getiuservalue(L, idx, LU_UV_INDEX);
   index = lua_gettop(L);
-  lua_getiuservalue(L, idx, UV_THREADS);
+  lua_getiuservalue(L, idx, LU_UV_THREADS);
   threads = lua_gettop(L);
   INV(lua_type(L, slots) == LUA_TTABLE && lua_type(L, index) == LUA_TTABLE &&
           lua_type(L, threads) == LUA_TTABLE,
@@ -969,7 +969,7 @@ static void op_method(lua_State *L) {
       uint32_t s;
       int found = 0;
       INV(!lua_isnil(L, base), "pick returned nil with %d eligible", nelig);
-      lua_getiuservalue(L, self, UV_SLOTS);
+      lua_getiuservalue(L, self, LU_UV_SLOTS);
       for (s = 0; s < u->core->cap && !found; s++) {
         if (!elig[s]) continue;
         lua_rawgeti(L, -1, (lua_Integer)s + 1);
@@ -1283,7 +1283,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   alloc_countdown = -1;
   alloc_failing = alloc_failed = 0;
   mem_used = 0;
-  wall_start = mono_now();
+  wall_start = lu_mono_now();
   L = lua_newstate(fz_alloc, NULL);
   if (!L) return 0;
   lua_pushcfunction(L, setup);
