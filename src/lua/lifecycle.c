@@ -99,8 +99,6 @@ int l_new(lua_State *L) {
   lua_settop(L, 2);
   n = lu_check_backends(L, 1, "new");
   lu_read_opts(L, 2, &c);
-  if (c.seed == 0)
-    c.seed = (uint64_t)(lu_mono_now() * 1e9) ^ (uint64_t)(size_t)&c;
   u = lu_new_userdata(L, &c, n);
   list = lua_gettop(L);
   core = lu_new_block(L, lu_cap_for(n), c.o.strategy, NULL);

@@ -39,6 +39,8 @@ static int lu_opt_number(lua_State *L, lu_conf *c, const lu_option *opt) {
   return 0;
 }
 
+/* Any integer, 0 too: without the option the seed is time-based (set by
+ * lu_read_opts before the options are read). */
 static int lu_opt_seed(lua_State *L, lu_conf *c, const lu_option *opt) {
   int isint;
   lua_Integer sd = lua_tointegerx(L, -1, &isint);
@@ -181,7 +183,7 @@ void lu_read_opts(lua_State *L, int idx, lu_conf *c) {
   ul_opts_default(&c->o);
   c->check = c->clock = c->sleep = 0;
   c->weights = c->latency = c->tiers = 0;
-  c->seed = 0;
+  c->seed = (uint64_t)(lu_mono_now() * 1e9) ^ (uint64_t)(size_t)c;
   if (lua_isnoneornil(L, idx)) return;
   if (lua_type(L, idx) != LUA_TTABLE)
     luaL_error(L, "upstream.new: options must be a table, got %s",
