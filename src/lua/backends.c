@@ -66,21 +66,55 @@ lua_Integer lu_check_backends(lua_State *L, int arg, const char *fn) {
   return n;
 }
 
+/* Pushes the value of field "healthcheck" of the value at index 1. */
+static int lu_get_healthcheck(lua_State *L) {
+  lua_getfield(L, 1, "healthcheck");
+  return 1;
+}
+
+/* Whether the value at idx (a table or userdata) has an __index to ask. */
+static int lu_has_index(lua_State *L, int idx) {
+  int r;
+  if (!lua_getmetatable(L, idx)) return 0;
+  lua_pushliteral(L, "__index");
+  r = lua_rawget(L, -2) != LUA_TNIL;
+  lua_pop(L, 2);
+  return r;
+}
+
 /* Whether backend at idx gets an active check: always with a check
- * function, else when it has a healthcheck method (the Go Backend). */
+ * function, else when it has a healthcheck method (the Go Backend). The
+ * lookup may run the backend's __index, user code that may raise: a
+ * backend is any Lua value, so a lookup that fails means no method (a
+ * strict object, a userdata without __index). It may also reconcile the
+ * list: callers read nothing of the list's block across this call. */
 int lu_has_check(lua_State *L, int list, int idx) {
-  int t, r;
+  int t, st;
+  if (idx < 0) idx += lua_gettop(L) + 1;
   if (lua_getiuservalue(L, list, LU_UV_CHECK) == LUA_TFUNCTION) {
     lua_pop(L, 1);
     return 1;
   }
   lua_pop(L, 1);
   t = lua_type(L, idx);
-  if (t != LUA_TTABLE && t != LUA_TUSERDATA) return 0;
-  lua_getfield(L, idx, "healthcheck");
-  r = lua_type(L, -1) == LUA_TFUNCTION;
+  if (t == LUA_TTABLE) {
+    lua_pushliteral(L, "healthcheck");
+    if (lua_rawget(L, idx) != LUA_TNIL || !lu_has_index(L, idx)) {
+      t = lua_type(L, -1);
+      lua_pop(L, 1);
+      return t == LUA_TFUNCTION;
+    }
+    lua_pop(L, 1);
+  } else if (t != LUA_TUSERDATA || !lu_has_index(L, idx)) {
+    return 0;
+  }
+  lua_pushcfunction(L, lu_get_healthcheck);
+  lua_pushvalue(L, idx);
+  st = lua_pcall(L, 1, 1, 0);
+  if (st == LUA_ERRMEM) lua_error(L); /* not the backend's fault */
+  t = st == LUA_OK ? lua_type(L, -1) : LUA_TNIL;
   lua_pop(L, 1);
-  return r;
+  return t == LUA_TFUNCTION;
 }
 
 /* A block for cap slots: new, or to grow from (not NULL). */
