@@ -22,7 +22,10 @@ int l_pick(lua_State *L) {
   } else if (c->opts.strategy == UL_HASH) {
     luaL_argerror(L, 2, "the 'hash' strategy needs a key (string or number)");
   }
-  if (c->ramping) now = lu_list_now(L, 1);
+  if (c->ramping) { /* the clock may reconcile: the block is read after */
+    now = lu_list_now(L, 1);
+    c = u->core;
+  }
   s = ul_pick(c, key, now);
   if (s < 0) {
     lua_pushnil(L);
@@ -44,7 +47,8 @@ static int32_t lu_find_slot(lua_State *L) {
   return s;
 }
 
-/* The clock, when slow start needs to know when a backend turned healthy. */
+/* The clock, when slow start needs to know when a backend turned healthy.
+ * The option is the same in every block of the list. */
 static double lu_ramp_now(lua_State *L, const lu_list *u) {
   return u->core->opts.slow_start > 0 ? lu_list_now(L, 1) : 0;
 }
@@ -59,17 +63,27 @@ static lu_list *lu_list_and_slot(lua_State *L, int nargs, int32_t *s) {
   return u;
 }
 
-int l_up(lua_State *L) {
+/* up(b), down(b): the clock first, since it may reconcile the list; the
+ * slot is looked up after it, in the list as the clock left it. */
+static void lu_move(lua_State *L,
+                    void (*move)(ul_list *, int32_t, double)) {
+  lu_list *u;
+  double now;
   int32_t s;
-  lu_list *u = lu_list_and_slot(L, 2, &s);
-  if (s >= 0) ul_up(u->core, s, lu_ramp_now(L, u));
+  lua_settop(L, 2);
+  u = lu_check_list(L);
+  now = lu_ramp_now(L, u);
+  s = lu_find_slot(L);
+  if (s >= 0) move(u->core, s, now);
+}
+
+int l_up(lua_State *L) {
+  lu_move(L, ul_up);
   return 0;
 }
 
 int l_down(lua_State *L) {
-  int32_t s;
-  lu_list *u = lu_list_and_slot(L, 2, &s);
-  if (s >= 0) ul_down(u->core, s, lu_ramp_now(L, u));
+  lu_move(L, ul_down);
   return 0;
 }
 
@@ -92,7 +106,7 @@ int l_weight(lua_State *L) {
 int l_set_weight(lua_State *L) {
   int32_t s;
   lu_list *u = lu_list_and_slot(L, 3, &s);
-  uint32_t w = lu_check_weight(L, 3, "set_weight");
+  uint32_t w = lu_check_weight(L, 3, "set_weight"); /* Lua only to raise */
   if (s >= 0) ul_set_weight(u->core, s, w);
   lua_pushboolean(L, s >= 0);
   return 1;
