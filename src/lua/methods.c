@@ -163,17 +163,17 @@ int l_tostring(lua_State *L) {
   return 1;
 }
 
-/* One member's row of status(), from slot s; the slot and error tables at
- * 2 and 3. */
-static void lu_push_member(lua_State *L, const ul_node *x, int32_t s) {
-  lua_createtable(L, 0, 9);
-  lua_rawgeti(L, 2, (lua_Integer)s + 1);
+/* Fills one member's row of status() (a table at -1, made with room for
+ * the fields) from x, slot s; the slot and error tables at 3 and 4. Calls
+ * no Lua code and makes no object a collection could start at. */
+static void lu_fill_member(lua_State *L, const ul_node *x, int32_t s) {
+  lua_rawgeti(L, 3, (lua_Integer)s + 1);
   lua_setfield(L, -2, "backend");
   lua_pushnumber(L, x->score);
   lua_setfield(L, -2, "score");
   lua_pushboolean(L, x->score >= 0);
   lua_setfield(L, -2, "healthy");
-  lua_rawgeti(L, 3, (lua_Integer)s + 1);
+  lua_rawgeti(L, 4, (lua_Integer)s + 1);
   lua_setfield(L, -2, "last_error");
   lua_pushinteger(L, (lua_Integer)x->checks);
   lua_setfield(L, -2, "checks");
@@ -187,19 +187,34 @@ static void lu_push_member(lua_State *L, const ul_node *x, int32_t s) {
   lua_setfield(L, -2, "inflight");
 }
 
+/* A snapshot of one moment. The block and its tables are anchored on the
+ * stack first: a finalizer run by an allocation here may reconcile the
+ * list (and the old block would be freed) or move its scores, so every
+ * table is made before the block is read, and the rows are then filled
+ * with no allocation that could run one. */
 int l_status(lua_State *L) {
-  lu_list *u = lu_check_list(L);
-  const ul_list *c = u->core;
-  const ul_node *nd = ul_nodes(c);
-  const int32_t *ord = ul_order(c);
-  uint32_t p;
+  const ul_list *c;
+  const ul_node *nd;
+  const int32_t *ord;
+  uint32_t p, n;
   lua_settop(L, 1);
-  lua_getiuservalue(L, 1, LU_UV_SLOTS);
-  lua_getiuservalue(L, 1, LU_UV_ERRORS);
-  lua_createtable(L, (int)c->n, 0);
-  for (p = 0; p < c->n; p++) {
-    lu_push_member(L, &nd[ord[p]], ord[p]);
-    lua_rawseti(L, 4, (lua_Integer)p + 1);
+  lu_check_list(L);
+  lua_getiuservalue(L, 1, LU_UV_BLOCK);  /* 2 */
+  lua_getiuservalue(L, 1, LU_UV_SLOTS);  /* 3 */
+  lua_getiuservalue(L, 1, LU_UV_ERRORS); /* 4 */
+  c = (const ul_list *)lua_touserdata(L, 2);
+  n = c->n; /* members change only by reconcile, which replaces the block */
+  lua_createtable(L, (int)n, 0); /* 5 */
+  for (p = 1; p <= n; p++) {
+    lua_createtable(L, 0, 9);
+    lua_rawseti(L, 5, (lua_Integer)p);
+  }
+  nd = ul_nodes(c);
+  ord = ul_order(c);
+  for (p = 0; p < n; p++) {
+    lua_rawgeti(L, 5, (lua_Integer)p + 1);
+    lu_fill_member(L, &nd[ord[p]], ord[p]);
+    lua_pop(L, 1);
   }
   return 1;
 }
