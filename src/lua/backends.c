@@ -9,6 +9,29 @@
 
 #include "binding.h"
 
+/* Pushes and returns the value at idx as an error message echoes it,
+ * "(got ...)": a string quoted and named, so "2" is not taken for 2; a
+ * number as Lua prints it, but NaN and infinities as nan, inf and -inf on
+ * every runtime (printf says -nan for some NaNs); anything else as
+ * tostring does (which may run its __tostring: only on the way to an
+ * error). */
+const char *lu_got(lua_State *L, int idx) {
+  lua_Number x;
+  if (idx < 0 && idx > LUA_REGISTRYINDEX) idx += lua_gettop(L) + 1;
+  switch (lua_type(L, idx)) {
+    case LUA_TSTRING:
+      return lua_pushfstring(L, "string \"%s\"", lua_tostring(L, idx));
+    case LUA_TNUMBER:
+      x = lua_tonumber(L, idx);
+      if (x != x) return lua_pushfstring(L, "nan");
+      if (isinf(x)) return lua_pushfstring(L, x > 0 ? "inf" : "-inf");
+      lua_pushvalue(L, idx);
+      return lua_tostring(L, -1);
+    default:
+      return luaL_tolstring(L, idx, NULL);
+  }
+}
+
 /* Checks that arg is a sequence of non-nil, non-NaN values; returns n. */
 lua_Integer lu_check_backends(lua_State *L, int arg, const char *fn) {
   lua_Integer n, keys = 0;
@@ -26,7 +49,7 @@ lua_Integer lu_check_backends(lua_State *L, int arg, const char *fn) {
       luaL_error(L,
                  "upstream.%s: backends must be a sequence (keys 1..n without "
                  "holes); found key %s",
-                 fn, luaL_tolstring(L, -1, NULL));
+                 fn, lu_got(L, -1));
     }
     if (lua_type(L, -1) == LUA_TNUMBER && isnan(lua_tonumber(L, -1)))
       luaL_error(L, "upstream.%s: backends[%d] is NaN", fn, (int)k);
@@ -43,21 +66,55 @@ lua_Integer lu_check_backends(lua_State *L, int arg, const char *fn) {
   return n;
 }
 
+/* Pushes the value of field "healthcheck" of the value at index 1. */
+static int lu_get_healthcheck(lua_State *L) {
+  lua_getfield(L, 1, "healthcheck");
+  return 1;
+}
+
+/* Whether the value at idx (a table or userdata) has an __index to ask. */
+static int lu_has_index(lua_State *L, int idx) {
+  int r;
+  if (!lua_getmetatable(L, idx)) return 0;
+  lua_pushliteral(L, "__index");
+  r = lua_rawget(L, -2) != LUA_TNIL;
+  lua_pop(L, 2);
+  return r;
+}
+
 /* Whether backend at idx gets an active check: always with a check
- * function, else when it has a healthcheck method (the Go Backend). */
+ * function, else when it has a healthcheck method (the Go Backend). The
+ * lookup may run the backend's __index, user code that may raise: a
+ * backend is any Lua value, so a lookup that fails means no method (a
+ * strict object, a userdata without __index). It may also reconcile the
+ * list: callers read nothing of the list's block across this call. */
 int lu_has_check(lua_State *L, int list, int idx) {
-  int t, r;
+  int t, st;
+  if (idx < 0) idx += lua_gettop(L) + 1;
   if (lua_getiuservalue(L, list, LU_UV_CHECK) == LUA_TFUNCTION) {
     lua_pop(L, 1);
     return 1;
   }
   lua_pop(L, 1);
   t = lua_type(L, idx);
-  if (t != LUA_TTABLE && t != LUA_TUSERDATA) return 0;
-  lua_getfield(L, idx, "healthcheck");
-  r = lua_type(L, -1) == LUA_TFUNCTION;
+  if (t == LUA_TTABLE) {
+    lua_pushliteral(L, "healthcheck");
+    if (lua_rawget(L, idx) != LUA_TNIL || !lu_has_index(L, idx)) {
+      t = lua_type(L, -1);
+      lua_pop(L, 1);
+      return t == LUA_TFUNCTION;
+    }
+    lua_pop(L, 1);
+  } else if (t != LUA_TUSERDATA || !lu_has_index(L, idx)) {
+    return 0;
+  }
+  lua_pushcfunction(L, lu_get_healthcheck);
+  lua_pushvalue(L, idx);
+  st = lua_pcall(L, 1, 1, 0);
+  if (st == LUA_ERRMEM) lua_error(L); /* not the backend's fault */
+  t = st == LUA_OK ? lua_type(L, -1) : LUA_TNIL;
   lua_pop(L, 1);
-  return r;
+  return t == LUA_TFUNCTION;
 }
 
 /* A block for cap slots: new, or to grow from (not NULL). */
@@ -118,7 +175,7 @@ uint32_t lu_check_weight(lua_State *L, int idx, const char *fn) {
   if (lua_type(L, idx) == LUA_TNUMBER) v = lua_tointegerx(L, idx, &isint);
   if (!isint || v < 1 || v > UL_MAX_WEIGHT)
     luaL_error(L, "upstream.%s: a weight must be an integer in [1, %d] (got %s)",
-               fn, UL_MAX_WEIGHT, luaL_tolstring(L, idx, NULL));
+               fn, UL_MAX_WEIGHT, lu_got(L, idx));
   return (uint32_t)v;
 }
 
@@ -134,7 +191,7 @@ void lu_check_weights(lua_State *L, int w, int set, const char *fn) {
     lua_pop(L, 1);
     if (absent)
       luaL_error(L, "upstream.%s: weights name %s, which is not one of the "
-                    "backends", fn, luaL_tolstring(L, -2, NULL));
+                    "backends", fn, lu_got(L, -2));
     lua_pop(L, 1);
   }
 }

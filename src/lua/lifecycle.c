@@ -40,14 +40,19 @@ static lu_list *lu_new_userdata(lua_State *L, const lu_conf *c,
   return u;
 }
 
-/* Whether any of the n backends (arg 1) gets a check; checks the weights
- * against them, with the index table (list + 2) as a temporary set. */
-static int lu_new_scan(lua_State *L, int list, int weights, lua_Integer n) {
+/* Whether each of the n backends (arg 1) gets a check, in checks[k - 1]
+ * (a userdata at list + 3); returns whether any does. Checks the weights
+ * against them, with the index table (list + 2) as a temporary set. The
+ * healthcheck lookups are the calls into Lua that new() makes (with the
+ * clock), so they all come before the block exists. */
+static int lu_new_scan(lua_State *L, int list, int weights, lua_Integer n,
+                       unsigned char *checks) {
   lua_Integer k;
-  int checks = 0;
+  int any = 0;
   for (k = 1; k <= n; k++) {
     lua_rawgeti(L, 1, k);
-    if (lu_has_check(L, list, -1)) checks = 1;
+    checks[k - 1] = (unsigned char)lu_has_check(L, list, -1);
+    any |= checks[k - 1];
     lua_pushvalue(L, -1);
     lua_pushboolean(L, 1);
     lua_rawset(L, list + 2);
@@ -59,13 +64,15 @@ static int lu_new_scan(lua_State *L, int list, int weights, lua_Integer n) {
     lua_pushnil(L);
     lua_rawset(L, list + 2);
   }
-  return checks;
+  return any;
 }
 
 /* Appends the n backends (arg 1) to core, filling the slot (list + 1) and
- * index (list + 2) tables; equal backends share a ring of slots. */
+ * index (list + 2) tables; equal backends share a ring of slots. Calls no
+ * Lua code. */
 static void lu_new_append(lua_State *L, int list, ul_list *core, int weights,
-                          lua_Integer n, double now) {
+                          lua_Integer n, const unsigned char *checks,
+                          double now) {
   lua_Integer k;
   for (k = 1; k <= n; k++) {
     int32_t dup = -1, s;
@@ -74,7 +81,7 @@ static void lu_new_append(lua_State *L, int list, ul_list *core, int weights,
     if (lua_rawget(L, list + 2) == LUA_TNUMBER)
       dup = (int32_t)lua_tointeger(L, -1);
     lua_pop(L, 1);
-    s = ul_append(core, lu_has_check(L, list, -1), dup, now,
+    s = ul_append(core, checks[k - 1], dup, now,
                   lu_weight_of(L, weights, lua_gettop(L), 1),
                   lu_hash_value(L, -1), 0);
     lua_pushvalue(L, -1);
@@ -95,28 +102,30 @@ int l_new(lua_State *L) {
   int list;
   lu_list *u;
   ul_list *core;
+  unsigned char *checks;
   double now = 0;
   lua_settop(L, 2);
   n = lu_check_backends(L, 1, "new");
   lu_read_opts(L, 2, &c);
-  if (c.seed == 0)
-    c.seed = (uint64_t)(lu_mono_now() * 1e9) ^ (uint64_t)(size_t)&c;
   u = lu_new_userdata(L, &c, n);
   list = lua_gettop(L);
+  lua_getiuservalue(L, list, LU_UV_SLOTS); /* list + 1 */
+  lua_getiuservalue(L, list, LU_UV_INDEX); /* list + 2 */
+  checks = (unsigned char *)lua_newuserdatauv(L, (size_t)n + 1, 0); /* + 3 */
+  if (lu_new_scan(L, list, c.weights, n, checks)) now = lu_list_now(L, list);
   core = lu_new_block(L, lu_cap_for(n), c.o.strategy, NULL);
   ul_init(core, lu_cap_for(n), &c.o, c.seed);
   lua_setiuservalue(L, list, LU_UV_BLOCK);
-  lua_getiuservalue(L, list, LU_UV_SLOTS); /* list + 1 */
-  lua_getiuservalue(L, list, LU_UV_INDEX); /* list + 2 */
-  if (lu_new_scan(L, list, c.weights, n)) now = lu_list_now(L, list);
-  lu_new_append(L, list, core, c.weights, n, now);
-  lua_pop(L, 2);
+  lu_new_append(L, list, core, c.weights, n, checks, now);
+  lua_settop(L, list);
   u->core = core; /* complete: methods may use it */
   return 1;
 }
 
 /* list:shutdown(), __gc, __close: stops the checks; idempotent, and copes
- * with a list that new() did not finish. */
+ * with a list that new() did not finish. The closing coroutines run user
+ * code (their to-be-closed variables), which may reconcile the list: only
+ * the detached table of threads is read while they close. */
 int l_shutdown(lua_State *L) {
   lu_list *u = (lu_list *)luaL_checkudata(L, 1, LU_LIST);
   if (u->core == NULL || u->core->shut) return 0;

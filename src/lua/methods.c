@@ -22,7 +22,10 @@ int l_pick(lua_State *L) {
   } else if (c->opts.strategy == UL_HASH) {
     luaL_argerror(L, 2, "the 'hash' strategy needs a key (string or number)");
   }
-  if (c->ramping) now = lu_list_now(L, 1);
+  if (c->ramping) { /* the clock may reconcile: the block is read after */
+    now = lu_list_now(L, 1);
+    c = u->core;
+  }
   s = ul_pick(c, key, now);
   if (s < 0) {
     lua_pushnil(L);
@@ -44,7 +47,8 @@ static int32_t lu_find_slot(lua_State *L) {
   return s;
 }
 
-/* The clock, when slow start needs to know when a backend turned healthy. */
+/* The clock, when slow start needs to know when a backend turned healthy.
+ * The option is the same in every block of the list. */
 static double lu_ramp_now(lua_State *L, const lu_list *u) {
   return u->core->opts.slow_start > 0 ? lu_list_now(L, 1) : 0;
 }
@@ -59,17 +63,27 @@ static lu_list *lu_list_and_slot(lua_State *L, int nargs, int32_t *s) {
   return u;
 }
 
-int l_up(lua_State *L) {
+/* up(b), down(b): the clock first, since it may reconcile the list; the
+ * slot is looked up after it, in the list as the clock left it. */
+static void lu_move(lua_State *L,
+                    void (*move)(ul_list *, int32_t, double)) {
+  lu_list *u;
+  double now;
   int32_t s;
-  lu_list *u = lu_list_and_slot(L, 2, &s);
-  if (s >= 0) ul_up(u->core, s, lu_ramp_now(L, u));
+  lua_settop(L, 2);
+  u = lu_check_list(L);
+  now = lu_ramp_now(L, u);
+  s = lu_find_slot(L);
+  if (s >= 0) move(u->core, s, now);
+}
+
+int l_up(lua_State *L) {
+  lu_move(L, ul_up);
   return 0;
 }
 
 int l_down(lua_State *L) {
-  int32_t s;
-  lu_list *u = lu_list_and_slot(L, 2, &s);
-  if (s >= 0) ul_down(u->core, s, lu_ramp_now(L, u));
+  lu_move(L, ul_down);
   return 0;
 }
 
@@ -92,7 +106,7 @@ int l_weight(lua_State *L) {
 int l_set_weight(lua_State *L) {
   int32_t s;
   lu_list *u = lu_list_and_slot(L, 3, &s);
-  uint32_t w = lu_check_weight(L, 3, "set_weight");
+  uint32_t w = lu_check_weight(L, 3, "set_weight"); /* Lua only to raise */
   if (s >= 0) ul_set_weight(u->core, s, w);
   lua_pushboolean(L, s >= 0);
   return 1;
@@ -149,17 +163,17 @@ int l_tostring(lua_State *L) {
   return 1;
 }
 
-/* One member's row of status(), from slot s; the slot and error tables at
- * 2 and 3. */
-static void lu_push_member(lua_State *L, const ul_node *x, int32_t s) {
-  lua_createtable(L, 0, 9);
-  lua_rawgeti(L, 2, (lua_Integer)s + 1);
+/* Fills one member's row of status() (a table at -1, made with room for
+ * the fields) from x, slot s; the slot and error tables at 3 and 4. Calls
+ * no Lua code and makes no object a collection could start at. */
+static void lu_fill_member(lua_State *L, const ul_node *x, int32_t s) {
+  lua_rawgeti(L, 3, (lua_Integer)s + 1);
   lua_setfield(L, -2, "backend");
   lua_pushnumber(L, x->score);
   lua_setfield(L, -2, "score");
   lua_pushboolean(L, x->score >= 0);
   lua_setfield(L, -2, "healthy");
-  lua_rawgeti(L, 3, (lua_Integer)s + 1);
+  lua_rawgeti(L, 4, (lua_Integer)s + 1);
   lua_setfield(L, -2, "last_error");
   lua_pushinteger(L, (lua_Integer)x->checks);
   lua_setfield(L, -2, "checks");
@@ -173,19 +187,34 @@ static void lu_push_member(lua_State *L, const ul_node *x, int32_t s) {
   lua_setfield(L, -2, "inflight");
 }
 
+/* A snapshot of one moment. The block and its tables are anchored on the
+ * stack first: a finalizer run by an allocation here may reconcile the
+ * list (and the old block would be freed) or move its scores, so every
+ * table is made before the block is read, and the rows are then filled
+ * with no allocation that could run one. */
 int l_status(lua_State *L) {
-  lu_list *u = lu_check_list(L);
-  const ul_list *c = u->core;
-  const ul_node *nd = ul_nodes(c);
-  const int32_t *ord = ul_order(c);
-  uint32_t p;
+  const ul_list *c;
+  const ul_node *nd;
+  const int32_t *ord;
+  uint32_t p, n;
   lua_settop(L, 1);
-  lua_getiuservalue(L, 1, LU_UV_SLOTS);
-  lua_getiuservalue(L, 1, LU_UV_ERRORS);
-  lua_createtable(L, (int)c->n, 0);
-  for (p = 0; p < c->n; p++) {
-    lu_push_member(L, &nd[ord[p]], ord[p]);
-    lua_rawseti(L, 4, (lua_Integer)p + 1);
+  lu_check_list(L);
+  lua_getiuservalue(L, 1, LU_UV_BLOCK);  /* 2 */
+  lua_getiuservalue(L, 1, LU_UV_SLOTS);  /* 3 */
+  lua_getiuservalue(L, 1, LU_UV_ERRORS); /* 4 */
+  c = (const ul_list *)lua_touserdata(L, 2);
+  n = c->n; /* members change only by reconcile, which replaces the block */
+  lua_createtable(L, (int)n, 0); /* 5 */
+  for (p = 1; p <= n; p++) {
+    lua_createtable(L, 0, 9);
+    lua_rawseti(L, 5, (lua_Integer)p);
+  }
+  nd = ul_nodes(c);
+  ord = ul_order(c);
+  for (p = 0; p < n; p++) {
+    lua_rawgeti(L, 5, (lua_Integer)p + 1);
+    lu_fill_member(L, &nd[ord[p]], ord[p]);
+    lua_pop(L, 1);
   }
   return 1;
 }

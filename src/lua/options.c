@@ -39,10 +39,14 @@ static int lu_opt_number(lua_State *L, lu_conf *c, const lu_option *opt) {
   return 0;
 }
 
+/* Any integer, 0 too: without the option the seed is time-based (set by
+ * lu_read_opts before the options are read). */
 static int lu_opt_seed(lua_State *L, lu_conf *c, const lu_option *opt) {
   int isint;
   lua_Integer sd = lua_tointegerx(L, -1, &isint);
-  if (!isint) luaL_error(L, "upstream.new: option 'seed' must be an integer");
+  if (!isint)
+    luaL_error(L, "upstream.new: option 'seed' must be an integer (got %s)",
+               lu_got(L, -1));
   *LU_FIELD(c, opt, uint64_t) = (uint64_t)sd;
   return 0;
 }
@@ -53,7 +57,7 @@ static int lu_opt_strategy(lua_State *L, lu_conf *c, const lu_option *opt) {
     if (lua_type(L, -1) == LUA_TSTRING &&
         strcmp(lua_tostring(L, -1), lu_strategies[k]) == 0)
       break;
-  if (!lu_strategies[k]) lu_opt_error(L, opt, luaL_tolstring(L, -1, NULL));
+  if (!lu_strategies[k]) lu_opt_error(L, opt, lu_got(L, -1));
   *LU_FIELD(c, opt, int) = k;
   return 0;
 }
@@ -87,7 +91,7 @@ static int lu_opt_tiers(lua_State *L, lu_conf *c, const lu_option *opt) {
         break;
     if (!keys[k].key)
       luaL_error(L, "upstream.new: option 'tiers' has an unknown key %s "
-                    "(allowed: min, max, init)", luaL_tolstring(L, -1, NULL));
+                    "(allowed: min, max, init)", lu_got(L, -1));
   }
   for (k = 0; keys[k].key; k++) {
     lua_Integer v = 0;
@@ -97,7 +101,7 @@ static int lu_opt_tiers(lua_State *L, lu_conf *c, const lu_option *opt) {
     if (!isint || v < 0 || v > UL_MAX_TIER)
       luaL_error(L, "upstream.new: option 'tiers' needs %s, an integer in "
                     "[0, %d] (got %s)", keys[k].key, UL_MAX_TIER,
-                 luaL_tolstring(L, -1, NULL));
+                 lu_got(L, -1));
     *(int *)(void *)((char *)o + keys[k].offset) = (int)v;
     lua_pop(L, 1);
   }
@@ -179,7 +183,7 @@ void lu_read_opts(lua_State *L, int idx, lu_conf *c) {
   ul_opts_default(&c->o);
   c->check = c->clock = c->sleep = 0;
   c->weights = c->latency = c->tiers = 0;
-  c->seed = 0;
+  c->seed = (uint64_t)(lu_mono_now() * 1e9) ^ (uint64_t)(size_t)c;
   if (lua_isnoneornil(L, idx)) return;
   if (lua_type(L, idx) != LUA_TTABLE)
     luaL_error(L, "upstream.new: options must be a table, got %s",
@@ -194,6 +198,6 @@ void lu_read_opts(lua_State *L, int idx, lu_conf *c) {
   if (bad) {
     lua_getfield(L, idx, name);
     luaL_error(L, "upstream.new: option '%s' %s (got %s)", name, bad,
-               luaL_tolstring(L, -1, NULL));
+               lu_got(L, -1));
   }
 }

@@ -5,6 +5,13 @@
  * are closed. The new block and tables are built aside and swapped in
  * only when nothing can fail any more, so a failing reconcile (a bad
  * weight, a clock that raises) leaves the list as it was.
+ *
+ * Calls into Lua: the backends' healthcheck lookups (their __index), the
+ * clock, and any finalizer run by an allocation, all before the new block
+ * is copied from the old one (step 3). The old block and tables are
+ * anchored on the stack, so none of them is freed under the build; but a
+ * callback that reconciled the list made them stale: the swap then
+ * refuses (LU_RC_STALE) and the list stays as the callback left it.
  */
 #include <string.h>
 
@@ -31,6 +38,10 @@ enum {
   LU_RC_NEW_ERRORS,
   LU_RC_CLOSE        /*   checks of removed backends, to close */
 };
+
+#define LU_RC_STALE                                                      \
+  "upstream.list: reconcile: the list was reconciled by a callback during " \
+  "the call"
 
 static const ul_list *lu_rc_old(lua_State *L) {
   return (const ul_list *)lua_touserdata(L, LU_RC_OLD);
@@ -94,20 +105,23 @@ static uint32_t lu_rc_cap(lua_State *L, lua_Integer added) {
 
 /* Step 3: builds aside the new block (the old one grown to cap), the drop
  * marks and the new tables, with the kept members' entries; queues the
- * checks of the removed ones for closing. */
+ * checks of the removed ones for closing. Everything is allocated before
+ * the old block is copied: from the copy to the swap no Lua code runs, so
+ * nothing a callback does to the old block (a down(), a shutdown) is
+ * lost. */
 static ul_list *lu_rc_build(lua_State *L, uint32_t cap, unsigned char **dropp) {
   const ul_list *old = lu_rc_old(L);
   ul_list *nb = lu_new_block(L, cap, old->opts.strategy, old);
   unsigned char *drop;
   uint32_t p;
-  ul_grow(nb, cap, old);
   drop = (unsigned char *)lua_newuserdatauv(L, old->cap, 0);
-  memset(drop, 0, old->cap);
   lua_createtable(L, (int)cap, 0);
   lua_createtable(L, 0, (int)cap);
   lua_createtable(L, 0, 0);
   lua_createtable(L, 0, 0);
   lua_createtable(L, 0, 0);
+  ul_grow(nb, cap, old);
+  memset(drop, 0, old->cap);
   for (p = 0; p < old->n; p++) {
     lua_Integer s1 = (lua_Integer)ul_order(old)[p] + 1;
     lua_rawgeti(L, LU_RC_SLOTS, s1);
@@ -179,16 +193,22 @@ static void lu_rc_append(lua_State *L, ul_list *nb, lua_Integer added, int w,
   }
 }
 
-/* Step 7: the swap. Nothing here can fail. */
-static void lu_rc_commit(lua_State *L, lu_list *u, ul_list *nb) {
+/* Step 7: the swap, unless a callback reconciled the list since step 1
+ * (version). Nothing here can fail otherwise. A list that a callback shut
+ * down has no check left: its (emptied) table of threads stays. */
+static void lu_rc_commit(lua_State *L, lu_list *u, ul_list *nb,
+                         uint32_t version) {
+  if (u->version != version) luaL_error(L, LU_RC_STALE);
   lua_pushvalue(L, LU_RC_BLOCK);
   lua_setiuservalue(L, LU_RC_LIST, LU_UV_BLOCK);
   lua_pushvalue(L, LU_RC_NEW_SLOTS);
   lua_setiuservalue(L, LU_RC_LIST, LU_UV_SLOTS);
   lua_pushvalue(L, LU_RC_NEW_INDEX);
   lua_setiuservalue(L, LU_RC_LIST, LU_UV_INDEX);
-  lua_pushvalue(L, LU_RC_NEW_THREADS);
-  lua_setiuservalue(L, LU_RC_LIST, LU_UV_THREADS);
+  if (!nb->shut) {
+    lua_pushvalue(L, LU_RC_NEW_THREADS);
+    lua_setiuservalue(L, LU_RC_LIST, LU_UV_THREADS);
+  }
   lua_pushvalue(L, LU_RC_NEW_ERRORS);
   lua_setiuservalue(L, LU_RC_LIST, LU_UV_ERRORS);
   u->core = nb;
@@ -211,6 +231,7 @@ int l_reconcile(lua_State *L) {
   unsigned char *drop;
   lua_Integer n, added;
   double now = 0;
+  uint32_t version;
   int anycheck = 0, w;
   lua_settop(L, LU_RC_WEIGHTS);
   u = lu_check_list(L);
@@ -220,6 +241,7 @@ int l_reconcile(lua_State *L) {
                   "{ [backend] = weight } (got %s)",
                luaL_typename(L, LU_RC_WEIGHTS));
   w = lua_istable(L, LU_RC_WEIGHTS) ? LU_RC_WEIGHTS : 0;
+  version = u->version; /* that of the state step 1 anchors */
   added = lu_rc_read(L, n, &anycheck);
   if (w) lu_check_weights(L, w, LU_RC_SET, "reconcile");
   if (anycheck || (added && lu_rc_old(L)->opts.slow_start > 0))
@@ -229,7 +251,7 @@ int l_reconcile(lua_State *L) {
   ul_remove(nb, drop);
   if (w) lu_rc_weights(L, nb, w);
   lu_rc_append(L, nb, added, w, now);
-  lu_rc_commit(L, u, nb);
+  lu_rc_commit(L, u, nb, version);
   lu_rc_close(L);
   return 0;
 }
