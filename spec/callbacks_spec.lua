@@ -12,15 +12,7 @@ local util = require "spec.support.util"
 local expect_error = util.expect_error
 local STALE = "upstream.list: reconcile: the list was reconciled by a callback during the call"
 
--- A finalizer on every runtime (5.1 and LuaJIT finalize userdata only).
-local function finalizer(fn)
-  if newproxy then
-    local p = newproxy(true)
-    getmetatable(p).__gc = fn
-    return p
-  end
-  return setmetatable({}, { __gc = fn })
-end
+local finalizer = util.finalizer
 
 -- Calls fn() while finalizers keep running: each calls action(k) (the
 -- k-th run, errors ignored) and arms the next one, and the collector runs

@@ -23,15 +23,7 @@ local function hooked_clock()
   return c
 end
 
--- A finalizer on every runtime (5.1 and LuaJIT finalize userdata only).
-local function finalizer(fn)
-  if newproxy then
-    local p = newproxy(true)
-    getmetatable(p).__gc = fn
-    return p
-  end
-  return setmetatable({}, { __gc = fn })
-end
+local finalizer = util.finalizer
 
 local function set_of(t)
   local s = {}

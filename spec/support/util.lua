@@ -45,6 +45,17 @@ function util.interpreted(fn)
   return fn
 end
 
+-- An object whose finalizer is fn, on every runtime (5.1 and LuaJIT
+-- finalize userdata only).
+function util.finalizer(fn)
+  if newproxy then
+    local p = newproxy(true)
+    getmetatable(p).__gc = fn
+    return p
+  end
+  return setmetatable({}, { __gc = fn })
+end
+
 -- Calls fn(...) expecting an error whose message contains every one of the
 -- given plain substrings. Returns the message.
 function util.expect_error(fn, ...)
