@@ -28,7 +28,7 @@ C_TESTS    = $(patsubst spec/c/%.c,build/%,$(wildcard spec/c/test_*.c))
 SPEC_ARGS  = --lpath='./src/?.lua' -o TAP spec/
 
 .PHONY: all runtimes check test test-c test-lua test-asan test-asan-clang test-gc test-valgrind \
-        test-alloc e2e lint cppcheck fuzz mutate bench bench-ir bench-gateway bench-nginx-pick demo clean FORCE
+        test-alloc test-tsan e2e lint cppcheck fuzz mutate bench bench-ir bench-gateway bench-nginx-pick demo clean FORCE
 
 all: upstream.so
 
@@ -55,7 +55,19 @@ build/asan-clang/upstream.so: $(SOURCES)
 
 build/test_%: spec/c/test_%.c $(CORE) $(wildcard src/core/*.h spec/c/*.h)
 	@mkdir -p build
-	$(CC) -O1 -g $(SANITIZE) $(WARN) $(DEFS) -Isrc -Ispec/c -o $@ $(CORE) $< -lcmocka -lm
+	$(CC) -O1 -g $(SANITIZE) $(WARN) $(DEFS) -pthread -Isrc -Ispec/c -o $@ $(CORE) $< -lcmocka -lm
+
+# test_shm under ThreadSanitizer (gcc's, or TSAN_CC=clang): the shared-memory
+# room (src/core/shm.c) with 8 threads on its lock, lease and arena,
+# SHM_STRESS iterations each; any report fails.
+TSAN_CC    ?= $(CC)
+SHM_STRESS ?= 200000
+build/tsan/test_shm: spec/c/test_shm.c src/core/shm.c src/core/shm.h src/core/core.h
+	@mkdir -p build/tsan
+	$(TSAN_CC) -O1 -g -fsanitize=thread $(WARN) $(DEFS) -pthread -Isrc -o $@ src/core/shm.c $< -lcmocka -lm
+
+test-tsan: build/tsan/test_shm
+	UL_SHM_STRESS=$(SHM_STRESS) TSAN_OPTIONS="halt_on_error=1 exitcode=66" ./build/tsan/test_shm
 
 # --- the fast loop -------------------------------------------------------------
 # Needs only $(LUA), its -dev package, lua-busted and libcmocka-dev.
