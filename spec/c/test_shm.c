@@ -350,6 +350,25 @@ static int child_wedge(void *arg) {
   return 0;
 }
 
+/* Locked twice by one thread: an error, not a hang; still locked once. */
+static int child_relock(void *arg) {
+  ul_shm *m = arg;
+  CHILD_CHECK(ul_shm_lock(m, rebuild, NULL) == UL_LOCK_OK);
+  CHILD_CHECK(ul_shm_lock(m, rebuild, NULL) == UL_LOCK_ERROR);
+  ul_shm_unlock(m);
+  CHILD_CHECK(ul_shm_lock(m, rebuild, NULL) == UL_LOCK_OK);
+  ul_shm_unlock(m);
+  return 0;
+}
+
+static void test_lock_twice(void **state) {
+  ul_shm *m = kstate_open("relock", UL_SHM_MADE);
+  (void)state;
+  in_child(child_relock, m, 5);
+  assert_string_equal(ul_shm_strerror(UL_LOCK_ERROR),
+                      "the shared mutex cannot be locked");
+}
+
 static void test_lock_dead_holder(void **state) {
   ul_shm *m = kstate_open("wedge", UL_SHM_MADE);
   (void)state;
@@ -578,6 +597,7 @@ static void test_arena_basic(void **state) {
   /* full: a clear 0, nothing changed */
   assert_int_equal(ul_arena_alloc(a, "delta", 5), 0);
   assert_int_equal(ul_arena_alloc(a, "", 0), 0);
+  assert_int_equal(ul_arena_alloc(a, NULL, 0), 0);
   assert_null(ul_arena_validate(a));
   assert_int_equal(a->nused, 3);
   s = ul_arena_get(a, y, &len);
@@ -616,6 +636,17 @@ static void test_arena_basic(void **state) {
     assert_true(ul_arena_eq(a, x, big, sizeof big));
   }
   assert_null(ul_arena_validate(a));
+  /* the empty string, from no bytes at all */
+  {
+    ul_arena *e = arena_new(ul_arena_size(ul_arena_cost(0)));
+    uint32_t off = ul_arena_alloc(e, NULL, 0);
+    assert_int_not_equal(off, 0);
+    assert_string_equal(ul_arena_get(e, off, &len), "");
+    assert_int_equal(len, 0);
+    assert_true(ul_arena_eq(e, off, "", 0));
+    assert_null(ul_arena_validate(e));
+    test_free(e);
+  }
   /* sizes out of range */
   assert_int_equal(ul_arena_size(SIZE_MAX), 0);
   assert_false(ul_arena_init(a, 8));
@@ -900,6 +931,7 @@ int main(void) {
       cmocka_unit_test(test_same_name_threads),
       cmocka_unit_test(test_open_bad),
       cmocka_unit_test(test_fork_shares),
+      cmocka_unit_test(test_lock_twice),
       cmocka_unit_test(test_lock_dead_holder),
       cmocka_unit_test(test_lock_deferred_rebuild),
       cmocka_unit_test(test_lock_killed_writers),

@@ -82,7 +82,9 @@ static int fail_now(void) {
   return reg_fail > 0 && --reg_fail == 0;
 }
 
-/* Makes a new mapping's mutex: process-shared and robust. */
+/* Makes a new mapping's mutex: process-shared and robust, and error
+ * checking, so that locking it twice from one thread (a callback that
+ * re-enters a writer) is an error rather than a hang. */
 static int mutex_make(pthread_mutex_t *mu) {
   pthread_mutexattr_t at;
   int ok;
@@ -90,6 +92,7 @@ static int mutex_make(pthread_mutex_t *mu) {
     return 0;
   ok = pthread_mutexattr_setpshared(&at, PTHREAD_PROCESS_SHARED) == 0 &&
        pthread_mutexattr_setrobust(&at, PTHREAD_MUTEX_ROBUST) == 0 &&
+       pthread_mutexattr_settype(&at, PTHREAD_MUTEX_ERRORCHECK) == 0 &&
        pthread_mutex_init(mu, &at) == 0;
   pthread_mutexattr_destroy(&at);
   return ok;
@@ -354,7 +357,7 @@ static void chunk_set(ul_arena *a, uint32_t o, uint32_t size, uint64_t len1) {
 #define CLEN1(w) ((uint32_t)((w) >> 32))
 
 size_t ul_arena_cost(size_t len) {
-  if (len > ARENA_MAX)
+  if (len > ARENA_MAX - 16)
     return 0;
   return (8 + len + 1 + 7) & ~(size_t)7;
 }
@@ -411,7 +414,8 @@ uint32_t ul_arena_alloc(ul_arena *a, const void *s, size_t len) {
         chunk_set(a, o + need, rest, 0); /* inside a free chunk: harmless */
       else
         need = sz;
-      memcpy((char *)a + o + 8, s, len);
+      if (len)
+        memcpy((char *)a + o + 8, s, len);
       ((char *)a)[o + 8 + len] = 0;
       chunk_set(a, o, need, (uint64_t)len + 1);
       a->nused++;

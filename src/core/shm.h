@@ -75,7 +75,8 @@ UL_FUNC void ul_shm_fail_at(int k);
 enum {
   UL_LOCK_OK = 0,        /* locked */
   UL_LOCK_RECOVERED = 1, /* locked; a holder died: see ul_shm_lock */
-  UL_LOCK_ERROR = -5     /* not locked (ENOTRECOVERABLE, or a deadlock) */
+  UL_LOCK_ERROR = -5     /* not locked: ENOTRECOVERABLE, or this thread
+                            holds it already (EDEADLK) */
 };
 
 /* Locks m. When a holder died, or a rebuild is still owed (dirty), calls
