@@ -65,10 +65,21 @@ static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
 static struct entry *reg_head;
 static int reg_fail; /* ul_shm_fail_at: resources until one fails */
+/* getpid(), kept: the lease compares it on every report, and getpid is a
+ * system call. Set once before any mapping is handed out, and again in
+ * every child forked after. */
+static int64_t self_pid;
 
 static void reg_lock(void) { pthread_mutex_lock(&reg_mu); }
 static void reg_unlock(void) { pthread_mutex_unlock(&reg_mu); }
-static void reg_atfork(void) { pthread_atfork(reg_lock, reg_unlock, reg_unlock); }
+static void reg_child(void) {
+  self_pid = (int64_t)getpid();
+  pthread_mutex_unlock(&reg_mu);
+}
+static void reg_atfork(void) {
+  self_pid = (int64_t)getpid();
+  pthread_atfork(reg_lock, reg_unlock, reg_child);
+}
 
 void ul_shm_fail_at(int k) {
   pthread_once(&reg_once, reg_atfork);
@@ -261,7 +272,7 @@ int ul_shm_lease_acquire(ul_shm *m, double now, double ttl, uint64_t *gen) {
   g = LD(&m->lease_last) + 1;
   ST(&m->lease_last, g);
   ST(&m->lease_token, 0);
-  ST(&m->lease_pid, (int64_t)getpid());
+  ST(&m->lease_pid, self_pid);
   st_dbl(&m->lease_since, now);
   st_dbl(&m->lease_expiry, now + ttl);
   ST(&m->lease_token, g);
@@ -272,8 +283,7 @@ int ul_shm_lease_acquire(ul_shm *m, double now, double ttl, uint64_t *gen) {
 
 /* With mu held: 1 when gen is the current holding, of this process. */
 static int lease_mine(const ul_shm *m, uint64_t gen) {
-  return gen != 0 && LD(&m->lease_token) == gen &&
-         LD(&m->lease_pid) == (int64_t)getpid();
+  return gen != 0 && LD(&m->lease_token) == gen && LD(&m->lease_pid) == self_pid;
 }
 
 int ul_shm_lease_renew(ul_shm *m, uint64_t gen, double now, double ttl) {
@@ -308,7 +318,7 @@ int ul_shm_lease_check(const ul_shm *m, uint64_t gen) {
   if (gen == 0 || LD(&m->lease_token) != gen)
     return 0;
   pid = LD(&m->lease_pid);
-  return LD(&m->lease_token) == gen && pid == (int64_t)getpid();
+  return LD(&m->lease_token) == gen && pid == self_pid;
 }
 
 void ul_shm_lease_read(const ul_shm *m, ul_lease *st) {
