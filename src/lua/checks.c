@@ -192,8 +192,9 @@ static void lu_push_tail(lua_State *L) {
     while (lua_next(L, 6)) {
       size_t kl = 0, vl;
       const char *k = NULL, *v;
-      if (lua_type(L, -2) != LUA_TSTRING ||
-          !lu_all((k = lua_tolstring(L, -2, &kl)), kl, lu_tokenchar))
+
+      if (lua_type(L, -2) == LUA_TSTRING) k = lua_tolstring(L, -2, &kl);
+      if (k == NULL || !lu_all(k, kl, lu_tokenchar))
         luaL_error(L, "upstream.http_check: option 'headers' must have "
                       "header names as keys (got %s)", lu_got(L, -2));
       if (lu_own_header(k))
