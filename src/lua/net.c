@@ -167,18 +167,25 @@ static void lu_sock_fail(lu_sock *s, const char *what, int e) {
 static int lu_sock_connect(lu_sock *s) {
   for (; s->cur < s->naddr; s->cur++) {
     const struct sockaddr *a = (const struct sockaddr *)&s->addr[s->cur];
+#if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC)
+    /* one system call instead of four (a share of a check's CPU) */
+    int fd = socket(a->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+#else
     int fd = socket(a->sa_family, SOCK_STREAM, 0);
+#endif
     if (fd < 0) {
       lu_sock_fail(s, "socket", errno);
       continue;
     }
     s->w.fd = fd;
+#if !(defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC))
     if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 ||
         fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
       lu_sock_fail(s, "socket", errno);
       lu_sock_close(s);
       continue;
     }
+#endif
     if (connect(fd, a, s->alen[s->cur]) == 0) return LU_IO_OK;
     if (errno == EINPROGRESS || errno == EINTR) {
       s->w.events = POLLOUT;
@@ -227,18 +234,19 @@ static int lu_sock_send(lu_sock *s) {
   return LU_IO_OK;
 }
 
-/* Receives into the buffer until it is full, the peer closes (s->eof) or
- * nothing more has come (LU_IO_WAIT). LU_IO_OK: new bytes or eof. */
+/* Receives once into the buffer. LU_IO_OK: new bytes, or the peer closed
+ * (s->eof), or the buffer is full; the caller parses before it asks for
+ * more, so a reply whose head came in one segment costs one recv. */
 static int lu_sock_recv(lu_sock *s) {
-  size_t before = s->len;
   while (s->len < LU_NET_BUF && !s->eof) {
     ssize_t k = recv(s->w.fd, s->buf + s->len, LU_NET_BUF - s->len, 0);
     if (k > 0) {
       s->len += (size_t)k;
-    } else if (k == 0) {
+      return LU_IO_OK;
+    }
+    if (k == 0) {
       s->eof = 1;
     } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      if (s->len > before) return LU_IO_OK;
       s->w.events = POLLIN;
       return LU_IO_WAIT;
     } else if (errno != EINTR) {
