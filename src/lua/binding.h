@@ -157,6 +157,7 @@ LU_FUNC void lu_use_driver(lua_State *L, lu_list *u, int d);
 typedef struct lu_wait {
   int fd;       /* -1: closed */
   int events;   /* POLLIN or POLLOUT; 0 when not waiting */
+  int revents;  /* what poll() last saw */
   const void *owner;
   int32_t slot;
   uint64_t gen;

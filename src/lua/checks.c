@@ -160,8 +160,9 @@ static const char *lu_str_opt(lua_State *L, const char *name, const char *dflt,
     else lua_pushnil(L);
     return dflt;
   }
+  if (t != LUA_TSTRING) lu_check_opt_error(L, "http_check", name, rule, -1);
   s = lua_tolstring(L, -1, &n);
-  if (t != LUA_TSTRING || !lu_all(s, n, ok) || (first && s[0] != first))
+  if (!lu_all(s, n, ok) || (first && s[0] != first))
     lu_check_opt_error(L, "http_check", name, rule, -1);
   return s;
 }

@@ -37,8 +37,17 @@ static void lu_push_waits(lua_State *L) {
   lua_rawget(L, LUA_REGISTRYINDEX);
 }
 
+/* Closed with a reset (SO_LINGER 0), as HAProxy closes its checks'
+ * connections: no FIN exchange and no TIME_WAIT left on either side for
+ * a connection that carried one request. */
 static void lu_sock_close(lu_sock *s) {
-  if (s->w.fd >= 0) close(s->w.fd);
+  if (s->w.fd >= 0) {
+    struct linger lg;
+    lg.l_onoff = 1;
+    lg.l_linger = 0;
+    setsockopt(s->w.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(s->w.fd);
+  }
   s->w.fd = -1;
   s->w.events = 0;
 }
@@ -59,7 +68,7 @@ static int l_sock_tostring(lua_State *L) {
 static lu_sock *lu_sock_new(lua_State *L) {
   lu_sock *s = (lu_sock *)lua_newuserdatauv(L, sizeof *s, 0);
   s->w.fd = -1;
-  s->w.events = 0;
+  s->w.events = s->w.revents = 0;
   s->w.owner = NULL;
   s->w.slot = -1;
   s->w.gen = 0;
@@ -202,6 +211,9 @@ static int lu_sock_connect(lu_sock *s) {
 static int lu_sock_connected(lu_sock *s) {
   int e = 0;
   socklen_t el = sizeof e;
+  /* poll saw it writable and nothing wrong: connected (HAProxy's checks
+   * skip the getsockopt the same way); else ask for the error */
+  if (s->w.revents == POLLOUT) return LU_IO_OK;
   if (getsockopt(s->w.fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0) e = errno;
   if (e == 0) return LU_IO_OK;
   if (e == EINPROGRESS || e == EALREADY) {
@@ -300,6 +312,7 @@ static int l_sock_step(lua_State *L) {
     switch (s->state) {
       case LU_S_CONNECT:
         rc = s->w.fd < 0 ? lu_sock_connect(s) : lu_sock_connected(s);
+        s->w.revents = 0;
         if (rc != LU_IO_OK) break;
         if (!s->http) {
           s->state = LU_S_DONE;
@@ -478,6 +491,7 @@ int lu_poll_waits(lua_State *L, int list, double secs) {
       if (fds[i].revents) {
         /* due at the list's last time: the next step resumes it */
         ul_sleep(c, ws[i]->slot, ws[i]->gen, c->now);
+        ws[i]->revents = fds[i].revents;
         ws[i]->events = 0;
       }
   }
