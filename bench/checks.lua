@@ -3,6 +3,7 @@
 -- over wall time (the list's clock) of list:run(), against loopback
 -- servers (spec/support/servers.py).
 --   lua5.4 bench/checks.lua [seconds]     (default 10 s per case)
+--   UPSTREAM_SO_DIR=build/luajit luajit bench/checks.lua
 -- Cases:
 --   idle       100 backends, http_check every 5 s: the scheduler sleeps in
 --              poll() between rounds (issue 11: < 1% of a core)
@@ -11,11 +12,24 @@
 --   busy       200 backends, http_check every 0.2 s: ~1000 checks a second
 --              (issue 11: < 10% of a core)
 package.path = "./?.lua;./src/?.lua;" .. package.path
-package.cpath = "./?.so;" .. package.cpath
+-- UPSTREAM_SO_DIR=build/luajit for another runtime's build
+package.cpath = (os.getenv("UPSTREAM_SO_DIR") or ".") .. "/?.so;" .. package.cpath
 local upstream = require "upstream"
 local servers = require "spec.support.servers"
 
 local secs = tonumber(arg[1]) or 10
+
+-- this process's user and system CPU seconds (Linux: /proc/self/stat, in
+-- clock ticks of 1/100 s), or nil
+local function user_sys()
+  local f = io.open("/proc/self/stat")
+  if not f then return nil end
+  local line = f:read("*a")
+  f:close()
+  local u, s = line:match("^%d+ %b() %S+" .. (" %S+"):rep(10) .. " (%d+) (%d+)")
+  if not u then return nil end
+  return tonumber(u) / 100, tonumber(s) / 100
+end
 
 local function measure(name, n, mode, opts)
   local modes = {}
@@ -33,14 +47,18 @@ local function measure(name, n, mode, opts)
     return c, f
   end
   local c0 = counts()
+  local u0, s0 = user_sys()
   local cpu0, wall0 = os.clock(), list:now()
   list:run(secs)
   local cpu, wall = os.clock() - cpu0, list:now() - wall0
+  local u1, s1 = user_sys()
   local c1, f1 = counts()
   list:shutdown()
   srv.stop()
-  print(("%-8s %4d backends  %7.1f checks/s  failures %-5d  cpu %6.3f s / wall %6.3f s = %5.2f%% of a core"):format(
-    name, n, (c1 - c0) / wall, f1, cpu, wall, 100 * cpu / wall))
+  local split = u0 and u1 and ("  (user %.2f%%, system %.2f%%)"):format(
+    100 * (u1 - u0) / wall, 100 * (s1 - s0) / wall) or ""
+  print(("%-8s %4d backends  %7.1f checks/s  failures %-5d  cpu %6.3f s / wall %6.3f s = %5.2f%% of a core%s"):format(
+    name, n, (c1 - c0) / wall, f1, cpu, wall, 100 * cpu / wall, split))
 end
 
 print(_VERSION, ("%g s per case"):format(secs))
