@@ -248,6 +248,19 @@ describe("built-in checks on loopback", function()
       list:shutdown()
     end)
 
+    it("when a check wraps a built-in one in pcall (5.1: a yield across pcall fails)", function()
+      local hc = upstream.http_check({})
+      local addr = srv.addr("ok")
+      collectgarbage("stop") -- a leak must not be hidden by a collection
+      finally(function() collectgarbage("restart") end)
+      local by = round({ "x" }, function()
+        local ok, e = pcall(hc, addr)
+        return ok and e, not ok and e or nil
+      end)
+      assert.are.equal(1, by.x.checks)
+      same_fds()
+    end)
+
     it("when a waiting check's list is collected", function()
       local list = upstream.new({ srv.addr("hang") }, { timeout = 5, check = upstream.http_check({}) })
       list:run(0.1)

@@ -402,7 +402,9 @@ lu_wait *lu_yielded_wait(lua_State *co, int nres) {
 }
 
 void lu_close_wait(lua_State *L, lua_State *co) {
-  if (!lua_checkstack(L, 4)) return; /* the collector closes it then */
+  /* no room (never met: both stacks have room after a resume): the
+   * socket's __gc closes it then */
+  if (!lua_checkstack(L, 4) || !lua_checkstack(co, 1)) return;
   lu_push_waits(L);
   if (lua_type(L, -1) == LUA_TTABLE) {
     lu_sock *s;

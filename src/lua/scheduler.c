@@ -282,6 +282,9 @@ typedef struct lu_fin {
 static int lu_finish_p(lua_State *L) {
   lu_fin *f = (lu_fin *)lua_touserdata(L, 2);
   lu_list *u = (lu_list *)lua_touserdata(L, 1);
+  /* a built-in check whose loop was cut short (an error between its
+   * wait and its close: a yield across pcall on 5.1) left its socket */
+  lu_close_wait(L, f->co);
   if (f->stopped) { /* by the hook, whatever the check did after */
     lu_close_thread(L, f->co);
     lua_pushliteral(L, LU_TIMED_OUT);
