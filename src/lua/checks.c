@@ -176,8 +176,7 @@ static const char *lu_own_header(const char *k) {
   for (i = 0; own[i]; i++) {
     if (strlen(own[i]) != n) continue;
     for (j = 0; j < n; j++)
-      if ((k[j] | 0x20) != own[i][j] && !(k[j] == '-' && own[i][j] == '-'))
-        break;
+      if ((k[j] | 0x20) != own[i][j]) break; /* '-' | 0x20 is '-' */
     if (j == n) return own[i];
   }
   return NULL;
@@ -192,10 +191,9 @@ static void lu_push_tail(lua_State *L) {
     lua_pushnil(L);
     while (lua_next(L, 6)) {
       size_t kl = 0, vl;
-      const char *k = NULL, *v;
-
+      const char *v, *k = "";    /* not a string: empty, refused below */
       if (lua_type(L, -2) == LUA_TSTRING) k = lua_tolstring(L, -2, &kl);
-      if (k == NULL || !lu_all(k, kl, lu_tokenchar))
+      if (!lu_all(k, kl, lu_tokenchar))
         luaL_error(L, "upstream.http_check: option 'headers' must have "
                       "header names as keys (got %s)", lu_got(L, -2));
       if (lu_own_header(k))
