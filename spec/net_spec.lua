@@ -14,6 +14,9 @@ local MODES = {
   ok = "ok", down = "status", hang = "hang", refused = "refused",
   garbage = "garbage", big = "big", endless = "endless", ok6 = "ok6",
   chunked = "chunked", slowbody = "slowbody", echo = "echo", slow = "slow",
+  badstatus = "badstatus", nospace = "nospace", http2 = "http2", barelf = "barelf",
+  fold = "fold", badname = "badname", badcl = "badcl", twocl = "twocl",
+  badchunk = "badchunk", headonly = "headonly",
 }
 
 -- The open fds of this process (nil where /proc is missing). The shell
@@ -109,6 +112,27 @@ describe("built-in checks on loopback", function()
       local ok, err = one("garbage", hc)
       assert.is_false(ok)
       assert.matches('^not an HTTP response: "SSH%-2%.0', err)
+    end)
+
+    it("reads the reply strictly: each broken rule is a failure that says which", function()
+      local body = upstream.http_check({ body = "." })
+      local cases = {
+        { "badstatus", hc, 'bad status line: "HTTP/1.1 2OO OK"' },
+        { "nospace", hc, 'bad status line: "HTTP/1.1 200"' },
+        { "http2", hc, 'bad status line: "HTTP/2.0 200 OK"' },
+        { "barelf", hc, 'bad status line: "HTTP/1.1 200 OK"' },
+        { "fold", hc, 'bad header line: "  folded"' },
+        { "badname", hc, 'bad header line: "Bad Name: 1"' },
+        { "badcl", hc, 'bad Content-Length: "Content-Length: 1x"' },
+        { "twocl", hc, 'conflicting Content-Length: "Content-Length: 3"' },
+        { "badchunk", body, 'bad chunked body: "zz\\r\\nok\\r\\n0\\r\\n\\r\\n"' },
+        { "headonly", hc, "connection closed before the end of the response header" },
+      }
+      for _, c in ipairs(cases) do
+        local ok, err = one(c[1], c[2])
+        assert.is_false(ok, c[1])
+        assert.are.equal(c[3], err, c[1])
+      end
     end)
 
     it("caps a header that never ends", function()

@@ -17,6 +17,8 @@ Modes:
   endless   a header that never ends      garbage   bytes that are not HTTP
   chunked   200 with a chunked body       echo      200 with the request as the body
   close     accepts and closes at once    refused   (no listener: the port is closed)
+  badstatus, nospace, http2, barelf, fold, badname, badcl, twocl, badchunk,
+  headonly  a reply breaking one rule each (RAW below)
   ok6       'ok' on ::1
 """
 import os
@@ -29,6 +31,20 @@ CAP = 100 * 1024 * 1024
 LIFETIME = 30.0
 
 modes = {}
+
+# replies that break one rule of HTTP/1.1 each (the strict reader's specs)
+RAW = {
+    "badstatus": b"HTTP/1.1 2OO OK\r\n\r\n",
+    "nospace": b"HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n",
+    "http2": b"HTTP/2.0 200 OK\r\n\r\n",
+    "barelf": b"HTTP/1.1 200 OK\nContent-Length: 0\n\n",
+    "fold": b"HTTP/1.1 200 OK\r\nX-A: 1\r\n  folded\r\n\r\n",
+    "badname": b"HTTP/1.1 200 OK\r\nBad Name: 1\r\n\r\n",
+    "badcl": b"HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\nok",
+    "twocl": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+    "badchunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nok\r\n0\r\n\r\n",
+    "headonly": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n",
+}
 
 
 def read_request(conn):
@@ -92,6 +108,8 @@ def serve(conn, name):
                          b"2\r\nhe\r\n3;x=1\r\nllo\r\n0\r\n\r\n")
         elif mode == "echo":
             reply(conn, b"200 OK", req)
+        elif mode in RAW:
+            conn.sendall(RAW[mode])
     except OSError:
         pass
     finally:
@@ -103,7 +121,7 @@ def serve(conn, name):
 
 # answered in the accept loop itself: a thread per connection would make
 # the server, not the checks, the bottleneck of the 10 000-check spec
-QUICK = ("ok", "ok6", "status", "garbage", "chunked", "echo", "close")
+QUICK = ("ok", "ok6", "status", "garbage", "chunked", "echo", "close") + tuple(RAW)
 
 
 def accept_loop(sock, name):
