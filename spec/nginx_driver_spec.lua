@@ -356,8 +356,11 @@ describe("upstream.nginx on a fake ngx", function()
       collectgarbage("collect")
       local grown = collectgarbage("count") - before
       -- 9 500 backends kept would be megabytes (a peer table, two strings,
-      -- a request, an index entry each)
-      assert.is_true(grown < 64, ("grew by %.0f KiB"):format(grown))
+      -- a request, an index entry each). One doubling of the string table
+      -- is not a leak: a step of 64 KiB (5.1) or 80 KiB (LuaJIT), once,
+      -- when the strings the whole busted run holds cross a power of two
+      -- (more spec files before this one: spec/net_spec.lua did it)
+      assert.is_true(grown < 256, ("grew by %.0f KiB"):format(grown))
       local ix = ngxu._index(l)
       assert.equal(N - 1, count(ix.parsed))
       assert.equal(1, count(ix.invalid))

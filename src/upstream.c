@@ -28,5 +28,8 @@
 #include "lua/reconcile.c"
 #include "lua/scheduler.c"
 #include "lua/host.c"
+#include "lua/net.c"
+#include "lua/http.c"
+#include "lua/checks.c"
 #include "lua/ffi.c"
 #include "lua/module.c"

@@ -58,6 +58,8 @@ typedef struct ul_opts {
   double panic;         /* 0..1: fail open below this share of healthy members */
   double slow_start;    /* 0: off, or >= 0.001 seconds */
   double interval;      /* seconds between check starts of one backend, > 0 */
+  double unhealthy_interval; /* the same for a backend unhealthy after its
+                                check (HAProxy's downinter); 0: interval */
   double timeout;       /* seconds a check may run, > 0 */
   double jitter;        /* 0..1: each wait is interval * (1 + jitter * U(-1,1)) */
   double initial_score; /* low_score..high_score */

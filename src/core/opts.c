@@ -12,6 +12,7 @@ void ul_opts_default(ul_opts *o) {
   o->panic = 0;
   o->slow_start = 0;
   o->interval = 1.0;
+  o->unhealthy_interval = 0; /* the same as interval */
   o->timeout = 0.1;
   o->jitter = 0.0;
   o->initial_score = 1.0;
@@ -22,11 +23,12 @@ void ul_opts_default(ul_opts *o) {
 }
 
 const char *ul_opts_validate(const ul_opts *o, const char **field) {
-  static const char *const names[] = {"interval", "timeout", "jitter",
+  static const char *const names[] = {"interval", "unhealthy_interval",
+                                      "timeout", "jitter",
                                       "initial_score", "low_score",
                                       "high_score", "fail_delta",
                                       "success_delta"};
-  const double v[] = {o->interval, o->timeout, o->jitter, o->initial_score,
+  const double v[] = {o->interval, o->unhealthy_interval, o->timeout, o->jitter, o->initial_score,
                       o->low_score, o->high_score, o->fail_delta,
                       o->success_delta};
   size_t i;
@@ -41,6 +43,8 @@ const char *ul_opts_validate(const ul_opts *o, const char **field) {
     return msg;               \
   }
   RULE(o->interval > 0, "interval", "must be > 0")
+  RULE(o->unhealthy_interval >= 0, "unhealthy_interval",
+       "must be > 0 (or 0: the same as interval)")
   RULE(o->timeout > 0, "timeout", "must be > 0")
   RULE(o->jitter >= 0 && o->jitter <= 1, "jitter", "must be in [0, 1]")
   RULE(o->low_score <= 0, "low_score", "must be <= 0")

@@ -12,11 +12,14 @@
 
 #include <math.h>
 
-/* Seconds from one check's start to the next: interval, jittered. */
-static double sched_wait(ul_list *l) {
+/* Seconds from one check's start to the next: interval, or
+ * unhealthy_interval for a backend its check left unhealthy; jittered. */
+static double sched_wait(ul_list *l, const ul_node *n) {
   const ul_opts *o = &l->opts;
-  if (o->jitter == 0) return o->interval;
-  return o->interval * (1 + o->jitter * (2 * ulr_unit(l) - 1));
+  double w = n->score < 0 && o->unhealthy_interval > 0 ? o->unhealthy_interval
+                                                       : o->interval;
+  if (o->jitter == 0) return w;
+  return w * (1 + o->jitter * (2 * ulr_unit(l) - 1));
 }
 
 /* A NaN or infinite reading is ignored (ulh_time): l->now stays finite. */
@@ -47,7 +50,7 @@ static void sched_finish(ul_list *l, int32_t s, int ok, double now, int tier) {
   if (!ok) n->failures++;
   n->state = UL_IDLE;
   n->flags &= (uint8_t)~UL_F_WAKE;
-  n->next = sched_after(n->started, sched_wait(l));
+  n->next = sched_after(n->started, sched_wait(l, n));
   if (n->next < now) n->next = now;
   ulh_resched(l, s);
 }

@@ -26,6 +26,8 @@
 #ifndef LU_BINDING_H
 #define LU_BINDING_H
 
+#include <sys/socket.h>
+
 #include "compat.h"
 #include "../core/core.h"
 
@@ -145,6 +147,69 @@ LU_FUNC void lu_check_timed_out(lua_State *L, int32_t s);
 
 LU_FUNC void lu_close_thread(lua_State *L, lua_State *co);
 LU_FUNC void lu_use_driver(lua_State *L, lu_list *u, int d);
+
+/* --- net.c, http.c, checks.c: the built-in checks -------------------------- */
+
+/* What the scheduler knows of a check waiting on a socket: the fd and the
+ * poll events it waits for (0: not waiting), and whose check it is (the
+ * list, as an identity only, and the check's slot and generation), set
+ * when the check yields it. */
+typedef struct lu_wait {
+  int fd;       /* -1: closed */
+  int events;   /* POLLIN or POLLOUT; 0 when not waiting */
+  int revents;  /* what poll() last saw */
+  const void *owner;
+  int32_t slot;
+  uint64_t gen;
+} lu_wait;
+
+#define LU_NET_ADDRS 4    /* addresses of a name tried in turn */
+#define LU_NET_REQ 2048   /* the longest request */
+#define LU_HTTP_HEAD 4096 /* the longest response header */
+#define LU_HTTP_BODY 4096 /* the body's first bytes kept for 'body' */
+#define LU_NET_BUF (LU_HTTP_HEAD + LU_HTTP_BODY)
+
+enum { LU_S_CONNECT, LU_S_SEND, LU_S_RECV, LU_S_DONE };
+enum { LU_IO_OK, LU_IO_WAIT, LU_IO_FAIL };
+
+/* An upstream.socket: one check's connection and buffers, in the
+ * userdata (nothing malloc'd). */
+typedef struct lu_sock {
+  lu_wait w; /* first: the waits table's values are read as lu_wait */
+  int state; /* LU_S_* */
+  int http, want_body, eof;
+  int naddr, cur; /* addresses resolved, the one being tried */
+  struct sockaddr_storage addr[LU_NET_ADDRS];
+  socklen_t alen[LU_NET_ADDRS];
+  size_t reqlen, sent, len;
+  char req[LU_NET_REQ];
+  char buf[LU_NET_BUF];
+  char err[160];
+} lu_sock;
+
+/* A response's head as lu_http_parse read it. */
+typedef struct lu_http {
+  int status;
+  const char *body; /* the body's first bytes (decoded when chunked) */
+  size_t body_len;
+} lu_http;
+
+/* http.c: parses the len bytes of buf (all there will be when final):
+ * 1 done (h filled; with want_body once the body is complete or capped),
+ * 0 more bytes needed, -1 not a valid response (why in err). May decode
+ * a chunked body in place. */
+LU_FUNC int lu_http_parse(char *buf, size_t len, int final, int want_body,
+                          lu_http *h, char *err, size_t errlen);
+/* net.c */
+LU_FUNC void lu_net_open(lua_State *L);
+LU_FUNC void lu_push_sock_functions(lua_State *L);
+LU_FUNC lu_wait *lu_yielded_wait(lua_State *co, int nres);
+LU_FUNC void lu_close_wait(lua_State *L, lua_State *co);
+LU_FUNC int lu_poll_waits(lua_State *L, int list, double secs);
+/* scheduler.c: L is the coroutine of a check this scheduler resumed */
+LU_FUNC int lu_in_own_check(lua_State *L);
+/* checks.c */
+LU_FUNC void lu_checks_open(lua_State *L);
 
 /* --- the Lua functions and methods (module.c registers them) -------------- */
 

@@ -1,6 +1,7 @@
 /*
  * lua/module.c - the module: require("upstream") builds the upstream.list
- * metatable and the module table (new, sleep, _VERSION).
+ * metatable and the module table (new, sleep, tcp_check, http_check,
+ * _VERSION).
  */
 #include "binding.h"
 
@@ -53,6 +54,8 @@ LU_EXPORT int luaopen_upstream(lua_State *L) {
   lua_setfield(L, -2, "new");
   lua_pushcfunction(L, l_sleep);
   lua_setfield(L, -2, "sleep");
+  lu_net_open(L);
+  lu_checks_open(L);
   lua_pushliteral(L, LU_VERSION);
   lua_setfield(L, -2, "_VERSION");
   return 1;

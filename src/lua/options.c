@@ -117,6 +117,8 @@ static int lu_opt_tiers(lua_State *L, lu_conf *c, const lu_option *opt) {
  * here is the one reported. */
 static const lu_option lu_options[] = {
     {"interval", LUA_TNUMBER, "a number", LU_AT(o.interval), lu_opt_number},
+    {"unhealthy_interval", LUA_TNUMBER, "a number", LU_AT(o.unhealthy_interval),
+     lu_opt_number},
     {"timeout", LUA_TNUMBER, "a number", LU_AT(o.timeout), lu_opt_number},
     {"jitter", LUA_TNUMBER, "a number", LU_AT(o.jitter), lu_opt_number},
     {"initial_score", LUA_TNUMBER, "a number", LU_AT(o.initial_score),

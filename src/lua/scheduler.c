@@ -174,12 +174,22 @@ static void lu_run_leave(lu_runs *r, lu_run *run) {
 #endif
 }
 
-/* Closes co when it is suspended or dead by error: its to-be-closed
- * variables run (5.4; older versions only drop it, see compat.h). A
- * running coroutine is left alone: whoever resumed it sees its check is
- * stale when it comes back. */
+/* Is L the coroutine of the innermost check this scheduler resumed? */
+int lu_in_own_check(lua_State *L) {
+  lu_run *run = lu_running(L);
+  return run != NULL && run->co == L;
+}
+
+/* Closes co when it is suspended or dead by error: the socket of a
+ * built-in check waiting in it is closed, its to-be-closed variables run
+ * (5.4; older versions only drop it, see compat.h). A running coroutine
+ * is left alone: whoever resumed it sees its check is stale when it comes
+ * back. */
 void lu_close_thread(lua_State *L, lua_State *co) {
-  if (lua_status(co) != LUA_OK) lu_closethread(co, L);
+  if (lua_status(co) != LUA_OK) {
+    lu_close_wait(L, co);
+    lu_closethread(co, L);
+  }
 }
 
 /* A list's checks are driven by one layer: the first one used. */
@@ -206,12 +216,26 @@ static void lu_forget_thread(lua_State *L, int32_t s) {
 
 /* The check yielded nres values: upstream.sleep(secs) asks to be woken
  * then, any other yield at the next step; while run() or wait_initial()
- * drive, no sooner than tick. A wake past the deadline is the deadline. */
+ * drive, no sooner than tick. A wake past the deadline is the deadline.
+ * A built-in check waiting on its socket sleeps until its deadline, and
+ * the poll of the socket (lu_poll_waits) wakes it sooner. */
 static void lu_check_yielded(lua_State *L, lua_State *co, int nres, int32_t s,
                              uint64_t gen, double now, double tick,
                              double deadline) {
   lu_list *u = (lu_list *)lua_touserdata(L, 1);
   double secs = 0, wake;
+  lu_wait *w = lu_yielded_wait(co, nres);
+  if (w != NULL) {
+    w->owner = u;
+    w->slot = s;
+    w->gen = gen;
+    lua_pop(co, nres); /* the socket stays in the waits table */
+    if (!ul_sleep(u->core, s, gen, deadline)) {
+      lu_forget_thread(L, s);
+      lu_close_thread(L, co);
+    }
+    return;
+  }
   if (nres >= 2 && lua_touserdata(co, -nres) == &lu_sleep_token)
     secs = lua_tonumber(co, -nres + 1);
   lua_pop(co, nres);
@@ -258,6 +282,9 @@ typedef struct lu_fin {
 static int lu_finish_p(lua_State *L) {
   lu_fin *f = (lu_fin *)lua_touserdata(L, 2);
   lu_list *u = (lu_list *)lua_touserdata(L, 1);
+  /* a built-in check whose loop was cut short (an error between its
+   * wait and its close: a yield across pcall on 5.1) left its socket */
+  lu_close_wait(L, f->co);
   if (f->stopped) { /* by the hook, whatever the check did after */
     lu_close_thread(L, f->co);
     lua_pushliteral(L, LU_TIMED_OUT);
@@ -415,6 +442,7 @@ int l_step(lua_State *L) {
     lua_pushnil(L);
     return 1;
   }
+  lu_poll_waits(L, 1, 0); /* the sockets ready now: never blocks */
   now = lu_list_now(L, 1);
   next = lu_do_step(L, u, now, 0);
   lu_push_wait(L, next, now);
@@ -430,6 +458,21 @@ static void lu_clock_stands_still(lua_State *L, double slept) {
   luaL_error(L, "upstream.list: the clock did not move during sleeps adding up"
                 " to %f s; with a fake clock, pass a 'sleep' option that "
                 "advances it", slept);
+}
+
+/* Waits secs for the next event of the list at 1: in poll() on the
+ * sockets of its waiting built-in checks, if any, else with the list's
+ * sleep. With a sleep option the sockets are polled without waiting after
+ * it returns: the list's sleep is the one that waits. */
+static void lu_wait_events(lua_State *L, double secs) {
+  if (lua_getiuservalue(L, 1, LU_UV_SLEEP) == LUA_TFUNCTION) {
+    lua_pop(L, 1);
+    lu_list_sleep(L, 1, secs);
+    lu_poll_waits(L, 1, 0);
+    return;
+  }
+  lua_pop(L, 1);
+  if (lu_poll_waits(L, 1, secs) < 0) lu_list_sleep(L, 1, secs);
 }
 
 /* Drives the scheduler until done() or the clock reaches end. Returns 1
@@ -452,7 +495,7 @@ static int lu_drive(lua_State *L, lu_list *u, double end,
     wait = (next < end ? next : end) - later;
     if (wait <= 0) wait = 0;
     else if (wait < LU_TICK) wait = LU_TICK;
-    lu_list_sleep(L, 1, wait);
+    lu_wait_events(L, wait);
     now = lu_list_now(L, 1);
     if (now > later) still = 0;
     else if ((still += wait) >= LU_STILL) lu_clock_stands_still(L, still);
