@@ -297,11 +297,29 @@ typedef struct lu_rf {
   lua_Integer added;    /* backends to append */
 } lu_rf;
 
+/* Marks slot s's ring of equal backends (members) as staying, once. */
+static void lu_rf_keep(lu_rf *f, const ul_node *nd, int32_t s) {
+  int32_t t = s;
+  uint32_t guard = f->c->cap + 1;
+  if (f->seen[s]) return;
+  do {
+    f->seen[t] = 1;
+    f->kept++;
+    t = nd[t].dup;
+  } while (t != s && --guard > 0);
+}
+
 /* Step 1, raw: no Lua code runs and nothing of the list changes. Each of
  * the n backends is a member (its ring of equal slots stays), a new
- * backend, or given twice (skipped). */
+ * backend, or given twice (skipped). A push mostly lists the members in
+ * their order: a cursor walks the pick order alongside, and a backend that
+ * is the member under the cursor (raw equality, a pointer compare for
+ * strings) needs no lookup in the index. Any other is looked up, and the
+ * cursor moves past the member found. */
 static void lu_rf_scan(lua_State *L, lu_rf *f, lua_Integer n) {
-  ul_node *nd;
+  const ul_node *nd;
+  const int32_t *ord;
+  uint32_t cur = 0;
   lua_Integer k;
   lua_getiuservalue(L, LU_RC_LIST, LU_UV_BLOCK);
   lua_getiuservalue(L, LU_RC_LIST, LU_UV_SLOTS);
@@ -315,21 +333,27 @@ static void lu_rf_scan(lua_State *L, lu_rf *f, lua_Integer n) {
   /* the allocations above may have run a finalizer: read the block now */
   memset(f->seen, 0, f->c->cap);
   nd = ul_nodes(f->c);
+  ord = ul_order(f->c);
   f->kept = 0;
   f->added = 0;
   for (k = 1; k <= n; k++) {
     lua_rawgeti(L, LU_RC_BACKENDS, k);
+    if (cur < f->c->n) {
+      int32_t s = ord[cur];
+      lua_rawgeti(L, LU_RF_SLOTS, (lua_Integer)s + 1);
+      if (lua_rawequal(L, -1, -2)) {
+        lu_rf_keep(f, nd, s);
+        cur++;
+        lua_pop(L, 2);
+        continue;
+      }
+      lua_pop(L, 1);
+    }
     lua_pushvalue(L, -1);
     if (lua_rawget(L, LU_RF_INDEX) == LUA_TNUMBER) {
-      int32_t s = (int32_t)lua_tointeger(L, -1), t = s;
-      uint32_t guard = f->c->cap + 1;
-      if (!f->seen[s]) {
-        do { /* the ring of equal backends stays whole */
-          f->seen[t] = 1;
-          f->kept++;
-          t = nd[t].dup;
-        } while (t != s && --guard > 0);
-      }
+      int32_t s = (int32_t)lua_tointeger(L, -1);
+      lu_rf_keep(f, nd, s);
+      if (nd[s].pos >= 0) cur = (uint32_t)nd[s].pos + 1;
       lua_pop(L, 2);
       continue;
     }
