@@ -60,7 +60,7 @@ describe("reconcile in place: what a call allocates", function()
 
   it("one backend replaced, and 1% replaced: a few bytes per member at most", function()
     local bs = names(N)
-    for _, k in ipairs({ 1, N // 100 }) do
+    for _, k in ipairs({ 1, math.floor(N / 100) }) do
       local other = names(N)
       for i = 1, k do other[i] = "x" .. i end
       local list = upstream.new(bs)
