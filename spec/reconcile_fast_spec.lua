@@ -206,6 +206,18 @@ describe("reconcile in place, from callbacks", function()
     slots_match(list)
   end)
 
+  it("a lookup whose reconcile shrinks the block the outer call counted in: the outer call raises", function()
+    local list
+    local sneaky = setmetatable({}, { __index = function(_, k)
+      if k == "healthcheck" then list:reconcile({ "b" }) end
+    end })
+    list = upstream.new({ "a", "b", "c", "d", "e" }) -- room for the outer call
+    expect_error(function() list:reconcile({ "a", "b", "c", "d", sneaky }) end,
+      "reconciled by a callback")
+    assert.are.same({ "b" }, backends_of(list))
+    slots_match(list)
+  end)
+
   it("status while finalizers reconcile to a set of another size: a snapshot of one set", function()
     -- big enough for a collection cycle to end inside one status()
     local small, big = names(3, "s"), names(2000, "g")

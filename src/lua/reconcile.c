@@ -438,9 +438,11 @@ static void lu_rf_unreserve(lua_State *L, lua_Integer added) {
  * callback reconciled the list since step 1 (version). From here on no
  * Lua code runs and nothing can fail. */
 static void lu_rf_prepare(lua_State *L, lu_list *u, lu_rf *f, uint32_t version) {
-  uint32_t removed = f->c->n - f->kept;
   int st;
-  lua_createtable(L, (int)removed, 0); /* LU_RF_CLOSE */
+  /* a callback's reconcile may have edited this very block: what step 1
+   * counted in it holds only while the version does */
+  if (u->version != version) luaL_error(L, LU_RC_STALE);
+  lua_createtable(L, (int)(f->c->n - f->kept), 0); /* LU_RF_CLOSE */
   luaL_checkstack(L, LUA_MINSTACK + 8, NULL); /* the pcall grows nothing */
   lua_pushcfunction(L, lu_rf_reserve_p);
   if (u->version != version) luaL_error(L, LU_RC_STALE);
