@@ -33,6 +33,24 @@ function LuaList:down(b)
   if node then node.score = math.max(node.score - 1, -3) end
 end
 
+-- The list becomes the set backends: kept members keep their node (and
+-- score) in their order, new ones are appended, duplicates skipped.
+function LuaList:reconcile(backends)
+  local set, nodes, index = {}, {}, {}
+  for _, b in ipairs(backends) do set[b] = true end
+  for _, node in ipairs(self.nodes) do
+    if set[node.backend] then nodes[#nodes + 1] = node; index[node.backend] = node end
+  end
+  for _, b in ipairs(backends) do
+    if not index[b] then
+      local node = { backend = b, score = 1 }
+      nodes[#nodes + 1] = node
+      index[b] = node
+    end
+  end
+  self.nodes, self.index = nodes, index
+end
+
 function M.names(n)
   local t = {}
   for i = 1, n do t[i] = "10.0.0." .. i .. ":80" end

@@ -227,7 +227,8 @@ static inline void check_strategy(const ul_list *l) {
 /* Checks every internal invariant the header implies. */
 static inline void check_invariants(const ul_list *l) {
   ul_node *nd = ul_nodes(l);
-  int32_t *ord = ul_order(l), *h = ulb_heap(l), *rq = ulb_ready(l);
+  int32_t *ord = ul_order(l), *rq = ulb_ready(l);
+  ul_hent *h = ulb_heap(l);
   uint64_t *b0 = ulb_bm(l, 0), *b1 = ulb_bm(l, 1), *b2 = ulb_bm(l, 2);
   uint32_t p, i, healthy = 0, unchecked = 0, checked = 0, members = 0, nfree = 0;
   int32_t s;
@@ -307,11 +308,12 @@ static inline void check_invariants(const ul_list *l) {
   /* heap */
   assert_true(l->nheap <= l->cap);
   for (i = 0; i < l->nheap; i++) {
-    s = h[i];
+    s = h[i].slot;
+    assert_true(h[i].key == nd[s].key);
     assert_int_equal(nd[s].heap, (int32_t)i);
     assert_true(nd[s].flags & UL_F_MEMBER);
     assert_false(nd[s].flags & UL_F_READY);
-    if (i > 0) assert_true(nd[h[(i - 1) / 2]].key <= nd[s].key);
+    if (i > 0) assert_true(nd[h[(i - 1) / 2].slot].key <= nd[s].key);
   }
   for (i = 0; i < l->cap; i++)
     if (nd[i].heap >= 0) assert_true((uint32_t)nd[i].heap < l->nheap);

@@ -1,8 +1,8 @@
 /*
  * test_sched.c - the check scheduler (src/core/sched.c over heap.c): a
  * check's life (start, wake, timeout, stale reports), removal and shutdown
- * while checks run, results reaching duplicates, jitter, heap order, and a
- * fuzz with remove, append and grow.
+ * while checks run, results reaching duplicates, jitter, heap order,
+ * coalesced wake-ups, and a fuzz with remove, append and grow.
  */
 #include "helpers.h"
 
@@ -628,6 +628,135 @@ static void test_sched_fuzz(void **state) {
   xfree(l);
 }
 
+/* ---- coalesced wake-ups -------------------------------------------------- */
+
+/* ul_next_wake: the latest event within the slack of the first, never past
+ * an event of a running check; ul_next_time is the first. */
+static void test_next_wake_rules(void **state) {
+  ul_opts o;
+  ul_list *l;
+  int32_t slot;
+  uint64_t gen;
+  int kind;
+  (void)state;
+  ul_opts_default(&o);
+  o.interval = 1;
+  o.timeout = 0.5;
+  l = new_list(8, &o, 1);
+  assert_dbl_eq(ul_slack(l), 0.01); /* min(10 ms, interval / 100) */
+  assert_dbl_eq(ul_next_wake(l), INFINITY);
+  /* one start alone: on time */
+  assert_int_equal(ul_append(l, 1, -1, 1.0, 1, 0, 0), 0);
+  assert_dbl_eq(ul_next_wake(l), 1.0);
+  /* starts within the slack share the wake-up of the last of them */
+  assert_int_equal(ul_append(l, 1, -1, 1.004, 1, 0, 0), 1);
+  assert_int_equal(ul_append(l, 1, -1, 1.008, 1, 0, 0), 2);
+  assert_int_equal(ul_append(l, 1, -1, 1.011, 1, 0, 0), 3); /* past it */
+  assert_dbl_eq(ul_next_time(l), 1.0);
+  assert_dbl_eq(ul_next_wake(l), 1.008);
+  assert_int_equal(ul_collect(l, ul_next_wake(l)), 3);
+  assert_dbl_eq(ul_next_wake(l), l->now); /* events are ready */
+  while (ul_take(l, &slot, &gen) == UL_EV_START)
+    if (slot == 1) assert_int_equal(ul_sleep(l, slot, gen, 1.0105), 1);
+  /* slot 3's start waits for nothing: slot 1's wake-up comes first and is
+   * served on time, then slot 3 on its own */
+  assert_dbl_eq(ul_next_time(l), 1.0105);
+  assert_dbl_eq(ul_next_wake(l), 1.0105);
+  assert_int_equal(ul_collect(l, 1.0105), 1);
+  assert_int_equal(ul_take(l, &slot, &gen), UL_EV_WAKE);
+  assert_int_equal(slot, 1);
+  assert_dbl_eq(ul_next_wake(l), 1.011);
+  /* a deadline within the slack of a start bounds the wait too */
+  assert_int_equal(ul_collect(l, 1.011), 1);
+  assert_int_equal(ul_take(l, &slot, &gen), UL_EV_START);
+  assert_int_equal(ul_append(l, 1, -1, 1.505, 1, 0, 0), 4);
+  assert_int_equal(ul_append(l, 1, -1, 1.509, 1, 0, 0), 5);
+  /* slots 0, 1 and 2 (started at 1.008) time out at 1.508, slot 3 at
+   * 1.511: slot 4's start waits for the first deadlines, not for slot 5 */
+  assert_dbl_eq(ul_next_wake(l), 1.508);
+  assert_int_equal(ul_collect(l, 1.508), 4);
+  while ((kind = ul_take(l, &slot, &gen)) != UL_EV_NONE)
+    assert_int_equal(kind, slot == 4 ? UL_EV_START : UL_EV_TIMEOUT);
+  /* and slot 5's, for slot 3's deadline */
+  assert_dbl_eq(ul_next_wake(l), 1.511);
+  check_invariants(l);
+  /* a short interval: a short slack */
+  o.interval = 0.1;
+  l = new_list(4, &o, 1);
+  assert_dbl_eq(ul_slack(l), 0.001);
+}
+
+/* Drives n checks with jitter on one clock, waking at ul_next_wake (wake
+ * != 0) or ul_next_time, until time end; checks start no later than the
+ * slack after they were due, and the events of running checks (wake-ups,
+ * deadlines) are served exactly on time. Returns the wake-ups. */
+static uint32_t drive_jittered(int wake, uint32_t n, double end) {
+  ul_opts o;
+  ul_list *l;
+  prng r;
+  double *due, slack, t = 0;
+  uint32_t wakeups = 0, steps = 0, i;
+  int32_t slot;
+  uint64_t gen;
+  int kind;
+  r.s = 4242;
+  ul_opts_default(&o);
+  o.interval = 1;
+  o.timeout = 0.1;
+  o.jitter = 0.5;
+  l = new_list(n, &o, 7);
+  slack = ul_slack(l);
+  due = xmalloc(n * sizeof *due);
+  assert_non_null(due);
+  for (i = 0; i < n; i++) {
+    assert_int_equal(ul_append(l, 1, -1, 0, 1, 0, 0), (int32_t)i);
+    due[i] = N(l, (int32_t)i)->next;
+  }
+  while (t < end && steps++ < 10 * n * (uint32_t)end) {
+    double next = wake ? ul_next_wake(l) : ul_next_time(l);
+    assert_true(isfinite(next) && next >= t);
+    t = next;
+    wakeups++;
+    ul_collect(l, t);
+    while ((kind = ul_take(l, &slot, &gen)) != UL_EV_NONE) {
+      ul_node *x = N(l, slot);
+      if (kind == UL_EV_START) {
+        assert_true(t >= due[slot]);
+        assert_true(t - due[slot] <= slack);
+        if (prng_below(&r, 4) == 0) { /* sleeps; times out past 0.1 */
+          assert_int_equal(ul_sleep(l, slot, gen, t + prng_unit(&r) * 0.2), 1);
+        } else {
+          assert_int_equal(ul_report(l, slot, gen, 1, t, -1), 1);
+          due[slot] = x->next;
+        }
+      } else if (kind == UL_EV_WAKE) {
+        assert_dbl_eq(t, x->wake);
+        assert_int_equal(ul_report(l, slot, gen, 1, t, -1), 1);
+        due[slot] = x->next;
+      } else {
+        assert_int_equal(kind, UL_EV_TIMEOUT);
+        assert_dbl_eq(t, x->deadline);
+        due[slot] = x->next;
+      }
+    }
+  }
+  check_invariants(l);
+  xfree(due);
+  return wakeups;
+}
+
+static void test_next_wake_coalesces(void **state) {
+  uint32_t plain, coalesced;
+  (void)state;
+  plain = drive_jittered(0, 2000, 10);
+  coalesced = drive_jittered(1, 2000, 10);
+  /* 2000 starts a second, 1 in 4 with a wake-up or a timeout: about one
+   * event every 0.4 ms, one wake-up for each; coalesced, the starts of 10
+   * ms share one */
+  assert_true(plain > 15000);
+  assert_true(coalesced * 5 < plain);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_sched_basic, teardown),
@@ -640,6 +769,8 @@ int main(void) {
       cmocka_unit_test_teardown(test_sched_timeout_dup, teardown),
       cmocka_unit_test_teardown(test_jitter, teardown),
       cmocka_unit_test_teardown(test_heap_order, teardown),
+      cmocka_unit_test_teardown(test_next_wake_rules, teardown),
+      cmocka_unit_test_teardown(test_next_wake_coalesces, teardown),
       cmocka_unit_test_teardown(test_sched_fuzz, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -618,9 +618,9 @@ static void op_collect(fz *z) {
   /* a reading that is not finite is ignored: the list keeps its time */
   INV(z->l->now == (isfinite(z->now) ? z->now : before), "collect did not set now");
   if (z->l->nheap)
-    INV(ND(z)[inv_heap(z->l)[0]].key > z->now,
+    INV(ND(z)[inv_heap(z->l)[0].slot].key > z->now,
         "after collect at %.17g an event at %.17g is still in the heap", z->now,
-        ND(z)[inv_heap(z->l)[0]].key);
+        ND(z)[inv_heap(z->l)[0].slot].key);
 }
 
 static void op_misc(fz *z, rd *r) {

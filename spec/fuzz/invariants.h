@@ -35,8 +35,14 @@ static void inv_fail(const char *fmt, ...) {
     if (!(cond)) inv_fail(__VA_ARGS__); \
   } while (0)
 
-static inline const int32_t *inv_heap(const ul_list *l) {
-  return (const int32_t *)((const char *)l + l->off_heap);
+/* An event heap entry (src/core/block.h, ul_hent): a copy of the slot's
+ * key, then the slot. */
+typedef struct inv_hent {
+  double key;
+  int32_t slot, pad;
+} inv_hent;
+static inline const inv_hent *inv_heap(const ul_list *l) {
+  return (const inv_hent *)((const char *)l + l->off_heap);
 }
 static inline const int32_t *inv_ready(const ul_list *l) {
   return (const int32_t *)((const char *)l + l->off_ready);
@@ -77,7 +83,8 @@ static int inv_before(const ul_node *nd, int32_t a, int32_t b) {
 /* Checks the whole block; scratch needs 3 * cap bytes. */
 static void inv_check(const ul_list *l, unsigned char *scratch) {
   const ul_node *nd = ul_nodes(l);
-  const int32_t *ord = ul_order(l), *heap = inv_heap(l), *rq = inv_ready(l);
+  const int32_t *ord = ul_order(l), *rq = inv_ready(l);
+  const inv_hent *heap = inv_heap(l);
   unsigned char *elig = scratch, *seen = scratch + l->cap,
                 *pred = scratch + 2 * (size_t)l->cap;
   uint32_t s, p, i, members = 0, healthy = 0, checked = 0, unchecked = 0,
@@ -193,15 +200,17 @@ static void inv_check(const ul_list *l, unsigned char *scratch) {
 
   /* event heap */
   for (i = 0; i < l->nheap; i++) {
-    int32_t x = heap[i];
+    int32_t x = heap[i].slot;
     INV(x >= 0 && (uint32_t)x < l->cap, "heap[%u] = %d", i, x);
+    INV(heap[i].key == nd[x].key, "heap[%u] = %d keeps key %.17g, its node %.17g", i, x,
+        heap[i].key, nd[x].key);
     INV(nd[x].heap == (int32_t)i, "heap[%u] = %d whose heap index is %d", i, x, nd[x].heap);
     INV(nd[x].flags & UL_F_MEMBER, "heap[%u] = %d is not a member", i, x);
     INV(!(nd[x].flags & UL_F_READY), "heap[%u] = %d is also ready", i, x);
     if (i > 0)
-      INV(!inv_before(nd, x, heap[(i - 1) / 2]),
+      INV(!inv_before(nd, x, heap[(i - 1) / 2].slot),
           "heap order: heap[%u] (slot %d key %.17g) before its parent (slot %d key %.17g)",
-          i, x, nd[x].key, heap[(i - 1) / 2], nd[heap[(i - 1) / 2]].key);
+          i, x, nd[x].key, heap[(i - 1) / 2].slot, nd[heap[(i - 1) / 2].slot].key);
     {
       const ul_node *y = &nd[x];
       double want = y->state == UL_RUNNING
@@ -229,7 +238,7 @@ static void inv_check(const ul_list *l, unsigned char *scratch) {
 
   /* ul_next_time */
   {
-    double want = l->ready_len ? l->now : l->nheap ? nd[heap[0]].key : INFINITY;
+    double want = l->ready_len ? l->now : l->nheap ? nd[heap[0].slot].key : INFINITY;
     double got = ul_next_time(l);
     INV(got == want || (isnan(got) && isnan(want)), "ul_next_time %.17g, expected %.17g",
         got, want);

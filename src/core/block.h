@@ -9,7 +9,7 @@
  *   ul_list            the header (core.h)
  *   nodes[cap]         ul_node by slot                     ul_nodes
  *   order[cap]         slot by position, n used            ul_order
- *   heap[cap]          event heap of slots, nheap used     ulb_heap
+ *   heap[cap]          event heap: slot and key, nheap     ulb_heap
  *   ready[cap]         FIFO ring of slots due now          ulb_ready
  *   bitmap             eligible positions, three levels    ulb_bm(l, 0..2)
  *                      of bm_words[k] words of 64 bits
@@ -64,8 +64,16 @@ typedef struct ul_magx { /* Maglev build state of one eligible member */
 
 #define UL_BLOCK_AT(type, l, off) ((type *)((char *)(l) + (off)))
 
-static inline int32_t *ulb_heap(const ul_list *l) {
-  return UL_BLOCK_AT(int32_t, l, l->off_heap);
+/* An event in the heap: its slot and a copy of the slot's node.key, so
+ * that sifting reads the heap's own array and not nodes all over the
+ * block (heap.c). */
+typedef struct ul_hent {
+  double key;
+  int32_t slot;
+  int32_t pad;
+} ul_hent;
+static inline ul_hent *ulb_heap(const ul_list *l) {
+  return UL_BLOCK_AT(ul_hent, l, l->off_heap);
 }
 static inline int32_t *ulb_ready(const ul_list *l) {
   return UL_BLOCK_AT(int32_t, l, l->off_ready);

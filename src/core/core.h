@@ -272,6 +272,23 @@ UL_FUNC int ul_report(ul_list *l, int32_t slot, uint64_t gen, int ok, double now
  * infinity when nothing is scheduled. */
 UL_FUNC double ul_next_time(const ul_list *l);
 
+/* Wake-ups: a scheduler that sleeps until ul_next_wake rather than
+ * ul_next_time serves the events due within the slack of the first one
+ * with one wake-up. No check starts later than the slack after its time
+ * (one with nothing after it within the slack starts on time), and the
+ * events of running checks (a wake-up, a deadline) are served on time.
+ * The slack is min(UL_SLACK_MAX, interval / 100). */
+#ifndef UL_SLACK_MAX
+#define UL_SLACK_MAX 1e-2
+#endif
+UL_FUNC double ul_slack(const ul_list *l);
+
+/* When to wake up next (see above): the latest event time within the
+ * slack of the earliest pending one and not after the earliest event of a
+ * running check; l->now when events are ready; infinity when nothing is
+ * scheduled. */
+UL_FUNC double ul_next_wake(const ul_list *l);
+
 /* 1 when the running check (slot, gen) is current. */
 UL_FUNC int ul_current(const ul_list *l, int32_t slot, uint64_t gen);
 

@@ -39,6 +39,12 @@ UL_FUNC uint32_t ulh_collect(ul_list *l, double now);
 /* Key of the heap's first slot, or infinity when the heap is empty. */
 UL_FUNC double ulh_first_key(const ul_list *l);
 
+/* The latest key <= bound in the heap (-infinity when none is), and in
+ * *running the earliest key <= bound of a running check (its wake-up or
+ * deadline; infinity when none). Visits only the slots whose key is <=
+ * bound and their children. */
+UL_FUNC double ulh_window(const ul_list *l, double bound, double *running);
+
 /* Takes the first slot of the ready ring that is still ready (UL_F_READY,
  * which it clears), skipping the others; -1 when none. */
 UL_FUNC int32_t ulh_ready_take(ul_list *l);

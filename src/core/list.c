@@ -27,7 +27,7 @@ static size_t block_layout(ul_list *l, uint32_t cap, int strategy,
   o_order = off;
   off = ul_align8(off + (size_t)cap * sizeof(int32_t));
   o_heap = off;
-  off = ul_align8(off + (size_t)cap * sizeof(int32_t));
+  off = ul_align8(off + (size_t)cap * sizeof(ul_hent));
   o_ready = off;
   off = ul_align8(off + (size_t)cap * sizeof(int32_t));
   off = ulp_layout(l, cap, strategy, off, prev_m);

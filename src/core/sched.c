@@ -156,6 +156,29 @@ double ul_next_time(const ul_list *l) {
   return ulh_first_key(l);
 }
 
+double ul_slack(const ul_list *l) {
+  double s = l->opts.interval / 100;
+  return s < UL_SLACK_MAX ? s : UL_SLACK_MAX;
+}
+
+/* As the kernel's timer slack and HAProxy's timers: a check's start may
+ * wait up to the slack for the events just after it, so that one wake-up
+ * serves them all. It waits only as long as there is one to wait for (the
+ * wake-up is at the latest event within the slack of the first), and
+ * never past an event of a running check: a check's wake-up and deadline
+ * are served on time, so that a check that sleeps is not measured slower
+ * (tier_by_latency) nor timed out late. */
+double ul_next_wake(const ul_list *l) {
+  double first, bound, running, latest;
+  if (l->ready_len > 0) return l->now;
+  first = ulh_first_key(l);
+  if (isinf(first)) return first;
+  bound = first + ul_slack(l);
+  latest = ulh_window(l, bound, &running);
+  if (running < bound) latest = ulh_window(l, running, &running);
+  return latest > first ? latest : first;
+}
+
 void ul_shutdown(ul_list *l) {
   uint32_t p;
   if (l->shut) return;

@@ -179,19 +179,36 @@ uint32_t lu_check_weight(lua_State *L, int idx, const char *fn) {
   return (uint32_t)v;
 }
 
+/* Whether the key on top of L is in the table at set (the udata). */
+static int lu_in_set(lua_State *L, void *set) {
+  int absent;
+  lua_pushvalue(L, -1);
+  absent = lua_rawget(L, *(int *)set) == LUA_TNIL;
+  lua_pop(L, 1);
+  return !absent;
+}
+
 /* Checks every entry of the weights table at w: a valid weight for a key
- * present in the table at set. */
-void lu_check_weights(lua_State *L, int w, int set, const char *fn) {
+ * that is one of the backends, as member(L, ud) says of the key on top of
+ * L (it leaves the stack as it found it). */
+void lu_check_weights_by(lua_State *L, int w, const char *fn,
+                         int (*member)(lua_State *, void *), void *ud) {
   lua_pushnil(L);
   while (lua_next(L, w)) {
     int absent;
     lu_check_weight(L, -1, fn);
     lua_pushvalue(L, -2);
-    absent = lua_rawget(L, set) == LUA_TNIL;
+    absent = !member(L, ud);
     lua_pop(L, 1);
     if (absent)
       luaL_error(L, "upstream.%s: weights name %s, which is not one of the "
                     "backends", fn, lu_got(L, -2));
     lua_pop(L, 1);
   }
+}
+
+/* The same, for the backends that are the keys of the table at set. */
+void lu_check_weights(lua_State *L, int w, int set, const char *fn) {
+  if (set < 0 && set > LUA_REGISTRYINDEX) set += lua_gettop(L) + 1;
+  lu_check_weights_by(L, w, fn, lu_in_set, &set);
 }

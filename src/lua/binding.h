@@ -70,7 +70,9 @@ typedef struct lu_list {
   int driver;
   int latency;      /* tier_by_latency: a check's duration sets its tier */
   int lua_clock;    /* opts.clock is a Lua function */
-  uint32_t version; /* bumped when the slot table is replaced (reconcile) */
+  uint32_t version; /* bumped by every reconcile (the slots may move) */
+  uint32_t readers; /* status() calls reading the block across allocations:
+                       reconcile then builds aside, never in place */
 } lu_list;
 
 /* upstream.new's options, read by lu_read_opts. The functions and the
@@ -130,6 +132,8 @@ LU_FUNC uint64_t lu_hash_value(lua_State *L, int idx);
 LU_FUNC uint32_t lu_weight_of(lua_State *L, int w, int idx, uint32_t dflt);
 LU_FUNC uint32_t lu_check_weight(lua_State *L, int idx, const char *fn);
 LU_FUNC void lu_check_weights(lua_State *L, int w, int set, const char *fn);
+LU_FUNC void lu_check_weights_by(lua_State *L, int w, const char *fn,
+                                 int (*member)(lua_State *, void *), void *ud);
 
 /* --- options.c ------------------------------------------------------------ */
 

@@ -21,10 +21,13 @@ static lu_list *lu_new_userdata(lua_State *L, const lu_conf *c,
   u->latency = c->latency;
   u->lua_clock = c->clock != 0;
   u->version = 0;
+  u->readers = 0;
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_setmetatable(L, -2);
   i = lua_gettop(L);
-  lua_createtable(L, (int)n, 0);
+  /* an array part for every slot: reconcile then stores a backend in any
+   * slot without allocating (reconcile.c) */
+  lua_createtable(L, (int)lu_cap_for(n), 0);
   lua_setiuservalue(L, i, LU_UV_SLOTS);
   lua_createtable(L, 0, (int)n);
   lua_setiuservalue(L, i, LU_UV_INDEX);

@@ -197,8 +197,10 @@ int l_status(lua_State *L) {
   const ul_node *nd;
   const int32_t *ord;
   uint32_t p, n;
+  lu_list *u;
   lua_settop(L, 1);
-  lu_check_list(L);
+  u = lu_check_list(L);
+  u->readers++; /* reconcile builds aside meanwhile (reconcile.c) */
   lua_getiuservalue(L, 1, LU_UV_BLOCK);  /* 2 */
   lua_getiuservalue(L, 1, LU_UV_SLOTS);  /* 3 */
   lua_getiuservalue(L, 1, LU_UV_ERRORS); /* 4 */
@@ -216,5 +218,6 @@ int l_status(lua_State *L) {
     lu_fill_member(L, &nd[ord[p]], ord[p]);
     lua_pop(L, 1);
   }
+  u->readers--; /* an error above leaves it set: reconcile is then slower */
   return 1;
 }

@@ -431,7 +431,7 @@ static double lu_do_step(lua_State *L, lu_list *u, double now, double tick) {
     else if (ev == UL_EV_WAKE) lu_wake_check(L, s, gen, now, tick);
     else if (ev == UL_EV_TIMEOUT) lu_timeout_check(L, s);
   }
-  return ul_next_time(u->core);
+  return ul_next_wake(u->core);
 }
 
 int l_step(lua_State *L) {
