@@ -29,4 +29,5 @@
 #include "lua/scheduler.c"
 #include "lua/host.c"
 #include "lua/ffi.c"
+#include "lua/metrics.c"
 #include "lua/module.c"

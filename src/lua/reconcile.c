@@ -13,6 +13,7 @@
  * callback that reconciled the list made them stale: the swap then
  * refuses (LU_RC_STALE) and the list stays as the callback left it.
  */
+#include <math.h>
 #include <string.h>
 
 #include "binding.h"
@@ -230,7 +231,7 @@ int l_reconcile(lua_State *L) {
   ul_list *nb;
   unsigned char *drop;
   lua_Integer n, added;
-  double now = 0;
+  double now = NAN; /* not read: nothing added needs it */
   uint32_t version;
   int anycheck = 0, w;
   lua_settop(L, LU_RC_WEIGHTS);
@@ -252,6 +253,7 @@ int l_reconcile(lua_State *L) {
   if (w) lu_rc_weights(L, nb, w);
   lu_rc_append(L, nb, added, w, now);
   lu_rc_commit(L, u, nb, version);
+  if (u->on_change) lu_added(L, LU_RC_ADDED, added);
   lu_rc_close(L);
   return 0;
 }

@@ -1,0 +1,313 @@
+/*
+ * lua/metrics.c - upstream.metrics(lists): the members of every list in
+ * the Prometheus text exposition format (version 0.0.4), read straight
+ * from the blocks into one luaL_Buffer, with no table per member.
+ *
+ * Each family comes once, with its HELP and TYPE lines, followed by its
+ * samples for every list (in the order of the list names) and member (in
+ * pick order). Labels: list, and backend (tostring of the backend), with
+ * \, " and newline escaped as the format requires. Members equal to each
+ * other (one backend given twice) make one series, their counters summed.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "binding.h"
+
+/* What one list brings to the stack, from its base index. */
+enum {
+  LU_MX_BLOCK = 0, /* its block, anchored */
+  LU_MX_LABELS,    /* position + 1 -> 'list="..",backend=".."', or false
+                      for a member equal to an earlier one */
+  LU_MX_LIST,      /* 'list=".."' */
+  LU_MX_SLOTS      /* per list */
+};
+
+typedef struct lu_mx_name {
+  const char *s;
+  size_t len;
+  int key; /* index in the names table */
+} lu_mx_name;
+
+static int lu_mx_cmp(const void *a, const void *b) {
+  const lu_mx_name *x = (const lu_mx_name *)a, *y = (const lu_mx_name *)b;
+  size_t n = x->len < y->len ? x->len : y->len;
+  int c = memcmp(x->s, y->s, n);
+  if (c) return c;
+  return x->len < y->len ? -1 : x->len > y->len;
+}
+
+/* Adds s (len bytes) to b, escaped as a label value. */
+static void lu_mx_escape(luaL_Buffer *b, const char *s, size_t len) {
+  size_t i;
+  for (i = 0; i < len; i++) {
+    if (s[i] == '\\') luaL_addstring(b, "\\\\");
+    else if (s[i] == '"') luaL_addstring(b, "\\\"");
+    else if (s[i] == '\n') luaL_addstring(b, "\\n");
+    else luaL_addchar(b, s[i]);
+  }
+}
+
+/* Pushes 'list="name"' and, with the value at idx, ',backend="value"'
+ * (the value made a string by luaL_tolstring: its __tostring may run). */
+static void lu_mx_label(lua_State *L, const char *name, size_t nlen, int idx) {
+  luaL_Buffer b;
+  const char *v = NULL;
+  size_t vlen = 0;
+  if (idx) {
+    v = luaL_tolstring(L, idx, &vlen); /* below the buffer, popped after */
+  }
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, "list=\"");
+  lu_mx_escape(&b, name, nlen);
+  luaL_addchar(&b, '"');
+  if (idx) {
+    luaL_addstring(&b, ",backend=\"");
+    lu_mx_escape(&b, v, vlen);
+    luaL_addchar(&b, '"');
+  }
+  luaL_pushresult(&b);
+  if (idx) lua_remove(L, -2);
+}
+
+/* Pushes the labels of every member of the list at idx (named name) and
+ * its block, anchored (LU_MX_*). Backends' __tostring run here, before
+ * any sample is written: they may reconcile the list or move its scores;
+ * the block anchored first is the one read, its order and members being
+ * what they were (reconcile builds a new block). */
+static void lu_mx_prepare(lua_State *L, int idx, const char *name,
+                          size_t nlen) {
+  int base = lua_gettop(L) + 1, slots, index;
+  uint32_t p, n;
+  lua_getiuservalue(L, idx, LU_UV_BLOCK); /* base + LU_MX_BLOCK */
+  n = ((const ul_list *)lua_touserdata(L, base))->n;
+  lua_createtable(L, (int)n, 0); /* base + LU_MX_LABELS */
+  lu_mx_label(L, name, nlen, 0); /* base + LU_MX_LIST */
+  lua_getiuservalue(L, idx, LU_UV_SLOTS);
+  lua_getiuservalue(L, idx, LU_UV_INDEX);
+  slots = base + 3;
+  index = base + 4;
+  for (p = 0; p < n; p++) {
+    const ul_list *c = (const ul_list *)lua_touserdata(L, base);
+    int32_t s = ul_order(c)[p];
+    int first;
+    lua_rawgeti(L, slots, (lua_Integer)s + 1);
+    lua_pushvalue(L, -1);
+    first = lua_rawget(L, index) == LUA_TNUMBER && lua_tointeger(L, -1) == s;
+    lua_pop(L, 1);
+    if (first) lu_mx_label(L, name, nlen, lua_gettop(L));
+    else lua_pushboolean(L, 0);
+    lua_rawseti(L, base + LU_MX_LABELS, (lua_Integer)p + 1);
+    lua_pop(L, 1);
+  }
+  lua_settop(L, base + LU_MX_SLOTS - 1);
+}
+
+/* A sample's value, as Prometheus reads floats: the shortest of %.15g and
+ * %.17g that reads back the same; NaN, +Inf, -Inf. */
+static void lu_mx_number(luaL_Buffer *b, double v) {
+  char buf[64];
+  if (v != v) luaL_addstring(b, "NaN");
+  else if (isinf(v)) luaL_addstring(b, v > 0 ? "+Inf" : "-Inf");
+  else {
+    snprintf(buf, sizeof buf, "%.15g", v);
+    if (strtod(buf, NULL) != v) snprintf(buf, sizeof buf, "%.17g", v);
+    luaL_addstring(b, buf);
+  }
+}
+
+static void lu_mx_count(luaL_Buffer *b, uint64_t v) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
+  luaL_addstring(b, buf);
+}
+
+/* The families: per list, then per member. */
+enum {
+  LU_MX_MEMBERS, LU_MX_HEALTHY_MEMBERS, LU_MX_SCORE, LU_MX_HEALTHY,
+  LU_MX_WEIGHT, LU_MX_TIER, LU_MX_INFLIGHT, LU_MX_CHECKS, LU_MX_PICKS,
+  LU_MX_CHANGES, LU_MX_LATENCY
+};
+
+static const struct {
+  const char *name, *type, *help;
+} lu_mx_families[] = {
+    {"upstream_backends", "gauge", "Members of the list."},
+    {"upstream_healthy_backends", "gauge", "Members with a score >= 0."},
+    {"upstream_score", "gauge", "Health score of the backend."},
+    {"upstream_healthy", "gauge", "1 when the backend is healthy (score >= 0), else 0."},
+    {"upstream_weight", "gauge", "Configured weight of the backend."},
+    {"upstream_tier", "gauge", "Tier of the backend (lower tiers are picked first)."},
+    {"upstream_inflight", "gauge", "Picks not yet released (least_conn)."},
+    {"upstream_checks_total", "counter", "Completed health checks, by result."},
+    {"upstream_picks_total", "counter", "Times the backend was picked."},
+    {"upstream_health_changes_total", "counter",
+     "Crossings between healthy and unhealthy."},
+    {"upstream_check_latency_seconds", "gauge",
+     "Duration of the backend's last health check."},
+    {NULL, NULL, NULL}};
+
+/* The member's sums over its ring of equal backends. */
+typedef struct lu_mx_sums {
+  uint64_t checks, failures, timeouts, picks, flips, inflight;
+} lu_mx_sums;
+
+static void lu_mx_sum(const ul_list *c, int32_t s, lu_mx_sums *m) {
+  int32_t t = s;
+  memset(m, 0, sizeof *m);
+  do {
+    const ul_node *x = &ul_nodes(c)[t];
+    const ul_stat *st = &ul_stats(c)[t];
+    m->checks += x->checks;
+    m->failures += x->failures;
+    m->timeouts += st->timeouts;
+    m->picks += st->picks;
+    m->flips += st->flips;
+    m->inflight += x->inflight;
+    t = x->dup;
+  } while (t != s);
+}
+
+/* Starts a sample line: name{labels (the value at idx) [extra]} */
+static void lu_mx_start(luaL_Buffer *b, lua_State *L, const char *name,
+                        int labels, lua_Integer i, const char *extra) {
+  luaL_addstring(b, name);
+  luaL_addchar(b, '{');
+  lua_rawgeti(L, labels, i);
+  luaL_addvalue(b);
+  if (extra) luaL_addstring(b, extra);
+  luaL_addstring(b, "} ");
+}
+
+/* One member family's samples for the list at base. */
+static void lu_mx_members(luaL_Buffer *b, lua_State *L, int f, int base) {
+  const char *name = lu_mx_families[f].name;
+  const ul_list *c = (const ul_list *)lua_touserdata(L, base + LU_MX_BLOCK);
+  int labels = base + LU_MX_LABELS;
+  uint32_t p;
+  for (p = 0; p < c->n; p++) {
+    int32_t s = ul_order(c)[p];
+    const ul_node *x = &ul_nodes(c)[s];
+    lu_mx_sums m;
+    lua_rawgeti(L, labels, (lua_Integer)p + 1);
+    if (lua_type(L, -1) != LUA_TSTRING) { /* equal to an earlier member */
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_pop(L, 1);
+    lu_mx_sum(c, s, &m);
+    if (f == LU_MX_LATENCY && ul_stats(c)[s].latency != ul_stats(c)[s].latency)
+      continue; /* no check finished yet */
+    if (f == LU_MX_CHECKS) {
+      static const char *const res[] = {",result=\"success\"",
+                                        ",result=\"failure\"",
+                                        ",result=\"timeout\""};
+      uint64_t v[3];
+      int r;
+      v[0] = m.checks - m.failures;
+      v[1] = m.failures - m.timeouts;
+      v[2] = m.timeouts;
+      for (r = 0; r < 3; r++) {
+        lu_mx_start(b, L, name, labels, (lua_Integer)p + 1, res[r]);
+        lu_mx_count(b, v[r]);
+        luaL_addchar(b, '\n');
+      }
+      continue;
+    }
+    lu_mx_start(b, L, name, labels, (lua_Integer)p + 1, NULL);
+    switch (f) {
+      case LU_MX_SCORE: lu_mx_number(b, x->score); break;
+      case LU_MX_HEALTHY: luaL_addchar(b, x->score >= 0 ? '1' : '0'); break;
+      case LU_MX_WEIGHT: lu_mx_count(b, x->weight); break;
+      case LU_MX_TIER: lu_mx_count(b, x->tier); break;
+      case LU_MX_INFLIGHT: lu_mx_count(b, m.inflight); break;
+      case LU_MX_PICKS: lu_mx_count(b, m.picks); break;
+      case LU_MX_CHANGES: lu_mx_count(b, m.flips); break;
+      default: lu_mx_number(b, ul_stats(c)[s].latency); break;
+    }
+    luaL_addchar(b, '\n');
+  }
+}
+
+/* upstream.metrics(lists): lists = { name = list, ... }. */
+int l_metrics(lua_State *L) {
+  lu_mx_name *names;
+  int nl = 0, i, f, first, ok;
+  luaL_Buffer b;
+  lua_settop(L, 1);
+  if (lua_type(L, 1) != LUA_TTABLE)
+    luaL_error(L, "upstream.metrics: lists must be a table { name = list } "
+                  "(got %s)", luaL_typename(L, 1));
+  lua_newtable(L); /* 2: the names */
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    if (lua_type(L, -2) != LUA_TSTRING)
+      luaL_error(L, "upstream.metrics: list names must be strings (got %s)",
+                 lu_got(L, -2));
+    ok = 0;
+    if (lua_type(L, -1) == LUA_TUSERDATA && lua_getmetatable(L, -1)) {
+      ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+      lua_pop(L, 1);
+    }
+    if (!ok) {
+      const char *nm = lua_tostring(L, -2);
+      luaL_error(L, "upstream.metrics: lists.%s must be an upstream.list "
+                    "(got %s)", nm, lu_got(L, -1));
+    }
+    if (((lu_list *)lua_touserdata(L, -1))->core == NULL)
+      luaL_error(L, "upstream.metrics: lists.%s is not initialised",
+                 lua_tostring(L, -2));
+    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, 2, ++nl);
+  }
+  names = (lu_mx_name *)lua_newuserdatauv(L, sizeof *names * (size_t)(nl + 1), 0); /* 3 */
+  for (i = 0; i < nl; i++) {
+    lua_rawgeti(L, 2, i + 1);
+    names[i].s = lua_tolstring(L, -1, &names[i].len); /* kept in table 2 */
+    names[i].key = i + 1;
+    lua_pop(L, 1);
+  }
+  qsort(names, (size_t)nl, sizeof *names, lu_mx_cmp);
+  luaL_checkstack(L, LU_MX_SLOTS * nl + 16, "upstream.metrics: too many lists");
+  for (i = 0; i < nl; i++) { /* list i at 4 + LU_MX_SLOTS * i */
+    int top;
+    lua_rawgeti(L, 2, names[i].key);
+    lua_rawget(L, 1);
+    top = lua_gettop(L);
+    lu_mx_prepare(L, top, names[i].s, names[i].len);
+    lua_remove(L, top);
+  }
+  luaL_buffinit(L, &b);
+  for (f = 0; lu_mx_families[f].name; f++) {
+    luaL_addstring(&b, "# HELP ");
+    luaL_addstring(&b, lu_mx_families[f].name);
+    luaL_addchar(&b, ' ');
+    luaL_addstring(&b, lu_mx_families[f].help);
+    luaL_addstring(&b, "\n# TYPE ");
+    luaL_addstring(&b, lu_mx_families[f].name);
+    luaL_addchar(&b, ' ');
+    luaL_addstring(&b, lu_mx_families[f].type);
+    luaL_addchar(&b, '\n');
+    for (i = 0; i < nl; i++) {
+      int base = 4 + LU_MX_SLOTS * i;
+      const ul_list *c = (const ul_list *)lua_touserdata(L, base + LU_MX_BLOCK);
+      first = f == LU_MX_MEMBERS || f == LU_MX_HEALTHY_MEMBERS;
+      if (!first) {
+        lu_mx_members(&b, L, f, base);
+        continue;
+      }
+      luaL_addstring(&b, lu_mx_families[f].name);
+      luaL_addchar(&b, '{');
+      lua_pushvalue(L, base + LU_MX_LIST);
+      luaL_addvalue(&b);
+      luaL_addstring(&b, "} ");
+      lu_mx_count(&b, f == LU_MX_MEMBERS ? c->n : c->healthy);
+      luaL_addchar(&b, '\n');
+    }
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
