@@ -22,7 +22,7 @@
 static size_t block_layout(ul_list *l, uint32_t cap, int strategy,
                            uint32_t prev_m) {
   size_t off = ul_align8(sizeof(ul_list)), o_nodes, o_order, o_heap, o_ready;
-  size_t o_stats;
+  size_t o_stats, o_picks;
   o_nodes = off;
   off = ul_align8(off + (size_t)cap * sizeof(ul_node));
   o_order = off;
@@ -33,6 +33,8 @@ static size_t block_layout(ul_list *l, uint32_t cap, int strategy,
   off = ul_align8(off + (size_t)cap * sizeof(int32_t));
   o_stats = off;
   off = ul_align8(off + (size_t)cap * sizeof(ul_stat));
+  o_picks = off;
+  off = ul_align8(off + (size_t)cap * sizeof(uint64_t));
   off = ulp_layout(l, cap, strategy, off, prev_m);
   if (off == 0 || off > UINT32_MAX) return 0; /* offsets are 32-bit */
   if (l) {
@@ -42,6 +44,7 @@ static size_t block_layout(ul_list *l, uint32_t cap, int strategy,
     l->off_heap = (uint32_t)o_heap;
     l->off_ready = (uint32_t)o_ready;
     l->off_stats = (uint32_t)o_stats;
+    l->off_picks = (uint32_t)o_picks;
   }
   return off;
 }
@@ -346,6 +349,7 @@ int32_t ul_append(ul_list *l, int checked, int32_t dup_of, double now,
   ul_order(l)[l->n++] = s;
   n->flags = UL_F_MEMBER;
   memset(&ul_stats(l)[s], 0, sizeof(ul_stat));
+  ul_picks(l)[s] = 0;
   ul_stats(l)[s].last_check = ul_stats(l)[s].latency = NAN;
   ul_stats(l)[s].changed = now;
   if (n->score >= 0) {
@@ -402,6 +406,7 @@ void ul_grow(ul_list *dst, uint32_t cap, const ul_list *src) {
   memcpy(ul_nodes(dst), ul_nodes(src), (size_t)src->cap * sizeof(ul_node));
   memcpy(ul_order(dst), ul_order(src), (size_t)src->n * sizeof(int32_t));
   memcpy(ul_stats(dst), ul_stats(src), (size_t)src->cap * sizeof(ul_stat));
+  memcpy(ul_picks(dst), ul_picks(src), (size_t)src->cap * sizeof(uint64_t));
   ulh_copy(dst, src);
   dst->n = src->n;
   dst->rr = src->rr;
@@ -443,6 +448,6 @@ int32_t ul_pick(ul_list *l, uint64_t key, double now) {
   pos = ulp_pick(l, key);
   l->rr = (int32_t)pos;
   s = ul_order(l)[pos];
-  ul_stats(l)[s].picks++;
+  ul_picks(l)[s]++;
   return s;
 }

@@ -230,7 +230,7 @@ static void lu_fill_member(lua_State *L, const ul_list *c, int32_t s, int keys,
   LU_SET(lua_pushinteger(L, (lua_Integer)x->weight));
   LU_SET(lua_pushinteger(L, (lua_Integer)x->tier));
   LU_SET(lua_pushinteger(L, (lua_Integer)x->inflight));
-  LU_SET(lua_pushinteger(L, (lua_Integer)st->picks));
+  LU_SET(lua_pushinteger(L, (lua_Integer)ul_picks(c)[s]));
   LU_SET(lu_push_time(L, st->last_check));
   LU_SET(lu_push_time(L, st->changed));
   LU_SET(lu_push_time(L, st->latency));

@@ -163,7 +163,7 @@ static void lu_mx_sum(const ul_list *c, int32_t s, lu_mx_sums *m) {
     m->checks += x->checks;
     m->failures += x->failures;
     m->timeouts += st->timeouts;
-    m->picks += st->picks;
+    m->picks += ul_picks(c)[t];
     m->flips += st->flips;
     m->inflight += x->inflight;
     t = x->dup;
