@@ -39,36 +39,48 @@ static int lu_mx_cmp(const void *a, const void *b) {
   return x->len < y->len ? -1 : x->len > y->len;
 }
 
-/* Adds s (len bytes) to b, escaped as a label value. */
-static void lu_mx_escape(luaL_Buffer *b, const char *s, size_t len) {
-  size_t i;
+/* Writes s (len bytes) escaped as a label value into out (room for 2 *
+ * len); returns the length written. */
+static size_t lu_mx_escape(char *out, const char *s, size_t len) {
+  size_t i, k = 0;
   for (i = 0; i < len; i++) {
-    if (s[i] == '\\') luaL_addstring(b, "\\\\");
-    else if (s[i] == '"') luaL_addstring(b, "\\\"");
-    else if (s[i] == '\n') luaL_addstring(b, "\\n");
-    else luaL_addchar(b, s[i]);
+    char ch = s[i];
+    if (ch == '\\' || ch == '"') {
+      out[k++] = '\\';
+      out[k++] = ch;
+    } else if (ch == '\n') {
+      out[k++] = '\\';
+      out[k++] = 'n';
+    } else {
+      out[k++] = ch;
+    }
   }
+  return k;
 }
 
 /* Pushes 'list="name"' and, with the value at idx, ',backend="value"'
- * (the value made a string by luaL_tolstring: its __tostring may run). */
+ * (the value made a string by luaL_tolstring: its __tostring may run).
+ * Put together in a userdata of the worst-case size, escaped, then made
+ * one string. */
 static void lu_mx_label(lua_State *L, const char *name, size_t nlen, int idx) {
-  luaL_Buffer b;
   const char *v = NULL;
-  size_t vlen = 0;
+  size_t vlen = 0, k;
+  char *out;
+  if (idx) v = luaL_tolstring(L, idx, &vlen);
+  if (nlen > ((size_t)-1) / 4 || vlen > ((size_t)-1) / 4)
+    luaL_error(L, "upstream.metrics: label too long");
+  out = (char *)lua_newuserdatauv(L, 2 * nlen + 2 * vlen + 20, 0);
+  memcpy(out, "list=\"", 6);
+  k = 6 + lu_mx_escape(out + 6, name, nlen);
+  out[k++] = '"';
   if (idx) {
-    v = luaL_tolstring(L, idx, &vlen); /* below the buffer, popped after */
+    memcpy(out + k, ",backend=\"", 10);
+    k += 10;
+    k += lu_mx_escape(out + k, v, vlen);
+    out[k++] = '"';
   }
-  luaL_buffinit(L, &b);
-  luaL_addstring(&b, "list=\"");
-  lu_mx_escape(&b, name, nlen);
-  luaL_addchar(&b, '"');
-  if (idx) {
-    luaL_addstring(&b, ",backend=\"");
-    lu_mx_escape(&b, v, vlen);
-    luaL_addchar(&b, '"');
-  }
-  luaL_pushresult(&b);
+  lua_pushlstring(L, out, k);
+  lua_remove(L, -2);
   if (idx) lua_remove(L, -2);
 }
 
@@ -105,23 +117,72 @@ static void lu_mx_prepare(lua_State *L, int idx, const char *name,
   lua_settop(L, base + LU_MX_SLOTS - 1);
 }
 
-/* A sample's value, as Prometheus reads floats: the shortest of %.15g and
- * %.17g that reads back the same; NaN, +Inf, -Inf. */
-static void lu_mx_number(luaL_Buffer *b, double v) {
-  char buf[64];
-  if (v != v) luaL_addstring(b, "NaN");
-  else if (isinf(v)) luaL_addstring(b, v > 0 ? "+Inf" : "-Inf");
-  else {
-    snprintf(buf, sizeof buf, "%.15g", v);
-    if (strtod(buf, NULL) != v) snprintf(buf, sizeof buf, "%.17g", v);
-    luaL_addstring(b, buf);
-  }
+/* The decimal digits of v at the end of buf[24]; returns where they
+ * start (snprintf costs more than the rest of a sample line). */
+static char *lu_mx_digits(char *end, uint64_t v) {
+  do {
+    *--end = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  return end;
 }
 
-static void lu_mx_count(luaL_Buffer *b, uint64_t v) {
-  char buf[32];
-  snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
-  luaL_addstring(b, buf);
+/* Writes v into buf[64], as Prometheus reads floats: an integer as one,
+ * else the shortest of %.15g and %.17g that reads back the same; NaN,
+ * +Inf, -Inf. Returns the length. */
+static size_t lu_mx_number(char *buf, double v) {
+  if (v != v) return (size_t)snprintf(buf, 64, "NaN");
+  if (isinf(v)) return (size_t)snprintf(buf, 64, v > 0 ? "+Inf" : "-Inf");
+  if (v > -1e15 && v < 1e15 && v == (double)(int64_t)v) {
+    char digits[24], *d = lu_mx_digits(digits + sizeof digits,
+                                       (uint64_t)(v < 0 ? -v : v));
+    size_t n = (size_t)(digits + sizeof digits - d), k = 0;
+    if (v < 0) buf[k++] = '-';
+    memcpy(buf + k, d, n);
+    return k + n;
+  }
+  snprintf(buf, 64, "%.15g", v);
+  if (strtod(buf, NULL) != v) snprintf(buf, 64, "%.17g", v);
+  return strlen(buf);
+}
+
+static size_t lu_mx_count(char *buf, uint64_t v) {
+  char digits[24], *d = lu_mx_digits(digits + sizeof digits, v);
+  size_t n = (size_t)(digits + sizeof digits - d);
+  memcpy(buf, d, n);
+  return n;
+}
+
+/* Adds one sample line, name{labels extra} value, put together in one
+ * piece when it fits (one luaL_addlstring a line). */
+static void lu_mx_line(luaL_Buffer *b, const char *name, const char *lab,
+                       size_t llen, const char *extra, const char *val,
+                       size_t vlen) {
+  char line[512];
+  size_t nl = strlen(name), el = extra ? strlen(extra) : 0, k = 0;
+  if (nl + llen + el + vlen + 4 > sizeof line) {
+    luaL_addlstring(b, name, nl);
+    luaL_addchar(b, '{');
+    luaL_addlstring(b, lab, llen);
+    if (el) luaL_addlstring(b, extra, el);
+    luaL_addstring(b, "} ");
+    luaL_addlstring(b, val, vlen);
+    luaL_addchar(b, '\n');
+    return;
+  }
+  memcpy(line, name, nl);
+  k = nl;
+  line[k++] = '{';
+  memcpy(line + k, lab, llen);
+  k += llen;
+  if (el) memcpy(line + k, extra, el);
+  k += el;
+  line[k++] = '}';
+  line[k++] = ' ';
+  memcpy(line + k, val, vlen);
+  k += vlen;
+  line[k++] = '\n';
+  luaL_addlstring(b, line, k);
 }
 
 /* The families: per list, then per member. */
@@ -170,18 +231,9 @@ static void lu_mx_sum(const ul_list *c, int32_t s, lu_mx_sums *m) {
   } while (t != s);
 }
 
-/* Starts a sample line: name{labels (the value at idx) [extra]} */
-static void lu_mx_start(luaL_Buffer *b, lua_State *L, const char *name,
-                        int labels, lua_Integer i, const char *extra) {
-  luaL_addstring(b, name);
-  luaL_addchar(b, '{');
-  lua_rawgeti(L, labels, i);
-  luaL_addvalue(b);
-  if (extra) luaL_addstring(b, extra);
-  luaL_addstring(b, "} ");
-}
-
-/* One member family's samples for the list at base. */
+/* One member family's samples for the list at base. The label strings
+ * stay in the labels table, which anchors them: their pointers hold while
+ * the buffer grows (and a collection runs). */
 static void lu_mx_members(luaL_Buffer *b, lua_State *L, int f, int base) {
   const char *name = lu_mx_families[f].name;
   const ul_list *c = (const ul_list *)lua_touserdata(L, base + LU_MX_BLOCK);
@@ -190,16 +242,17 @@ static void lu_mx_members(luaL_Buffer *b, lua_State *L, int f, int base) {
   for (p = 0; p < c->n; p++) {
     int32_t s = ul_order(c)[p];
     const ul_node *x = &ul_nodes(c)[s];
+    const char *lab;
+    char val[64];
+    size_t llen, vlen = 0;
     lu_mx_sums m;
     lua_rawgeti(L, labels, (lua_Integer)p + 1);
-    if (lua_type(L, -1) != LUA_TSTRING) { /* equal to an earlier member */
-      lua_pop(L, 1);
-      continue;
-    }
+    lab = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &llen) : NULL;
     lua_pop(L, 1);
-    lu_mx_sum(c, s, &m);
+    if (lab == NULL) continue; /* equal to an earlier member */
     if (f == LU_MX_LATENCY && ul_stats(c)[s].latency != ul_stats(c)[s].latency)
       continue; /* no check finished yet */
+    lu_mx_sum(c, s, &m);
     if (f == LU_MX_CHECKS) {
       static const char *const res[] = {",result=\"success\"",
                                         ",result=\"failure\"",
@@ -209,25 +262,21 @@ static void lu_mx_members(luaL_Buffer *b, lua_State *L, int f, int base) {
       v[0] = m.checks - m.failures;
       v[1] = m.failures - m.timeouts;
       v[2] = m.timeouts;
-      for (r = 0; r < 3; r++) {
-        lu_mx_start(b, L, name, labels, (lua_Integer)p + 1, res[r]);
-        lu_mx_count(b, v[r]);
-        luaL_addchar(b, '\n');
-      }
+      for (r = 0; r < 3; r++)
+        lu_mx_line(b, name, lab, llen, res[r], val, lu_mx_count(val, v[r]));
       continue;
     }
-    lu_mx_start(b, L, name, labels, (lua_Integer)p + 1, NULL);
     switch (f) {
-      case LU_MX_SCORE: lu_mx_number(b, x->score); break;
-      case LU_MX_HEALTHY: luaL_addchar(b, x->score >= 0 ? '1' : '0'); break;
-      case LU_MX_WEIGHT: lu_mx_count(b, x->weight); break;
-      case LU_MX_TIER: lu_mx_count(b, x->tier); break;
-      case LU_MX_INFLIGHT: lu_mx_count(b, m.inflight); break;
-      case LU_MX_PICKS: lu_mx_count(b, m.picks); break;
-      case LU_MX_CHANGES: lu_mx_count(b, m.flips); break;
-      default: lu_mx_number(b, ul_stats(c)[s].latency); break;
+      case LU_MX_SCORE: vlen = lu_mx_number(val, x->score); break;
+      case LU_MX_HEALTHY: vlen = lu_mx_count(val, x->score >= 0); break;
+      case LU_MX_WEIGHT: vlen = lu_mx_count(val, x->weight); break;
+      case LU_MX_TIER: vlen = lu_mx_count(val, x->tier); break;
+      case LU_MX_INFLIGHT: vlen = lu_mx_count(val, m.inflight); break;
+      case LU_MX_PICKS: vlen = lu_mx_count(val, m.picks); break;
+      case LU_MX_CHANGES: vlen = lu_mx_count(val, m.flips); break;
+      default: vlen = lu_mx_number(val, ul_stats(c)[s].latency); break;
     }
-    luaL_addchar(b, '\n');
+    lu_mx_line(b, name, lab, llen, NULL, val, vlen);
   }
 }
 
@@ -299,13 +348,13 @@ int l_metrics(lua_State *L) {
         lu_mx_members(&b, L, f, base);
         continue;
       }
-      luaL_addstring(&b, lu_mx_families[f].name);
-      luaL_addchar(&b, '{');
-      lua_pushvalue(L, base + LU_MX_LIST);
-      luaL_addvalue(&b);
-      luaL_addstring(&b, "} ");
-      lu_mx_count(&b, f == LU_MX_MEMBERS ? c->n : c->healthy);
-      luaL_addchar(&b, '\n');
+      {
+        char val[64];
+        size_t llen;
+        const char *lab = lua_tolstring(L, base + LU_MX_LIST, &llen);
+        lu_mx_line(&b, lu_mx_families[f].name, lab, llen, NULL, val,
+                   lu_mx_count(val, f == LU_MX_MEMBERS ? c->n : c->healthy));
+      }
     }
   }
   luaL_pushresult(&b);
