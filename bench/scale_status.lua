@@ -13,7 +13,7 @@ local ROUNDS = tonumber(os.getenv("ROUNDS")) or 5
 
 local function names(n)
   local t = {}
-  for i = 1, n do t[i] = ("10.%d.%d.%d:80"):format(i // 65536 % 256, i // 256 % 256, i % 256) end
+  for i = 1, n do t[i] = ("10.%d.%d.%d:80"):format(math.floor(i / 65536) % 256, math.floor(i / 256) % 256, i % 256) end
   return t
 end
 

@@ -63,10 +63,10 @@ describe("on_change", function()
 
   it("fires from up/down with err nil, and since is the clock's time", function()
     local reads = 0
-    local list, events, c = recorder({ "a" }, {})
+    local _, events, c = recorder({ "a" }, {})
     local clock = c.clock
     -- count clock reads: up/down read it only when they make b cross
-    list = upstream.new({ "a" }, {
+    local list = upstream.new({ "a" }, {
       clock = function() reads = reads + 1; return clock() end,
       on_change = function(b, h, s, e) events[#events + 1] = { b = b, healthy = h, score = s, err = e, t = c.t } end,
     })

@@ -190,3 +190,134 @@ describe("status", function()
     end)
   end)
 end)
+
+-- The status page of upstream.nginx.status, rendered without nginx (the
+-- nginx e2e, spec/e2e/status.sh, fetches it from a real one).
+describe("upstream.nginx.status", function()
+  local status = require "upstream.nginx.status"
+  local json = require "spec.support.json"
+
+  -- a list with a healthy, a failing and an awkward backend
+  local function lists()
+    local c = util.fake_clock(100)
+    local evil = '<script>alert("x")</script>&\1\n'
+    local web = upstream.new({ "10.0.0.1:80", "10.0.0.2:80", evil }, {
+      clock = c.clock, sleep = c.sleep, interval = 1, timeout = 0.5, weights = { ["10.0.0.2:80"] = 3 },
+      check = function(b)
+        if b == "10.0.0.2:80" then return nil, "HTTP 503 <b>\"busy\"</b>\t\0" end
+        return true
+      end,
+    })
+    for i = 0, 2 do c.t = 100 + i; web:step() end
+    c.t = 103.5
+    return { web = web, empty = upstream.new({}) }, evil
+  end
+
+  it("serves Prometheus text by default", function()
+    local ls = lists()
+    local body, ctype = status.render(ls)
+    assert.equal("text/plain; version=0.0.4; charset=utf-8", ctype)
+    assert.equal(upstream.metrics(ls), body)
+  end)
+
+  it("serves JSON that decodes back to the rows", function()
+    local ls, evil = lists()
+    local body, ctype = status.render(ls, "json")
+    assert.equal("application/json", ctype)
+    local d = json.decode(body)
+    assert.equal(upstream._VERSION, d.version)
+    local web = d.lists.web
+    assert.equal(3, web.backends)
+    assert.equal(2, web.healthy)
+    assert.equal(103.5, web.now)
+    assert.same({}, d.lists.empty.members)
+    assert.same({ "10.0.0.1:80", "10.0.0.2:80", evil },
+      { web.members[1].backend, web.members[2].backend, web.members[3].backend })
+    local bad = web.members[2]
+    assert.is_false(bad.healthy)
+    assert.equal(-2, bad.score)
+    assert.equal(3, bad.weight)
+    assert.equal(3, bad.failures)
+    assert.equal('HTTP 503 <b>"busy"</b>\t\0', bad.last_error)
+    assert.equal(102, bad.last_check)
+    assert.equal(101, bad.since)
+    assert.is_nil(web.members[1].last_error)
+  end)
+
+  it("writes JSON that python's json module reads, control characters escaped", function()
+    local body = status.render(lists(), "json")
+    assert.equal("\n", body:sub(-1))
+    assert.is_nil(body:sub(1, -2):find("[%z\1-\31]", 1))
+    local f = io.popen("command -v python3")
+    local py = f:read("*l")
+    f:close()
+    if not py then return end
+    local name = os.tmpname()
+    local out = assert(io.open(name, "w"))
+    out:write(body)
+    out:close()
+    local p = io.popen(py .. [[ -c 'import json,sys; d=json.load(open(sys.argv[1])); ]]
+      .. [[print(len(d["lists"]["web"]["members"]), d["lists"]["web"]["members"][1]["failures"])' ]] .. name)
+    local got = p:read("*a")
+    p:close()
+    os.remove(name)
+    assert.equal("3 3\n", got)
+  end)
+
+  it("encodes JSON values as the format requires", function()
+    assert.equal("null", status.json(0 / 0))
+    assert.equal("[null,null]", status.json({ math.huge, -math.huge }))
+    assert.equal('"a\\"b\\\\c\\n\\u0001\\u001f"', status.json('a"b\\c\n\1\31'))
+    assert.equal("[]", status.json(setmetatable({}, status.ARRAY)))
+    assert.equal('{"a":1,"b":[true,false]}', status.json({ b = { true, false }, a = 1 }))
+    assert.equal("0.1", status.json(0.1))
+    assert.equal("-3", status.json(-3))
+    assert.equal(1 / 3, json.decode(status.json(1 / 3)))
+  end)
+
+  it("serves a self-contained HTML page, one row per backend, everything escaped", function()
+    local ls = lists()
+    local body, ctype = status.render(ls, "html")
+    assert.equal("text/html; charset=utf-8", ctype)
+    assert.truthy(body:match("^<!DOCTYPE html>"))
+    -- no script, no external asset
+    assert.is_nil(body:lower():find("<script", 1, true))
+    assert.is_nil(body:find("src=", 1, true))
+    assert.is_nil(body:find("href=", 1, true))
+    assert.is_nil(body:find("http", 1, true))
+    local rows = {}
+    for class, cells in body:gmatch('<tr class="(%a+)">(.-)</tr>') do
+      local t = {}
+      for cell in cells:gmatch("<td[^>]*>(.-)</td>") do t[#t + 1] = cell end
+      rows[#rows + 1] = { class = class, cells = t }
+    end
+    assert.equal(3, #rows)
+    assert.same({ "healthy", "unhealthy", "healthy" }, { rows[1].class, rows[2].class, rows[3].class })
+    local r = rows[2].cells
+    assert.equal("10.0.0.2:80", r[1])
+    assert.equal("DOWN", r[2])
+    assert.equal("-2", r[3])
+    assert.equal("3", r[5])
+    assert.equal("1.50 s ago", r[7]) -- last check at 102, now 103.5
+    assert.equal("HTTP 503 &lt;b&gt;&quot;busy&quot;&lt;/b&gt;\t\0", r[9])
+    assert.equal("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;\1\n", rows[3].cells[1])
+    assert.truthy(body:find("<h2>empty</h2>", 1, true))
+  end)
+
+  it("refuses an unknown format and what is not a table of lists", function()
+    local body, err = status.render(lists(), "xml")
+    assert.is_nil(body)
+    assert.equal('unknown format "xml" (prometheus, json, html)', err)
+    expect_error(function() status.render(nil, "json") end,
+      "upstream.nginx.status: lists must be a table { name = list } (got nil)")
+    expect_error(function() status.render({ a = {} }, "html") end,
+      "upstream.nginx.status: lists.a must be an upstream.list (got table)")
+    expect_error(function() status.render({ upstream.new({}) }) end,
+      "upstream.nginx.status: list names must be strings (got number)")
+    expect_error(function() status.serve({}) end, "not running inside nginx")
+  end)
+
+  it("is upstream.nginx.status's serve", function()
+    assert.equal(status.serve, require("upstream.nginx").status)
+  end)
+end)

@@ -42,7 +42,9 @@ static int lu_error_tostring(lua_State *L) {
 void lu_push_failure(lua_State *L, lua_State *from, int idx, int raised) {
   int t = idx ? lua_type(from, idx) : LUA_TNONE;
   if (t == LUA_TSTRING || t == LUA_TNUMBER) {
-    lua_pushstring(L, lua_tostring(from, idx));
+    size_t len;
+    const char *m = lua_tolstring(from, idx, &len);
+    lua_pushlstring(L, m, len); /* the whole message, NUL bytes too */
     return;
   }
   if (t != LUA_TNONE && t != LUA_TNIL) {
