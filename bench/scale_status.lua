@@ -1,10 +1,13 @@
 -- status() at scale (issue 9 item 6): time and garbage of one call at
 -- n = 1e3, 1e4, 1e5, for the full table (status()), the refilled one
 -- (status(into), its rows reused), one backend (status_of(b)) and
--- upstream.metrics. Time: the best of ROUNDS calls (os.clock, CPU time);
--- garbage: collectgarbage("count") across one call with the collector
--- stopped, after a full collection. Forms the module lacks (an older
--- build) print n/a.
+-- upstream.metrics. Time: CPU (os.clock) per call over ROUNDS calls in a
+-- row with the collector running, so that collecting a call's garbage is
+-- counted; garbage: collectgarbage("count") across one call with the
+-- collector stopped, after a full collection. Forms a build lacks print
+-- n/a. Before/after: run it in the old checkout and in this one in turn, a
+-- few times each (two builds cannot share a process: both would register
+-- the one "upstream.list" metatable).
 --   lua5.4 bench/scale_status.lua          (make bench-scale runs bench/scale_*.lua)
 package.cpath = "./?.so;" .. package.cpath
 local upstream = require "upstream"
@@ -34,16 +37,14 @@ local function make(n)
   return l, bs
 end
 
--- best CPU seconds of fn() over ROUNDS calls, and KB allocated by one call
+-- CPU seconds per call of fn() over ROUNDS calls in a row, the collector
+-- running, and KB allocated by one call
 local function measure(fn)
   fn()
-  local best = math.huge
-  for _ = 1, ROUNDS do
-    local t0 = os.clock()
-    fn()
-    local dt = os.clock() - t0
-    if dt < best then best = dt end
-  end
+  collectgarbage()
+  local t0 = os.clock()
+  for _ = 1, ROUNDS do fn() end
+  local best = (os.clock() - t0) / ROUNDS
   collectgarbage()
   collectgarbage()
   collectgarbage("stop")

@@ -5,6 +5,14 @@
  */
 #include "binding.h"
 
+/* up() and down() are hot on a passive list (every proxied request): what
+ * they share is inlined into each, where gcc -O2 would make calls. */
+#if defined(__GNUC__)
+#define LU_INLINE static inline __attribute__((always_inline))
+#else
+#define LU_INLINE static inline
+#endif
+
 /* pick([key]): the key matters to the hash strategy only, but is checked
  * for every strategy so that switching strategies needs no code change. */
 int l_pick(lua_State *L) {
@@ -57,49 +65,42 @@ static lu_list *lu_list_and_slot(lua_State *L, int nargs, int32_t *s) {
   return u;
 }
 
-/* Whether moving slot s's ring up or down would make a member cross
- * between healthy and unhealthy (the core's own arithmetic, list.c). */
-static int lu_would_cross(const ul_list *c, int32_t s, int up) {
-  const ul_node *nd = ul_nodes(c);
-  int32_t t = s;
-  do {
-    double v = nd[t].score, w;
-    if (up) {
-      w = v + c->opts.success_delta;
-      if (w > c->opts.high_score) w = c->opts.high_score;
-    } else {
-      w = v + c->opts.fail_delta;
-      if (w < c->opts.low_score) w = c->opts.low_score;
-    }
-    if ((v >= 0) != (w >= 0)) return 1;
-    t = nd[t].dup;
-  } while (t != s);
-  return 0;
+/* Whether moving slot s up or down makes it cross between healthy and
+ * unhealthy: the core's arithmetic (list.c), clamps included (high >= 0,
+ * low <= 0). Members equal to each other have one score: they move
+ * together from the start. */
+LU_INLINE int lu_would_cross(const ul_list *c, int32_t s, int up) {
+  double v = ul_nodes(c)[s].score;
+  if (up) return v < 0 && v + c->opts.success_delta >= 0;
+  return v >= 0 && v + c->opts.fail_delta < 0 && c->opts.low_score < 0;
 }
 
 /* up(b), down(b). The clock is read when slow start needs it, or when the
- * move will make b cross (status's since): the clock may reconcile the
- * list, so the slot is looked up after it, in the list as the clock left
- * it. Then on_change, last, with nothing of the block held. */
-static void lu_move(lua_State *L, int up) {
+ * move will make b cross (status's since), before anything changes: it
+ * may reconcile the list (or raise), so the slot is looked up after it,
+ * in the list as the clock left it. Then on_change, last, with nothing of
+ * the block held. */
+LU_INLINE void lu_move(lua_State *L, int up) {
   lu_list *u;
   double now = 0;
   int32_t s;
-  int was;
+  int cross;
   lua_settop(L, 2);
   u = lu_check_list(L);
   if (u->core->opts.slow_start > 0) {
     now = lu_list_now(L, 1);
-    s = lu_find_slot(L);
-  } else if ((s = lu_find_slot(L)) >= 0 && lu_would_cross(u->core, s, up)) {
-    now = lu_list_now(L, 1);
-    s = lu_find_slot(L);
+    if ((s = lu_find_slot(L)) < 0) return;
+  } else {
+    if ((s = lu_find_slot(L)) < 0) return;
+    if (lu_would_cross(u->core, s, up)) {
+      now = lu_list_now(L, 1);
+      if ((s = lu_find_slot(L)) < 0) return;
+    }
   }
-  if (s < 0) return;
-  was = lu_healthy(u, s);
+  cross = lu_would_cross(u->core, s, up);
   if (up) ul_up(u->core, s, now);
   else ul_down(u->core, s, now);
-  lu_changed(L, u, s, was, 0);
+  if (cross) lu_changed(L, u, s, !up, 0);
 }
 
 int l_up(lua_State *L) {
