@@ -78,6 +78,14 @@ describe("status", function()
     assert.same({ 5, 0 }, { list:status_of("a").picks, list:status_of("b").picks })
   end)
 
+  it("counts the picks upstream.ffi makes (LuaJIT)", function()
+    if not jit then return end
+    local list = upstream.new({ "a", "b" })
+    local pick = require("upstream.ffi").picker(list)
+    for _ = 1, 10 do pick() end
+    assert.same({ 5, 5 }, { list:status_of("a").picks, list:status_of("b").picks })
+  end)
+
   it("keeps the counters of kept members across reconcile", function()
     local list = upstream.new({ "a", "b" })
     for _ = 1, 4 do list:pick() end
