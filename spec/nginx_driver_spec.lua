@@ -356,8 +356,10 @@ describe("upstream.nginx on a fake ngx", function()
       collectgarbage("collect")
       local grown = collectgarbage("count") - before
       -- 9 500 backends kept would be megabytes (a peer table, two strings,
-      -- a request, an index entry each)
-      assert.is_true(grown < 64, ("grew by %.0f KiB"):format(grown))
+      -- a request, an index entry each). Lua 5.1 and LuaJIT may double
+      -- their string table meanwhile (64 KiB at 8192 buckets, depending on
+      -- how many strings the specs before this one keep alive): allowed.
+      assert.is_true(grown < 192, ("grew by %.0f KiB"):format(grown))
       local ix = ngxu._index(l)
       assert.equal(N - 1, count(ix.parsed))
       assert.equal(1, count(ix.invalid))
