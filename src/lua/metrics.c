@@ -262,8 +262,10 @@ static void lu_mx_members(luaL_Buffer *b, lua_State *L, int f, int base) {
       v[0] = m.checks - m.failures;
       v[1] = m.failures - m.timeouts;
       v[2] = m.timeouts;
-      for (r = 0; r < 3; r++)
-        lu_mx_line(b, name, lab, llen, res[r], val, lu_mx_count(val, v[r]));
+      for (r = 0; r < 3; r++) {
+        vlen = lu_mx_count(val, v[r]);
+        lu_mx_line(b, name, lab, llen, res[r], val, vlen);
+      }
       continue;
     }
     switch (f) {
@@ -350,10 +352,9 @@ int l_metrics(lua_State *L) {
       }
       {
         char val[64];
-        size_t llen;
+        size_t llen, vlen = lu_mx_count(val, f == LU_MX_MEMBERS ? c->n : c->healthy);
         const char *lab = lua_tolstring(L, base + LU_MX_LIST, &llen);
-        lu_mx_line(&b, lu_mx_families[f].name, lab, llen, NULL, val,
-                   lu_mx_count(val, f == LU_MX_MEMBERS ? c->n : c->healthy));
+        lu_mx_line(&b, lu_mx_families[f].name, lab, llen, NULL, val, vlen);
       }
     }
   }
