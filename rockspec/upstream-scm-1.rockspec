@@ -30,6 +30,7 @@ build = {
     ["upstream.nginx"] = "src/upstream/nginx.lua",
     ["upstream.nginx.addr"] = "src/upstream/nginx/addr.lua",
     ["upstream.nginx.checks"] = "src/upstream/nginx/checks.lua",
+    ["upstream.nginx.status"] = "src/upstream/nginx/status.lua",
   },
 }
 test = {

@@ -97,10 +97,13 @@ want valgrind && suite valgrind valgrind -q --error-exitcode=99 --leak-check=ful
   "$LUA" "$BUSTED" --lpath='./src/?.lua' --cpath='./?.so' -o TAP spec/
 
 # 5. the nginx driver end to end: a gateway nginx (LuaJIT) and three backend
-# nginx instances on loopback (spec/e2e/run.sh)
+# nginx instances on loopback (spec/e2e/run.sh); the status page
+# (spec/e2e/status.sh)
 if ! want e2e; then :
 elif command -v nginx >/dev/null && [ -f build/luajit/upstream.so ]; then
   suite e2e env UPSTREAM_SO_DIR="$PWD/build/luajit" bash spec/e2e/run.sh
+  # the status page and on_change (ports 18300-18319)
+  suite e2e-status env UPSTREAM_SO_DIR="$PWD/build/luajit" bash spec/e2e/status.sh
 else
   missing e2e "nginx or build/luajit/upstream.so missing (apt-get install nginx-light libnginx-mod-http-lua)"
 fi

@@ -32,4 +32,5 @@
 #include "lua/http.c"
 #include "lua/checks.c"
 #include "lua/ffi.c"
+#include "lua/metrics.c"
 #include "lua/module.c"

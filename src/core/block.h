@@ -11,6 +11,8 @@
  *   order[cap]         slot by position, n used            ul_order
  *   heap[cap]          event heap: slot and key, nheap     ulb_heap
  *   ready[cap]         FIFO ring of slots due now          ulb_ready
+ *   stats[cap]         ul_stat by slot (status, metrics)   ul_stats (core.h)
+ *   picks[cap]         picks by slot (uint64_t)            ul_picks (core.h)
  *   bitmap             eligible positions, three levels    ulb_bm(l, 0..2)
  *                      of bm_words[k] words of 64 bits
  *   then by strategy:

@@ -146,7 +146,22 @@ typedef struct ul_list {
   uint32_t off_kst_win, off_kst_melt, off_kst_line, off_fen, off_dense;
   uint32_t off_mag, off_magx;
   uint64_t sumsq[2]; /* random: sum of ew^2 over eligible (128-bit, lo/hi) */
+  uint32_t off_stats; /* stats[cap]: what status() and metrics report */
+  uint32_t off_picks; /* picks[cap]: times ul_pick returned each slot */
 } ul_list;
+
+/* What a member's checks did, by slot (status, metrics): kept apart from
+ * ul_node, which the strategies read. Times are the list's clock; NaN
+ * where not known yet. 32 bytes: one shift to index. Picks are counted in
+ * an array of their own (ul_picks), one increment on the pick path. */
+typedef struct ul_stat {
+  double last_check; /* when the last check ended (result or timeout) */
+  double latency;    /* how long the last check ran */
+  double changed;    /* last crossing between healthy and unhealthy, else
+                        when it joined the list (NaN: the clock was not read) */
+  uint32_t timeouts; /* checks timed out (also counted in failures) */
+  uint32_t flips;    /* crossings between healthy and unhealthy */
+} ul_stat;
 
 /* Bytes needed for a list of cap slots (cap >= 1) with strategy. 0 on
  * overflow. */
@@ -168,6 +183,12 @@ static inline ul_node *ul_nodes(const ul_list *l) {
 }
 static inline int32_t *ul_order(const ul_list *l) {
   return (int32_t *)((char *)l + l->off_order);
+}
+static inline ul_stat *ul_stats(const ul_list *l) {
+  return (ul_stat *)((char *)l + l->off_stats);
+}
+static inline uint64_t *ul_picks(const ul_list *l) {
+  return (uint64_t *)((char *)l + l->off_picks);
 }
 
 /* Appends a member at the end of pick order with the initial score and

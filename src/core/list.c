@@ -22,6 +22,7 @@
 static size_t block_layout(ul_list *l, uint32_t cap, int strategy,
                            uint32_t prev_m) {
   size_t off = ul_align8(sizeof(ul_list)), o_nodes, o_order, o_heap, o_ready;
+  size_t o_stats, o_picks;
   o_nodes = off;
   off = ul_align8(off + (size_t)cap * sizeof(ul_node));
   o_order = off;
@@ -30,6 +31,10 @@ static size_t block_layout(ul_list *l, uint32_t cap, int strategy,
   off = ul_align8(off + (size_t)cap * sizeof(ul_hent));
   o_ready = off;
   off = ul_align8(off + (size_t)cap * sizeof(int32_t));
+  o_stats = off;
+  off = ul_align8(off + (size_t)cap * sizeof(ul_stat));
+  o_picks = off;
+  off = ul_align8(off + (size_t)cap * sizeof(uint64_t));
   off = ulp_layout(l, cap, strategy, off, prev_m);
   if (off == 0 || off > UINT32_MAX) return 0; /* offsets are 32-bit */
   if (l) {
@@ -38,6 +43,8 @@ static size_t block_layout(ul_list *l, uint32_t cap, int strategy,
     l->off_order = (uint32_t)o_order;
     l->off_heap = (uint32_t)o_heap;
     l->off_ready = (uint32_t)o_ready;
+    l->off_stats = (uint32_t)o_stats;
+    l->off_picks = (uint32_t)o_picks;
   }
   return off;
 }
@@ -233,6 +240,8 @@ static void score_set(ul_list *l, int32_t s, double v, double now) {
   int was = n->score >= 0, is = v >= 0;
   n->score = v;
   if (was == is || n->pos < 0) return;
+  ul_stats(l)[s].changed = now;
+  ul_stats(l)[s].flips++;
   if (is) {
     l->healthy++;
     l->tier_healthy[n->tier]++;
@@ -339,6 +348,10 @@ int32_t ul_append(ul_list *l, int checked, int32_t dup_of, double now,
   n->pos = (int32_t)l->n;
   ul_order(l)[l->n++] = s;
   n->flags = UL_F_MEMBER;
+  memset(&ul_stats(l)[s], 0, sizeof(ul_stat));
+  ul_picks(l)[s] = 0;
+  ul_stats(l)[s].last_check = ul_stats(l)[s].latency = NAN;
+  ul_stats(l)[s].changed = now;
   if (n->score >= 0) {
     l->healthy++;
     l->tier_healthy[n->tier]++;
@@ -392,6 +405,8 @@ void ul_grow(ul_list *dst, uint32_t cap, const ul_list *src) {
   block_init(dst, cap, &src->opts, src->rng, src->maglev_m);
   memcpy(ul_nodes(dst), ul_nodes(src), (size_t)src->cap * sizeof(ul_node));
   memcpy(ul_order(dst), ul_order(src), (size_t)src->n * sizeof(int32_t));
+  memcpy(ul_stats(dst), ul_stats(src), (size_t)src->cap * sizeof(ul_stat));
+  memcpy(ul_picks(dst), ul_picks(src), (size_t)src->cap * sizeof(uint64_t));
   ulh_copy(dst, src);
   dst->n = src->n;
   dst->rr = src->rr;
@@ -424,6 +439,7 @@ void ul_grow(ul_list *dst, uint32_t cap, const ul_list *src) {
  * strategies never call back into the list. */
 int32_t ul_pick(ul_list *l, uint64_t key, double now) {
   uint32_t pos;
+  int32_t s;
   if (l->ramping && now >= l->ramp_next) ramp_tick(l, now);
   if (l->nelig == 0) return -1;
   /* reconcile keeps rr as it was (the Go package): the next pick starts at
@@ -431,5 +447,7 @@ int32_t ul_pick(ul_list *l, uint64_t key, double now) {
   if (l->rr >= (int32_t)l->n) l->rr = (int32_t)(((uint32_t)l->rr + 1) % l->n) - 1;
   pos = ulp_pick(l, key);
   l->rr = (int32_t)pos;
-  return ul_order(l)[pos];
+  s = ul_order(l)[pos];
+  ul_picks(l)[s]++;
+  return s;
 }

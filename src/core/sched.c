@@ -45,6 +45,8 @@ static double sched_after(double t, double d) {
 static void sched_finish(ul_list *l, int32_t s, int ok, double now, int tier) {
   ul_node *n = &ul_nodes(l)[s];
   now = ulh_time(l, now);
+  ul_stats(l)[s].last_check = now;
+  ul_stats(l)[s].latency = now - n->started;
   ulc_apply(l, s, ok, now, tier);
   if (n->checks++ == 0) l->unchecked--;
   if (!ok) n->failures++;
@@ -81,6 +83,7 @@ int ul_take(ul_list *l, int32_t *slot, uint64_t *gen) {
     }
     *gen = n->gen;
     if (n->deadline <= l->now) {
+      ul_stats(l)[s].timeouts++;
       sched_finish(l, s, 0, l->now, -1);
       return UL_EV_TIMEOUT;
     }

@@ -59,7 +59,8 @@ enum {
   LU_UV_CHECK,     /* check function, or false (healthcheck methods) */
   LU_UV_CLOCK,     /* clock function or false */
   LU_UV_SLEEP,     /* sleep function or false */
-  LU_NUV = LU_UV_SLEEP
+  LU_UV_ON_CHANGE, /* on_change function or false */
+  LU_NUV = LU_UV_ON_CHANGE
 };
 
 /* Which layer drives the checks: the first to run claims the list. */
@@ -73,6 +74,7 @@ typedef struct lu_list {
   uint32_t version; /* bumped by every reconcile (the slots may move) */
   uint32_t readers; /* status() calls reading the block across allocations:
                        reconcile then builds aside, never in place */
+  int on_change;    /* opts.on_change is set (LU_UV_ON_CHANGE) */
 } lu_list;
 
 /* upstream.new's options, read by lu_read_opts. The functions and the
@@ -84,6 +86,7 @@ typedef struct lu_conf {
   int latency; /* tier_by_latency */
   int tiers;   /* the tiers option was given */
   uint64_t seed;
+  int on_change; /* its index on the stack, 0: absent */
 } lu_conf;
 
 /* Methods carry the metatable as upvalue 1: one pointer compare per call
@@ -146,6 +149,15 @@ LU_FUNC void lu_push_failure(lua_State *L, lua_State *from, int idx,
 LU_FUNC int lu_check_result(lua_State *L, lu_list *u, int32_t s, uint64_t gen,
                             int ok, double now, lua_Number tier);
 LU_FUNC void lu_check_timed_out(lua_State *L, int32_t s);
+LU_FUNC int lu_check_stopped(lua_State *L, lu_list *u, int32_t s, uint64_t gen,
+                             double now);
+LU_FUNC int lu_healthy(const lu_list *u, int32_t s);
+LU_FUNC int lu_push_change(lua_State *L, const lu_list *u, int32_t s, int was,
+                           int err);
+LU_FUNC void lu_call_change(lua_State *L);
+LU_FUNC void lu_changed(lua_State *L, const lu_list *u, int32_t s, int was,
+                        int err);
+LU_FUNC void lu_added(lua_State *L, int added, lua_Integer n);
 
 /* --- scheduler.c ------------------------------------------------------------ */
 
@@ -233,6 +245,7 @@ LU_FUNC int l_len(lua_State *L);
 LU_FUNC int l_now(lua_State *L);
 LU_FUNC int l_checked(lua_State *L);
 LU_FUNC int l_status(lua_State *L);
+LU_FUNC int l_status_of(lua_State *L);
 LU_FUNC int l_tostring(lua_State *L);
 /* reconcile.c */
 LU_FUNC int l_reconcile(lua_State *L);
@@ -247,6 +260,8 @@ LU_FUNC int l_report(lua_State *L);
 LU_FUNC int l_next_due(lua_State *L);
 /* ffi.c */
 LU_FUNC int l_slots(lua_State *L);
+/* metrics.c */
+LU_FUNC int l_metrics(lua_State *L);
 
 /* The module's only exported symbols (module.c, ffi.c). */
 LU_EXPORT int luaopen_upstream(lua_State *L);

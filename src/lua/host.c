@@ -43,20 +43,25 @@ static int lu_due_p(lua_State *L) {
   int ev;
   lua_settop(L, 2);
   while ((ev = ul_peek(u->core, &s)) != UL_EV_NONE) {
+    int was = 0;
     if (ev == UL_EV_TIMEOUT) {
       lu_check_timed_out(L, s);
+      was = lu_healthy(u, s);
     } else if (ev == UL_EV_START) { /* no sleeps (UL_EV_WAKE) in this mode */
       lu_push_job(L, u, s, 0);
       lua_pushvalue(L, -1);
       lua_rawseti(L, 2, *k + 1);
     }
-    if (ul_take(u->core, &s, &gen) == UL_EV_START) {
+    ev = ul_take(u->core, &s, &gen);
+    if (ev == UL_EV_START) {
       lua_pushnumber(L, (lua_Number)gen);
       lua_setfield(L, -2, "gen");
       lua_pushnumber(L, ul_nodes(u->core)[s].deadline);
       lua_setfield(L, -2, "deadline");
       lua_pop(L, 1);
       ++*k;
+    } else if (ev == UL_EV_TIMEOUT) {
+      lu_changed(L, u, s, was, 1);
     }
   }
   return 0;

@@ -4,6 +4,8 @@
  * resource a Lua value it holds), and one idempotent function ends it as
  * list:shutdown(), __gc and __close.
  */
+#include <math.h>
+
 #include "binding.h"
 
 static uint32_t lu_cap_for(lua_Integer n) { return n < 4 ? 4 : (uint32_t)n; }
@@ -12,8 +14,9 @@ static uint32_t lu_cap_for(lua_Integer n) { return n < 4 ? 4 : (uint32_t)n; }
  * values but no core yet: methods refuse it until it is complete. */
 static lu_list *lu_new_userdata(lua_State *L, const lu_conf *c,
                                 lua_Integer n) {
-  static const int fn_uv[] = {LU_UV_CHECK, LU_UV_CLOCK, LU_UV_SLEEP};
-  const int fns[] = {c->check, c->clock, c->sleep};
+  static const int fn_uv[] = {LU_UV_CHECK, LU_UV_CLOCK, LU_UV_SLEEP,
+                              LU_UV_ON_CHANGE};
+  const int fns[] = {c->check, c->clock, c->sleep, c->on_change};
   int i, k;
   lu_list *u = (lu_list *)lua_newuserdatauv(L, sizeof *u, LU_NUV);
   u->core = NULL;
@@ -22,6 +25,7 @@ static lu_list *lu_new_userdata(lua_State *L, const lu_conf *c,
   u->lua_clock = c->clock != 0;
   u->version = 0;
   u->readers = 0;
+  u->on_change = c->on_change != 0;
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_setmetatable(L, -2);
   i = lua_gettop(L);
@@ -35,7 +39,7 @@ static lu_list *lu_new_userdata(lua_State *L, const lu_conf *c,
   lua_setiuservalue(L, i, LU_UV_THREADS);
   lua_newtable(L);
   lua_setiuservalue(L, i, LU_UV_ERRORS);
-  for (k = 0; k < 3; k++) {
+  for (k = 0; k < 4; k++) {
     if (fns[k]) lua_pushvalue(L, fns[k]);
     else lua_pushboolean(L, 0);
     lua_setiuservalue(L, i, fn_uv[k]);
@@ -106,7 +110,7 @@ int l_new(lua_State *L) {
   lu_list *u;
   ul_list *core;
   unsigned char *checks;
-  double now = 0;
+  double now = NAN; /* not read: no check needs it (status: since unknown) */
   lua_settop(L, 2);
   n = lu_check_backends(L, 1, "new");
   lu_read_opts(L, 2, &c);

@@ -5,6 +5,14 @@
  */
 #include "binding.h"
 
+/* up() and down() are hot on a passive list (every proxied request): what
+ * they share is inlined into each, where gcc -O2 would make calls. */
+#if defined(__GNUC__)
+#define LU_INLINE static inline __attribute__((always_inline))
+#else
+#define LU_INLINE static inline
+#endif
+
 /* pick([key]): the key matters to the hash strategy only, but is checked
  * for every strategy so that switching strategies needs no code change. */
 int l_pick(lua_State *L) {
@@ -47,12 +55,6 @@ static int32_t lu_find_slot(lua_State *L) {
   return s;
 }
 
-/* The clock, when slow start needs to know when a backend turned healthy.
- * The option is the same in every block of the list. */
-static double lu_ramp_now(lua_State *L, const lu_list *u) {
-  return u->core->opts.slow_start > 0 ? lu_list_now(L, 1) : 0;
-}
-
 /* The common start of the methods taking a backend (arg 2): the list, and
  * the first slot holding the backend in *s (-1: not in the list). */
 static lu_list *lu_list_and_slot(lua_State *L, int nargs, int32_t *s) {
@@ -63,27 +65,51 @@ static lu_list *lu_list_and_slot(lua_State *L, int nargs, int32_t *s) {
   return u;
 }
 
-/* up(b), down(b): the clock first, since it may reconcile the list; the
- * slot is looked up after it, in the list as the clock left it. */
-static void lu_move(lua_State *L,
-                    void (*move)(ul_list *, int32_t, double)) {
+/* Whether moving slot s up or down makes it cross between healthy and
+ * unhealthy: the core's arithmetic (list.c), clamps included (high >= 0,
+ * low <= 0). Members equal to each other have one score: they move
+ * together from the start. */
+LU_INLINE int lu_would_cross(const ul_list *c, int32_t s, int up) {
+  double v = ul_nodes(c)[s].score;
+  if (up) return v < 0 && v + c->opts.success_delta >= 0;
+  return v >= 0 && v + c->opts.fail_delta < 0 && c->opts.low_score < 0;
+}
+
+/* up(b), down(b). The clock is read when slow start needs it, or when the
+ * move will make b cross (status's since), before anything changes: it
+ * may reconcile the list (or raise), so the slot is looked up after it,
+ * in the list as the clock left it. Then on_change, last, with nothing of
+ * the block held. */
+LU_INLINE void lu_move(lua_State *L, int up) {
   lu_list *u;
-  double now;
+  double now = 0;
   int32_t s;
+  int cross;
   lua_settop(L, 2);
   u = lu_check_list(L);
-  now = lu_ramp_now(L, u);
-  s = lu_find_slot(L);
-  if (s >= 0) move(u->core, s, now);
+  if (u->core->opts.slow_start > 0) {
+    now = lu_list_now(L, 1);
+    if ((s = lu_find_slot(L)) < 0) return;
+  } else {
+    if ((s = lu_find_slot(L)) < 0) return;
+    if (lu_would_cross(u->core, s, up)) {
+      now = lu_list_now(L, 1);
+      if ((s = lu_find_slot(L)) < 0) return;
+    }
+  }
+  cross = lu_would_cross(u->core, s, up);
+  if (up) ul_up(u->core, s, now);
+  else ul_down(u->core, s, now);
+  if (cross) lu_changed(L, u, s, !up, 0);
 }
 
 int l_up(lua_State *L) {
-  lu_move(L, ul_up);
+  lu_move(L, 1);
   return 0;
 }
 
 int l_down(lua_State *L) {
-  lu_move(L, ul_down);
+  lu_move(L, 0);
   return 0;
 }
 
@@ -163,61 +189,163 @@ int l_tostring(lua_State *L) {
   return 1;
 }
 
-/* Fills one member's row of status() (a table at -1, made with room for
- * the fields) from x, slot s; the slot and error tables at 3 and 4. Calls
- * no Lua code and makes no object a collection could start at. */
-static void lu_fill_member(lua_State *L, const ul_node *x, int32_t s) {
-  lua_rawgeti(L, 3, (lua_Integer)s + 1);
-  lua_setfield(L, -2, "backend");
-  lua_pushnumber(L, x->score);
-  lua_setfield(L, -2, "score");
-  lua_pushboolean(L, x->score >= 0);
-  lua_setfield(L, -2, "healthy");
-  lua_rawgeti(L, 4, (lua_Integer)s + 1);
-  lua_setfield(L, -2, "last_error");
-  lua_pushinteger(L, (lua_Integer)x->checks);
-  lua_setfield(L, -2, "checks");
-  lua_pushinteger(L, (lua_Integer)x->failures);
-  lua_setfield(L, -2, "failures");
-  lua_pushinteger(L, (lua_Integer)x->weight);
-  lua_setfield(L, -2, "weight");
-  lua_pushinteger(L, (lua_Integer)x->tier);
-  lua_setfield(L, -2, "tier");
-  lua_pushinteger(L, (lua_Integer)x->inflight);
-  lua_setfield(L, -2, "inflight");
+/* The fields of a status row, in the order lu_fill_member writes them;
+ * status() pushes their names once and sets them raw (rows are plain
+ * tables it made or the caller passed). */
+static const char *const lu_row_keys[] = {
+    "backend",  "score",      "healthy", "last_error", "checks",
+    "failures", "timeouts",   "weight",  "tier",       "inflight",
+    "picks",    "last_check", "since",   "latency",    NULL};
+#define LU_ROW_FIELDS 14
+/* the fields that may be nil: a reused row gets them back (set to false)
+ * before the block is read, so that filling it allocates nothing */
+static const int lu_row_nilable[] = {3, 11, 12, 13, -1};
+
+static void lu_push_time(lua_State *L, double t) {
+  if (t == t) lua_pushnumber(L, t);
+  else lua_pushnil(L);
 }
 
-/* A snapshot of one moment. The block and its tables are anchored on the
- * stack first: a finalizer run by an allocation here may reconcile the
- * list (and the old block would be freed) or move its scores, so every
- * table is made before the block is read, and the rows are then filled
- * with no allocation that could run one. */
+/* Fills one member's row (a table at -1) from slot s of block c: the keys
+ * at keys..keys+LU_ROW_FIELDS-1, the slot and error tables at slots and
+ * errs. Sets existing keys only (see lu_row_prepare): calls no Lua code
+ * and makes no object a collection could start at. */
+static void lu_fill_member(lua_State *L, const ul_list *c, int32_t s, int keys,
+                           int slots, int errs) {
+  const ul_node *x = &ul_nodes(c)[s];
+  const ul_stat *st = &ul_stats(c)[s];
+  int k = 0;
+#define LU_SET(push)                \
+  do {                              \
+    lua_pushvalue(L, keys + k++);   \
+    push;                           \
+    lua_rawset(L, -3);              \
+  } while (0)
+  LU_SET(lua_rawgeti(L, slots, (lua_Integer)s + 1));
+  LU_SET(lua_pushnumber(L, x->score));
+  LU_SET(lua_pushboolean(L, x->score >= 0));
+  LU_SET(lua_rawgeti(L, errs, (lua_Integer)s + 1));
+  LU_SET(lua_pushinteger(L, (lua_Integer)x->checks));
+  LU_SET(lua_pushinteger(L, (lua_Integer)x->failures));
+  LU_SET(lua_pushinteger(L, (lua_Integer)st->timeouts));
+  LU_SET(lua_pushinteger(L, (lua_Integer)x->weight));
+  LU_SET(lua_pushinteger(L, (lua_Integer)x->tier));
+  LU_SET(lua_pushinteger(L, (lua_Integer)x->inflight));
+  LU_SET(lua_pushinteger(L, (lua_Integer)ul_picks(c)[s]));
+  LU_SET(lu_push_time(L, st->last_check));
+  LU_SET(lu_push_time(L, st->changed));
+  LU_SET(lu_push_time(L, st->latency));
+#undef LU_SET
+}
+
+/* Pushes the row field names (LU_ROW_FIELDS values); returns the index of
+ * the first. */
+static int lu_push_row_keys(lua_State *L) {
+  int k;
+  luaL_checkstack(L, LU_ROW_FIELDS + 8, NULL);
+  for (k = 0; lu_row_keys[k]; k++) lua_pushstring(L, lu_row_keys[k]);
+  return lua_gettop(L) - LU_ROW_FIELDS + 1;
+}
+
+/* Makes the table at -1 ready to be filled without allocating: a row the
+ * caller passed back may lack the fields that were nil. */
+static void lu_row_prepare(lua_State *L, int keys) {
+  int k;
+  for (k = 0; lu_row_nilable[k] >= 0; k++) {
+    lua_pushvalue(L, keys + lu_row_nilable[k]);
+    lua_pushboolean(L, 0);
+    lua_rawset(L, -3);
+  }
+}
+
+/* status([into]): a snapshot of one moment, in pick order. The block and
+ * its tables are anchored on the stack first: a finalizer run by an
+ * allocation here may reconcile the list (and the old block would be
+ * freed) or move its scores, so every table is made (or a reused one made
+ * ready) before the block is read, and the rows are then filled with no
+ * allocation that could run one. into: a table to refill, its rows reused
+ * (a row that is not a table is replaced), entries past the members
+ * removed; what a big list can poll without making garbage. */
 int l_status(lua_State *L) {
   const ul_list *c;
-  const ul_node *nd;
   const int32_t *ord;
   uint32_t p, n;
   lu_list *u;
-  lua_settop(L, 1);
+  int keys, fresh;
+  lua_Integer old = 0, k;
+  lua_settop(L, 2);
   u = lu_check_list(L);
+  fresh = lua_isnoneornil(L, 2);
+  if (!fresh) luaL_checktype(L, 2, LUA_TTABLE);
+  lua_getiuservalue(L, 1, LU_UV_BLOCK);  /* 3 */
+  lua_getiuservalue(L, 1, LU_UV_SLOTS);  /* 4 */
+  lua_getiuservalue(L, 1, LU_UV_ERRORS); /* 5 */
+  keys = lu_push_row_keys(L);
   u->readers++; /* reconcile builds aside meanwhile (reconcile.c) */
-  lua_getiuservalue(L, 1, LU_UV_BLOCK);  /* 2 */
-  lua_getiuservalue(L, 1, LU_UV_SLOTS);  /* 3 */
-  lua_getiuservalue(L, 1, LU_UV_ERRORS); /* 4 */
-  c = (const ul_list *)lua_touserdata(L, 2);
-  n = c->n; /* members change only by reconcile, which replaces the block */
-  lua_createtable(L, (int)n, 0); /* 5 */
-  for (p = 1; p <= n; p++) {
-    lua_createtable(L, 0, 9);
-    lua_rawseti(L, 5, (lua_Integer)p);
+  c = (const ul_list *)lua_touserdata(L, 3);
+  n = c->n; /* readers > 0: a reconcile meanwhile builds a new block */
+  if (fresh) {
+    lua_createtable(L, (int)n, 0);
+    lua_replace(L, 2);
+  } else {
+    old = (lua_Integer)lua_rawlen(L, 2);
   }
-  nd = ul_nodes(c);
+  for (p = 1; p <= n; p++) {
+    if (!fresh && lua_rawgeti(L, 2, (lua_Integer)p) == LUA_TTABLE) {
+      lu_row_prepare(L, keys);
+      lua_pop(L, 1);
+      continue;
+    }
+    if (!fresh) lua_pop(L, 1);
+    lua_createtable(L, 0, LU_ROW_FIELDS);
+    lua_rawseti(L, 2, (lua_Integer)p);
+  }
+  for (k = old; k > (lua_Integer)n; k--) {
+    lua_pushnil(L);
+    lua_rawseti(L, 2, k);
+  }
   ord = ul_order(c);
   for (p = 0; p < n; p++) {
-    lua_rawgeti(L, 5, (lua_Integer)p + 1);
-    lu_fill_member(L, &nd[ord[p]], ord[p]);
+    lua_rawgeti(L, 2, (lua_Integer)p + 1);
+    lu_fill_member(L, c, ord[p], keys, 4, 5);
     lua_pop(L, 1);
   }
   u->readers--; /* an error above leaves it set: reconcile is then slower */
+  lua_settop(L, 2);
+  return 1;
+}
+
+/* status_of(b [, into]): the row of the first member equal to b (into
+ * refilled when given), nil when b is not a member; O(1). */
+int l_status_of(lua_State *L) {
+  const ul_list *c;
+  int32_t s;
+  int keys;
+  lu_list *u;
+  lua_settop(L, 3);
+  u = lu_check_list(L);
+  if (!lua_isnil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+  keys = lu_push_row_keys(L); /* 4 .. */
+  if (lua_isnil(L, 3)) {
+    lua_createtable(L, 0, LU_ROW_FIELDS);
+  } else {
+    lua_pushvalue(L, 3);
+    lu_row_prepare(L, keys);
+  }
+  lua_replace(L, 3);
+  s = lu_find_slot(L); /* raw lookups: no Lua code from here on */
+  if (s < 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_getiuservalue(L, 1, LU_UV_SLOTS);
+  lua_getiuservalue(L, 1, LU_UV_ERRORS);
+  lua_getiuservalue(L, 1, LU_UV_BLOCK); /* anchored: a finalizer the fill
+                                           runs may reconcile the list */
+  c = (const ul_list *)lua_touserdata(L, -1);
+  lua_pushvalue(L, 3);
+  u->readers++; /* such a reconcile builds aside: slot s stays s here */
+  lu_fill_member(L, c, s, keys, 4 + LU_ROW_FIELDS, 5 + LU_ROW_FIELDS);
+  u->readers--;
   return 1;
 }

@@ -15,6 +15,7 @@ static const luaL_Reg lu_methods[] = {
     {"down", l_down},
     {"score", l_score},
     {"status", l_status},
+    {"status_of", l_status_of},
     {"reconcile", l_reconcile},
     {"step", l_step},
     {"run", l_run},
@@ -52,6 +53,9 @@ LU_EXPORT int luaopen_upstream(lua_State *L) {
   lua_pushvalue(L, -2);
   lua_pushcclosure(L, l_new, 1);
   lua_setfield(L, -2, "new");
+  lua_pushvalue(L, -2);
+  lua_pushcclosure(L, l_metrics, 1);
+  lua_setfield(L, -2, "metrics");
   lua_pushcfunction(L, l_sleep);
   lua_setfield(L, -2, "sleep");
   lu_net_open(L);

@@ -143,6 +143,7 @@ static const lu_option lu_options[] = {
      lu_opt_tiers},
     {"tier_by_latency", LUA_TBOOLEAN, "a boolean", LU_AT(latency),
      lu_opt_boolean},
+    {"on_change", LUA_TFUNCTION, "a function", LU_AT(on_change), lu_opt_keep},
     {NULL, LUA_TNONE, NULL, 0, NULL}};
 
 /* Option names must be strings, and known ones: a typo must not pass
@@ -185,6 +186,7 @@ void lu_read_opts(lua_State *L, int idx, lu_conf *c) {
   ul_opts_default(&c->o);
   c->check = c->clock = c->sleep = 0;
   c->weights = c->latency = c->tiers = 0;
+  c->on_change = 0;
   c->seed = (uint64_t)(lu_mono_now() * 1e9) ^ (uint64_t)(size_t)c;
   if (lua_isnoneornil(L, idx)) return;
   if (lua_type(L, idx) != LUA_TTABLE)

@@ -31,6 +31,7 @@
  * reconciled the list made them stale: the reconcile then raises
  * (LU_RC_STALE) and the list stays as the callback left it.
  */
+#include <math.h>
 #include <string.h>
 
 #include "binding.h"
@@ -256,7 +257,7 @@ static void lu_rc_aside(lua_State *L, lu_list *u, lua_Integer n, int w) {
   ul_list *nb;
   unsigned char *drop;
   lua_Integer added;
-  double now = 0;
+  double now = NAN; /* not read: nothing added needs it */
   uint32_t version = u->version; /* that of the state step 1 anchors */
   int anycheck = 0;
   added = lu_rc_read(L, n, &anycheck);
@@ -269,6 +270,7 @@ static void lu_rc_aside(lua_State *L, lu_list *u, lua_Integer n, int w) {
   if (w) lu_rc_weights(L, nb, w);
   lu_rc_append(L, nb, added, w, now);
   lu_rc_commit(L, u, nb, version);
+  if (u->on_change) lu_added(L, LU_RC_ADDED, added);
   lu_rc_close(L);
 }
 
@@ -402,7 +404,7 @@ static double lu_rf_lookups(lua_State *L, lu_rf *f) {
   }
   if (anycheck || (f->added && f->c->opts.slow_start > 0))
     return lu_list_now(L, LU_RC_LIST);
-  return 0;
+  return NAN; /* not read: nothing added needs it */
 }
 
 /* The placeholders in the index (arg 1) for the added (arg 2), under a
@@ -547,6 +549,7 @@ static int lu_rf_inplace(lua_State *L, lu_list *u, lua_Integer n, int w) {
   if (w) lu_rf_weights(L, &f, w);
   lu_rf_append(L, &f, w, now);
   u->version++;
+  if (u->on_change) lu_added(L, LU_RF_ADDED, f.added);
   lu_rc_close_at(L, LU_RF_CLOSE);
   return 1;
 }

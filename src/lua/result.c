@@ -1,8 +1,13 @@
 /*
  * lua/result.c - the end of a check, whichever layer drove it (the
  * scheduler's coroutines or a host's report()): the failure message, the
- * tier the result asks for, ul_report, and the backend's last_error.
+ * tier the result asks for, ul_report, and the backend's last_error; and
+ * on_change, called when a check, up/down, a timeout or a reconcile made a
+ * backend cross between healthy and unhealthy.
  */
+#include <math.h>
+#include <stdio.h>
+
 #include "binding.h"
 
 /* Records the check's error (string at top of L, or nil) for slot s of
@@ -37,7 +42,9 @@ static int lu_error_tostring(lua_State *L) {
 void lu_push_failure(lua_State *L, lua_State *from, int idx, int raised) {
   int t = idx ? lua_type(from, idx) : LUA_TNONE;
   if (t == LUA_TSTRING || t == LUA_TNUMBER) {
-    lua_pushstring(L, lua_tostring(from, idx));
+    size_t len;
+    const char *m = lua_tolstring(from, idx, &len);
+    lua_pushlstring(L, m, len); /* the whole message, NUL bytes too */
     return;
   }
   if (t != LUA_TNONE && t != LUA_TNIL) {
@@ -80,9 +87,9 @@ static int lu_result_tier(const lu_list *u, int32_t s, uint64_t gen, int ok,
  * before the core counts the result: when storing it runs out of memory,
  * the error escapes with nothing applied (a report() can be retried; the
  * scheduler puts the check back, see lu_finish_check). */
-int lu_check_result(lua_State *L, lu_list *u, int32_t s, uint64_t gen, int ok,
-                    double now, lua_Number tier) {
-  int t = lu_result_tier(u, s, gen, ok, now, tier);
+static int lu_result(lua_State *L, lu_list *u, int32_t s, uint64_t gen,
+                     int ok, double now, lua_Number tier, int timed_out) {
+  int t = lu_result_tier(u, s, gen, ok, now, tier), was;
   if (!ul_current(u->core, s, gen)) {
     lua_pop(L, 1);
     return 0;
@@ -91,13 +98,29 @@ int lu_check_result(lua_State *L, lu_list *u, int32_t s, uint64_t gen, int ok,
   lua_rawgeti(L, -1, (lua_Integer)s + 1); /* the old message */
   lua_pushvalue(L, -3);
   lua_rawseti(L, -3, (lua_Integer)s + 1); /* may raise: nothing applied */
+  was = lu_healthy(u, s);
   if (!ul_report(u->core, s, gen, ok, now, t)) {
     lua_rawseti(L, -2, (lua_Integer)s + 1); /* the key exists: no alloc */
     lua_pop(L, 2);
     return 0;
   }
+  if (timed_out) ul_stats(u->core)[s].timeouts++;
   lua_pop(L, 3);
+  lu_changed(L, u, s, was, 1); /* the last thing: it calls Lua */
   return 1;
+}
+
+int lu_check_result(lua_State *L, lu_list *u, int32_t s, uint64_t gen, int ok,
+                    double now, lua_Number tier) {
+  return lu_result(L, u, s, gen, ok, now, tier, 0);
+}
+
+/* The check (s, gen) ran past its deadline and was stopped at now (by the
+ * runaway-check hook): a failure counted as a timeout, its message
+ * (LU_TIMED_OUT) at the top of L. */
+int lu_check_stopped(lua_State *L, lu_list *u, int32_t s, uint64_t gen,
+                     double now) {
+  return lu_result(L, u, s, gen, 0, now, NAN, 1);
 }
 
 /* Slot s's check is about to be timed out (ul_peek said UL_EV_TIMEOUT):
@@ -106,4 +129,97 @@ int lu_check_result(lua_State *L, lu_list *u, int32_t s, uint64_t gen, int ok,
 void lu_check_timed_out(lua_State *L, int32_t s) {
   lua_pushliteral(L, LU_TIMED_OUT);
   lu_set_error(L, s);
+}
+
+/* ---- on_change ------------------------------------------------------------ */
+
+int lu_healthy(const lu_list *u, int32_t s) {
+  return ul_nodes(u->core)[s].score >= 0;
+}
+
+/* Right after a core call that may have moved slot s of the list at index
+ * 1 (healthy before: was), with no Lua code run since: when the list has
+ * an on_change and s crossed, pushes it and its arguments (backend,
+ * healthy, score, and with err the slot's last_error, else nil) and
+ * returns 1; lu_call_change calls them. Reads the block before anything
+ * is pushed; pushes nothing that allocates, so no collection (and no
+ * finalizer) can run in between. Without room on the stack the event is
+ * dropped rather than raise in the middle of a step. */
+int lu_push_change(lua_State *L, const lu_list *u, int32_t s, int was,
+                   int err) {
+  double score;
+  if (!u->on_change) return 0;
+  score = ul_nodes(u->core)[s].score;
+  if ((score >= 0) == (was != 0) || !lua_checkstack(L, 8)) return 0;
+  lua_getiuservalue(L, 1, LU_UV_ON_CHANGE);
+  lua_getiuservalue(L, 1, LU_UV_SLOTS);
+  lua_rawgeti(L, -1, (lua_Integer)s + 1);
+  lua_remove(L, -2);
+  lua_pushboolean(L, score >= 0);
+  lua_pushnumber(L, score);
+  if (err) {
+    lua_getiuservalue(L, 1, LU_UV_ERRORS);
+    lua_rawgeti(L, -1, (lua_Integer)s + 1);
+    lua_remove(L, -2);
+  } else {
+    lua_pushnil(L);
+  }
+  return 1;
+}
+
+/* Reports what on_change raised (at the top of L, popped): a warning on
+ * 5.4 (shown once warnings are on: lua -W, warn("@on")), a line on stderr
+ * before. Converts nothing and calls no metamethod: this cannot raise. */
+static void lu_change_failed(lua_State *L) {
+  char num[64];
+  const char *msg;
+  int t = lua_type(L, -1);
+  if (t == LUA_TSTRING) {
+    msg = lua_tostring(L, -1);
+  } else if (t == LUA_TNUMBER) {
+    snprintf(num, sizeof num, "%.14g", (double)lua_tonumber(L, -1));
+    msg = num;
+  } else {
+    snprintf(num, sizeof num, "a %s value", lua_typename(L, t));
+    msg = num;
+  }
+#if LUA_VERSION_NUM >= 504
+  lua_warning(L, "upstream.list: on_change raised: ", 1);
+  lua_warning(L, msg, 0);
+#else
+  fprintf(stderr, "upstream.list: on_change raised: %s\n", msg);
+  fflush(stderr);
+#endif
+  lua_pop(L, 1);
+}
+
+/* Calls what lu_push_change pushed, protected: an error it raises is
+ * reported, never passed on to the scheduler or to the caller of up/down.
+ * The caller holds no pointer into the block, no slot index and no count
+ * across this: on_change may call anything on the list (README). */
+void lu_call_change(lua_State *L) {
+  if (lua_pcall(L, 4, 0, 0) != LUA_OK) lu_change_failed(L);
+}
+
+void lu_changed(lua_State *L, const lu_list *u, int32_t s, int was, int err) {
+  if (lu_push_change(L, u, s, was, err)) lu_call_change(L);
+}
+
+/* After a reconcile's commit: each of the n backends it added (a sequence
+ * at index added) that is healthy when its turn comes fires on_change once
+ * (as Envoy's add_healthy event): a member that starts unhealthy fires when
+ * it turns healthy. Looked up anew each time: an earlier on_change may have
+ * reconciled the list again or moved that backend (whose own change then
+ * fired). */
+void lu_added(lua_State *L, int added, lua_Integer n) {
+  lua_Integer k;
+  for (k = 1; k <= n; k++) {
+    lu_list *u = (lu_list *)lua_touserdata(L, 1);
+    int32_t s = -1;
+    lua_getiuservalue(L, 1, LU_UV_INDEX);
+    lua_rawgeti(L, added, k);
+    if (lua_rawget(L, -2) == LUA_TNUMBER) s = (int32_t)lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    if (s >= 0) lu_changed(L, u, s, 0, 0);
+  }
 }

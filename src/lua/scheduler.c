@@ -288,7 +288,7 @@ static int lu_finish_p(lua_State *L) {
   if (f->stopped) { /* by the hook, whatever the check did after */
     lu_close_thread(L, f->co);
     lua_pushliteral(L, LU_TIMED_OUT);
-    lu_check_result(L, u, f->s, f->gen, 0, f->stopped_at, NAN);
+    lu_check_stopped(L, u, f->s, f->gen, f->stopped_at);
   } else if (f->st == LUA_OK) {
     lu_check_returned(L, f->co, f->nres, f->s, f->gen, f->now);
   } else { /* raised: the error object is on top of co */
@@ -422,14 +422,24 @@ static double lu_do_step(lua_State *L, lu_list *u, double now, double tick) {
   lu_use_driver(L, u, LU_DRIVER_STEP);
   ul_collect(u->core, now);
   /* made before any check is taken: nothing in the loop grows L's stack */
-  luaL_checkstack(L, 8, NULL);
+  luaL_checkstack(L, 16, NULL);
   /* a timeout's message is stored before ul_take counts it */
   while ((ev = ul_peek(u->core, &s)) != UL_EV_NONE) {
-    if (ev == UL_EV_TIMEOUT) lu_check_timed_out(L, s);
+    int was = 0;
+    if (ev == UL_EV_TIMEOUT) {
+      lu_check_timed_out(L, s);
+      was = lu_healthy(u, s);
+    }
     ev = ul_take(u->core, &s, &gen);
-    if (ev == UL_EV_START) lu_start_check(L, s, gen, now, tick);
-    else if (ev == UL_EV_WAKE) lu_wake_check(L, s, gen, now, tick);
-    else if (ev == UL_EV_TIMEOUT) lu_timeout_check(L, s);
+    if (ev == UL_EV_START) {
+      lu_start_check(L, s, gen, now, tick);
+    } else if (ev == UL_EV_WAKE) {
+      lu_wake_check(L, s, gen, now, tick);
+    } else if (ev == UL_EV_TIMEOUT) { /* on_change after the close */
+      int changed = lu_push_change(L, u, s, was, 1);
+      lu_timeout_check(L, s);
+      if (changed) lu_call_change(L);
+    }
   }
   return ul_next_wake(u->core);
 }

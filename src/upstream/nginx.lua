@@ -102,6 +102,7 @@ _M.parse_backend = addr.parse_backend
 _M.http_check = checks.http_check
 _M.tcp_check = checks.tcp_check
 _M.time_left = checks.time_left
+_M.status = require("upstream.nginx.status").serve -- content_by_lua: metrics, JSON, HTML
 
 -- ---------------------------------------------------------------------------
 -- one record per list: its picker and the index of its backends
