@@ -72,6 +72,7 @@ CONF
 ka='keepalive 16; keepalive_requests 1000000;'
 jitv=
 [ -n "${JITV:-}" ] && jitv="require('jit.v').start('$JITV')"
+[ -n "${JITDUMP:-}" ] && jitv="require('jit.dump').on('tim', '$JITDUMP')"
 cat >"$ROOT/gw/conf/nginx.conf" <<CONF
 load_module $MODDIR/ndk_http_module.so;
 load_module $MODDIR/ngx_http_lua_module.so;
@@ -116,16 +117,21 @@ http {
   upstream checked { server 0.0.0.1; balancer_by_lua_block { ngxu.balance(checked) } $ka }
   upstream passive { server 0.0.0.1; balancer_by_lua_block { ngxu.balance(passive) } $ka }
   upstream checked_log { server 0.0.0.1; balancer_by_lua_block { ngxu.balance(checked_log) } $ka }
+  proxy_http_version 1.1;
+  proxy_set_header Connection "";
+  # one server per variant, each with the one location "/": the same
+  # request line and the same location lookup for all (a longer URI or a
+  # deeper place in the location tree costs ~100 instructions)
+  server { listen 127.0.0.1:$((BASE + 10)); location / { proxy_pass http://native; } }
+  server { listen 127.0.0.1:$((BASE + 11)); location / { proxy_pass http://bare; } }
+  server { listen 127.0.0.1:$((BASE + 12)); location / { proxy_pass http://bare; log_by_lua_block { } } }
+  server { listen 127.0.0.1:$((BASE + 13)); location / { proxy_pass http://checked; } }
+  server { listen 127.0.0.1:$((BASE + 14)); location / { proxy_pass http://checked_log;
+    log_by_lua_block { ngxu.log(checked_log) } } }
+  server { listen 127.0.0.1:$((BASE + 15)); location / { proxy_pass http://passive;
+    log_by_lua_block { ngxu.log(passive) } } }
   server {
     listen 127.0.0.1:$BASE;
-    proxy_http_version 1.1;
-    proxy_set_header Connection "";
-    location /native { proxy_pass http://native; }
-    location /bare { proxy_pass http://bare; }
-    location /bare+log { proxy_pass http://bare; log_by_lua_block { } }
-    location /balance { proxy_pass http://checked; }
-    location /balance+log { proxy_pass http://checked_log; log_by_lua_block { ngxu.log(checked_log) } }
-    location /passive+log { proxy_pass http://passive; log_by_lua_block { ngxu.log(passive) } }
     # a full collection before each count, so that each starts from the same heap
     location /gc { content_by_lua_block { collectgarbage("collect") ngx.say("ok") } }
   }
@@ -136,9 +142,11 @@ nginx -p "$ROOT/be/" -c conf/nginx.conf || { echo "backend nginx failed to start
 valgrind --tool=callgrind --callgrind-out-file="$ROOT/cg.out" --smc-check=all-non-file \
   nginx -p "$ROOT/gw/" -c conf/nginx.conf >"$ROOT/vg.log" 2>&1 &
 VGPID=$!
+declare -A port=([native]=$((BASE + 10)) [bare]=$((BASE + 11)) [bare+log]=$((BASE + 12))
+  [balance]=$((BASE + 13)) [balance+log]=$((BASE + 14)) [passive+log]=$((BASE + 15)))
 up=
 for _ in $(seq 150); do
-  [ "$(curl -s -o /dev/null -w '%{http_code}' -m 2 "http://127.0.0.1:$BASE/native")" = 200 ] && { up=1; break; }
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -m 2 "http://127.0.0.1:${port[native]}/")" = 200 ] && { up=1; break; }
   kill -0 $VGPID 2>/dev/null || break
   sleep 0.2
 done
@@ -146,14 +154,14 @@ done
 
 variants=${VARIANTS:-native bare bare+log balance balance+log passive+log}
 for v in $variants; do
-  c=$(curl -s -o /dev/null -w '%{http_code}' -m 5 "http://127.0.0.1:$BASE/$v")
+  c=$(curl -s -o /dev/null -w '%{http_code}' -m 5 "http://127.0.0.1:${port[$v]}/")
   [ "$c" = 200 ] || { echo "/$v answers $c" >&2; exit 1; }
 done
 
 # clients PATH COUNT: C keepalive clients, COUNT requests each; fails on any non-200
 clients() {
   local args=() pids=() i bad=0
-  for i in $(seq "$2"); do args+=(-o /dev/null "http://127.0.0.1:$BASE/$1"); done
+  for i in $(seq "$2"); do args+=(-o /dev/null "http://127.0.0.1:${port[$1]}/"); done
   for i in $(seq "$C"); do
     curl -s -m 300 -w '%{http_code}\n' "${args[@]}" >"$ROOT/codes.$i" & pids+=($!)
   done
@@ -195,7 +203,10 @@ done
 echo
 printf '  %-12s %8s\n' variant "instr/req"
 for v in $variants; do printf '  %-12s %8d\n' "$v" "${ir[$v]}"; done
-ratio() { awk -v a="${ir[$1]}" -v b="${ir[$2]}" 'BEGIN { printf "%.3f", a / b }'; }
+ratio() { # ratio A B: instructions of A over those of B ("-" if one was not run)
+  if [ -z "${ir[$1]:-}" ] || [ -z "${ir[$2]:-}" ]; then echo -; return; fi
+  awk -v a="${ir[$1]}" -v b="${ir[$2]}" 'BEGIN { printf "%.3f", a / b }'
+}
 echo
 echo "  balance     / bare      $(ratio balance bare)   (target <= 1.01)"
 echo "  balance+log / bare+log  $(ratio balance+log bare+log)   (target <= 1.02, checked list)"
