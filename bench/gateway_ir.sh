@@ -26,7 +26,7 @@ set -u
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 SO_DIR=${UPSTREAM_SO_DIR:-$REPO/build/luajit}
 BASE=${BENCH_PORT:-18200}
-R=${1:-100} C=${2:-4} ROUNDS=${3:-2}
+R=${1:-500} C=${2:-4} ROUNDS=${3:-3}
 MODDIR=${NGINX_MODULES:-/usr/lib/nginx/modules}
 B1=$((BASE + 1)) B2=$((BASE + 2)) B3=$((BASE + 3))
 for f in "$SO_DIR/upstream.so" "$MODDIR/ngx_http_lua_module.so"; do
