@@ -21,10 +21,12 @@
 #   passive+log  ngxu.balance + ngxu.log, a passive list (no active check)
 #
 #   make bench-gateway-ir    (or: bash bench/gateway_ir.sh [R [C [ROUNDS]]])
-#   UPSTREAM_SO_DIR=dir  BENCH_PORT=18200  JITV=file (jit.v log of the gateway)
+#   UPSTREAM_SO_DIR=dir  UPSTREAM_LUA_DIR=dir (holding upstream/*.lua)  BENCH_PORT=18200
+#   JITV=file (jit.v log of the gateway)  JITDUMP=file (jit.dump)  KEEP=1 (keep the dumps)
 set -u
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 SO_DIR=${UPSTREAM_SO_DIR:-$REPO/build/luajit}
+LUA_DIR=${UPSTREAM_LUA_DIR:-$REPO/src} # where upstream/*.lua come from (to measure another version)
 BASE=${BENCH_PORT:-18200}
 R=${1:-500} C=${2:-4} ROUNDS=${3:-3}
 MODDIR=${NGINX_MODULES:-/usr/lib/nginx/modules}
@@ -50,7 +52,7 @@ trap 'exit 130' INT TERM
 
 temps='client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fcgi; uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;'
 mkdir -p "$ROOT"/{be,gw}/{conf,logs,tmp} "$ROOT/lib/upstream/nginx"
-cp "$REPO"/src/upstream/*.lua "$ROOT/lib/upstream/" && cp "$REPO"/src/upstream/nginx/*.lua "$ROOT/lib/upstream/nginx/" \
+cp "$LUA_DIR"/upstream/*.lua "$ROOT/lib/upstream/" && cp "$LUA_DIR"/upstream/nginx/*.lua "$ROOT/lib/upstream/nginx/" \
   && cp "$SO_DIR/upstream.so" "$ROOT/lib/" || exit 1
 chmod -R a+rX "$ROOT/lib"
 

@@ -108,7 +108,7 @@ _M.time_left = checks.time_left
 
 -- list -> { pick = fn, version =, parsed =, invalid =, by_addr =, told =,
 --           plain =, keyed =, hosts =, ports =, slots =, passive =, top =,
---           logged =, n =, cur_b =, cur_t =, old_b =, old_t = }.
+--           logged =, n =, gens =, cur_b =, cur_t =, old_b =, old_t = }.
 -- parsed, invalid and by_addr are addr.index() of the list's slots at
 -- `version`; told: the malformed backends balance() has logged. The index
 -- is rebuilt when the list's slot table has a new version (every reconcile
@@ -122,7 +122,7 @@ _M.time_left = checks.time_left
 -- arguments by slot + 1 (false for a malformed backend); slots: the slot
 -- table they were made from; passive: no active check (list:checked() ==
 -- 0). top: backends a success left at the high score (see log()).
--- logged, n, cur_b, cur_t, old_b, old_t: what the balancer picked per
+-- logged, n, gens, cur_b, cur_t, old_b, old_t: what the balancer picked per
 -- request, for log() (see "what the balancer picked" below).
 local lists = setmetatable({}, { __mode = "k" })
 
@@ -151,7 +151,7 @@ local function refresh(list)
   local rec = lists[list]
   if rec == nil then
     rec = { pick = new_picker(list), version = false, plain = false, keyed = false,
-            logged = false, n = 0, cur_b = {}, cur_t = {}, old_b = {}, old_t = {} }
+            logged = false, n = 0, gens = 0, cur_b = {}, cur_t = {}, old_b = {}, old_t = {} }
     lists[list] = rec
   elseif rec.version == version then
     return rec
@@ -451,17 +451,24 @@ end
 -- config has no log_by_lua records nothing.
 local GEN = 16384
 
+-- rec.n counts down the picks to the next forgetting of rec.top (every
+-- TOP picks: a down() from outside the driver is undone by the successes of
+-- the next TOP picks at the latest); every GEN / TOP of those, a new
+-- generation (rec.gens counts them down).
+local TOP = 1024
+
 local function remember(rec, r, b)
   local k = tonumber(cast(uintptr, r))
-  local n = rec.n + 1
-  if n % 1024 == 0 then
-    -- forget which backends are at the top: a down() from outside the
-    -- driver is undone by the successes of the next 1024 picks at the latest
+  local n = rec.n - 1
+  if n <= 0 then
+    n = TOP
     rec.top = {}
-    if n >= GEN then
+    local g = rec.gens - 1
+    if g <= 0 then
+      g = GEN / TOP
       rec.old_b, rec.old_t, rec.cur_b, rec.cur_t = rec.cur_b, rec.cur_t, {}, {}
-      n = 0
     end
+    rec.gens = g
   end
   rec.n = n
   rec.cur_b[k], rec.cur_t[k] = b, req_start(r)
