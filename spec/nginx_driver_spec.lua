@@ -347,14 +347,18 @@ describe("upstream.nginx on a fake ngx", function()
       end
     end)
 
-    it("a checked list: a 5xx downs the picked backend, a success changes nothing", function()
+    it("a checked list records nothing: a success needs no ngx.var, a 5xx reads $upstream_addr", function()
       local l = list(B, { interval = 1, timeout = 0.5, check = function() return true end })
       warm(l)
+      local rec = ngxu._index(l)
       req(1); ngxu.balance(l); local b = port(F.peer)
-      F.ngx.status = 200; ngxu.log(l)
+      F.ngx.status = 200; ngxu.log(l) -- forbid_var: any read fails
       assert.equal(3, l:score(b))
+      assert.is_nil(next(rec.cur_b))
       req(2); ngxu.balance(l); b = port(F.peer)
-      F.ngx.status = 504; ngxu.log(l)
+      allow_var()
+      F.ngx.status, F.ngx.var.upstream_status, F.ngx.var.upstream_addr = 504, "504", b
+      ngxu.log(l)
       assert.equal(2, l:score(b))
     end)
 

@@ -125,6 +125,11 @@ _M.time_left = checks.time_left
 -- logged, n, gens, cur_b, cur_t, old_b, old_t: what the balancer picked per
 -- request, for log() (see "what the balancer picked" below).
 local lists = setmetatable({}, { __mode = "k" })
+-- the last list balance() or log() looked up, and its record (nil: none
+-- yet): most requests of a location meet the same list in both phases, and
+-- a compare costs less than a lookup in the weak table. It keeps that one
+-- list alive until another list comes by.
+local last_list, last_rec
 
 -- Picks through upstream.ffi (a JIT-compiled call, ~10x cheaper than
 -- list:pick() under LuaJIT), one picker per list; pick_slot: the same pick
@@ -167,6 +172,7 @@ local function refresh(list)
     version, parsed, ix.invalid, ix.by_addr, {}
   rec.hosts, rec.ports, rec.slots, rec.top = hosts, ports, slots, {}
   rec.passive = list:checked() == 0
+  if not rec.passive then rec.logged = false end -- records are for passive lists
   return rec
 end
 
@@ -447,8 +453,10 @@ end
 -- the old are dropped, so a record log() never takes is gone after 2 GEN
 -- picks of the list; log() takes its record from either, and a request
 -- older than that finds none and reads ngx.var instead. Recording starts
--- with the list's first log() in the worker (rec.logged), so a list whose
--- config has no log_by_lua records nothing.
+-- with a passive list's first log() in the worker (rec.logged), so a list
+-- whose config has no log_by_lua records nothing. A checked list records
+-- nothing either: its log() acts only on a 5xx, rare enough to read
+-- $upstream_addr for.
 local GEN = 16384
 
 -- rec.n counts down the picks to the next forgetting of rec.top (every
@@ -656,7 +664,11 @@ function _M.balance(list, tries, key)
       end
       if tries > 0 then set_more_tries(tries) end
     end
-    local rec = lists[list]
+    local rec = last_rec
+    if list ~= last_list then
+      rec = lists[list]
+      if rec ~= nil then last_list, last_rec = list, rec end
+    end
     if rec ~= nil and (key == nil and rec.plain or type(key) == "string") then
       if pick_slot then -- LuaJIT: the slot, and set_current_peer's arguments by slot
         local s, version = pick_slot(list, key)
@@ -753,15 +765,25 @@ end
 -- resty.core, a request older than two generations of picks, the list's
 -- first logged request) the last try's $upstream_status and $upstream_addr.
 function _M.log(list)
-  local rec = lists[list]
+  local rec = last_rec
+  if list ~= last_list then
+    rec = lists[list]
+    if rec ~= nil then last_list, last_rec = list, rec end
+  end
   if rec == nil then return end -- never balanced in this worker
   if not get_last_failure then load_request_api() end
   local r = get_request and get_request()
+  if not rec.passive then
+    -- a checked list: only a 5xx counts, which is rare; its backend comes
+    -- from $upstream_addr (the balancer records nothing for such a list)
+    if (r and resp_status(r) or ngx.status) < 500 then return end
+    return log_by_var(list, rec)
+  end
   if r then
     if rec.logged then
       -- the record is taken whatever it says; its start time is compared
-      -- only before acting on it (a success on a checked list, or on a
-      -- backend at the top already, needs nothing)
+      -- only before acting on it (a success on a backend at the top
+      -- already needs nothing)
       local k = tonumber(cast(uintptr, r))
       local bs, ts = rec.cur_b, rec.cur_t
       local b = bs[k]
@@ -774,7 +796,7 @@ function _M.log(list)
         if b == false then return end -- ended by balance(), counted there
         if resp_status(r) >= 500 then
           if ts[k] == req_start(r) then return feed(list, rec, b, false) end
-        elseif not rec.passive or rec.top[b] then
+        elseif rec.top[b] then
           return
         elseif ts[k] == req_start(r) then
           return feed(list, rec, b, true)
@@ -785,7 +807,6 @@ function _M.log(list)
       rec.logged = true -- record picks from now on
     end
   end
-  if not rec.passive and (r and resp_status(r) or ngx.status) < 500 then return end -- a checked list's success
   return log_by_var(list, rec)
 end
 
