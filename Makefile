@@ -28,7 +28,7 @@ C_TESTS    = $(patsubst spec/c/%.c,build/%,$(wildcard spec/c/test_*.c))
 SPEC_ARGS  = --lpath='./src/?.lua' -o TAP spec/
 
 .PHONY: all runtimes check test test-c test-lua test-asan test-asan-clang test-gc test-valgrind \
-        test-alloc test-tsan e2e lint cppcheck fuzz mutate bench bench-ir bench-gateway bench-nginx-pick bench-checks demo clean FORCE
+        test-alloc test-tsan e2e lint cppcheck fuzz mutate bench bench-ir bench-gateway bench-gateway-ir bench-nginx-pick bench-checks demo clean FORCE
 
 all: upstream.so
 
@@ -143,6 +143,12 @@ bench-ir: upstream.so
 # balancer; BENCH_IR=1 adds instructions per request under callgrind.
 bench-gateway: build/luajit/upstream.so
 	@UPSTREAM_SO_DIR=$(CURDIR)/build/luajit bash bench/gateway.sh
+
+# instructions per proxied request under callgrind: native round robin, a
+# bare balancer_by_lua counter (with and without an empty log_by_lua),
+# ngxu.balance, balance + log on a checked and on a passive list
+bench-gateway-ir: build/luajit/upstream.so
+	@UPSTREAM_SO_DIR=$(CURDIR)/build/luajit bash bench/gateway_ir.sh
 
 bench-nginx-pick: build/luajit/upstream.so
 	@UPSTREAM_SO_DIR=$(CURDIR)/build/luajit bash bench/nginx_pick.sh

@@ -13,7 +13,8 @@
 # the median of the per-round ratios.
 # Then the cost of each call, measured in a loop inside balancer_by_lua.
 #   UPSTREAM_SO_DIR=dir  ROUNDS=5 SECS=3 CONNS=32 [BENCH_IR=1]  bash bench/gateway.sh
-# BENCH_IR=1 adds instructions per request under callgrind (about a minute).
+# BENCH_IR=1 adds instructions per request under callgrind (about a minute);
+# bench/gateway_ir.sh (make bench-gateway-ir) is the finer, warmed-up count.
 set -u
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 SO_DIR=${UPSTREAM_SO_DIR:-$REPO/build/luajit}
@@ -83,6 +84,12 @@ http {
       check = ngxu.http_check{ path = "/health", expect = 200 },
     })
     ngxu.start(backends)
+    -- ngxu-b's own list: one that log_by_lua never sees records nothing
+    backends_b = upstream.new({ "127.0.0.1:$B1", "127.0.0.1:$B2", "127.0.0.1:$B3" }, {
+      interval = 0.5, timeout = 0.2,
+      check = ngxu.http_check{ path = "/health", expect = 200 },
+    })
+    ngxu.start(backends_b)
     bare_peers = { "127.0.0.1", $B1, "127.0.0.1", $B2, "127.0.0.1", $B3 }
     bare_i = 0
     bare_balancer = require "ngx.balancer"
@@ -133,6 +140,7 @@ http {
     }
   }
   upstream ngxu { server 0.0.0.1; balancer_by_lua_block { ngxu.balance(backends) } $ka }
+  upstream ngxu_b { server 0.0.0.1; balancer_by_lua_block { ngxu.balance(backends_b) } $ka }
   server {
     listen 127.0.0.1:$1;
     proxy_http_version 1.1;
@@ -140,7 +148,7 @@ http {
     location /native { proxy_pass http://native; }
     location /bare { proxy_pass http://bare; }
     location /ngxu { proxy_pass http://ngxu; log_by_lua_block { ngxu.log(backends) } }
-    location /ngxu-b { proxy_pass http://ngxu; }
+    location /ngxu-b { proxy_pass http://ngxu_b; }
     location /micro { proxy_pass http://micro; }
     location /micro-result { content_by_lua_block { ngx.say(micro_result) } }
   }

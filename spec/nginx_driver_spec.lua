@@ -21,6 +21,7 @@ local function fake()
   function sock.close() end
   F.ngx = {
     ERR = 4, WARN = 5, NOTICE = 6, DEBUG = 8, status = 200, var = {},
+    req = { start_time = function() return F.start end },
     log = function(level, ...)
       local t = { ... }
       for i = 1, select("#", ...) do t[i] = tostring(t[i]) end
@@ -56,7 +57,9 @@ local function fake()
       set_more_tries = function(n) F.tries = n end,
       get_last_failure = function() return F.failure end,
     },
-    ["resty.core.base"] = { get_request = function() return nil end },
+    -- F.req: the current request (a number, as the driver keys requests by
+    -- their address; nil: no request), F.start its start time
+    ["resty.core.base"] = { get_request = function() return F.req end },
   }
   if not pcall(require, "ffi") then F.stubs.ffi = {} end -- never used: no request
   -- runs the timers queued so far (each re-arms itself for the next run)
@@ -297,6 +300,154 @@ describe("upstream.nginx on a fake ngx", function()
       assert.equal("127.0.0.1 2", F.peer)
       log(l, "127.0.0.1:2", 502)
       assert.equal(0, l:score("127.0.0.1:2"))
+    end)
+  end)
+
+  describe("passive feedback from the balancer's record (no ngx.var)", function()
+    local B = { "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3" }
+
+    -- ngx.var (the table the driver holds) fails the test when read;
+    -- allow_var: empty, no $upstream_status
+    local function allow_var()
+      for k in pairs(F.ngx.var) do F.ngx.var[k] = nil end
+      setmetatable(F.ngx.var, nil)
+    end
+    local function forbid_var()
+      allow_var()
+      setmetatable(F.ngx.var, { __index = function(_, k) error("ngx.var." .. k .. " read") end })
+    end
+
+    -- one request: F.req = id, started at t
+    local function req(id, t) F.req, F.start = id, t or id end
+
+    local function port(peer) return "127.0.0.1:" .. peer:match(" (%d+)$") end
+
+    -- the list's first logged request turns recording on (it reads ngx.var)
+    local function warm(l)
+      req(1000)
+      ngxu.balance(l)
+      F.ngx.status, F.ngx.var.upstream_status, F.ngx.var.upstream_addr = 200, "200", port(F.peer)
+      ngxu.log(l)
+      for _, b in ipairs(B) do l:up(b); l:up(b); l:up(b) end
+      forbid_var()
+    end
+
+    it("a passive list: log() downs the backend the balancer picked on 5xx, raises it on success", function()
+      local l = list(B)
+      warm(l)
+      for i = 1, 30 do
+        req(i)
+        ngxu.balance(l)
+        local b = port(F.peer)
+        F.ngx.status = (i % 3 == 0) and 502 or 200
+        local before = l:score(b)
+        ngxu.log(l)
+        if F.ngx.status == 502 then assert.equal(before - 1, l:score(b)) else
+          assert.equal(math.min(before + 1, 3), l:score(b)) end
+      end
+    end)
+
+    it("a checked list records nothing: a success needs no ngx.var, a 5xx reads $upstream_addr", function()
+      local l = list(B, { interval = 1, timeout = 0.5, check = function() return true end })
+      warm(l)
+      local rec = ngxu._index(l)
+      req(1); ngxu.balance(l); local b = port(F.peer)
+      F.ngx.status = 200; ngxu.log(l) -- forbid_var: any read fails
+      assert.equal(3, l:score(b))
+      assert.is_nil(next(rec.cur_b))
+      req(2); ngxu.balance(l); b = port(F.peer)
+      allow_var()
+      F.ngx.status, F.ngx.var.upstream_status, F.ngx.var.upstream_addr = 504, "504", b
+      ngxu.log(l)
+      assert.equal(2, l:score(b))
+    end)
+
+    it("concurrent requests: each log() feeds back its own request's pick", function()
+      local l = list(B)
+      warm(l)
+      for _, b in ipairs(B) do l:down(b); l:down(b) end -- all at 1
+      req(1); ngxu.balance(l); local b1 = port(F.peer)
+      req(2); ngxu.balance(l); local b2 = port(F.peer)
+      req(3); ngxu.balance(l); local b3 = port(F.peer)
+      assert.are_not.equal(b1, b2)
+      req(2); F.ngx.status = 502; ngxu.log(l)
+      req(3); F.ngx.status = 200; ngxu.log(l)
+      req(1); F.ngx.status = 200; ngxu.log(l)
+      assert.equal(0, l:score(b2))
+      assert.equal(2, l:score(b1))
+      assert.equal(2, l:score(b3))
+    end)
+
+    it("retries: the try that failed is downed once, the last try gets the log's feedback", function()
+      local l = list(B)
+      warm(l)
+      req(7)
+      ngxu.balance(l)
+      local first = port(F.peer)
+      F.failure = "failed"
+      ngxu.balance(l) -- the retry: no $upstream_addr needed
+      F.failure = nil
+      local second = port(F.peer)
+      assert.are_not.equal(first, second)
+      assert.equal(2, l:score(first))
+      F.ngx.status = 502
+      ngxu.log(l) -- the last try failed too
+      assert.equal(2, l:score(first))
+      assert.equal(2, l:score(second))
+    end)
+
+    it("a 502 from balance() after a failed try counts the failure once", function()
+      local l = list({ "127.0.0.1:9" }, { initial_score = 0 })
+      warm(l)
+      for _ = 1, 10 do if l:score("127.0.0.1:9") > 0 then l:down("127.0.0.1:9") end end -- back to 0
+      assert.equal(0, l:score("127.0.0.1:9"))
+      req(8)
+      ngxu.balance(l)
+      F.failure = "failed"
+      ngxu.balance(l) -- downs it to -1; nothing left: 502
+      F.failure = nil
+      assert.equal(-3, F.exit)
+      F.ngx.status = 502
+      ngxu.log(l)
+      assert.equal(-1, l:score("127.0.0.1:9"))
+    end)
+
+    it("records stay bounded when requests never reach log(), and speak for no later request", function()
+      local l = list(B)
+      warm(l)
+      local rec = ngxu._index(l)
+      local function count()
+        local n = 0
+        for _, t in ipairs({ rec.cur_b, rec.cur_t, rec.old_b, rec.old_t }) do
+          for _ in pairs(t) do n = n + 1 end
+        end
+        return n
+      end
+      for i = 1, 100000 do req(i); ngxu.balance(l) end
+      assert.is_true(count() <= 4 * 16384, count())
+      -- and a request that does log still finds its record
+      req(200001); ngxu.balance(l); local b = port(F.peer)
+      F.ngx.status = 502; ngxu.log(l)
+      assert.equal(2, l:score(b))
+      -- a record log() never took (an error_page to a location without
+      -- log_by_lua) does not speak for a later request at its address
+      req(5, 100)
+      ngxu.balance(l)
+      b = port(F.peer)
+      local before = l:score(b)
+      allow_var() -- the later request was not proxied: no $upstream_status
+      req(5, 101)
+      F.ngx.status = 503
+      ngxu.log(l)
+      assert.equal(before, l:score(b))
+    end)
+
+    it("a list no log_by_lua ever sees records nothing (feedback through retries only)", function()
+      local l = list(B, { interval = 1, timeout = 0.5, check = function() return true end })
+      for i = 1, 50 do req(i); ngxu.balance(l) end
+      local rec = ngxu._index(l)
+      assert.is_nil(next(rec.cur_b))
+      assert.is_false(rec.logged)
     end)
   end)
 

@@ -40,6 +40,7 @@ mkdir -p "$LIB/upstream/nginx"
 cp "$REPO"/src/upstream/*.lua "$LIB/upstream/" && cp "$REPO"/src/upstream/nginx/*.lua "$LIB/upstream/nginx/" \
   && cp "$SO_DIR/upstream.so" "$LIB/"
 chmod -R a+rX "$LIB"
+mkdir -p "$ROOT/jit" && chmod 777 "$ROOT/jit" # the workers' jit.v logs
 
 # alive PID: the process runs (a zombie does not: a daemon killed here may
 # wait a while to be reaped, and kill -0 still finds it)
@@ -149,6 +150,8 @@ gateway_conf() {
     })
   }
   init_worker_by_lua_block {
+    -- trace health: every worker logs LuaJIT's trace events (jit.v)
+    require("jit.v").start("$ROOT/jit/v." .. ngx.worker.pid() .. ".log")
     backends = upstream.new({ "127.0.0.1:$B1", "127.0.0.1:$B2", "127.0.0.1:$B3" }, {
       interval = $INTERVAL, timeout = $TIMEOUT,
       check = ngxu.http_check{ path = "/health", expect = 200 },
@@ -185,6 +188,9 @@ gateway_conf() {
       check = ngxu.http_check{ path = "/health", expect = 200 },
     })
     ngxu.start(hash_list, { tick = $TICK })
+    -- passive (no active check): fed back by the log phase from the
+    -- balancer's record of each request's pick
+    passive_list = upstream.new({ "127.0.0.1:$B1", "127.0.0.1:$B2", "127.0.0.1:$B3" })
   }
 
   upstream gw {
@@ -207,6 +213,10 @@ gateway_conf() {
     server 0.0.0.1;
     balancer_by_lua_block { ngxu.balance(none_list) }
   }
+  upstream gw_passive {
+    server 0.0.0.1;
+    balancer_by_lua_block { ngxu.balance(passive_list) }
+  }
   upstream gw_hash {
     server 0.0.0.1;
     balancer_by_lua_block { ngxu.balance(hash_list, 1, ngx.var.arg_k) }
@@ -221,7 +231,8 @@ gateway_conf() {
     location = /status {
       content_by_lua_block {
         local l = ({ w = backends, m = master_list, h = hang_list, r = rogue_list,
-                     d = dead_list, t = tcp_list, b = bad_list, k = hash_list })[ngx.var.arg_l or "w"]
+                     d = dead_list, t = tcp_list, b = bad_list, k = hash_list,
+                     p = passive_list })[ngx.var.arg_l or "w"]
         for _, s in ipairs(l:status()) do
           ngx.say(s.backend, " ", s.score, " ", s.checks, " ", s.failures, " ", tostring(s.last_error))
         end
@@ -234,6 +245,7 @@ gateway_conf() {
     location /none/ { proxy_pass http://gw_none; log_by_lua_block { ngxu.log(none_list) } }
     location /dead/ { proxy_pass http://gw_dead; log_by_lua_block { ngxu.log(dead_list) } }
     location /h/ { proxy_pass http://gw_hash; log_by_lua_block { ngxu.log(hash_list) } }
+    location /p/ { proxy_pass http://gw_passive; log_by_lua_block { ngxu.log(passive_list) } }
   }
   # nginx's own address parser and printer, as an oracle for
   # upstream.nginx.addr: realip parses X-Real-IP with ngx_inet6_addr() and
@@ -452,6 +464,23 @@ echo "# (13) b3 down: $kept of $others keys of b1/b2 kept their backend"
 check "(13) b3 down: each of b3's $(keys_of b3) keys is served 200 by b1 or b2" $([ -z "$bad3" ]; echo $?) "$bad3"
 check "(13) ... and >= 80% of the other keys keep their backend ($kept of $others)" \
   $([ $((kept * 5)) -ge $((others * 4)) ]; echo $?)
+# (15) the passive list, fed back without ngx.var: b3's refused tries are
+# retried and b3 downed; successes keep b1 and b2 at the high mark (3).
+# Both workers: ask each for its scores until both were seen.
+reset; fetch 100 /p/; T=$(tally)
+check "(15) passive list, b3 down: 100 requests, all 200 from b1/b2" \
+  $([ "$(total_of)" = 100 ] && [ $(( $(count_of 200 b1) + $(count_of 200 b2) )) = 100 ]; echo $?) "$T"
+pst="" seenw=""
+for i in $(seq 20); do
+  out=$(curl -s -m 2 -D - "http://127.0.0.1:$GW/status?l=p")
+  w=$(awk 'tolower($1) == "x-worker:" { print $2 }' <<<"$out" | tr -d '\r')
+  case " $seenw " in *" $w "*) ;; *) seenw="$seenw $w"; pst+=$(grep '^127' <<<"$out")$'\n' ;; esac
+  [ "$(wc -w <<<"$seenw")" -ge 2 ] && break
+done
+bad15=$(awk -v a="127.0.0.1:$B1" -v b="127.0.0.1:$B2" -v c="127.0.0.1:$B3" \
+  'NF { if (($1 == a || $1 == b) && $2 != 3) print; if ($1 == c && $2 >= 0) print }' <<<"$pst")
+check "(15) ... b1, b2 at score 3 and b3 below 0 in every worker that served" \
+  $([ -n "$pst" ] && [ -z "$bad15" ]; echo $?) "$pst"
 reset; fetch 60 /m/; T=$(tally)
 check "(3m) init_by_lua list: 60 requests, all 200 from b1/b2" \
   $([ "$(total_of)" = 60 ] && [ $(( $(count_of 200 b1) + $(count_of 200 b2) )) = 60 ]; echo $?) "$T"
@@ -544,6 +573,30 @@ res=$(curl -s -m 5 -o /dev/null -w '%{http_code}\n' "http://127.0.0.1:$GW/dead/"
   --next -s -m 5 "http://127.0.0.1:$GW/status?l=d")
 check "(10) refused, retry finds no healthy backend: 502, backend downed once (score -1)" \
   $([ "$(head -1 <<<"$res")" = 502 ] && grep -q "^127.0.0.1:$DEAD -1 " <<<"$res"; echo $?) "$res"
+
+# (16) trace health: LuaJIT compiled the request path (balance, log) in
+# every worker, and no trace aborted in upstream/*.lua on the request path
+# (a closure, an ngx.var read or an NYI builtin there would abort it, and
+# after a few tries LuaJIT blacklists the function: it then runs
+# interpreted). The request path: nginx.lua from its "balancer and log
+# phases" section on, and ffi.lua.
+NLUA=$REPO/src/upstream/nginx.lua
+rp_from=$(grep -n '^-- balancer and log phases' "$NLUA" | cut -d: -f1)
+bal_line=$(grep -n '^function _M.balance(' "$NLUA" | cut -d: -f1)
+log_line=$(grep -n '^function _M.log(' "$NLUA" | cut -d: -f1)
+jv=$(cat "$ROOT"/jit/v.*.log 2>/dev/null)
+aborts=$(grep -E '^\[TRACE ---' <<<"$jv" | grep -oE '(nginx|ffi)\.lua:[0-9]+' | sort -u |
+  awk -F: -v f="$rp_from" '$1 == "ffi.lua" || $2 >= f')
+check "(16) no trace abort in upstream/nginx.lua's request path or upstream/ffi.lua" \
+  $([ -n "$jv" ] && [ -z "$aborts" ]; echo $?) "aborts at: $(echo $aborts)" \
+  "$(grep -E '^\[TRACE ---' <<<"$jv" | grep -E 'nginx\.lua|ffi\.lua' | sort | uniq -c | head -5)"
+nw=$(ls "$ROOT"/jit/v.*.log 2>/dev/null | wc -l) compiled=0
+for f in "$ROOT"/jit/v.*.log; do
+  grep -qE "^\[TRACE +[0-9]+ nginx\.lua:$bal_line " "$f" && grep -qE "^\[TRACE +[0-9]+ nginx\.lua:$log_line " "$f" \
+    && compiled=$((compiled + 1))
+done
+check "(16) ngxu.balance (line $bal_line) and ngxu.log (line $log_line) have traces in each of the $nw workers" \
+  $([ "$nw" -ge 2 ] && [ "$compiled" = "$nw" ]; echo $?) "$(grep -hE 'nginx\.lua' "$ROOT"/jit/v.*.log | head -8)"
 
 # (5) reload, then shutdown: no error and no timer warning in the error log
 off=$(wc -c <"$log")

@@ -50,4 +50,22 @@ function M.picker(list)
   end
 end
 
+-- M._pick_slot(list [, key]) -> slot, version: the lower half of a picker,
+-- for a caller that keeps its own per-slot data (upstream.nginx): the slot
+-- picked (0-based; slot s holds the backend at index s + 1 of
+-- list:_slots()) and the version of the slot table it belongs to; -1 when
+-- no backend is eligible, -2 when the pick must go through list:pick(key)
+-- (see upstream_ffi_pick). key: nil or a string. No check of `list`: the
+-- caller passes a list it already knows.
+local vbuf = ffi.new("uint32_t[1]")
+function M._pick_slot(list, key)
+  local s
+  if key == nil then
+    s = C.upstream_ffi_pick(list, nil, 0, vbuf)
+  else
+    s = C.upstream_ffi_pick(list, key, #key, vbuf)
+  end
+  return s, vbuf[0]
+end
+
 return M

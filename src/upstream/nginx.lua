@@ -108,22 +108,34 @@ _M.status = require("upstream.nginx.status").serve -- content_by_lua: metrics, J
 -- one record per list: its picker and the index of its backends
 
 -- list -> { pick = fn, version =, parsed =, invalid =, by_addr =, told =,
---           plain =, keyed = }. parsed, invalid and by_addr are
--- addr.index() of the list's slots at `version`; told: the malformed
--- backends balance() has logged. The index is rebuilt when the list's slot
--- table has a new version (every reconcile bumps it), so the record holds
--- at most what the list held at its last rebuild, whatever the churn.
--- The request path reads the record without a call: a backend it does not
--- find (one added since the last rebuild) takes the slow path, which
--- rebuilds; the check loop rebuilds too, at each poll, so a reconcile that
--- only removes backends is seen within a tick on a started list.
+--           plain =, keyed =, hosts =, ports =, slots =, passive =, top =,
+--           logged =, n =, gens =, cur_b =, cur_t =, old_b =, old_t = }.
+-- parsed, invalid and by_addr are addr.index() of the list's slots at
+-- `version`; told: the malformed backends balance() has logged. The index
+-- is rebuilt when the list's slot table has a new version (every reconcile
+-- bumps it), so the record holds at most what the list held at its last
+-- rebuild, whatever the churn. The request path reads the record without a
+-- call: under LuaJIT the pick returns the slot table's version, and a new
+-- one takes the slow path, which rebuilds; elsewhere a backend it does not
+-- find takes the slow path; the check loop rebuilds too, at each poll.
 -- plain: a pick without a key is known to work (not "hash"); keyed: the
--- list needs a key, or was given one.
+-- list needs a key, or was given one. hosts, ports: set_current_peer's
+-- arguments by slot + 1 (false for a malformed backend); slots: the slot
+-- table they were made from; passive: no active check (list:checked() ==
+-- 0). top: backends a success left at the high score (see log()).
+-- logged, n, gens, cur_b, cur_t, old_b, old_t: what the balancer picked per
+-- request, for log() (see "what the balancer picked" below).
 local lists = setmetatable({}, { __mode = "k" })
+-- the last list balance() or log() looked up, and its record (nil: none
+-- yet): most requests of a location meet the same list in both phases, and
+-- a compare costs less than a lookup in the weak table. It keeps that one
+-- list alive until another list comes by.
+local last_list, last_rec
 
 -- Picks through upstream.ffi (a JIT-compiled call, ~10x cheaper than
--- list:pick() under LuaJIT), one picker per list.
-local uffi
+-- list:pick() under LuaJIT), one picker per list; pick_slot: the same pick
+-- returning the slot, used by balance()'s fast path under LuaJIT.
+local uffi, pick_slot
 
 -- A list's picker, made at its first pick. Its own function, so that
 -- balance() captures nothing: a closure over one of its locals would end
@@ -133,6 +145,7 @@ local function new_picker(list)
   if uffi == nil then
     local ok, m = pcall(require, "upstream.ffi")
     uffi = ok and m or false
+    pick_slot = uffi and uffi._pick_slot or false
   end
   return uffi and uffi.picker(list) or function(key) return list:pick(key) end
 end
@@ -143,14 +156,24 @@ local function refresh(list)
   local slots, version = list:_slots()
   local rec = lists[list]
   if rec == nil then
-    rec = { pick = new_picker(list), version = false, plain = false, keyed = false }
+    rec = { pick = new_picker(list), version = false, plain = false, keyed = false,
+            logged = false, n = 0, gens = 0, cur_b = {}, cur_t = {}, old_b = {}, old_t = {} }
     lists[list] = rec
   elseif rec.version == version then
     return rec
   end
   local ix = index(slots)
+  local parsed = ix.parsed
+  local hosts, ports = {}, {}
+  for i, b in pairs(slots) do
+    local p = parsed[b]
+    hosts[i], ports[i] = p and p.host or false, p and p.port or false
+  end
   rec.version, rec.parsed, rec.invalid, rec.by_addr, rec.told =
-    version, ix.parsed, ix.invalid, ix.by_addr, {}
+    version, parsed, ix.invalid, ix.by_addr, {}
+  rec.hosts, rec.ports, rec.slots, rec.top = hosts, ports, slots, {}
+  rec.passive = list:checked() == 0
+  if not rec.passive then rec.logged = false end -- records are for passive lists
   return rec
 end
 
@@ -367,15 +390,114 @@ end
 
 -- ---------------------------------------------------------------------------
 -- balancer and log phases
+--
+-- The request path (balance's fast path, log) creates no closure, reads no
+-- ngx.var and calls no classic Lua C function in the common case, so that
+-- LuaJIT compiles it (spec/e2e/run.sh checks the traces with jit.v): a
+-- closure would end the function with UCLO, which is NYI; ngx.var's getter
+-- aborts its trace and is blacklisted for the whole worker; a C function
+-- ends the trace (a stitch).
 
-local balancer
 local set_current_peer, set_more_tries, get_last_failure
+-- get_request: resty.core's, or false: then there is no record of picks,
+-- and log() reads $upstream_status and $upstream_addr. cast, uintptr: a
+-- request's address as a number, tonumber(cast(uintptr, r)). C: ffi.C
+-- when it has ngx_lua's request functions (the ones behind ngx.status and
+-- ngx.req.start_time, called with the request at hand), else false.
+local get_request, cast, uintptr, C
 
-local function load_balancer()
-  balancer = require "ngx.balancer"
+local function load_request_api()
+  local balancer = require "ngx.balancer"
   set_current_peer = balancer.set_current_peer
   set_more_tries = balancer.set_more_tries
   get_last_failure = balancer.get_last_failure
+  local ok, base = pcall(require, "resty.core.base")
+  get_request = ok and type(base) == "table" and base.get_request or false
+  local okf, ffi = pcall(require, "ffi")
+  C = false
+  if okf and type(ffi) == "table" and ffi.cast then
+    cast, uintptr = ffi.cast, ffi.typeof("uintptr_t")
+    if get_request and pcall(function()
+      return ffi.C.ngx_http_lua_ffi_get_resp_status and ffi.C.ngx_http_lua_ffi_req_start_time
+    end) then
+      C = ffi.C
+    end
+  else
+    cast = function(_, r) return r end -- a fake request (the specs)
+  end
+  if not C and not (ngx.req and ngx.req.start_time) then get_request = false end
+end
+
+-- The request's start time and response status. Neither ends in a tail
+-- call of a builtin (return C.f(r)): LuaJIT aborts a root trace that starts
+-- in such a function, as these do when called from interpreted code.
+local function req_start(r)
+  local t
+  if C then t = C.ngx_http_lua_ffi_req_start_time(r) else t = ngx.req.start_time() end
+  return t
+end
+
+local function resp_status(r)
+  local st
+  if C then st = C.ngx_http_lua_ffi_get_resp_status(r) else st = ngx.status end
+  return st
+end
+
+-- What the balancer picked, per request, for log(), which then needs no
+-- ngx.var: the backend keyed by the request's address (get_request()'s
+-- pointer as a number), and the request's start time, which tells the
+-- request from an earlier one at the same address that never reached log()
+-- (an error_page to a location without log_by_lua, a subrequest). false:
+-- balance() ended the request with 502, its failure already counted. A
+-- retry overwrites the record, so log() sees the last try. Two generations
+-- of GEN picks: after GEN picks the current tables become the old ones and
+-- the old are dropped, so a record log() never takes is gone after 2 GEN
+-- picks of the list; log() takes its record from either, and a request
+-- older than that finds none and reads ngx.var instead. Recording starts
+-- with a passive list's first log() in the worker (rec.logged), so a list
+-- whose config has no log_by_lua records nothing. A checked list records
+-- nothing either: its log() acts only on a 5xx, rare enough to read
+-- $upstream_addr for.
+local GEN = 16384
+
+-- rec.n counts down the picks to the next forgetting of rec.top (every
+-- TOP picks: a down() from outside the driver is undone by the successes of
+-- the next TOP picks at the latest); every GEN / TOP of those, a new
+-- generation (rec.gens counts them down).
+local TOP = 1024
+
+local function remember(rec, r, b)
+  local k = tonumber(cast(uintptr, r))
+  local n = rec.n - 1
+  if n <= 0 then
+    n = TOP
+    rec.top = {}
+    local g = rec.gens - 1
+    if g <= 0 then
+      g = GEN / TOP
+      rec.old_b, rec.old_t, rec.cur_b, rec.cur_t = rec.cur_b, rec.cur_t, {}, {}
+    end
+    rec.gens = g
+  end
+  rec.n = n
+  rec.cur_b[k], rec.cur_t[k] = b, req_start(r)
+end
+
+-- The record of request r (a backend, or false), or nil; take: and remove it.
+local function recorded(rec, r, take)
+  local k = tonumber(cast(uintptr, r))
+  local b, t = rec.cur_b[k]
+  if b ~= nil then
+    if take then rec.cur_b[k] = nil end
+    t = rec.cur_t[k]
+  else
+    b = rec.old_b[k]
+    if b == nil then return nil end
+    if take then rec.old_b[k] = nil end
+    t = rec.old_t[k]
+  end
+  if t ~= req_start(r) then return nil end -- an earlier request's
+  return b
 end
 
 -- Ends the request with 502. ngx.exit(502) in balancer_by_lua gives a 500
@@ -383,25 +505,25 @@ end
 -- NGX_ERROR there. NGX_BUSY (-3) makes nginx answer 502 ("no live
 -- upstreams") on every build, with no further try.
 local NGX_BUSY = -3
+local NO_UPSTREAMS = "no upstreams available"
 
--- Requests that balance() ended with NGX_BUSY after a failed try: nginx then
--- repeats the failed peer in $upstream_addr, and log() must not count that
--- failure twice. Keyed by request address; rare, and capped.
+-- Requests that balance() ended with NGX_BUSY after a failed try, when
+-- there is no record of picks: nginx then repeats the failed peer in
+-- $upstream_addr, and log() must not count that failure twice. Keyed by
+-- request address; rare, and capped.
 local busy, nbusy = {}, 0
-local get_request, ffi
 
 local function request_key()
-  if not get_request then
-    get_request = require("resty.core.base").get_request
-    ffi = require "ffi"
-  end
-  local r = get_request()
-  return r and tonumber(ffi.cast("uintptr_t", r))
+  local r = get_request and get_request()
+  return r and tonumber(cast(uintptr, r))
 end
 
-local function fail_502(why, retried)
+local function fail_502(why, retried, rec)
   errlog(ERR, why)
-  if retried then
+  local r = rec and rec.logged and get_request and get_request()
+  if r then
+    remember(rec, r, false)
+  elseif retried then
     if nbusy >= 1000 then busy, nbusy = {}, 0 end
     local k = request_key()
     if k then busy[k] = true; nbusy = nbusy + 1 end
@@ -414,12 +536,23 @@ local function last_addr(s)
   return s and str_match(s, "([^%s,]+)[%s,:]*$")
 end
 
+-- down() every backend in bs (the spellings of one address)
+local function down_all(list, rec, bs)
+  local top = rec.top
+  for i = 1, #bs do
+    list:down(bs[i])
+    top[bs[i]] = nil
+  end
+end
+
 -- Sets the peer to backend b; nil, err when b cannot be used.
 local function use(rec, b)
   local p = rec.parsed[b]
   if not p then return nil, rec.invalid[b] or ("bad backend " .. tostring(b)) end
   local ok, err = set_current_peer(p.host, p.port)
   if not ok then return nil, "set_current_peer(" .. tostring(b) .. "): " .. tostring(err) end
+  local r = rec.logged and get_request and get_request()
+  if r then remember(rec, r, b) end
   return true
 end
 
@@ -442,10 +575,10 @@ local function slow_pick(rec, k)
   return rec.pick(nokey)
 end
 
--- Slow path: a list's first pick, a backend added by reconcile, a key that
--- is not a string, retries, unusable backends, none healthy. state: nil on
--- the first try, else get_last_failure()'s. have: b, err is the pick the
--- fast path made.
+-- Slow path: a list's first pick, a reconciled list, a key that is not a
+-- string, retries, unusable backends, none healthy. state: nil on the first
+-- try, else get_last_failure()'s. have: b, err is the pick the fast path
+-- made.
 local function balance_slow(list, key, state, have, b, err)
   local retried = state ~= nil
   if list == nil then return fail_502("ngxu.balance: the list is nil (was it created?)", retried) end
@@ -454,19 +587,26 @@ local function balance_slow(list, key, state, have, b, err)
   if key ~= nil then
     local kt = type(key)
     if kt ~= "string" and kt ~= "number" then
-      return fail_502("ngxu.balance: the key must be a string or a number, got a " .. kt, retried)
+      return fail_502("ngxu.balance: the key must be a string or a number, got a " .. kt, retried, rec)
     end
     if not rec.plain then rec.keyed = true end
   end
   -- a retry. "failed": connect error, timeout, 5xx (as proxy_next_upstream
   -- says); "next": 403/404 retried elsewhere, not the backend's fault.
-  -- fails: every backend spelling the address of the peer that was tried.
+  -- fails: every backend spelling the address of the peer that was tried
+  -- (from the record of picks, else from $upstream_addr).
   local fails
   if retried then
-    fails = rec.by_addr[last_addr(ngx_var.upstream_addr)]
-    if fails ~= nil and state == "failed" then
-      for i = 1, #fails do list:down(fails[i]) end
+    local a
+    local r = rec.logged and get_request and get_request()
+    if r then
+      local prev = recorded(rec, r, false)
+      local p = prev and rec.parsed[prev]
+      a = p and p.addr
     end
+    if a == nil then a = last_addr(ngx_var.upstream_addr) end
+    fails = rec.by_addr[a]
+    if fails ~= nil and state == "failed" then down_all(list, rec, fails) end
   end
   local tried = {}
   if fails ~= nil then
@@ -479,7 +619,7 @@ local function balance_slow(list, key, state, have, b, err)
     if not have then b, err = slow_pick(rec, k) end
     have = false
     if b == nil then
-      return fail_502("no healthy backend: " .. tostring(err), retried)
+      return fail_502("no healthy backend: " .. tostring(err), retried, rec)
     end
     if not tried[b] then
       tried[b] = true
@@ -502,7 +642,7 @@ local function balance_slow(list, key, state, have, b, err)
     if key ~= nil then k = i .. ":" .. key end
   end
   if fallback ~= nil and use(rec, fallback) then return end
-  return fail_502("no usable backend (tried " .. n .. ")", retried)
+  return fail_502("no usable backend (tried " .. n .. ")", retried, rec)
 end
 
 -- ngxu.balance(list [, tries [, key]]) in balancer_by_lua: picks a backend
@@ -513,7 +653,7 @@ end
 -- that failed is marked down and another one is picked. No healthy
 -- backend: the request ends with 502, and the reason is logged.
 function _M.balance(list, tries, key)
-  if not set_current_peer then load_balancer() end
+  if not set_current_peer then load_request_api() end
   local state = get_last_failure()
   if state == nil then -- the first try: the fast path
     if tries == nil then
@@ -525,12 +665,42 @@ function _M.balance(list, tries, key)
       end
       if tries > 0 then set_more_tries(tries) end
     end
-    local rec = lists[list]
+    local rec = last_rec
+    if list ~= last_list then
+      rec = lists[list]
+      if rec ~= nil then last_list, last_rec = list, rec end
+    end
     if rec ~= nil and (key == nil and rec.plain or type(key) == "string") then
+      if pick_slot then -- LuaJIT: the slot, and set_current_peer's arguments by slot
+        local s, version = pick_slot(list, key)
+        if s >= 0 then
+          if version == rec.version then
+            local i = s + 1
+            local host = rec.hosts[i]
+            if host and set_current_peer(host, rec.ports[i]) then
+              if rec.logged then
+                local r = get_request and get_request()
+                if r then remember(rec, r, rec.slots[i]) end
+              end
+              return
+            end
+            return balance_slow(list, key, nil, true, rec.slots[i])
+          end
+          return balance_slow(list, key, nil, true, (list:_slots())[s + 1]) -- reconciled
+        end
+        if s == -1 then return balance_slow(list, key, nil, true, nil, NO_UPSTREAMS) end
+        return balance_slow(list, key, nil, false)
+      end
       local b, err = rec.pick(key)
       if b ~= nil then
         local p = rec.parsed[b]
-        if p and set_current_peer(p.host, p.port) then return end
+        if p and set_current_peer(p.host, p.port) then
+          if rec.logged then
+            local r = get_request and get_request()
+            if r then remember(rec, r, b) end
+          end
+          return
+        end
       end
       return balance_slow(list, key, nil, true, b, err)
     end
@@ -540,33 +710,27 @@ function _M.balance(list, tries, key)
   return balance_slow(list, key, state, false)
 end
 
--- Whether a list is passive (no active check), cached per list and
--- recomputed every 1024 log() calls (list:checked() is a C call; reconcile can
--- change the answer).
-local passive = setmetatable({}, { __mode = "k" })
-local log_calls = 0
-
-local function is_passive(list)
-  local p = passive[list]
-  if p == nil then
-    p = list:checked() == 0
-    passive[list] = p
+-- Feedback from a request to backend b and every backend spelling its
+-- address. up: a success; list:up() is skipped for backends a success
+-- already left at the high score (rec.top), so that a healthy passive list
+-- costs no C call a request.
+local function feed(list, rec, b, up)
+  local p = rec.parsed[b]
+  local bs = p and rec.by_addr[p.addr]
+  if bs == nil then return end -- reconciled away since
+  if not up then return down_all(list, rec, bs) end
+  local top = rec.top
+  for i = 1, #bs do
+    local x = bs[i]
+    local was = list:score(x)
+    list:up(x)
+    if list:score(x) == was then top[x] = true end
   end
-  return p
 end
 
--- ngxu.log(list) in log_by_lua: passive feedback from the last try.
--- Connect error, timeout or 5xx: down(). Success: up(), only for a list
--- without active checks. The fast path for a checked list is one look at
--- the response status: below 500, the last try succeeded (unless an
--- error_page turned a failure into a success: that failure is not counted).
-function _M.log(list)
-  log_calls = log_calls + 1
-  if log_calls >= 1024 then
-    log_calls = 0
-    passive = setmetatable({}, { __mode = "k" })
-  end
-  if ngx.status < 500 and not is_passive(list) then return end
+-- log() without a record of the request's pick: the last try's status and
+-- address from $upstream_status and $upstream_addr.
+local function log_by_var(list, rec)
   local us = ngx_var.upstream_status
   if us == nil then return end
   -- the last try's status: "502, 200" -> 200; "-" (no answer) -> nil
@@ -575,7 +739,7 @@ function _M.log(list)
   local up
   if status >= 500 then
     up = false
-  elseif is_passive(list) then
+  elseif rec.passive then
     up = true
   else
     return -- a success on a checked list: only its checks raise the score
@@ -584,14 +748,67 @@ function _M.log(list)
     local k = request_key()
     if k and busy[k] then busy[k] = nil; nbusy = nbusy - 1; return end
   end
-  local rec = lists[list]
-  if rec == nil then return end -- never balanced in this worker
   -- every backend spelling that address ("010.0.0.1:80", "10.0.0.1:80")
   local bs = rec.by_addr[last_addr(ngx_var.upstream_addr)]
   if bs == nil then return end
-  for i = 1, #bs do
-    if up then list:up(bs[i]) else list:down(bs[i]) end
+  if up then
+    for i = 1, #bs do list:up(bs[i]) end
+  else
+    down_all(list, rec, bs)
   end
+end
+
+-- ngxu.log(list) in log_by_lua: passive feedback from the last try.
+-- Connect error, timeout or 5xx: down(). Success: up(), only for a list
+-- without active checks. The backend is the one the balancer recorded for
+-- the request, the result ngx.status (5xx: a failure; an error_page that
+-- turns a failure into a success hides it); without a record (no
+-- resty.core, a request older than two generations of picks, the list's
+-- first logged request) the last try's $upstream_status and $upstream_addr.
+function _M.log(list)
+  local rec = last_rec
+  if list ~= last_list then
+    rec = lists[list]
+    if rec ~= nil then last_list, last_rec = list, rec end
+  end
+  if rec == nil then return end -- never balanced in this worker
+  if not get_last_failure then load_request_api() end
+  local r = get_request and get_request()
+  if not rec.passive then
+    -- a checked list: only a 5xx counts, which is rare; its backend comes
+    -- from $upstream_addr (the balancer records nothing for such a list)
+    if (r and resp_status(r) or ngx.status) < 500 then return end
+    return log_by_var(list, rec)
+  end
+  if r then
+    if rec.logged then
+      -- the record is taken whatever it says; its start time is compared
+      -- only before acting on it (a success on a backend at the top
+      -- already needs nothing)
+      local k = tonumber(cast(uintptr, r))
+      local bs, ts = rec.cur_b, rec.cur_t
+      local b = bs[k]
+      if b == nil then
+        bs, ts = rec.old_b, rec.old_t
+        b = bs[k]
+      end
+      if b ~= nil then
+        bs[k] = nil
+        if b == false then return end -- ended by balance(), counted there
+        if resp_status(r) >= 500 then
+          if ts[k] == req_start(r) then return feed(list, rec, b, false) end
+        elseif rec.top[b] then
+          return
+        elseif ts[k] == req_start(r) then
+          return feed(list, rec, b, true)
+        end
+        -- an earlier request's record: this one has none
+      end
+    else
+      rec.logged = true -- record picks from now on
+    end
+  end
+  return log_by_var(list, rec)
 end
 
 return _M
