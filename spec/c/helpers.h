@@ -209,7 +209,7 @@ static inline void check_strategy(const ul_list *l) {
       break;
     }
     case UL_HASH:
-      if (!l->maglev_dirty && l->nelig > 0) {
+      if (!l->maglev_busy && l->nelig > 0) { /* a settled table */
         int32_t *tab = ulb_mag(l);
         for (k = 0; k < l->maglev_m; k++) {
           int32_t s = tab[k];

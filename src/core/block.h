@@ -26,6 +26,8 @@
  *   hash:
  *     magx[cap]        Maglev build state                  ulb_magx
  *     mag[maglev_m]    Maglev table: entry -> slot         ulb_mag
+ *     mag2[maglev_m]   the table being built               ulb_mag2
+ *                      (a finished build swaps off_mag and off_mag2)
  *
  * list.c lays out the list's part, pick.c the strategies' part.
  */
@@ -57,9 +59,13 @@ typedef struct ul_line { /* weighted: an eligible member's line, by position */
 } ul_line;
 
 typedef struct ul_magx { /* Maglev build state of one eligible member */
-  double credit;
+  double credit; /* entries earned, not yet claimed (credit build) */
   int32_t slot;
-  uint32_t offset, skip, next;
+  uint32_t at;   /* its next preferred entry (offset + k * skip mod M) */
+  uint32_t skip;
+  uint32_t w;    /* its effective weight; quota build: entries to claim */
+  uint32_t link; /* quota build: the next member still claiming, a ring */
+  uint32_t live; /* its weight is above 0 */
 } ul_magx;
 
 #define UL_BLOCK_AT(type, l, off) ((type *)((char *)(l) + (off)))
@@ -96,6 +102,9 @@ static inline ul_magx *ulb_magx(const ul_list *l) {
 }
 static inline int32_t *ulb_mag(const ul_list *l) {
   return UL_BLOCK_AT(int32_t, l, l->off_mag);
+}
+static inline int32_t *ulb_mag2(const ul_list *l) {
+  return UL_BLOCK_AT(int32_t, l, l->off_mag2);
 }
 
 #undef UL_BLOCK_AT

@@ -416,6 +416,7 @@ void ul_grow(ul_list *dst, uint32_t cap, const ul_list *src) {
   while (*tail >= 0) tail = &ul_nodes(dst)[*tail].dup;
   *tail = src->cap < cap ? (int32_t)src->cap : -1;
   ulp_rebuild(dst);
+  ulp_maglev_copy(dst, src); /* picks read it while the next one builds */
 }
 
 /* ---- pick -------------------------------------------------------------- */
