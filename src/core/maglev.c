@@ -54,8 +54,11 @@ static uint64_t maglev_mix64(uint64_t x) { /* splitmix64's finaliser */
 /* Tables of fewer entries are built whole (about 0.3 ms at M = 16381). */
 #define UL_MAGLEV_SYNC_M 32768u
 /* Build work per pick: one unit is a member collected or counted, a probe
- * of the table, or 16 entries cleared. About 25-40 us at M = 1e7. */
-#define UL_MAGLEV_SLICE 4096u
+ * of the table, or 8 entries cleared. A table past the caches (M >= 2^20,
+ * 4 MB) makes most units a cache miss: a smaller slice there. Measured in
+ * docs/BENCHMARKS.md (bench/scale_core.lua). */
+#define UL_MAGLEV_SLICE 2048u
+#define UL_MAGLEV_SLICE_BIG 512u
 /* Entries a pick tries after its own before it asks the bitmap. */
 #define UL_MAGLEV_FALL 32u
 
@@ -67,7 +70,9 @@ enum { MB_IDLE = 0, MB_COLLECT, MB_QUOTA, MB_RING, MB_CLEAR, MB_FILL, MB_CREDIT 
 #define UL_MAGLEV_CREDIT_SPAN 8u
 
 uint32_t ulp_maglev_slice(uint32_t m) {
-  return m < UL_MAGLEV_SYNC_M ? 0 : UL_MAGLEV_SLICE;
+  return m < UL_MAGLEV_SYNC_M ? 0
+         : m < (1u << 20)     ? UL_MAGLEV_SLICE
+                              : UL_MAGLEV_SLICE_BIG;
 }
 
 void ulp_maglev_changed(ul_list *l, int moved) {
@@ -176,7 +181,7 @@ static int maglev_run(ul_list *l, uint32_t *budget) {
         continue;
       case MB_CLEAR:
         for (; l->mb_i < m && b; b--) {
-          uint32_t end = m - l->mb_i < 16 ? m : l->mb_i + 16;
+          uint32_t end = m - l->mb_i < 8 ? m : l->mb_i + 8;
           for (; l->mb_i < end; l->mb_i++) tab[l->mb_i] = -1;
         }
         if (l->mb_i < m) break;
@@ -318,5 +323,6 @@ uint32_t ulp_hash_pick(ul_list *l, uint64_t key) {
 
 #undef UL_MAGLEV_SYNC_M
 #undef UL_MAGLEV_SLICE
+#undef UL_MAGLEV_SLICE_BIG
 #undef UL_MAGLEV_FALL
 #undef UL_MAGLEV_CREDIT_SPAN
