@@ -2,7 +2,8 @@
  * test_scale.c - the core without its scale cliffs (issue 9): the Maglev
  * table rebuilt aside a slice per pick (maglev.c), picks during a build
  * returning only eligible members and keeping the keys of the others, the
- * finished table equal to a whole build, the weighted build's shares.
+ * finished table equal to a whole build, the weighted build's shares;
+ * the weighted tree over the eligible members only, against nginx's loop.
  */
 #include "helpers.h"
 #include "core/pick.h"
@@ -226,6 +227,76 @@ static void test_small_tables_whole(void **state) {
   xfree(l);
 }
 
+/* ---- weighted: the tree over the eligible members ------------------------ */
+
+/* nginx's smooth weighted round robin, naively: every eligible member's
+ * current weight grows by its weight, the greatest (the first of equals)
+ * is picked and loses the total; an ineligible member's is frozen. */
+typedef struct {
+  int64_t cur[1200];
+  uint32_t w[1200];
+} swrr;
+
+static int32_t swrr_pick(const ul_list *l, swrr *m) {
+  int64_t total = 0;
+  int32_t best = -1;
+  uint32_t p;
+  for (p = 0; p < l->n; p++) {
+    int32_t s = ul_order(l)[p];
+    if (!N(l, s)->elig) continue;
+    m->cur[s] += m->w[s];
+    total += m->w[s];
+    if (best < 0 || m->cur[s] > m->cur[best]) best = s;
+  }
+  if (best >= 0) m->cur[best] -= total;
+  return best;
+}
+
+/* Members come and go at random (the tree's root climbs and falls, leaves
+ * move), weights 1 and 2 (many ties, broken by position): every pick is
+ * nginx's, and a list of 10000 with 100 eligible walks 7 levels. */
+static void test_weighted_packed_leaves(void **state) {
+  enum { CAPW = 1200, MW = 1000, OPS = 60000 };
+  ul_list *l = new_list_strat(CAPW, UL_WEIGHTED, 1), *big;
+  swrr *m = xcalloc(1, sizeof *m);
+  prng r;
+  int i;
+  (void)state;
+  r.s = 12345;
+  for (i = 0; i < MW; i++) {
+    m->w[i] = 1 + (uint32_t)(i % 5 == 0);
+    assert_int_equal(ul_append(l, 0, -1, 0, m->w[i], 0, 0), i);
+  }
+  for (i = 0; i < OPS; i++) {
+    uint32_t k = prng_below(&r, 100);
+    /* a drift towards few eligible, then back: the root moves */
+    int down = (i / 10000) % 2 == 0 ? k < 30 : k < 8;
+    if (k < 50) {
+      int32_t want = swrr_pick(l, m), got = ul_pick(l, 0, 0);
+      if (got != want) fail_msg("op %d: picked %d, nginx picks %d", i, got, want);
+    } else if (down) {
+      ul_down(l, (int32_t)prng_below(&r, MW), 0);
+    } else {
+      ul_up(l, (int32_t)prng_below(&r, MW), 0);
+    }
+    if (i % 5000 == 0) check_invariants(l);
+  }
+  check_invariants(l);
+  xfree(m);
+  xfree(l);
+
+  big = new_list_strat(10000, UL_WEIGHTED, 1);
+  for (i = 0; i < 10000; i++) ul_append(big, 0, -1, 0, 1, 0, 0);
+  assert_int_equal(big->kst_root, 1);
+  for (i = 0; i < 10000; i++)
+    if (i % 100 != 0) down_twice(big, i);
+  assert_int_equal(big->kst_n, 100);
+  assert_int_equal(big->kst_size / big->kst_root, 128); /* 7 levels */
+  for (i = 0; i < 300; i++) assert_int_equal(ul_pick(big, 0, 0), (i % 100) * 100);
+  check_invariants(big);
+  xfree(big);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_incremental_equal, teardown),
@@ -235,6 +306,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_grow_keeps_table, teardown),
       cmocka_unit_test_teardown(test_huge_weight_shares, teardown),
       cmocka_unit_test_teardown(test_small_tables_whole, teardown),
+      cmocka_unit_test_teardown(test_weighted_packed_leaves, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

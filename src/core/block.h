@@ -16,8 +16,10 @@
  *   then by strategy:
  *   weighted, cap > UL_KST_SCAN, the kinetic tree of kst_size leaves s:
  *     melt[2s]         certificate of each tree node       ulb_kmelt
- *     line[s]          cur and ew of each leaf's member    ulb_kline
- *     win[2s]          winning position of each node       ulb_kwin
+ *     line[s]          cur, ew, position of each leaf's    ulb_kline
+ *                      member (leaves 0..kst_n-1 in use)
+ *     win[2s]          winning leaf of each node           ulb_kwin
+ *     at[cap]          position -> its leaf, or -1         ulb_kat
  *   random:
  *     fen[cap + 1]     Fenwick tree of effective weights   ulb_fen
  *   random, least_conn:
@@ -54,8 +56,10 @@ static inline uint32_t ulb_kst_leaves(uint32_t cap) {
   return s;
 }
 
-typedef struct ul_line { /* weighted: an eligible member's line, by position */
+typedef struct ul_line { /* weighted: an eligible member's line, by leaf */
   int64_t cur, ew;
+  int32_t pos;  /* its position: ties go to the lower one */
+  int32_t slot; /* its slot: the pick moves the node's cur too */
 } ul_line;
 
 typedef struct ul_magx { /* Maglev build state of one eligible member */
@@ -87,6 +91,9 @@ static inline int64_t *ulb_kmelt(const ul_list *l) {
 }
 static inline ul_line *ulb_kline(const ul_list *l) {
   return UL_BLOCK_AT(ul_line, l, l->off_kst_line);
+}
+static inline int32_t *ulb_kat(const ul_list *l) {
+  return UL_BLOCK_AT(int32_t, l, l->off_kst_at);
 }
 static inline int64_t *ulb_fen(const ul_list *l) {
   return UL_BLOCK_AT(int64_t, l, l->off_fen);

@@ -142,13 +142,15 @@ typedef struct ul_list {
   uint32_t mb_phase, mb_i, mb_e, mb_cur, mb_prev, mb_filled, mb_wmax, mb_credit;
   uint64_t mb_total;     /* sum of the snapshot's effective weights */
   uint32_t kst_size;  /* weighted: leaves in the kinetic tree (power of 2) */
+  uint32_t kst_n;     /* weighted: leaves in use, one per eligible member */
+  uint32_t kst_root;  /* weighted: the node whose subtree holds them */
   uint32_t bm_words[3]; /* words in each bitmap level */
   uint64_t gen;       /* last check generation handed out */
   uint64_t rng;       /* xorshift64* state, never 0 */
   double now;         /* time of the last ul_collect */
   /* offsets in bytes from the start of the block (0: not used) */
   uint32_t off_nodes, off_order, off_heap, off_ready, off_bm[3];
-  uint32_t off_kst_win, off_kst_melt, off_kst_line, off_fen, off_dense;
+  uint32_t off_kst_win, off_kst_melt, off_kst_line, off_kst_at, off_fen, off_dense;
   uint32_t off_mag, off_mag2, off_magx;
   uint64_t sumsq[2]; /* random: sum of ew^2 over eligible (128-bit, lo/hi) */
 } ul_list;

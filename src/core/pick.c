@@ -15,7 +15,7 @@
 
 /* The offsets of the strategies' arrays, as block.h draws them. */
 typedef struct {
-  size_t bm[3], win, melt, line, fen, dense, mag, mag2, magx;
+  size_t bm[3], win, melt, line, kat, fen, dense, mag, mag2, magx;
   uint64_t m;
 } pick_offsets;
 
@@ -31,6 +31,8 @@ static size_t pick_arrays(pick_offsets *o, uint32_t cap, int strategy,
     off += (size_t)s * sizeof(ul_line);
     o->win = off;
     off = ul_align8(off + (size_t)2 * s * sizeof(int32_t));
+    o->kat = off;
+    off = ul_align8(off + (size_t)cap * sizeof(int32_t));
   } else if (strategy == UL_RANDOM || strategy == UL_LEAST_CONN) {
     if (strategy == UL_RANDOM) {
       o->fen = off;
@@ -54,7 +56,7 @@ static size_t pick_arrays(pick_offsets *o, uint32_t cap, int strategy,
 size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off,
                   uint32_t prev_m) {
   uint32_t w[3], k;
-  pick_offsets o = {{0, 0, 0}, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  pick_offsets o = {{0, 0, 0}, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
   w[0] = ulb_words(cap);
   w[1] = ulb_words(w[0]);
   w[2] = ulb_words(w[1]);
@@ -73,6 +75,7 @@ size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off,
     l->off_kst_win = (uint32_t)o.win;
     l->off_kst_melt = (uint32_t)o.melt;
     l->off_kst_line = (uint32_t)o.line;
+    l->off_kst_at = (uint32_t)o.kat;
     l->kst_size =
         strategy == UL_WEIGHTED && cap > UL_KST_SCAN ? ulb_kst_leaves(cap) : 0;
     l->off_fen = (uint32_t)o.fen;
