@@ -28,7 +28,7 @@ C_TESTS    = $(patsubst spec/c/%.c,build/%,$(wildcard spec/c/test_*.c))
 SPEC_ARGS  = --lpath='./src/?.lua' -o TAP spec/
 
 .PHONY: all runtimes check test test-c test-lua test-asan test-asan-clang test-gc test-valgrind \
-        test-alloc e2e lint cppcheck fuzz mutate bench bench-ir bench-gateway bench-nginx-pick demo clean FORCE
+        test-alloc e2e lint cppcheck fuzz mutate bench bench-ir bench-scale bench-gateway bench-nginx-pick demo clean FORCE
 
 all: upstream.so
 
@@ -126,6 +126,11 @@ bench: upstream.so
 
 bench-ir: upstream.so
 	@LUA=$(LUA) bash bench/pick_ir.sh
+
+# the scale cliffs (issue 9): every bench/scale_*.lua under $(LUA)
+# (LUA=luajit: the picks through upstream.ffi)
+bench-scale: upstream.so
+	@for f in bench/scale_*.lua; do echo "== $$f"; $(LUA) $$f || exit 1; done
 
 # wrk through ngxu.balance against nginx's own round robin and a bare-Lua
 # balancer; BENCH_IR=1 adds instructions per request under callgrind.
