@@ -54,10 +54,10 @@ static uint64_t maglev_mix64(uint64_t x) { /* splitmix64's finaliser */
 /* Tables of fewer entries are built whole (about 0.3 ms at M = 16381). */
 #define UL_MAGLEV_SYNC_M 32768u
 /* Build work per pick: one unit is a member collected or counted, a probe
- * of the table, or 8 entries cleared. A table past the caches (M >= 2^20,
- * 4 MB) makes most units a cache miss: a smaller slice there. Measured in
- * docs/BENCHMARKS.md (bench/scale_core.lua). */
-#define UL_MAGLEV_SLICE 2048u
+ * of the table, or 8 entries cleared. A table past the L2 cache (M >=
+ * 2^18, 1 MB) makes most units a cache miss: a smaller slice there.
+ * Measured in docs/BENCHMARKS.md (bench/scale_core.lua). */
+#define UL_MAGLEV_SLICE 1024u
 #define UL_MAGLEV_SLICE_BIG 512u
 /* Entries a pick tries after its own before it asks the bitmap. */
 #define UL_MAGLEV_FALL 32u
@@ -71,7 +71,7 @@ enum { MB_IDLE = 0, MB_COLLECT, MB_QUOTA, MB_RING, MB_CLEAR, MB_FILL, MB_CREDIT 
 
 uint32_t ulp_maglev_slice(uint32_t m) {
   return m < UL_MAGLEV_SYNC_M ? 0
-         : m < (1u << 20)     ? UL_MAGLEV_SLICE
+         : m < (1u << 18)     ? UL_MAGLEV_SLICE
                               : UL_MAGLEV_SLICE_BIG;
 }
 
