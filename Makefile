@@ -129,8 +129,14 @@ bench-ir: upstream.so
 
 # the scale cliffs (issue 9): every bench/scale_*.lua under $(LUA)
 # (LUA=luajit: the picks through upstream.ffi)
-bench-scale: upstream.so
+# and bench/scale_slices.c: each pick's CPU time during a Maglev rebuild
+bench-scale: upstream.so build/scale_slices
 	@for f in bench/scale_*.lua; do echo "== $$f"; $(LUA) $$f || exit 1; done
+	@echo "== bench/scale_slices.c"; for n in 1000 10000 100000; do ./build/scale_slices $$n || exit 1; done
+
+build/scale_slices: bench/scale_slices.c $(CORE) $(wildcard src/core/*.h)
+	@mkdir -p build
+	$(CC) -O2 $(WARN) $(DEFS) -Isrc -o $@ $(CORE) $< -lm
 
 # wrk through ngxu.balance against nginx's own round robin and a bare-Lua
 # balancer; BENCH_IR=1 adds instructions per request under callgrind.
