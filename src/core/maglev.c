@@ -89,15 +89,14 @@ void ulp_maglev_copy(ul_list *dst, const ul_list *src) {
   dst->maglev_valid = 1;
 }
 
-/* One probe of y's preferences: claims the entry if it is free. */
+/* One probe of y's preferences: claims the entry if it is free; either
+ * way the next probe is at its next preference. */
 static inline int maglev_probe(int32_t *tab, ul_magx *y, uint32_t m) {
-  if (tab[y->at] < 0) {
-    tab[y->at] = y->slot;
-    return 1;
-  }
+  int claimed = tab[y->at] < 0;
+  if (claimed) tab[y->at] = y->slot;
   y->at += y->skip;
   if (y->at >= m) y->at -= m;
-  return 0;
+  return claimed;
 }
 
 /* The build, in phases, each resumable at its cursor:
