@@ -297,6 +297,30 @@ static void test_weighted_packed_leaves(void **state) {
   xfree(big);
 }
 
+/* A fresh list's tree is empty, not all zeros: appending a member that is
+ * not eligible (an initial score below 0) leaves it out of the tree
+ * (found by core_fuzz: the zeroed block read as "position 0 at leaf 0"). */
+static void test_weighted_fresh_tree(void **state) {
+  ul_opts o;
+  ul_list *l;
+  int i;
+  (void)state;
+  ul_opts_default(&o);
+  o.strategy = UL_WEIGHTED;
+  o.initial_score = -3;
+  l = new_list(24, &o, 1);
+  for (i = 0; i < 20; i++) {
+    assert_int_equal(ul_append(l, 0, -1, 0, 1 + (uint32_t)i, 0, 0), i);
+    assert_int_equal(l->kst_n, 0);
+    check_invariants(l);
+  }
+  for (i = 0; i < 3; i++) ul_up(l, 7, 0); /* -3 -> 0: healthy */
+  assert_int_equal(l->kst_n, 1);
+  assert_int_equal(ul_pick(l, 0, 0), 7);
+  check_invariants(l);
+  xfree(l);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_incremental_equal, teardown),
@@ -307,6 +331,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_huge_weight_shares, teardown),
       cmocka_unit_test_teardown(test_small_tables_whole, teardown),
       cmocka_unit_test_teardown(test_weighted_packed_leaves, teardown),
+      cmocka_unit_test_teardown(test_weighted_fresh_tree, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

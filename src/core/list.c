@@ -73,6 +73,7 @@ static void block_init(ul_list *l, uint32_t cap, const ul_opts *o,
   l->rng = seed ? seed : 0x9E3779B97F4A7C15ULL;
   block_free_slots(l, 0, cap);
   l->free_head = 0;
+  ulp_rebuild(l); /* the strategies' empty state: not all zeros (kst) */
 }
 
 void ul_init(ul_list *l, uint32_t cap, const ul_opts *o, uint64_t seed) {
