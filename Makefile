@@ -28,7 +28,7 @@ C_TESTS    = $(patsubst spec/c/%.c,build/%,$(wildcard spec/c/test_*.c))
 SPEC_ARGS  = --lpath='./src/?.lua' -o TAP spec/
 
 .PHONY: all runtimes check test test-c test-lua test-asan test-asan-clang test-gc test-valgrind \
-        test-alloc test-tsan e2e lint cppcheck fuzz mutate bench bench-ir bench-gateway bench-gateway-ir bench-nginx-pick bench-checks demo clean FORCE
+        test-alloc test-tsan e2e lint cppcheck fuzz mutate bench bench-ir bench-scale bench-gateway bench-gateway-ir bench-nginx-pick bench-checks demo clean FORCE
 
 all: upstream.so
 
@@ -138,6 +138,17 @@ bench: upstream.so
 
 bench-ir: upstream.so
 	@LUA=$(LUA) bash bench/pick_ir.sh
+
+# the scale cliffs (issue 9): every bench/scale_*.lua under $(LUA)
+# (LUA=luajit: the picks through upstream.ffi)
+# and bench/scale_slices.c: each pick's CPU time during a Maglev rebuild
+bench-scale: upstream.so build/scale_slices
+	@for f in bench/scale_*.lua; do echo "== $$f"; $(LUA) $$f || exit 1; done
+	@echo "== bench/scale_slices.c"; for n in 1000 10000 100000; do ./build/scale_slices $$n || exit 1; done
+
+build/scale_slices: bench/scale_slices.c $(CORE) $(wildcard src/core/*.h)
+	@mkdir -p build
+	$(CC) -O2 $(WARN) $(DEFS) -Isrc -o $@ $(CORE) $< -lm
 
 # wrk through ngxu.balance against nginx's own round robin and a bare-Lua
 # balancer; BENCH_IR=1 adds instructions per request under callgrind.

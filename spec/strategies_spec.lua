@@ -924,3 +924,32 @@ describe("hash across a growing list", function()
     assert.is_true(moved / 20000 <= 1 / 201 + 0.02, "moved " .. moved / 20000)
   end)
 end)
+
+describe("hash at scale (issue 9)", function()
+  -- a list of 1000 has a table of 100003 entries: after a change the picks
+  -- build the next one a slice each, reading the last one meanwhile
+  it("right after a change no key of another backend moves; once built, the table of a new list", function()
+    local bs = names(1000)
+    local l = upstream.new(bs, { strategy = "hash" })
+    local ks = {}
+    for i = 1, 200 do ks[i] = "key-" .. i end
+    local m1 = mapping(l, ks)
+    make_unhealthy(l, "b10")
+    for i = 1, #ks do -- the next 200 picks: the build is under way
+      local b = l:pick(ks[i])
+      assert.are_not.equal("b10", b)
+      if m1[i] ~= "b10" then assert.are.equal(m1[i], b, ks[i]) end
+    end
+    for i = 1, 20000 do l:pick("warm-" .. i) end -- the build ends
+    local fresh = upstream.new(bs, { strategy = "hash" })
+    make_unhealthy(fresh, "b10")
+    assert.are.same(mapping(fresh, keys()), mapping(l, keys()))
+  end)
+
+  it("one weight of 1e6 among 3000 gets its share of the keys, not all of them", function()
+    local bs = names(3000)
+    local l = upstream.new(bs, { strategy = "hash", weights = { b1 = 1000000 } })
+    local s = shares(mapping(l, keys()), 100000)
+    assert_near(s.b1, 1e6 / (1e6 + 2999), 0.001, "b1")
+  end)
+end)

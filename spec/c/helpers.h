@@ -147,32 +147,48 @@ static inline void check_strategy(const ul_list *l) {
       if (l->cap <= UL_KST_SCAN) {
         assert_int_equal(l->kst_size, 0);
       } else {
-        int32_t *win = ulb_kwin(l);
+        int32_t *win = ulb_kwin(l), *at = ulb_kat(l);
         int64_t *melt = ulb_kmelt(l);
-        uint32_t s = l->kst_size;
+        const ul_line *line = ulb_kline(l);
+        uint32_t s = l->kst_size, root = l->kst_root, p2, lo, hi;
         assert_true(s >= l->cap && s / 2 < l->cap);
-        for (k = 0; k < s; k++) {
-          int32_t want = k < l->n && nd[ord[k]].elig ? (int32_t)k : -1;
-          if (win[s + k] != want)
-            fail_msg("kst leaf %u: %d, expected %d", k, win[s + k], want);
-        }
-        /* between picks every inner node holds the winner at t and a
-         * certificate later than t */
-        for (k = s - 1; k >= 1; k--) {
-          int32_t a = win[2 * k], b = win[2 * k + 1], want;
-          if (a < 0 || b < 0) {
-            want = a < 0 ? b : a;
-          } else {
-            int64_t va = true_cur(l, ord[a]), vb = true_cur(l, ord[b]);
-            want = va >= vb ? a : b;
+        /* the leaves: one per eligible member, packed from 0 */
+        assert_int_equal(l->kst_n, l->nelig);
+        assert_true(root >= 1 && root <= s && s % root == 0);
+        p2 = s / root;
+        assert_true(p2 >= l->kst_n && (p2 == 1 || p2 / 2 < l->kst_n));
+        for (p = 0; p < l->cap; p++) {
+          int32_t d = at[p];
+          if (p < l->n && nd[ord[p]].elig) {
+            if (!(d >= 0 && (uint32_t)d < l->kst_n))
+              fail_msg("kst: position %u has leaf %d of %u", p, d, l->kst_n);
+            assert_int_equal(line[d].pos, (int32_t)p);
+            assert_int_equal(line[d].slot, ord[p]);
+            assert_true(line[d].cur == nd[ord[p]].cur && line[d].ew == nd[ord[p]].ew);
+            assert_int_equal(win[s + (uint32_t)d], d);
+          } else if (d != -1) {
+            fail_msg("kst: position %u (not eligible) has leaf %d", p, d);
           }
-          if (win[k] != want)
-            fail_msg("kst node %u: winner %d, expected %d (t=%lld)", k,
-                     win[k], want, (long long)l->t);
-          if (!(melt[k] > l->t))
-            fail_msg("kst node %u: certificate %lld <= t %lld", k,
-                     (long long)melt[k], (long long)l->t);
         }
+        for (k = l->kst_n; k < s; k++) assert_int_equal(win[s + k], -1);
+        /* between picks every node under the root holds the winner at t
+         * (ties to the lower position) and a certificate later than t */
+        for (lo = root, hi = root + 1; lo < s; lo *= 2, hi *= 2)
+          for (k = lo; k < hi; k++) {
+            int32_t a = win[2 * k], b = win[2 * k + 1], want;
+            if (a < 0 || b < 0) {
+              want = a < 0 ? b : a;
+            } else {
+              int64_t va = true_cur(l, ord[line[a].pos]), vb = true_cur(l, ord[line[b].pos]);
+              want = va > vb || (va == vb && line[a].pos < line[b].pos) ? a : b;
+            }
+            if (win[k] != want)
+              fail_msg("kst node %u: winner %d, expected %d (t=%lld)", k,
+                       win[k], want, (long long)l->t);
+            if (!(melt[k] > l->t))
+              fail_msg("kst node %u: certificate %lld <= t %lld", k,
+                       (long long)melt[k], (long long)l->t);
+          }
       }
       break;
     case UL_RANDOM: {
@@ -209,7 +225,7 @@ static inline void check_strategy(const ul_list *l) {
       break;
     }
     case UL_HASH:
-      if (!l->maglev_dirty && l->nelig > 0) {
+      if (!l->maglev_busy && l->nelig > 0) { /* a settled table */
         int32_t *tab = ulb_mag(l);
         for (k = 0; k < l->maglev_m; k++) {
           int32_t s = tab[k];

@@ -18,8 +18,10 @@
  *   then by strategy:
  *   weighted, cap > UL_KST_SCAN, the kinetic tree of kst_size leaves s:
  *     melt[2s]         certificate of each tree node       ulb_kmelt
- *     line[s]          cur and ew of each leaf's member    ulb_kline
- *     win[2s]          winning position of each node       ulb_kwin
+ *     line[s]          cur, ew, position of each leaf's    ulb_kline
+ *                      member (leaves 0..kst_n-1 in use)
+ *     win[2s]          winning leaf of each node           ulb_kwin
+ *     at[cap]          position -> its leaf, or -1         ulb_kat
  *   random:
  *     fen[cap + 1]     Fenwick tree of effective weights   ulb_fen
  *   random, least_conn:
@@ -28,6 +30,8 @@
  *   hash:
  *     magx[cap]        Maglev build state                  ulb_magx
  *     mag[maglev_m]    Maglev table: entry -> slot         ulb_mag
+ *     mag2[maglev_m]   the table being built               ulb_mag2
+ *                      (a finished build swaps off_mag and off_mag2)
  *
  * list.c lays out the list's part, pick.c the strategies' part.
  */
@@ -54,14 +58,20 @@ static inline uint32_t ulb_kst_leaves(uint32_t cap) {
   return s;
 }
 
-typedef struct ul_line { /* weighted: an eligible member's line, by position */
+typedef struct ul_line { /* weighted: an eligible member's line, by leaf */
   int64_t cur, ew;
+  int32_t pos;  /* its position: ties go to the lower one */
+  int32_t slot; /* its slot: the pick moves the node's cur too */
 } ul_line;
 
 typedef struct ul_magx { /* Maglev build state of one eligible member */
-  double credit;
+  double credit; /* entries earned, not yet claimed (credit build) */
   int32_t slot;
-  uint32_t offset, skip, next;
+  uint32_t at;   /* its next preferred entry (offset + k * skip mod M) */
+  uint32_t skip;
+  uint32_t w;    /* its effective weight; quota build: entries to claim */
+  uint32_t link; /* quota build: the next member still claiming, a ring */
+  uint32_t live; /* its weight is above 0 */
 } ul_magx;
 
 #define UL_BLOCK_AT(type, l, off) ((type *)((char *)(l) + (off)))
@@ -92,6 +102,9 @@ static inline int64_t *ulb_kmelt(const ul_list *l) {
 static inline ul_line *ulb_kline(const ul_list *l) {
   return UL_BLOCK_AT(ul_line, l, l->off_kst_line);
 }
+static inline int32_t *ulb_kat(const ul_list *l) {
+  return UL_BLOCK_AT(int32_t, l, l->off_kst_at);
+}
 static inline int64_t *ulb_fen(const ul_list *l) {
   return UL_BLOCK_AT(int64_t, l, l->off_fen);
 }
@@ -106,6 +119,9 @@ static inline ul_magx *ulb_magx(const ul_list *l) {
 }
 static inline int32_t *ulb_mag(const ul_list *l) {
   return UL_BLOCK_AT(int32_t, l, l->off_mag);
+}
+static inline int32_t *ulb_mag2(const ul_list *l) {
+  return UL_BLOCK_AT(int32_t, l, l->off_mag2);
 }
 
 #undef UL_BLOCK_AT

@@ -135,16 +135,25 @@ typedef struct ul_list {
   uint32_t ramping;   /* members that may still be ramping up */
   double ramp_next;   /* when the next ramp step is due */
   uint32_t shut;      /* 1 after ul_shutdown */
-  uint32_t maglev_m, maglev_dirty; /* hash: table size, rebuild before use */
+  /* hash (maglev.c): the table's size M; a change since the last build
+   * began (dirty); whether mag[] is a complete table (valid); the build
+   * under way into mag2[] (phase 0: none), a slice of it per pick */
+  uint32_t maglev_m, maglev_dirty, maglev_valid;
+  uint32_t maglev_busy;  /* dirty, building or not valid: the pick works */
+  uint32_t maglev_slice; /* build work per pick; 0: whole builds */
+  uint32_t mb_phase, mb_i, mb_e, mb_cur, mb_prev, mb_filled, mb_wmax, mb_credit;
+  uint64_t mb_total;     /* sum of the snapshot's effective weights */
   uint32_t kst_size;  /* weighted: leaves in the kinetic tree (power of 2) */
+  uint32_t kst_n;     /* weighted: leaves in use, one per eligible member */
+  uint32_t kst_root;  /* weighted: the node whose subtree holds them */
   uint32_t bm_words[3]; /* words in each bitmap level */
   uint64_t gen;       /* last check generation handed out */
   uint64_t rng;       /* xorshift64* state, never 0 */
   double now;         /* time of the last ul_collect */
   /* offsets in bytes from the start of the block (0: not used) */
   uint32_t off_nodes, off_order, off_heap, off_ready, off_bm[3];
-  uint32_t off_kst_win, off_kst_melt, off_kst_line, off_fen, off_dense;
-  uint32_t off_mag, off_magx;
+  uint32_t off_kst_win, off_kst_melt, off_kst_line, off_kst_at, off_fen, off_dense;
+  uint32_t off_mag, off_mag2, off_magx;
   uint64_t sumsq[2]; /* random: sum of ew^2 over eligible (128-bit, lo/hi) */
   uint32_t off_stats; /* stats[cap]: what status() and metrics report */
   uint32_t off_picks; /* picks[cap]: times ul_pick returned each slot */

@@ -80,6 +80,7 @@ static void block_init(ul_list *l, uint32_t cap, const ul_opts *o,
   l->rng = seed ? seed : 0x9E3779B97F4A7C15ULL;
   block_free_slots(l, 0, cap);
   l->free_head = 0;
+  ulp_rebuild(l); /* the strategies' empty state: not all zeros (kst) */
 }
 
 void ul_init(ul_list *l, uint32_t cap, const ul_opts *o, uint64_t seed) {
@@ -431,6 +432,7 @@ void ul_grow(ul_list *dst, uint32_t cap, const ul_list *src) {
   while (*tail >= 0) tail = &ul_nodes(dst)[*tail].dup;
   *tail = src->cap < cap ? (int32_t)src->cap : -1;
   ulp_rebuild(dst);
+  ulp_maglev_copy(dst, src); /* picks read it while the next one builds */
 }
 
 /* ---- pick -------------------------------------------------------------- */

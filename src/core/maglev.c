@@ -1,12 +1,25 @@
 /*
  * core/maglev.c - the hash strategy: a Maglev lookup table of M >= 100
- * entries per slot, each entry an eligible slot, members weighted by their
- * effective weight; rebuilt on the first pick after the eligible set or a
- * weight changed (l->maglev_dirty, set by pick.c). A key is one multiply
- * away from its entry.
+ * entries per slot, each entry a slot, members weighted by their effective
+ * weight. A key is one multiply away from its entry.
+ *
+ * No pick stalls on a change. After the eligible set or a weight changed
+ * (l->maglev_dirty, set by pick.c), the picks build the next table into a
+ * second one (mag2), a bounded slice of work each (l->maglev_slice), while
+ * they read the last complete table; a finished build swaps the two
+ * offsets. An entry whose member is not eligible now falls through to the
+ * next eligible entry (up to UL_MAGLEV_FALL of them, then the eligible
+ * bitmap from a position the key gives), so a key keeps its member while
+ * that member stays eligible, and a build that began before a change is
+ * finished, then followed by another. Small tables (M < UL_MAGLEV_SYNC_M)
+ * are still built whole on the first pick after a change: such a build
+ * costs less than a slice would be worth. The first table of a list, which
+ * has none to read meanwhile, is built whole too.
  */
 #include "pick.h"
 #include "block.h"
+
+#include <string.h>
 
 static int maglev_is_prime(uint64_t m) {
   uint64_t d;
@@ -38,76 +51,277 @@ static uint64_t maglev_mix64(uint64_t x) { /* splitmix64's finaliser */
   return x;
 }
 
-/* Each eligible member's preferences (offset, skip) from its hash; returns
- * how many there are, and the greatest effective weight in *wmax. */
-static uint32_t maglev_members(ul_list *l, int64_t *wmax) {
-  ul_magx *mx = ulb_magx(l);
-  uint32_t m = l->maglev_m, e = 0, p;
-  *wmax = 0;
-  for (p = 0; p < l->n; p++) {
-    const ul_node *x = ulb_at(l, p);
-    if (!x->elig) continue;
-    mx[e].slot = ul_order(l)[p];
-    mx[e].offset = (uint32_t)(x->hash % m);
-    mx[e].skip = (uint32_t)(maglev_mix64(x->hash) % (m - 1)) + 1;
-    mx[e].next = 0;
-    mx[e].credit = 0;
-    if (x->ew > *wmax) *wmax = x->ew;
-    e++;
-  }
-  return e;
+/* Tables of fewer entries are built whole (about 0.3 ms at M = 16381). */
+#define UL_MAGLEV_SYNC_M 32768u
+/* Build work per pick: one unit is a member collected or counted, a probe
+ * of the table, or 8 entries cleared. A table past the L2 cache (M >=
+ * 2^18, 1 MB) makes most units a cache miss: a smaller slice there.
+ * Measured in docs/BENCHMARKS.md (bench/scale_core.lua). */
+#define UL_MAGLEV_SLICE 1024u
+#define UL_MAGLEV_SLICE_BIG 512u
+/* Entries a pick tries after its own before it asks the bitmap. */
+#define UL_MAGLEV_FALL 32u
+
+enum { MB_IDLE = 0, MB_COLLECT, MB_QUOTA, MB_RING, MB_CLEAR, MB_FILL, MB_CREDIT };
+
+/* The credit build is kept while it costs at most this many visits of a
+ * member per entry: the heaviest effective weight at most this many times
+ * the mean. */
+#define UL_MAGLEV_CREDIT_SPAN 8u
+
+uint32_t ulp_maglev_slice(uint32_t m) {
+  return m < UL_MAGLEV_SYNC_M ? 0
+         : m < (1u << 18)     ? UL_MAGLEV_SLICE
+                              : UL_MAGLEV_SLICE_BIG;
 }
 
-/* Fills the table: members take turns claiming their next preferred free
- * entry, each as often as its share of the greatest effective weight. The
- * member of the greatest weight earns a credit of exactly 1 a turn, so
- * every turn claims an entry and the build ends after at most M turns;
- * when every eligible weight is 0 (weight 0 through the C API: 0 / 0 gave
- * no member any credit, and the loop never ended) each member earns 1,
- * equal shares. A member's probes visit every entry once in its first M
- * (M prime, 1 <= skip < M), so one finds a free entry within M probes. A
- * turn that claims nothing (ruled out above) ends the build anyway, and
- * the first member takes the entries left: the table holds no free entry
- * (-1) while a member is eligible, so ulp_hash_pick needs no check. With
- * none eligible it is all free, and ul_pick does not look. Kept out of
- * line: it runs once per change, and inlined into ul_pick it cost the
- * hash pick registers (2 instructions a pick). */
-static __attribute__((noinline)) void maglev_build(ul_list *l) {
+void ulp_maglev_changed(ul_list *l, int moved) {
+  l->maglev_dirty = l->maglev_busy = 1;
+  /* the members are collected by position: start that over */
+  if (moved && l->mb_phase == MB_COLLECT) l->mb_phase = MB_IDLE;
+}
+
+void ulp_maglev_copy(ul_list *dst, const ul_list *src) {
+  if (dst->opts.strategy != UL_HASH || !src->maglev_valid ||
+      dst->maglev_m != src->maglev_m)
+    return;
+  memcpy(ulb_mag(dst), ulb_mag(src), (size_t)src->maglev_m * sizeof(int32_t));
+  dst->maglev_valid = 1;
+}
+
+/* One probe of y's preferences: claims the entry if it is free; either
+ * way the next probe is at its next preference. */
+static inline int maglev_probe(int32_t *tab, ul_magx *y, uint32_t m) {
+  int claimed = tab[y->at] < 0;
+  if (claimed) tab[y->at] = y->slot;
+  y->at += y->skip;
+  if (y->at >= m) y->at -= m;
+  return claimed;
+}
+
+/* The build, in phases, each resumable at its cursor:
+ *  COLLECT  each eligible member's preferences (offset, skip) from its
+ *           hash, and its effective weight: the snapshot the build uses;
+ *  CLEAR    mag2 to free (-1);
+ * then one of two ways to fill it. Both give each member its share of the
+ * table by its effective weight (equal shares when every weight is 0), and
+ * with equal weights both are Maglev's own build: every member claims its
+ * next preferred free entry once a round, the first M mod n once more.
+ *  CREDIT   the build of earlier releases, whose tables sessions rely on:
+ *           rounds in which every member earns w / wmax and claims an
+ *           entry per whole credit. Its work is one visit of every member
+ *           per round, about M * wmax / mean weight visits in all: it is
+ *           used while wmax is at most UL_MAGLEV_CREDIT_SPAN times the mean
+ *           weight, so that it stays O(M).
+ *  QUOTA, RING, FILL  otherwise (one weight of 1e6 among 3000 made the
+ *           credit build take 1.5 s): each member's share floor(M * w /
+ *           total), the M - sum left over one each to the first members of
+ *           weight > 0, then turns round a ring of the members still
+ *           claiming, each turn claiming an entry: O(M + n) turns.
+ * A member's probes visit every entry once in its first M (M prime,
+ * 1 <= skip < M), so each finds a free one, and every probe counts in the
+ * budget. Returns whether the build is done; *budget: the work left. */
+static int maglev_run(ul_list *l, uint32_t *budget) {
   ul_magx *mx = ulb_magx(l);
-  int32_t *tab = ulb_mag(l);
-  uint32_t m = l->maglev_m, filled = 0, i, e;
-  int64_t wmax;
-  e = maglev_members(l, &wmax);
-  for (i = 0; i < m; i++) tab[i] = -1;
-  l->maglev_dirty = 0;
-  if (e == 0) return;
-  while (filled < m) {
-    uint32_t before = filled;
-    for (i = 0; i < e && filled < m; i++) {
-      ul_magx *x = &mx[i];
-      x->credit += wmax > 0 ? (double)ul_nodes(l)[x->slot].ew / (double)wmax
-                            : 1.0;
-      while (x->credit >= 1 && filled < m) {
-        uint32_t c;
-        do {
-          c = (uint32_t)((x->offset + (uint64_t)x->next++ * x->skip) % m);
-        } while (tab[c] >= 0);
-        tab[c] = x->slot;
-        filled++;
-        x->credit -= 1;
-      }
+  int32_t *tab = ulb_mag2(l);
+  uint32_t m = l->maglev_m, b = *budget;
+  for (;;) {
+    switch (l->mb_phase) {
+      case MB_COLLECT:
+        for (; l->mb_i < l->n && b; l->mb_i++, b--) {
+          const ul_node *x = ulb_at(l, l->mb_i);
+          ul_magx *y;
+          if (!x->elig) continue;
+          y = &mx[l->mb_e++];
+          y->slot = ul_order(l)[l->mb_i];
+          y->at = (uint32_t)(x->hash % m);
+          y->skip = (uint32_t)(maglev_mix64(x->hash) % (m - 1)) + 1;
+          y->w = (uint32_t)x->ew;
+          y->live = x->ew > 0;
+          y->credit = 0;
+          if (y->w > l->mb_wmax) l->mb_wmax = y->w;
+          l->mb_total += (uint64_t)x->ew;
+        }
+        if (l->mb_i < l->n) break;
+        l->mb_credit = (uint64_t)l->mb_wmax * l->mb_e <=
+                       (uint64_t)UL_MAGLEV_CREDIT_SPAN * l->mb_total;
+        l->mb_phase = l->mb_e && !l->mb_credit ? MB_QUOTA : MB_CLEAR;
+        l->mb_i = 0;
+        continue;
+      case MB_QUOTA:
+        for (; l->mb_i < l->mb_e && b; l->mb_i++, b--) {
+          ul_magx *y = &mx[l->mb_i];
+          y->w = (uint32_t)((uint64_t)m * y->w / l->mb_total);
+          l->mb_filled += y->w;
+        }
+        if (l->mb_i < l->mb_e) break;
+        l->mb_total = m - l->mb_filled; /* now: the entries left over */
+        l->mb_filled = 0;
+        l->mb_cur = l->mb_prev = UINT32_MAX; /* the ring's head and tail */
+        l->mb_phase = MB_RING;
+        l->mb_i = 0;
+        continue;
+      case MB_RING:
+        for (; l->mb_i < l->mb_e && b; l->mb_i++, b--) {
+          ul_magx *y = &mx[l->mb_i];
+          if (l->mb_total && y->live) {
+            y->w++;
+            l->mb_total--;
+          }
+          if (!y->w) continue;
+          if (l->mb_cur == UINT32_MAX) l->mb_cur = l->mb_i;
+          else mx[l->mb_prev].link = l->mb_i;
+          l->mb_prev = l->mb_i;
+        }
+        if (l->mb_i < l->mb_e) break;
+        mx[l->mb_prev].link = l->mb_cur; /* closed: the tail before the head */
+        l->mb_phase = MB_CLEAR;
+        l->mb_i = 0;
+        continue;
+      case MB_CLEAR:
+        for (; l->mb_i < m && b; b--) {
+          uint32_t end = m - l->mb_i < 8 ? m : l->mb_i + 8;
+          for (; l->mb_i < end; l->mb_i++) tab[l->mb_i] = -1;
+        }
+        if (l->mb_i < m) break;
+        if (!l->mb_e) { /* none eligible: all free */
+          l->mb_phase = MB_IDLE;
+          *budget = b;
+          return 1;
+        }
+        l->mb_phase = l->mb_credit ? MB_CREDIT : MB_FILL;
+        l->mb_cur = 0;    /* credit: the member visited */
+        l->mb_prev = 0;   /* credit: whether it earned this round's credit */
+        continue;
+      case MB_FILL:
+        while (b) {
+          uint32_t c = l->mb_cur;
+          ul_magx *y = &mx[c];
+          b--;
+          if (!maglev_probe(tab, y, m)) continue;
+          if (++l->mb_filled == m) {
+            l->mb_phase = MB_IDLE;
+            *budget = b;
+            return 1;
+          }
+          if (--y->w == 0) mx[l->mb_prev].link = y->link; /* leaves */
+          else l->mb_prev = c;
+          l->mb_cur = y->link;
+        }
+        break;
+      case MB_CREDIT:
+        while (b) {
+          ul_magx *y = &mx[l->mb_cur];
+          if (!l->mb_prev) {
+            y->credit += l->mb_wmax > 0 ? (double)y->w / (double)l->mb_wmax
+                                        : 1.0;
+            l->mb_prev = 1;
+            b--;
+          }
+          while (y->credit >= 1 && b) {
+            b--;
+            if (maglev_probe(tab, y, m)) {
+              y->credit -= 1;
+              if (++l->mb_filled == m) {
+                l->mb_phase = MB_IDLE;
+                *budget = b;
+                return 1;
+              }
+            }
+          }
+          if (y->credit >= 1) break; /* out of budget mid-claim */
+          l->mb_prev = 0;
+          if (++l->mb_cur == l->mb_e) l->mb_cur = 0;
+        }
+        break;
+      default:
+        break;
     }
-    if (filled == before) break;
+    *budget = b;
+    return 0;
   }
-  if (filled < m)
-    for (i = 0; i < m; i++)
-      if (tab[i] < 0) tab[i] = mx[0].slot;
+}
+
+/* A build begins from the list as it is now: later changes leave it dirty
+ * again, for the next build. */
+static void maglev_begin(ul_list *l) {
+  l->maglev_dirty = 0;
+  l->mb_phase = MB_COLLECT;
+  l->mb_i = l->mb_e = l->mb_filled = l->mb_wmax = 0;
+  l->mb_total = 0;
+}
+
+static void maglev_finish(ul_list *l) {
+  uint32_t t = l->off_mag;
+  l->off_mag = l->off_mag2;
+  l->off_mag2 = t;
+  l->maglev_valid = 1;
+}
+
+static void maglev_busy_set(ul_list *l) {
+  l->maglev_busy = l->maglev_dirty || l->mb_phase != MB_IDLE || !l->maglev_valid;
+}
+
+/* A slice of the build (the whole build while there is no table to read,
+ * or when the list builds whole tables). Kept out of line: inlined into
+ * ul_pick it cost the hash pick registers (2 instructions a pick). */
+static __attribute__((noinline)) void maglev_advance(ul_list *l) {
+  uint32_t budget = l->maglev_valid && l->maglev_slice ? l->maglev_slice
+                                                       : UINT32_MAX;
+  if (l->mb_phase == MB_IDLE) maglev_begin(l);
+  if (maglev_run(l, &budget)) maglev_finish(l);
+  if (!l->maglev_valid || !l->maglev_slice) /* whole: until done */
+    while (l->mb_phase != MB_IDLE) {
+      budget = UINT32_MAX;
+      if (maglev_run(l, &budget)) maglev_finish(l);
+    }
+  maglev_busy_set(l);
+}
+
+void ulp_maglev_settle(ul_list *l) {
+  uint32_t budget;
+  if (l->opts.strategy != UL_HASH) return;
+  while (l->maglev_dirty || l->mb_phase != MB_IDLE || !l->maglev_valid) {
+    if (l->mb_phase == MB_IDLE) maglev_begin(l);
+    budget = UINT32_MAX;
+    if (maglev_run(l, &budget)) maglev_finish(l);
+  }
+  maglev_busy_set(l);
+}
+
+/* The key's entry's member is not eligible now: the next entries', then
+ * the first eligible position at or after one the key gives. The same key
+ * falls through alike while the table and the eligible set stay. */
+static __attribute__((noinline)) uint32_t maglev_fall(const ul_list *l,
+                                                      uint64_t key,
+                                                      uint32_t e) {
+  const int32_t *tab = ulb_mag(l);
+  const ul_node *nd = ul_nodes(l);
+  uint32_t m = l->maglev_m, k;
+  for (k = 0; k < UL_MAGLEV_FALL; k++) {
+    int32_t s;
+    if (++e == m) e = 0;
+    s = tab[e];
+    if (s >= 0 && nd[s].elig) return (uint32_t)nd[s].pos;
+  }
+  return ulp_next_elig(l, (uint32_t)(((key & 0xFFFFFFFFu) * l->n) >> 32));
 }
 
 /* The key's entry: key (already a mixed hash) mapped onto [0, M) by a
  * multiply (Lemire's range reduction) rather than a division. */
 uint32_t ulp_hash_pick(ul_list *l, uint64_t key) {
   uint64_t e = ((key >> 32) * (uint64_t)l->maglev_m) >> 32;
-  if (l->maglev_dirty) maglev_build(l);
-  return (uint32_t)ul_nodes(l)[ulb_mag(l)[e]].pos;
+  const ul_node *nd;
+  int32_t s;
+  if (l->maglev_busy) maglev_advance(l);
+  s = ulb_mag(l)[e];
+  nd = ul_nodes(l);
+  if (s >= 0 && nd[s].elig) return (uint32_t)nd[s].pos;
+  return maglev_fall(l, key, (uint32_t)e);
 }
+
+#undef UL_MAGLEV_SYNC_M
+#undef UL_MAGLEV_SLICE
+#undef UL_MAGLEV_SLICE_BIG
+#undef UL_MAGLEV_FALL
+#undef UL_MAGLEV_CREDIT_SPAN

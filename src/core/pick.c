@@ -15,7 +15,7 @@
 
 /* The offsets of the strategies' arrays, as block.h draws them. */
 typedef struct {
-  size_t bm[3], win, melt, line, fen, dense, mag, magx;
+  size_t bm[3], win, melt, line, kat, fen, dense, mag, mag2, magx;
   uint64_t m;
 } pick_offsets;
 
@@ -31,6 +31,8 @@ static size_t pick_arrays(pick_offsets *o, uint32_t cap, int strategy,
     off += (size_t)s * sizeof(ul_line);
     o->win = off;
     off = ul_align8(off + (size_t)2 * s * sizeof(int32_t));
+    o->kat = off;
+    off = ul_align8(off + (size_t)cap * sizeof(int32_t));
   } else if (strategy == UL_RANDOM || strategy == UL_LEAST_CONN) {
     if (strategy == UL_RANDOM) {
       o->fen = off;
@@ -45,6 +47,8 @@ static size_t pick_arrays(pick_offsets *o, uint32_t cap, int strategy,
     off += (size_t)cap * sizeof(ul_magx);
     o->mag = off;
     off = ul_align8(off + (size_t)o->m * sizeof(int32_t));
+    o->mag2 = off;
+    off = ul_align8(off + (size_t)o->m * sizeof(int32_t));
   }
   return off;
 }
@@ -52,7 +56,7 @@ static size_t pick_arrays(pick_offsets *o, uint32_t cap, int strategy,
 size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off,
                   uint32_t prev_m) {
   uint32_t w[3], k;
-  pick_offsets o = {{0, 0, 0}, 0, 0, 0, 0, 0, 0, 0, 0};
+  pick_offsets o = {{0, 0, 0}, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
   w[0] = ulb_words(cap);
   w[1] = ulb_words(w[0]);
   w[2] = ulb_words(w[1]);
@@ -71,14 +75,19 @@ size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off,
     l->off_kst_win = (uint32_t)o.win;
     l->off_kst_melt = (uint32_t)o.melt;
     l->off_kst_line = (uint32_t)o.line;
+    l->off_kst_at = (uint32_t)o.kat;
     l->kst_size =
         strategy == UL_WEIGHTED && cap > UL_KST_SCAN ? ulb_kst_leaves(cap) : 0;
     l->off_fen = (uint32_t)o.fen;
     l->off_dense = (uint32_t)o.dense;
     l->off_mag = (uint32_t)o.mag;
+    l->off_mag2 = (uint32_t)o.mag2;
     l->off_magx = (uint32_t)o.magx;
     l->maglev_m = (uint32_t)o.m;
-    l->maglev_dirty = 1;
+    l->maglev_dirty = l->maglev_busy = 1;
+    l->maglev_valid = 0;
+    l->mb_phase = 0;
+    l->maglev_slice = ulp_maglev_slice(l->maglev_m);
   }
   return off;
 }
@@ -89,7 +98,7 @@ void ulp_rebuild(ul_list *l) {
     case UL_WEIGHTED: ulp_kst_rebuild(l); break;
     case UL_RANDOM: ulp_random_rebuild(l); break;
     case UL_LEAST_CONN: ulp_dense_rebuild(l); break;
-    case UL_HASH: l->maglev_dirty = 1; break;
+    case UL_HASH: ulp_maglev_changed(l, 1); break;
     default: break;
   }
 }
@@ -101,7 +110,7 @@ void ulp_update(ul_list *l, uint32_t pos, int old_elig, int64_t old_ew) {
     case UL_WEIGHTED: ulp_kst_leaf(l, pos); break;
     case UL_RANDOM: ulp_random_update(l, pos, old_elig, old_ew); break;
     case UL_LEAST_CONN: ulp_dense_update(l, pos, old_elig); break;
-    case UL_HASH: l->maglev_dirty = 1; break;
+    case UL_HASH: ulp_maglev_changed(l, 0); break;
     default: break;
   }
 }

@@ -61,9 +61,17 @@ UL_FUNC void ulp_dense_update(ul_list *l, uint32_t pos, int old_elig);
 UL_FUNC uint32_t ulp_random_pick(ul_list *l);
 UL_FUNC uint32_t ulp_least_conn_pick(ul_list *l);
 
-/* maglev.c: hash. The table is rebuilt on the first pick after a change
- * (l->maglev_dirty). */
+/* maglev.c: hash. After a change (ulp_maglev_changed; moved: positions
+ * may have moved) the picks build the next table aside, a slice each,
+ * while they read the last one (ulp_maglev_slice: the slice for a table of
+ * m entries, 0 for whole builds). ulp_maglev_copy gives a grown list dst
+ * the table of src when both have the same M. ulp_maglev_settle finishes
+ * the build under way and any pending one (tests, benchmarks). */
 UL_FUNC uint64_t ulp_maglev_size(uint32_t cap, uint32_t prev);
+UL_FUNC uint32_t ulp_maglev_slice(uint32_t m);
+UL_FUNC void ulp_maglev_changed(ul_list *l, int moved);
+UL_FUNC void ulp_maglev_copy(ul_list *dst, const ul_list *src);
+UL_FUNC void ulp_maglev_settle(ul_list *l);
 UL_FUNC uint32_t ulp_hash_pick(ul_list *l, uint64_t key);
 
 #endif
