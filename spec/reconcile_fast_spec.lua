@@ -227,6 +227,7 @@ describe("reconcile in place, from callbacks", function()
     local issmall, isbig = {}, {}
     for _, b in ipairs(small) do issmall[b] = true end
     for _, b in ipairs(big) do isbig[b] = true end
+    collectgarbage() -- a small heap: a collection cycle ends inside one status()
     local pause = collectgarbage("setpause", 0)
     local mul = collectgarbage("setstepmul", 1000)
     local k, inside, instatus, active = 0, 0, false, true
@@ -241,8 +242,9 @@ describe("reconcile in place, from callbacks", function()
     end
     arm()
     local ok, err = pcall(function()
-      -- until finalizers have reconciled inside status() 20 times
-      for _ = 1, 300 do
+      -- until finalizers have reconciled inside status() 20 times (the
+      -- count a cycle needs depends on the heap the specs before left)
+      for _ = 1, 3000 do
         instatus = true
         local st = list:status()
         instatus = false
