@@ -223,3 +223,29 @@ describe("a check's healthcheck lookup at its start", function()
     assert.is_nil(util.status_of(list, b))
   end)
 end)
+
+describe("step()'s wait", function()
+  it("counts from the clock after the checks ran", function()
+    local c = util.fake_clock(0)
+    local list = upstream.new({ "a" }, { clock = c.clock, sleep = c.sleep, interval = 1,
+      check = function() c.t = c.t + 0.25; return true end })
+    assert.equal(0.75, list:step()) -- the next check at 1, the clock at 0.25
+    c.t = 1
+    assert.equal(0.75, list:step())
+  end)
+
+  it("is 0 when the checks ran past the next event", function()
+    local c = util.fake_clock(0)
+    local list = upstream.new({ "a", "b" }, { clock = c.clock, sleep = c.sleep, interval = 1,
+      timeout = 5, check = function() c.t = c.t + 0.75; return true end })
+    assert.equal(0, list:step()) -- both ran: the clock at 1.5, a's next check at 1
+  end)
+
+  it("is nil when a check shut the list down", function()
+    local c = util.fake_clock(0)
+    local list
+    list = upstream.new({ "a" }, { clock = c.clock, sleep = c.sleep,
+      check = function() c.t = c.t + 1; list:shutdown(); return true end })
+    assert.is_nil(list:step())
+  end)
+end)

@@ -450,6 +450,9 @@ int l_step(lua_State *L) {
   }
   now = lu_list_now(L, 1);
   next = lu_do_step(L, u, now, 0);
+  /* the checks took time (a real clock moves while they run, a fake one
+   * may be moved by them): the wait counts from after them */
+  if (!isinf(next)) now = lu_list_now(L, 1);
   lu_push_wait(L, next, now);
   return 1;
 }
