@@ -231,6 +231,21 @@ static int time_ok(const fz *z, double t) {
   return !avoid_known || isfinite(t) || z->l->opts.slow_start == 0;
 }
 
+/* The core's rules for degenerate times (src/core/sched.c, heap.h): a
+ * reading that is not finite is ignored, so a call at z->now runs at the
+ * last collect's time; and a check's next start or deadline is strictly
+ * later than its start (the next double when d is too small for t's
+ * magnitude), inf (never) only when t + d overflows. A clock that jumped to
+ * inf must not push every check to "never": the list's time stands. */
+static double list_time(const fz *z) {
+  return isfinite(z->now) ? z->now : z->l->now;
+}
+
+static double later(double t, double d) {
+  double at = t + d;
+  return at > t ? at : nextafter(t, INFINITY);
+}
+
 static void advance(fz *z, rd *r) {
   double d = time_delta(r, &z->l->opts), t = z->now + d;
   if (!time_ok(z, t)) return;
@@ -369,6 +384,7 @@ static void op_append(fz *z, rd *r, unsigned salt) {
   uint8_t f = u8(r);
   int checked = f & 1, ramp = (f >> 1) & 1;
   int32_t dup = -1, s;
+  double now;
   uint32_t w;
   uint64_t hash;
   uint8_t wb = u8(r);
@@ -380,6 +396,7 @@ static void op_append(fz *z, rd *r, unsigned salt) {
     if (salt) dup = ul_order(z->l)[(uint32_t)(dup >= 0 ? ND(z)[dup].pos : 0) * 7u % z->l->n];
     hash = ND(z)[dup].hash; /* equal backends hash alike */
   }
+  now = list_time(z);
   s = ul_append(z->l, checked, dup, z->now, w, hash, ramp);
   if (z->l->n == z->l->cap && s < 0) return;
   INV(s >= 0, "append failed with n %u < cap %u", z->l->n, z->l->cap);
@@ -392,10 +409,10 @@ static void op_append(fz *z, rd *r, unsigned salt) {
     INV(ul_order(z->l)[z->l->n - 1] == s, "appended slot %d not last in order", s);
     if (checked && !z->l->shut) {
       if (o->jitter == 0)
-        INV(x->next == z->now, "first check of slot %d at %.17g, expected now %.17g", s,
-            x->next, z->now);
+        INV(x->next == now, "first check of slot %d at %.17g, expected now %.17g", s,
+            x->next, now);
       else
-        INV(x->next >= z->now && x->next <= z->now + o->interval,
+        INV(x->next >= now && x->next <= now + o->interval,
             "first check of slot %d at %.17g outside [now, now + interval]", s, x->next);
     }
     if (dup >= 0) {
@@ -496,7 +513,7 @@ static void op_take(fz *z, unsigned max) {
         INV(gen > z->last_gen, "generation %llu not fresh (last %llu)",
             (unsigned long long)gen, (unsigned long long)z->last_gen);
         INV(x->state == UL_RUNNING && x->started == z->l->now &&
-                x->deadline == z->l->now + z->l->opts.timeout,
+                x->deadline == later(z->l->now, z->l->opts.timeout),
             "started slot %d: state %u started %.17g deadline %.17g (now %.17g)", s,
             x->state, x->started, x->deadline, z->l->now);
         z->last_gen = gen;
@@ -555,7 +572,7 @@ static void op_report(fz *z, rd *r) {
   if (want) snap_ring(z, s, &rs);
   {
     uint32_t checks = want ? ND(z)[s].checks : 0, fails = want ? ND(z)[s].failures : 0;
-    double started = want ? ND(z)[s].started : 0;
+    double started = want ? ND(z)[s].started : 0, now = list_time(z);
     got = ul_report(z->l, s, gen, ok, z->now, tier);
     INV(got == want, "report(%d, %llu) returned %d, model says %d", s,
         (unsigned long long)gen, got, want);
@@ -568,18 +585,21 @@ static void op_report(fz *z, rd *r) {
           "report: slot %d checks %u failures %u", s, x->checks, x->failures);
       INV(x->state == UL_IDLE, "reported slot %d still running", s);
       if (o->jitter == 0) {
-        double nx = started + o->interval;
-        if (nx < z->now) nx = z->now;
+        double nx = later(started, o->interval);
+        if (nx < now) nx = now;
         INV(x->next == nx, "report: slot %d next check at %.17g, expected %.17g", s,
             x->next, nx);
       } else {
         double lo = started + o->interval * (1 - o->jitter),
                hi = started + o->interval * (1 + o->jitter), eps;
-        if (lo < z->now) lo = z->now;
-        if (hi < z->now) hi = z->now;
+        if (lo < now) lo = now;
+        if (hi < now) hi = now;
         eps = 1e-9 * (fabs(lo) + fabs(hi) + o->interval);
-        INV(x->next >= z->now, "report: slot %d next check at %.17g before now %.17g", s,
-            x->next, z->now);
+        INV(x->next > started,
+            "report: slot %d next check at %.17g not after its start %.17g", s, x->next,
+            started);
+        INV(x->next >= now, "report: slot %d next check at %.17g before now %.17g", s,
+            x->next, now);
         if (isfinite(eps)) /* else an infinite clock or interval */
           INV(x->next >= lo - eps && x->next <= hi + eps,
               "report: slot %d next check at %.17g outside [%.17g, %.17g]", s, x->next,
@@ -612,14 +632,14 @@ static void op_sleep(fz *z, rd *r) {
 }
 
 static void op_collect(fz *z) {
-  double before = z->l->now;
+  /* a reading that is not finite is ignored: the list keeps its time */
+  double now = list_time(z);
   uint32_t k = ul_collect(z->l, z->now);
   INV(k == z->l->ready_len, "collect returned %u, ready_len %u", k, z->l->ready_len);
-  /* a reading that is not finite is ignored: the list keeps its time */
-  INV(z->l->now == (isfinite(z->now) ? z->now : before), "collect did not set now");
+  INV(z->l->now == now, "collect did not set now");
   if (z->l->nheap)
-    INV(ND(z)[inv_heap(z->l)[0].slot].key > z->now,
-        "after collect at %.17g an event at %.17g is still in the heap", z->now,
+    INV(ND(z)[inv_heap(z->l)[0].slot].key > now,
+        "after collect at %.17g an event at %.17g is still in the heap", now,
         ND(z)[inv_heap(z->l)[0].slot].key);
 }
 

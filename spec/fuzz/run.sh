@@ -6,6 +6,9 @@
 #   spec/fuzz/run.sh crashers     replay spec/fuzz/crashers/* (core-* on core_fuzz,
 #                                 api-* on api_fuzz); one line each: crashes or passes
 #   spec/fuzz/run.sh core|api     fuzz only that one
+#   spec/fuzz/run.sh test         one build: replay the crashers, then fuzz both
+#                                 (spec/run-all.sh's fuzz suite, with
+#                                 FUZZ_UPDATE_CORPUS=0)
 #
 # Environment:
 #   FUZZ_SECONDS=60         fuzzing time per harness
@@ -106,16 +109,22 @@ fuzz() {
   # them, chosen greedily for edges, then features (select.awk, from the
   # merge's control file)
   # (an input that crashes is left out; its copy goes to $OUT/merge-artifacts)
-  mkdir -p "$OUT/merge-artifacts/$name"
-  rm -f "$OUT/$name.merge.ctl"
-  # in default mode, so that no input crashing there enters the corpus
-  UPSTREAM_FUZZ_AVOID_KNOWN=0 \
-  "$bin" -merge=1 "${LIBFUZZER_FLAGS[@]}" -merge_control_file="$OUT/$name.merge.ctl" \
-    -artifact_prefix="$OUT/merge-artifacts/$name/" "$merged" "$corpus" "$work" \
-    >"$OUT/$name.merge.log" 2>&1 ||
-    echo "$name: merge failed, see $OUT/$name.merge.log" >&2
-  files=$(find "$merged" -type f | wc -l)
-  if [ "$FUZZ_UPDATE_CORPUS" = 1 ] && [ "$files" -gt 0 ] && [ -s "$OUT/$name.merge.ctl" ]; then
+  # FUZZ_UPDATE_CORPUS=0 (CI) skips it: the corpus stays as committed, and
+  # the new inputs stay in $work for the next run
+  if [ "$FUZZ_UPDATE_CORPUS" = 1 ]; then
+    mkdir -p "$OUT/merge-artifacts/$name"
+    rm -f "$OUT/$name.merge.ctl"
+    # in default mode, so that no input crashing there enters the corpus
+    UPSTREAM_FUZZ_AVOID_KNOWN=0 \
+    "$bin" -merge=1 "${LIBFUZZER_FLAGS[@]}" -merge_control_file="$OUT/$name.merge.ctl" \
+      -artifact_prefix="$OUT/merge-artifacts/$name/" "$merged" "$corpus" "$work" \
+      >"$OUT/$name.merge.log" 2>&1 ||
+      echo "$name: merge failed, see $OUT/$name.merge.log" >&2
+    files=$(find "$merged" -type f | wc -l)
+  else
+    files=0
+  fi
+  if [ "$files" -gt 0 ] && [ -s "$OUT/$name.merge.ctl" ]; then
     awk -v MAX="$FUZZ_CORPUS_MAX" -f spec/fuzz/select.awk "$OUT/$name.merge.ctl" >"$OUT/$name.keep"
     if [ -s "$OUT/$name.keep" ]; then
       mkdir -p "$OUT/keep/$name"
@@ -125,8 +134,8 @@ fuzz() {
       cp "$OUT/keep/$name"/* "$corpus"/
       rm -rf "${work:?}"/* # all that counts is in the corpus now
     fi
-    files=$(find "$corpus" -type f | wc -l)
   fi
+  files=$(find "$corpus" -type f | wc -l)
   echo "$name: executions $execs, cov $cov, ft $ft, corpus $files files," \
        "crashes $crashes, timeouts $timeouts, ooms $ooms"
   # one line per kind of finding: how many, the message, one input
@@ -159,11 +168,12 @@ case $mode in
   build) exit 0 ;;
   crashers) replay; exit $? ;;
   core | api) fuzz "$mode"; exit $? ;;
-  all)
+  all | test)
     rc=0
+    if [ "$mode" = test ]; then replay || rc=1; fi
     fuzz core || rc=1
     fuzz api || rc=1
     exit $rc
     ;;
-  *) echo "usage: $0 [build|crashers|core|api]" >&2; exit 2 ;;
+  *) echo "usage: $0 [build|crashers|core|api|test]" >&2; exit 2 ;;
 esac

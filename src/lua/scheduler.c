@@ -344,9 +344,41 @@ static void lu_resume_check(lua_State *L, lua_State *co, int nargs, int32_t s,
   lua_pop(L, 1); /* the coroutine */
 }
 
+/* The backend's healthcheck field (the backend at 1), looked up protected. */
+static int lu_lookup_p(lua_State *L) {
+  lua_getfield(L, 1, "healthcheck");
+  return 1;
+}
+
+/* The body of a check whose healthcheck lookup raised: raises the lookup's
+ * error (its argument), so the check fails as one that raises does. */
+static int lu_reraise(lua_State *L) {
+  lua_settop(L, 1);
+  return lua_error(L);
+}
+
+/* Pushes backend:healthcheck's function and the backend's place (the
+ * backend at top, replaced): the lookup runs the backend's __index, user
+ * code that may raise (a strict object, a userdata whose __index is gone):
+ * then the check is lu_reraise of that error, one failed check, and the
+ * scheduler goes on. Out of memory is not the backend's fault: it raises. */
+static void lu_push_method(lua_State *L) {
+  int st;
+  lua_pushcfunction(L, lu_lookup_p);
+  lua_pushvalue(L, -2);
+  st = lua_pcall(L, 1, 1, 0);
+  if (st == LUA_ERRMEM) lua_error(L);
+  if (st != LUA_OK) { /* backend, err: lu_reraise, err */
+    lua_pushcfunction(L, lu_reraise);
+    lua_replace(L, -3);
+  } else {
+    lua_insert(L, -2); /* fn, backend */
+  }
+}
+
 /* lu_start_check's protected part (the list at 1, the slot at 2): pushes
- * the new coroutine, the check function and the backend on it, stored in
- * the threads table last. */
+ * the new coroutine, the check function and its argument (the backend) on
+ * it, stored in the threads table last. */
 static int lu_prepare_p(lua_State *L) {
   lua_Integer s1 = lua_tointeger(L, 2) + 1;
   lua_State *co;
@@ -358,9 +390,10 @@ static int lu_prepare_p(lua_State *L) {
   lua_remove(L, -2);
   if (lua_getiuservalue(L, 1, LU_UV_CHECK) != LUA_TFUNCTION) {
     lua_pop(L, 1);
-    lua_getfield(L, -1, "healthcheck");
+    lu_push_method(L);
+  } else {
+    lua_insert(L, -2); /* fn, backend */
   }
-  lua_insert(L, -2); /* fn, backend */
   co = lua_newthread(L);
   lua_insert(L, -3);
   lua_xmove(L, co, 2);
@@ -455,6 +488,9 @@ int l_step(lua_State *L) {
   lu_poll_waits(L, 1, 0); /* the sockets ready now: never blocks */
   now = lu_list_now(L, 1);
   next = lu_do_step(L, u, now, 0);
+  /* the checks took time (a real clock moves while they run, a fake one
+   * may be moved by them): the wait counts from after them */
+  if (!isinf(next)) now = lu_list_now(L, 1);
   lu_push_wait(L, next, now);
   return 1;
 }
