@@ -134,7 +134,7 @@ static inline ul_node *N(const ul_list *l, int32_t s) { return &ul_nodes(l)[s]; 
 /* weighted: the true (nginx) current weight of s */
 static inline int64_t true_cur(const ul_list *l, int32_t s) {
   const ul_node *x = &ul_nodes(l)[s];
-  return x->elig ? x->cur + x->ew * l->t : x->cur;
+  return ul_eligible(l, s) ? x->cur + x->ew * l->t : x->cur;
 }
 
 /* The pick strategy's own structure agrees with the nodes. */
@@ -259,8 +259,15 @@ static inline void check_invariants(const ul_list *l) {
     if (!l->shut && (nd[s].flags & UL_F_CHECKED) && nd[s].checks == 0)
       unchecked++;
     if (nd[s].flags & UL_F_CHECKED) checked++;
-    /* level-0 bit p mirrors eligibility (health, without tiers or panic) */
-    assert_int_equal((b0[p / 64] >> (p % 64)) & 1u, nd[s].elig ? 1 : 0);
+    if (l->lazy) { /* bit p of tier t's bitmap: healthy, of tier t */
+      uint32_t t;
+      for (t = 0; t <= UL_MAX_TIER; t++)
+        assert_int_equal((b0[t * l->bm_stride + p / 64] >> (p % 64)) & 1u,
+                         nd[s].score >= 0 && nd[s].tier == t ? 1 : 0);
+      assert_int_equal(nd[s].elig, 0); /* never written */
+    } else { /* level-0 bit p mirrors eligibility */
+      assert_int_equal((b0[p / 64] >> (p % 64)) & 1u, nd[s].elig ? 1 : 0);
+    }
   }
   assert_int_equal(l->healthy, healthy);
   /* tiers, panic, eligibility and the totals, recounted */
@@ -285,10 +292,11 @@ static inline void check_invariants(const ul_list *l) {
     for (p = 0; p < l->n; p++) {
       const ul_node *x = &nd[ord[p]];
       int want = pn || (x->score >= 0 && (int32_t)x->tier == at);
-      if (x->elig != want)
-        fail_msg("slot %d: elig %d, expected %d", ord[p], x->elig, want);
+      int e = ul_eligible(l, ord[p]);
+      if (e != want)
+        fail_msg("slot %d: elig %d, expected %d", ord[p], e, want);
       assert_int_equal(x->ew, (int64_t)x->weight * x->ramp);
-      if (x->elig) {
+      if (e) {
         nelig++;
         total += x->ew;
       }
@@ -299,16 +307,24 @@ static inline void check_invariants(const ul_list *l) {
   check_strategy(l);
   assert_int_equal(l->unchecked, unchecked);
   assert_int_equal(l->checked, checked);
-  /* no bits past n */
-  for (p = l->n; p < l->bm_words[0] * 64u; p++)
-    assert_int_equal((b0[p / 64] >> (p % 64)) & 1u, 0);
-  for (i = 0; i < l->bm_words[1] * 64u; i++) {
-    int want = i < l->bm_words[0] && b0[i] != 0;
-    assert_int_equal((b1[i / 64] >> (i % 64)) & 1u, want);
-  }
-  for (i = 0; i < l->bm_words[2] * 64u; i++) {
-    int want = i < l->bm_words[1] && b1[i] != 0;
-    assert_int_equal((b2[i / 64] >> (i % 64)) & 1u, want);
+  { /* each bitmap (one per tier on a lazy list): no bits past n, and
+     * the upper levels summarise the lower */
+    uint32_t t, nt = l->lazy ? UL_MAX_TIER + 1 : 1;
+    for (t = 0; t < nt; t++) {
+      const uint64_t *c0 = b0 + (size_t)t * l->bm_stride,
+                     *c1 = b1 + (size_t)t * l->bm_stride,
+                     *c2 = b2 + (size_t)t * l->bm_stride;
+      for (p = l->n; p < l->bm_words[0] * 64u; p++)
+        assert_int_equal((c0[p / 64] >> (p % 64)) & 1u, 0);
+      for (i = 0; i < l->bm_words[1] * 64u; i++) {
+        int want = i < l->bm_words[0] && c0[i] != 0;
+        assert_int_equal((c1[i / 64] >> (i % 64)) & 1u, want);
+      }
+      for (i = 0; i < l->bm_words[2] * 64u; i++) {
+        int want = i < l->bm_words[1] && c1[i] != 0;
+        assert_int_equal((c2[i / 64] >> (i % 64)) & 1u, want);
+      }
+    }
   }
   /* members vs free list */
   for (i = 0; i < l->cap; i++)

@@ -78,7 +78,7 @@ static ul_list *child_list(uint32_t cap, int strategy, double slow_start) {
 /* A pick returned an eligible member. */
 static int picked_ok(const ul_list *l, int32_t s) {
   return s >= 0 && (uint32_t)s < l->cap && (N(l, s)->flags & UL_F_MEMBER) &&
-         N(l, s)->elig;
+         ul_eligible(l, s);
 }
 
 /* Every member's ramp is a step, and its effective weight follows it. */

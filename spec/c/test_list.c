@@ -691,7 +691,7 @@ static void test_tiers(void **state) {
   assert_int_equal(N(l, 0)->tier, 5);
   assert_dbl_eq(N(l, 0)->score, 2);
   assert_int_equal(l->active_tier, 1);
-  assert_false(N(l, 0)->elig);
+  assert_false(ul_eligible(l, 0));
   expect_picks(l, "123123");
 
   tier_report(l, gen, 1, 1, 0, &now);
@@ -868,10 +868,10 @@ static void test_slow_start(void **state) {
     assert_int_equal(l->ramping, 0);
     ul_down(l, 1, 0);
     ul_down(l, 1, 0);
-    assert_false(N(l, 1)->elig);
+    assert_false(ul_eligible(l, 1));
     assert_int_equal(l->ramping, 0);
     ul_up(l, 1, 0); /* healthy again at 0: ramp 1 */
-    assert_true(N(l, 1)->elig);
+    assert_true(ul_eligible(l, 1));
     assert_int_equal(N(l, 1)->ramp, 1);
     assert_int_equal(N(l, 1)->ew, 7);
     assert_int_equal(l->total_ew, 7 + 2 * 70);

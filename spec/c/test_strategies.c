@@ -426,7 +426,7 @@ static void random_counts(ul_list *l, uint32_t picks, uint32_t *cnt,
   for (i = 0; i < picks; i++) {
     int32_t s = ul_pick(l, 0, 0);
     assert_true(s >= 0 && (uint32_t)s < k);
-    assert_true(N(l, s)->elig);
+    assert_true(ul_eligible(l, s));
     cnt[s]++;
   }
 }
@@ -452,7 +452,7 @@ static void test_random(void **state) {
   /* slot 2 unhealthy: never picked; the others keep their shares */
   ul_down(l, 2, 0);
   ul_down(l, 2, 0);
-  assert_false(N(l, 2)->elig);
+  assert_false(ul_eligible(l, 2));
   check_invariants(l);
   random_counts(l, 100000, cnt, 5);
   assert_int_equal(cnt[2], 0);
@@ -468,7 +468,7 @@ static void test_random(void **state) {
   ul_set_weight(l, 0, 6);
   ul_set_weight(l, 3, 1);
   ul_up(l, 2, 0);
-  assert_true(N(l, 2)->elig);
+  assert_true(ul_eligible(l, 2));
   check_invariants(l);
   random_counts(l, 200000, cnt, 5);
   w[0] = 6;
@@ -509,7 +509,7 @@ static void test_random_fuzz(void **state) {
     if (kind < 4) {
       int32_t got = ul_pick(l, 0, 0);
       if (l->nelig == 0) assert_int_equal(got, -1);
-      else assert_true(got >= 0 && N(l, got)->elig);
+      else assert_true(got >= 0 && ul_eligible(l, got));
     } else if (kind < 6) {
       ul_down(l, s, 0);
     } else if (kind < 8) {
@@ -766,13 +766,13 @@ static void test_least_conn_p2c(void **state) {
     for (k = 0; k < picks; k++) {
       int32_t s = ul_pick(l, 0, 0);
       assert_true(s >= 0 && s < M);
-      if (!N(l, s)->elig) fail_msg("round %u: ineligible slot %d picked", round, s);
+      if (!ul_eligible(l, s)) fail_msg("round %u: ineligible slot %d picked", round, s);
       cnt[s]++;
     }
     for (i = 0; i < M; i++) {
-      if (N(l, (int32_t)i)->elig && i != 0 && cnt[i] == 0)
+      if (ul_eligible(l, (int32_t)i) && i != 0 && cnt[i] == 0)
         fail_msg("round %u: eligible slot %u never picked", round, i);
-      if (!N(l, (int32_t)i)->elig) assert_int_equal(cnt[i], 0);
+      if (!ul_eligible(l, (int32_t)i)) assert_int_equal(cnt[i], 0);
       while (cnt[i]) {
         assert_int_equal(ul_release(l, (int32_t)i), 1);
         cnt[i]--;
@@ -800,7 +800,7 @@ static void hash_map(ul_list *l, int32_t *out) {
   int i;
   for (i = 0; i < NKEYS; i++) {
     int32_t s = ul_pick(l, str_hash("key-%d", i), 0);
-    if (!(s >= 0 && (uint32_t)s < l->cap && N(l, s)->elig))
+    if (!(s >= 0 && (uint32_t)s < l->cap && ul_eligible(l, s)))
       fail_msg("key %d: slot %d is not eligible", i, s);
     out[i] = s;
   }
@@ -829,7 +829,7 @@ static void test_hash_consistency(void **state) {
   ul_down(l, 2, 0);
   assert_int_equal(l->maglev_dirty, 0); /* still healthy (score 0) */
   ul_down(l, 2, 0);
-  assert_false(N(l, 2)->elig);
+  assert_false(ul_eligible(l, 2));
   assert_int_equal(l->maglev_dirty, 1);
   check_invariants(l);
   hash_map(l, b);

@@ -111,7 +111,8 @@ typedef struct ul_node {
   uint8_t state;   /* UL_IDLE or UL_RUNNING */
   uint8_t flags;   /* UL_F_* */
   uint8_t tier;    /* 0..10 */
-  uint8_t elig;    /* may be picked now (healthy, lowest tier, or panic) */
+  uint8_t elig;    /* may be picked now (healthy, lowest tier, or panic);
+                      not kept on a lazy list (ul_list.lazy): ul_eligible */
   uint8_t ramp;    /* slow start step 1..UL_RAMP_STEPS */
 } ul_node;
 
@@ -147,6 +148,16 @@ typedef struct ul_list {
   uint32_t kst_n;     /* weighted: leaves in use, one per eligible member */
   uint32_t kst_root;  /* weighted: the node whose subtree holds them */
   uint32_t bm_words[3]; /* words in each bitmap level */
+  /* lazy eligibility (round_robin): no member's elig is rewritten when the
+   * panic state or the lowest healthy tier moves. The bitmap is one per
+   * tier (stride bm_stride words) of the healthy members of that tier; a
+   * pick honours panic_on and active_tier; nelig and total_ew follow from
+   * the per-tier counts and sums (list.c) */
+  uint32_t lazy, bm_stride;
+  uint32_t bm_pick; /* round_robin: words from tier 0's bitmap to the one
+                       a pick reads (lazy: active_tier's; else 0) */
+  int64_t tier_ew[UL_MAX_TIER + 1]; /* lazy: sum of ew, healthy, by tier */
+  int64_t all_ew;                   /* lazy: sum of ew over all members */
   uint64_t gen;       /* last check generation handed out */
   uint64_t rng;       /* xorshift64* state, never 0 */
   double now;         /* time of the last ul_collect */
@@ -328,5 +339,13 @@ UL_FUNC void ul_shutdown(ul_list *l);
 
 /* Uniform double in [0, 1) from the list's generator. */
 UL_FUNC double ul_random(ul_list *l);
+
+/* Whether the member in slot may be picked now (0 for a free slot). */
+UL_FUNC int ul_eligible(const ul_list *l, int32_t slot);
+
+/* Puts an empty list (n == 0) on the eager path: every member's elig
+ * rewritten at a panic or tier flip, as before lazy eligibility. The
+ * reference model of spec/c/test_panic.c; no-op on other strategies. */
+UL_FUNC void ul_eager(ul_list *l);
 
 #endif

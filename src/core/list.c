@@ -75,6 +75,7 @@ static void block_init(ul_list *l, uint32_t cap, const ul_opts *o,
   memset(l, 0, block_layout(NULL, cap, o->strategy, prev_m));
   block_layout(l, cap, o->strategy, prev_m);
   l->opts = *o;
+  l->lazy = o->strategy == UL_ROUND_ROBIN;
   l->rr = -1;
   l->active_tier = -1;
   l->rng = seed ? seed : 0x9E3779B97F4A7C15ULL;
@@ -88,6 +89,10 @@ void ul_init(ul_list *l, uint32_t cap, const ul_opts *o, uint64_t seed) {
 }
 
 double ul_random(ul_list *l) { return ulr_unit(l); }
+
+void ul_eager(ul_list *l) {
+  if (l->n == 0) l->lazy = 0;
+}
 
 /* ---- eligibility ------------------------------------------------------- */
 
@@ -123,11 +128,56 @@ static int member_set_elig(ul_list *l, ul_node *n, int e, int64_t ew) {
   return 1;
 }
 
+/* ---- lazy eligibility --------------------------------------------------
+ * A lazy list (round_robin) never rewrites elig: a member counts in the
+ * bitmap of its tier while healthy, and in the per-tier sums; a pick reads
+ * panic_on and active_tier. A change to a member's health, tier, weight or
+ * ramp is lazy_out before it and lazy_in after it: O(1), and O(log n)
+ * nowhere. nelig and total_ew are derived (lazy_totals). */
+
+static void lazy_out(ul_list *l, ul_node *n) {
+  l->all_ew -= n->ew;
+  if (n->score >= 0) {
+    l->tier_ew[n->tier] -= n->ew;
+    ulp_bm_tier(l, n->tier, (uint32_t)n->pos, 0);
+  }
+}
+
+static void lazy_in(ul_list *l, ul_node *n) {
+  n->ew = member_ew(n);
+  l->all_ew += n->ew;
+  if (n->score >= 0) {
+    l->tier_ew[n->tier] += n->ew;
+    ulp_bm_tier(l, n->tier, (uint32_t)n->pos, 1);
+  }
+}
+
+static void lazy_totals(ul_list *l) {
+  l->bm_pick = l->active_tier > 0 ? (uint32_t)l->active_tier * l->bm_stride : 0;
+  if (l->panic_on) {
+    l->nelig = l->n;
+    l->total_ew = l->all_ew;
+  } else if (l->active_tier >= 0) {
+    l->nelig = l->tier_healthy[l->active_tier];
+    l->total_ew = l->tier_ew[l->active_tier];
+  } else {
+    l->nelig = 0;
+    l->total_ew = 0;
+  }
+}
+
+int ul_eligible(const ul_list *l, int32_t s) {
+  const ul_node *n = &ul_nodes(l)[s];
+  if (!(n->flags & UL_F_MEMBER) || n->pos < 0) return 0;
+  if (l->lazy) return member_eligible(l, n);
+  return n->elig;
+}
+
 static void member_update(ul_list *l, int32_t s) {
   ul_node *n = &ul_nodes(l)[s];
   int old_e = n->elig;
   int64_t old_ew = n->ew;
-  if (n->pos < 0) return;
+  if (n->pos < 0 || l->lazy) return;
   if (member_set_elig(l, n, member_eligible(l, n), member_ew(n)))
     ulp_update(l, (uint32_t)n->pos, old_e, old_ew);
 }
@@ -148,22 +198,40 @@ static void members_update(ul_list *l) {
   for (t = 0; t <= UL_MAX_TIER && l->active_tier < 0; t++)
     if (l->tier_healthy[t]) l->active_tier = (int32_t)t;
   l->panic_on = l->opts.panic > 0 && (double)l->healthy < l->opts.panic * l->n;
-  for (p = 0; p < l->n; p++) {
-    ul_node *n = ulb_at(l, p);
-    member_set_elig(l, n, member_eligible(l, n), member_ew(n));
+  if (l->lazy) {
+    l->all_ew = 0;
+    for (t = 0; t <= UL_MAX_TIER; t++) l->tier_ew[t] = 0;
+    for (p = 0; p < l->n; p++) {
+      ul_node *n = ulb_at(l, p);
+      n->elig = 0;
+      n->ew = member_ew(n);
+      l->all_ew += n->ew;
+      if (n->score >= 0) l->tier_ew[n->tier] += n->ew;
+    }
+    lazy_totals(l);
+  } else {
+    for (p = 0; p < l->n; p++) {
+      ul_node *n = ulb_at(l, p);
+      member_set_elig(l, n, member_eligible(l, n), member_ew(n));
+    }
   }
   ulp_rebuild(l);
 }
 
 /* After s changed health or tier: one member changes, or, when the lowest
- * healthy tier or the panic state moves, all of them. */
+ * healthy tier or the panic state moves, all of them (eager lists; a lazy
+ * one only moves the flag and the tier, its totals follow). */
 static void tiers_refresh(ul_list *l, int32_t s) {
   int32_t at = -1;
   uint32_t t, pn;
   for (t = 0; t <= UL_MAX_TIER && at < 0; t++)
     if (l->tier_healthy[t]) at = (int32_t)t;
   pn = l->opts.panic > 0 && (double)l->healthy < l->opts.panic * l->n;
-  if (at != l->active_tier || pn != l->panic_on) {
+  if (l->lazy) {
+    l->active_tier = at;
+    l->panic_on = pn;
+    lazy_totals(l);
+  } else if (at != l->active_tier || pn != l->panic_on) {
     l->active_tier = at;
     l->panic_on = pn;
     members_update(l);
@@ -222,7 +290,9 @@ static void ramp_tick(ul_list *l, double now) {
     int32_t s = ul_order(l)[p];
     ul_node *n = &ul_nodes(l)[s];
     if (n->ramp >= UL_RAMP_STEPS) continue;
+    if (l->lazy) lazy_out(l, n);
     n->ramp = ramp_step(now - n->since, step);
+    if (l->lazy) lazy_in(l, n);
     member_update(l, s);
     if (n->ramp < UL_RAMP_STEPS) {
       double at = ramp_after(now, n->since + n->ramp * step);
@@ -232,6 +302,7 @@ static void ramp_tick(ul_list *l, double now) {
   }
   l->ramping = ramping;
   l->ramp_next = next;
+  if (l->lazy) lazy_totals(l);
 }
 
 /* ---- scores and tiers -------------------------------------------------- */
@@ -239,8 +310,12 @@ static void ramp_tick(ul_list *l, double now) {
 static void score_set(ul_list *l, int32_t s, double v, double now) {
   ul_node *n = &ul_nodes(l)[s];
   int was = n->score >= 0, is = v >= 0;
+  if (was == is || n->pos < 0) {
+    n->score = v;
+    return;
+  }
+  if (l->lazy) lazy_out(l, n);
   n->score = v;
-  if (was == is || n->pos < 0) return;
   ul_stats(l)[s].changed = now;
   ul_stats(l)[s].flips++;
   if (is) {
@@ -251,6 +326,7 @@ static void score_set(ul_list *l, int32_t s, double v, double now) {
     l->healthy--;
     l->tier_healthy[n->tier]--;
   }
+  if (l->lazy) lazy_in(l, n);
   tiers_refresh(l, s);
 }
 
@@ -259,11 +335,13 @@ static void tier_set(ul_list *l, int32_t s, int tier) {
   if (tier < l->opts.tier_min) tier = l->opts.tier_min;
   if (tier > l->opts.tier_max) tier = l->opts.tier_max;
   if (n->tier == tier) return;
+  if (l->lazy && n->pos >= 0) lazy_out(l, n);
   if (n->score >= 0) {
     l->tier_healthy[n->tier]--;
     l->tier_healthy[tier]++;
   }
   n->tier = (uint8_t)tier;
+  if (l->lazy && n->pos >= 0) lazy_in(l, n);
   tiers_refresh(l, s);
 }
 
@@ -296,10 +374,14 @@ void ul_down(ul_list *l, int32_t s, double now) {
 void ul_set_weight(ul_list *l, int32_t s, uint32_t weight) {
   int32_t t = s;
   do {
-    ul_nodes(l)[t].weight = weight;
+    ul_node *n = &ul_nodes(l)[t];
+    if (l->lazy && n->pos >= 0) lazy_out(l, n);
+    n->weight = weight;
+    if (l->lazy && n->pos >= 0) lazy_in(l, n);
     member_update(l, t);
-    t = ul_nodes(l)[t].dup;
+    t = n->dup;
   } while (t != s);
+  if (l->lazy) lazy_totals(l);
 }
 
 int ul_release(ul_list *l, int32_t s) {
@@ -358,6 +440,7 @@ int32_t ul_append(ul_list *l, int checked, int32_t dup_of, double now,
     l->tier_healthy[n->tier]++;
     if (ramp) ramp_start(l, n, now);
   }
+  if (l->lazy) lazy_in(l, n);
   tiers_refresh(l, s);
   if (dup_of >= 0) {
     n->dup = ul_nodes(l)[dup_of].dup;
@@ -376,7 +459,8 @@ static void member_drop(ul_list *l, int32_t s) {
     l->checked--;
     if (x->checks == 0 && !l->shut) l->unchecked--;
   }
-  member_set_elig(l, x, 0, 0);
+  if (l->lazy) x->ew = 0; /* the totals are recounted (members_update) */
+  else member_set_elig(l, x, 0, 0);
   x->flags = 0;
   x->state = UL_IDLE;
   x->pos = -1;
@@ -417,6 +501,10 @@ void ul_grow(ul_list *dst, uint32_t cap, const ul_list *src) {
   memcpy(dst->tier_healthy, src->tier_healthy, sizeof dst->tier_healthy);
   dst->active_tier = src->active_tier;
   dst->panic_on = src->panic_on;
+  dst->lazy = src->lazy;
+  /* bm_pick follows from dst's stride: lazy_totals, below */
+  memcpy(dst->tier_ew, src->tier_ew, sizeof dst->tier_ew);
+  dst->all_ew = src->all_ew;
   dst->nelig = src->nelig;
   dst->total_ew = src->total_ew;
   dst->t = src->t;
@@ -432,6 +520,7 @@ void ul_grow(ul_list *dst, uint32_t cap, const ul_list *src) {
   while (*tail >= 0) tail = &ul_nodes(dst)[*tail].dup;
   *tail = src->cap < cap ? (int32_t)src->cap : -1;
   ulp_rebuild(dst);
+  if (dst->lazy) lazy_totals(dst);
   ulp_maglev_copy(dst, src); /* picks read it while the next one builds */
 }
 

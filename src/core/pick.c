@@ -65,6 +65,9 @@ size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off,
     o.bm[k] = off;
     off += (size_t)w[k] * 8u;
   }
+  /* round_robin (lazy eligibility): one bitmap per tier, tier 0's first */
+  if (strategy == UL_ROUND_ROBIN)
+    off += (size_t)UL_MAX_TIER * ((size_t)w[0] + w[1] + w[2]) * 8u;
   off = pick_arrays(&o, cap, strategy, off, prev_m);
   if (off == 0 || off > UINT32_MAX) return 0; /* offsets are 32-bit */
   if (l) {
@@ -72,6 +75,7 @@ size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off,
       l->bm_words[k] = w[k];
       l->off_bm[k] = (uint32_t)o.bm[k];
     }
+    l->bm_stride = w[0] + w[1] + w[2];
     l->off_kst_win = (uint32_t)o.win;
     l->off_kst_melt = (uint32_t)o.melt;
     l->off_kst_line = (uint32_t)o.line;

@@ -40,6 +40,8 @@ UL_FUNC uint32_t ulp_pick(ul_list *l, uint64_t key);
  * and round robin over it. */
 UL_FUNC void ulp_bm_rebuild(ul_list *l);
 UL_FUNC void ulp_bm_update(ul_list *l, uint32_t pos, int elig);
+/* lazy lists: the healthy member at pos joins (on) or leaves tier's bitmap */
+UL_FUNC void ulp_bm_tier(ul_list *l, uint32_t tier, uint32_t pos, int on);
 /* the position after the last pick; the first eligible position at or
  * cyclically after from (nelig > 0) */
 UL_FUNC uint32_t ulp_after_rr(const ul_list *l);

@@ -11,8 +11,10 @@
 
 #define BITS UL_BM_BITS
 
-static void bm_set(ul_list *l, uint32_t pos) {
-  uint64_t *b0 = ulb_bm(l, 0), *b1 = ulb_bm(l, 1), *b2 = ulb_bm(l, 2);
+/* Bitmap t: tier t's on a lazy list, else 0, the eligible members'. */
+static void bm_set(ul_list *l, uint32_t t, uint32_t pos) {
+  size_t o = (size_t)t * l->bm_stride;
+  uint64_t *b0 = ulb_bm(l, 0) + o, *b1 = ulb_bm(l, 1) + o, *b2 = ulb_bm(l, 2) + o;
   uint32_t w = pos / BITS, w1 = w / BITS;
   if (b0[w] == 0) {
     if (b1[w1] == 0) b2[w1 / BITS] |= 1ULL << (w1 % BITS);
@@ -21,8 +23,9 @@ static void bm_set(ul_list *l, uint32_t pos) {
   b0[w] |= 1ULL << (pos % BITS);
 }
 
-static void bm_clear(ul_list *l, uint32_t pos) {
-  uint64_t *b0 = ulb_bm(l, 0), *b1 = ulb_bm(l, 1), *b2 = ulb_bm(l, 2);
+static void bm_clear(ul_list *l, uint32_t t, uint32_t pos) {
+  size_t o = (size_t)t * l->bm_stride;
+  uint64_t *b0 = ulb_bm(l, 0) + o, *b1 = ulb_bm(l, 1) + o, *b2 = ulb_bm(l, 2) + o;
   uint32_t w = pos / BITS, w1 = w / BITS;
   b0[w] &= ~(1ULL << (pos % BITS));
   if (b0[w] == 0) {
@@ -31,9 +34,11 @@ static void bm_clear(ul_list *l, uint32_t pos) {
   }
 }
 
-/* First set position >= from, or -1. */
-static int64_t bm_next(const ul_list *l, uint32_t from) {
-  const uint64_t *b0 = ulb_bm(l, 0), *b1 = ulb_bm(l, 1), *b2 = ulb_bm(l, 2);
+/* First set position >= from in the bitmap o words after tier 0's, or -1. */
+static inline __attribute__((always_inline)) int64_t
+bm_next(const ul_list *l, size_t o, uint32_t from) {
+  const uint64_t *b0 = ulb_bm(l, 0) + o, *b1 = ulb_bm(l, 1) + o,
+                 *b2 = ulb_bm(l, 2) + o;
   uint32_t w = from / BITS, w1;
   uint64_t m;
   if (w >= l->bm_words[0]) return -1;
@@ -62,16 +67,27 @@ static int64_t bm_next(const ul_list *l, uint32_t from) {
 #undef BITS
 
 void ulp_bm_rebuild(ul_list *l) {
-  uint32_t k, p;
+  uint32_t k, p, nt = l->lazy ? UL_MAX_TIER + 1 : 1;
   for (k = 0; k < 3; k++)
     memset(ulb_bm(l, (int)k), 0, (size_t)l->bm_words[k] * 8u);
-  for (p = 0; p < l->n; p++)
-    if (ulb_at(l, p)->elig) bm_set(l, p);
+  if (l->lazy) /* the other tiers' bitmaps follow tier 0's */
+    memset(ulb_bm(l, 0) + l->bm_stride, 0,
+           (size_t)(nt - 1) * l->bm_stride * 8u);
+  for (p = 0; p < l->n; p++) {
+    const ul_node *x = ulb_at(l, p);
+    if (l->lazy ? x->score >= 0 : x->elig)
+      bm_set(l, l->lazy ? x->tier : 0, p);
+  }
 }
 
 void ulp_bm_update(ul_list *l, uint32_t pos, int elig) {
-  if (elig) bm_set(l, pos);
-  else bm_clear(l, pos);
+  if (elig) bm_set(l, 0, pos);
+  else bm_clear(l, 0, pos);
+}
+
+void ulp_bm_tier(ul_list *l, uint32_t tier, uint32_t pos, int on) {
+  if (on) bm_set(l, tier, pos);
+  else bm_clear(l, tier, pos);
 }
 
 uint32_t ulp_after_rr(const ul_list *l) {
@@ -79,12 +95,23 @@ uint32_t ulp_after_rr(const ul_list *l) {
   return from >= l->n ? 0 : from;
 }
 
-uint32_t ulp_next_elig(const ul_list *l, uint32_t from) {
-  int64_t p = from < l->n ? bm_next(l, from) : -1;
-  if (p < 0) p = bm_next(l, 0);
+static inline __attribute__((always_inline)) uint32_t
+next_in(const ul_list *l, size_t o, uint32_t from) {
+  int64_t p = from < l->n ? bm_next(l, o, from) : -1;
+  if (p < 0) p = bm_next(l, o, 0);
   return (uint32_t)p;
 }
 
+uint32_t ulp_next_elig(const ul_list *l, uint32_t from) {
+  return next_in(l, 0, from);
+}
+
+/* In panic every member is eligible: the next position is the pick (the
+ * eager bitmap has every bit set then); else the next set bit of the
+ * eligible bitmap, or on a lazy list of the lowest healthy tier's
+ * (bm_pick: its offset, list.c). */
 uint32_t ulp_rr_pick(const ul_list *l) {
-  return ulp_next_elig(l, ulp_after_rr(l));
+  uint32_t from = ulp_after_rr(l);
+  if (l->panic_on) return from;
+  return next_in(l, l->bm_pick, from);
 }

@@ -1,0 +1,208 @@
+/*
+ * test_panic.c - lazy eligibility against the eager rewrite. A lazy list
+ * (round_robin) never rewrites its members' eligibility when the panic
+ * state or the lowest healthy tier moves; ul_eager puts a twin list on the
+ * old path, which rewrites every member: the reference model. Random
+ * sequences of appends (with duplicates), up, down, results with a tier,
+ * set_weight, removals (reconcile), grows and picks, with panic thresholds,
+ * tiers and slow start on, must give the same pick, the same eligibility
+ * of every slot and the same totals on both, for every strategy (only
+ * round_robin is lazy; the others run the eager path on both sides).
+ */
+#include "helpers.h"
+#include "core/list.h"
+
+typedef struct {
+  ul_list *l[2]; /* 0: as built (lazy for round_robin), 1: eager */
+  uint32_t cap;
+} twin;
+
+static ul_list *twin_new(uint32_t cap, const ul_opts *o, uint64_t seed,
+                         int eager) {
+  ul_list *l = new_list(cap, o, seed);
+  if (eager) ul_eager(l);
+  return l;
+}
+
+static void twin_same(const twin *w) {
+  const ul_list *a = w->l[0], *b = w->l[1];
+  uint32_t s;
+  assert_int_equal(a->n, b->n);
+  assert_int_equal(a->nelig, b->nelig);
+  assert_int_equal(a->total_ew, b->total_ew);
+  assert_int_equal(a->panic_on, b->panic_on);
+  assert_int_equal(a->active_tier, b->active_tier);
+  assert_int_equal(a->rr, b->rr);
+  assert_true(a->rng == b->rng);
+  for (s = 0; s < a->cap; s++) {
+    if (ul_eligible(a, (int32_t)s) != ul_eligible(b, (int32_t)s))
+      fail_msg("slot %u: eligible %d (lazy) vs %d (eager)", s,
+               ul_eligible(a, (int32_t)s), ul_eligible(b, (int32_t)s));
+    assert_true(ul_nodes(a)[s].score == ul_nodes(b)[s].score ||
+                !(ul_nodes(a)[s].flags & UL_F_MEMBER));
+    if (ul_nodes(a)[s].flags & UL_F_MEMBER)
+      assert_int_equal(ul_nodes(a)[s].ew, ul_nodes(b)[s].ew);
+  }
+}
+
+/* A random member's slot, or -1. */
+static int32_t any_member(const ul_list *l, prng *r) {
+  if (l->n == 0) return -1;
+  return ul_order(l)[prng_below(r, l->n)];
+}
+
+static void twin_grow(twin *w) {
+  uint32_t cap = w->cap * 2, k;
+  for (k = 0; k < 2; k++) {
+    ul_list *g = xmalloc(ul_grow_size(w->l[k], cap));
+    ul_grow(g, cap, w->l[k]);
+    xfree(w->l[k]);
+    w->l[k] = g;
+  }
+  w->cap = cap;
+}
+
+static void run_sequence(int strategy, uint64_t seed, uint32_t steps) {
+  prng r = {seed};
+  ul_opts o;
+  twin w;
+  double now = 1;
+  uint32_t i, k;
+  static const double panics[] = {0, 0.25, 0.5, 0.75, 1};
+  ul_opts_default(&o);
+  o.strategy = strategy;
+  o.panic = panics[prng_below(&r, 5)];
+  o.tier_min = (int)prng_below(&r, 2);
+  o.tier_max = o.tier_min + (int)prng_below(&r, 4);
+  o.tier_init = o.tier_min + (int)prng_below(&r, (uint32_t)(o.tier_max - o.tier_min + 1));
+  o.slow_start = prng_below(&r, 3) == 0 ? 1.0 : 0;
+  o.initial_score = prng_below(&r, 2) ? 0 : -1;
+  w.cap = 4 + prng_below(&r, 40);
+  w.l[0] = twin_new(w.cap, &o, seed, 0);
+  w.l[1] = twin_new(w.cap, &o, seed, 1);
+  if (strategy == UL_ROUND_ROBIN) {
+    assert_true(w.l[0]->lazy);
+    assert_false(w.l[1]->lazy);
+  }
+  for (i = 0; i < steps; i++) {
+    uint32_t op = prng_below(&r, 100);
+    int32_t s = any_member(w.l[0], &r);
+    now += prng_unit(&r) * 0.3;
+    if (op < 12 || s < 0) { /* append, sometimes an equal backend */
+      int32_t dup = s >= 0 && prng_below(&r, 4) == 0 ? s : -1;
+      uint32_t wt = 1 + prng_below(&r, 5);
+      uint64_t h = prng_next(&r);
+      int ramp = (int)prng_below(&r, 2);
+      if (w.l[0]->free_head < 0) twin_grow(&w);
+      assert_int_equal(ul_append(w.l[0], 0, dup, now, wt, h, ramp),
+                       ul_append(w.l[1], 0, dup, now, wt, h, ramp));
+    } else if (op < 32) {
+      for (k = 0; k < 2; k++) ul_up(w.l[k], s, now);
+    } else if (op < 52) {
+      for (k = 0; k < 2; k++) ul_down(w.l[k], s, now);
+    } else if (op < 62) { /* a check result with a tier */
+      int up = (int)prng_below(&r, 2), tier = (int)prng_below(&r, UL_MAX_TIER + 1);
+      for (k = 0; k < 2; k++) ulc_apply(w.l[k], s, up, now, tier);
+    } else if (op < 67) {
+      uint32_t wt = 1 + prng_below(&r, 9);
+      for (k = 0; k < 2; k++) ul_set_weight(w.l[k], s, wt);
+    } else if (op < 70) { /* reconcile: drop some members */
+      unsigned char *drop = xcalloc(w.cap, 1);
+      uint32_t p;
+      for (p = 0; p < w.l[0]->n; p++)
+        if (prng_below(&r, 5) == 0) { /* a whole ring of equal backends */
+          int32_t t = ul_order(w.l[0])[p];
+          do {
+            drop[t] = 1;
+            t = ul_nodes(w.l[0])[t].dup;
+          } while (t != ul_order(w.l[0])[p]);
+        }
+      for (k = 0; k < 2; k++) ul_remove(w.l[k], drop);
+      xfree(drop);
+    } else { /* picks */
+      uint64_t key = prng_next(&r);
+      int32_t a = ul_pick(w.l[0], key, now), b = ul_pick(w.l[1], key, now);
+      if (a != b)
+        fail_msg("step %u: pick %d (lazy) vs %d (eager)", i, a, b);
+      if (a >= 0) {
+        assert_true(ul_eligible(w.l[0], a));
+        if (strategy == UL_LEAST_CONN)
+          for (k = 0; k < 2; k++) ul_release(w.l[k], a);
+      }
+    }
+    twin_same(&w);
+    if (i % 16 == 0)
+      for (k = 0; k < 2; k++) check_invariants(w.l[k]);
+  }
+  for (k = 0; k < 2; k++) check_invariants(w.l[k]);
+  xfree(w.l[0]);
+  xfree(w.l[1]);
+}
+
+static void run_strategy(int strategy) {
+  uint64_t seed, seeds = strategy == UL_ROUND_ROBIN ? 150 : strategy == UL_HASH ? 6 : 25;
+  for (seed = 1; seed <= seeds; seed++) run_sequence(strategy, seed, 500);
+}
+
+static void test_round_robin(void **state) {
+  (void)state;
+  run_strategy(UL_ROUND_ROBIN);
+}
+static void test_weighted(void **state) {
+  (void)state;
+  run_strategy(UL_WEIGHTED);
+}
+static void test_least_conn(void **state) {
+  (void)state;
+  run_strategy(UL_LEAST_CONN);
+}
+static void test_hash(void **state) {
+  (void)state;
+  run_strategy(UL_HASH);
+}
+static void test_random(void **state) {
+  (void)state;
+  run_strategy(UL_RANDOM);
+}
+
+/* A lazy list's panic and tier flips touch no member: with 1000 members,
+ * the down that crosses the threshold leaves every node's elig byte as it
+ * was (never written), and the next pick is the member after the last. */
+static void test_flip_writes_no_member(void **state) {
+  ul_opts o;
+  ul_list *l;
+  uint32_t i;
+  int32_t s;
+  (void)state;
+  ul_opts_default(&o);
+  o.panic = 0.5;
+  o.initial_score = 0;
+  o.fail_delta = -1;
+  o.low_score = -1;
+  l = new_list(1000, &o, 7);
+  for (i = 0; i < 1000; i++) ul_append(l, 0, -1, 0, 1, i, 0);
+  for (i = 0; i < 500; i++) ul_down(l, ul_order(l)[i], 0);
+  assert_false(l->panic_on);
+  assert_int_equal(l->nelig, 500);
+  s = ul_pick(l, 0, 0);
+  assert_int_equal(ul_nodes(l)[s].pos, 500);
+  ul_down(l, ul_order(l)[600], 0); /* 499 healthy < 500: panic */
+  assert_true(l->panic_on);
+  assert_int_equal(l->nelig, 1000);
+  for (i = 0; i < 1000; i++) assert_int_equal(ul_nodes(l)[i].elig, 0);
+  s = ul_pick(l, 0, 0);
+  assert_int_equal(ul_nodes(l)[s].pos, 501);
+  check_invariants(l);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_teardown(test_round_robin, teardown),
+      cmocka_unit_test_teardown(test_weighted, teardown),
+      cmocka_unit_test_teardown(test_least_conn, teardown),
+      cmocka_unit_test_teardown(test_hash, teardown),
+      cmocka_unit_test_teardown(test_random, teardown),
+      cmocka_unit_test_teardown(test_flip_writes_no_member, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
