@@ -451,6 +451,56 @@ describe("upstream.nginx on a fake ngx", function()
     end)
   end)
 
+  describe("lists that are dropped", function()
+    -- true when nothing but the weak table w holds its list any more
+    local function collected(w)
+      for _ = 1, 4 do collectgarbage("collect") end
+      return w[1] == nil
+    end
+
+    -- the driver keeps the last list it met in both phases (one list,
+    -- alive until another one comes by): another list's requests move it on
+    local function moved_on()
+      local other = list({ "127.0.0.1:3" })
+      for _ = 1, 2 do ngxu.balance(other) end
+    end
+
+    it("a list used by balance and log is collected once dropped (no ephemerons needed)", function()
+      local w = setmetatable({}, { __mode = "v" })
+      ;(function() -- its own frame: a dead local of a block may stay on the stack
+        local l = list({ "127.0.0.1:1", "127.0.0.1:2" })
+        w[1] = l
+        for i = 1, 3 do -- the first log turns recording on; then records
+          F.req, F.start = i, i
+          ngxu.balance(l)
+          F.ngx.status, F.ngx.var.upstream_status, F.ngx.var.upstream_addr =
+            200, "200", F.peer:gsub(" ", ":")
+          ngxu.log(l)
+        end
+        ngxu.balance(l, 1, "key") -- the slow path too
+        F.failure = "failed"; F.req = 9; ngxu.balance(l); F.failure = nil
+      end)()
+      moved_on()
+      assert.is_true(collected(w))
+    end)
+
+    it("a checked list is collected once its check loop has stopped", function()
+      local w = setmetatable({}, { __mode = "v" })
+      ;(function()
+        local l = list({ "127.0.0.1:1" }, { interval = 1, timeout = 0.5, check = function() return true end })
+        w[1] = l
+        assert.is_true(ngxu.start(l))
+        F.run()
+        ngxu.balance(l)
+        ngxu.stop(l)
+      end)()
+      moved_on()
+      F.run() -- the timer's last run sees the stop
+      assert.equal(0, #F.timers)
+      assert.is_true(collected(w))
+    end)
+  end)
+
   describe("under churn", function()
     local N, ROUNDS = 10, 1000 -- 10 000 distinct backends in turn
 

@@ -107,7 +107,7 @@ _M.status = require("upstream.nginx.status").serve -- content_by_lua: metrics, J
 -- ---------------------------------------------------------------------------
 -- one record per list: its picker and the index of its backends
 
--- list -> { pick = fn, version =, parsed =, invalid =, by_addr =, told =,
+-- list -> { version =, parsed =, invalid =, by_addr =, told =,
 --           plain =, keyed =, hosts =, ports =, slots =, passive =, top =,
 --           logged =, n =, gens =, cur_b =, cur_t =, old_b =, old_t = }.
 -- parsed, invalid and by_addr are addr.index() of the list's slots at
@@ -125,6 +125,9 @@ _M.status = require("upstream.nginx.status").serve -- content_by_lua: metrics, J
 -- 0). top: backends a success left at the high score (see log()).
 -- logged, n, gens, cur_b, cur_t, old_b, old_t: what the balancer picked per
 -- request, for log() (see "what the balancer picked" below).
+-- Nothing in a record refers to its list (the picks take the list as an
+-- argument): LuaJIT and Lua 5.1 have no ephemerons, so a value of this
+-- weak-keyed table that reached its key would keep the list forever.
 local lists = setmetatable({}, { __mode = "k" })
 -- the last list balance() or log() looked up, and its record (nil: none
 -- yet): most requests of a location meet the same list in both phases, and
@@ -132,22 +135,14 @@ local lists = setmetatable({}, { __mode = "k" })
 -- list alive until another list comes by.
 local last_list, last_rec
 
--- Picks through upstream.ffi (a JIT-compiled call, ~10x cheaper than
--- list:pick() under LuaJIT), one picker per list; pick_slot: the same pick
--- returning the slot, used by balance()'s fast path under LuaJIT.
-local uffi, pick_slot
+-- pick_slot: upstream.ffi's pick returning the slot (a JIT-compiled call,
+-- ~10x cheaper than list:pick() under LuaJIT), used by balance()'s fast
+-- path; false elsewhere. Loaded at the first record.
+local pick_slot
 
--- A list's picker, made at its first pick. Its own function, so that
--- balance() captures nothing: a closure over one of its locals would end
--- it with UCLO, which LuaJIT does not compile (the trace aborts, then the
--- function is blacklisted and runs interpreted).
-local function new_picker(list)
-  if uffi == nil then
-    local ok, m = pcall(require, "upstream.ffi")
-    uffi = ok and m or false
-    pick_slot = uffi and uffi._pick_slot or false
-  end
-  return uffi and uffi.picker(list) or function(key) return list:pick(key) end
+local function load_pick_slot()
+  local ok, m = pcall(require, "upstream.ffi")
+  pick_slot = ok and m._pick_slot or false
 end
 
 -- The list's record, its index rebuilt if the list was reconciled since.
@@ -156,7 +151,8 @@ local function refresh(list)
   local slots, version = list:_slots()
   local rec = lists[list]
   if rec == nil then
-    rec = { pick = new_picker(list), version = false, plain = false, keyed = false,
+    if pick_slot == nil then load_pick_slot() end
+    rec = { version = false, plain = false, keyed = false,
             logged = false, n = 0, gens = 0, cur_b = {}, cur_t = {}, old_b = {}, old_t = {} }
     lists[list] = rec
   elseif rec.version == version then
@@ -185,7 +181,16 @@ end
 -- ---------------------------------------------------------------------------
 -- the check loop: one re-arming timer per list and worker
 
-local loops = setmetatable({}, { __mode = "k" }) -- list -> loop state
+-- list -> loop state. The state refers to its list (the timer needs it),
+-- so a loop that stops takes its entry out (stopped()): without ephemerons
+-- (LuaJIT, 5.1) the entry would keep the list forever. A running loop keeps
+-- its list alive through the timer anyway.
+local loops = setmetatable({}, { __mode = "k" })
+
+local function stopped(st)
+  st.stopped = true
+  if loops[st.list] == st then loops[st.list] = nil end
+end
 
 -- The check to run: ngxu.start's override, else the list's own (the job
 -- carries it), else the backend's healthcheck method (the Go interface).
@@ -317,10 +322,7 @@ local function arm(st, delay)
 end
 
 tick = function(premature, st)
-  if premature or st.stopped or ngx_worker_exiting() then
-    st.stopped = true
-    return
-  end
+  if premature or st.stopped or ngx_worker_exiting() then return stopped(st) end
   local ok, err = pcall(run_loop, st)
   if not ok then -- unexpected (e.g. the list is driven by step()): logged 1, 10, 100... times
     st.errors = st.errors + 1
@@ -329,10 +331,10 @@ tick = function(premature, st)
       errlog(ERR, "check loop (error ", e, "): ", tostring(err))
     end
   end
-  if st.stopped or ngx_worker_exiting() then return end
+  if st.stopped or ngx_worker_exiting() then return stopped(st) end
   if not arm(st, st.tick) then
     errlog(ERR, "health checks of this list stopped in worker ", tostring(ngx_worker_pid()))
-    st.stopped = true
+    stopped(st)
   end
 end
 
@@ -375,7 +377,7 @@ function _M.start(list, opts)
            errors = 0, life = 5 }
   loops[list] = loop
   if not arm(loop, 0) then
-    loop.stopped = true
+    stopped(loop)
     return nil, "cannot arm the check timer"
   end
   return true
@@ -560,10 +562,10 @@ end
 -- list that needs a key and got none ("hash", a missing header) is picked
 -- by a counter: spread without affinity rather than an error.
 local nokey = 0
-local function slow_pick(rec, k)
-  if k ~= nil then return rec.pick(k) end
+local function slow_pick(list, rec, k)
+  if k ~= nil then return list:pick(k) end
   if not rec.keyed then
-    local ok, b, err = pcall(rec.pick)
+    local ok, b, err = pcall(list.pick, list)
     if ok then
       rec.plain = true
       return b, err
@@ -572,7 +574,7 @@ local function slow_pick(rec, k)
     rec.keyed = true
   end
   nokey = nokey % 1000000007 + 1
-  return rec.pick(nokey)
+  return list:pick(nokey)
 end
 
 -- Slow path: a list's first pick, a reconciled list, a key that is not a
@@ -616,7 +618,7 @@ local function balance_slow(list, key, state, have, b, err)
   local fallback
   local k = key
   for i = 1, n + 1 do
-    if not have then b, err = slow_pick(rec, k) end
+    if not have then b, err = slow_pick(list, rec, k) end
     have = false
     if b == nil then
       return fail_502("no healthy backend: " .. tostring(err), retried, rec)
@@ -691,7 +693,7 @@ function _M.balance(list, tries, key)
         if s == -1 then return balance_slow(list, key, nil, true, nil, NO_UPSTREAMS) end
         return balance_slow(list, key, nil, false)
       end
-      local b, err = rec.pick(key)
+      local b, err = list:pick(key)
       if b ~= nil then
         local p = rec.parsed[b]
         if p and set_current_peer(p.host, p.port) then
