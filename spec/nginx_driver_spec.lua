@@ -442,6 +442,34 @@ describe("upstream.nginx on a fake ngx", function()
       assert.equal(before, l:score(b))
     end)
 
+    it("a passive list all at the high score records nothing; a failure then reads $upstream_addr", function()
+      local l = list(B)
+      warm(l)
+      for i = 1, 6 do req(i); ngxu.balance(l); F.ngx.status = 200; ngxu.log(l) end -- each one at the top
+      local rec = ngxu._index(l)
+      assert.equal(0, rec.rest)
+      for i = 11, 20 do
+        req(i); ngxu.balance(l)
+        assert.is_nil(next(ngxu._index(l).cur_b)) -- nothing recorded
+        F.ngx.status = 200; ngxu.log(l) -- forbid_var: no ngx.var read
+      end
+      for _, b in ipairs(B) do assert.equal(3, l:score(b)) end
+      -- a failure: the backend from $upstream_addr, downed; recording resumes
+      req(21); ngxu.balance(l); local b = port(F.peer)
+      allow_var()
+      F.ngx.status, F.ngx.var.upstream_status, F.ngx.var.upstream_addr = 502, "502", b
+      ngxu.log(l)
+      assert.equal(2, l:score(b))
+      assert.equal(1, rec.rest)
+      forbid_var()
+      for i = 22, 24 do
+        req(i); ngxu.balance(l)
+        assert.is_not_nil(next(ngxu._index(l).cur_b))
+        F.ngx.status = 200; ngxu.log(l)
+      end
+      assert.equal(3, l:score(b)) -- raised back through the record, no ngx.var
+    end)
+
     it("a list no log_by_lua ever sees records nothing (feedback through retries only)", function()
       local l = list(B, { interval = 1, timeout = 0.5, check = function() return true end })
       for i = 1, 50 do req(i); ngxu.balance(l) end

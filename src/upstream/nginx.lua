@@ -109,7 +109,8 @@ _M.status = require("upstream.nginx.status").serve -- content_by_lua: metrics, J
 
 -- list -> { version =, parsed =, invalid =, by_addr =, told =,
 --           plain =, keyed =, hosts =, ports =, slots =, passive =, top =,
---           logged =, n =, gens =, cur_b =, cur_t =, old_b =, old_t = }.
+--           nb =, rest =, logged =, n =, gens =, cur_b =, cur_t =, old_b =,
+--           old_t = }.
 -- parsed, invalid and by_addr are addr.index() of the list's slots at
 -- `version`; told: the malformed backends balance() has logged. The index
 -- is rebuilt when the list's slot table has a new version (every reconcile
@@ -122,7 +123,9 @@ _M.status = require("upstream.nginx.status").serve -- content_by_lua: metrics, J
 -- list needs a key, or was given one. hosts, ports: set_current_peer's
 -- arguments by slot + 1 (false for a malformed backend); slots: the slot
 -- table they were made from; passive: no active check (list:checked() ==
--- 0). top: backends a success left at the high score (see log()).
+-- 0). top: backends a success left at the high score (see log()); nb:
+-- how many usable backends the slots hold; rest: how many of them are not
+-- in top (0: all at the top, and the balancer records nothing).
 -- logged, n, gens, cur_b, cur_t, old_b, old_t: what the balancer picked per
 -- request, for log() (see "what the balancer picked" below).
 -- Nothing in a record refers to its list (the picks take the list as an
@@ -160,14 +163,15 @@ local function refresh(list)
   end
   local ix = index(slots)
   local parsed = ix.parsed
-  local hosts, ports = {}, {}
+  local hosts, ports, seen, nb = {}, {}, {}, 0
   for i, b in pairs(slots) do
     local p = parsed[b]
     hosts[i], ports[i] = p and p.host or false, p and p.port or false
+    if p and not seen[b] then seen[b] = true; nb = nb + 1 end
   end
   rec.version, rec.parsed, rec.invalid, rec.by_addr, rec.told =
     version, parsed, ix.invalid, ix.by_addr, {}
-  rec.hosts, rec.ports, rec.slots, rec.top = hosts, ports, slots, {}
+  rec.hosts, rec.ports, rec.slots, rec.top, rec.nb, rec.rest = hosts, ports, slots, {}, nb, nb
   rec.passive = list:checked() == 0
   if not rec.passive then rec.logged = false end -- records are for passive lists
   return rec
@@ -455,7 +459,13 @@ end
 -- of GEN picks: after GEN picks the current tables become the old ones and
 -- the old are dropped, so a record log() never takes is gone after 2 GEN
 -- picks of the list; log() takes its record from either, and a request
--- older than that finds none and reads ngx.var instead. Recording starts
+-- older than that finds none and reads ngx.var instead for a failure (a
+-- success without a record is not fed back: it could only raise a score
+-- the next one raises). While every usable backend of the list is at the
+-- high score (rec.rest == 0) nothing is recorded: a success needs nothing
+-- then, and a failure, rare in that state, reads $upstream_addr as on a
+-- checked list; the records are dropped when that state begins, so none
+-- made before can speak for a request made in it. Recording starts
 -- with a passive list's first log() in the worker (rec.logged), so a list
 -- whose config has no log_by_lua records nothing. A checked list records
 -- nothing either: its log() acts only on a 5xx, rare enough to read
@@ -468,12 +478,13 @@ local GEN = 16384
 -- generation (rec.gens counts them down).
 local TOP = 1024
 
-local function remember(rec, r, b)
-  local k = tonumber(cast(uintptr, r))
+-- Counts one pick of a logged list: every TOP picks top is forgotten,
+-- every GEN picks a new generation of records.
+local function count_pick(rec)
   local n = rec.n - 1
   if n <= 0 then
     n = TOP
-    rec.top = {}
+    rec.top, rec.rest = {}, rec.nb
     local g = rec.gens - 1
     if g <= 0 then
       g = GEN / TOP
@@ -482,7 +493,38 @@ local function remember(rec, r, b)
     rec.gens = g
   end
   rec.n = n
+end
+
+-- Records backend b (or false) for request r.
+local function store(rec, r, b)
+  local k = tonumber(cast(uintptr, r))
   rec.cur_b[k], rec.cur_t[k] = b, req_start(r)
+end
+
+-- A pick in the slow path: counted, and recorded unless all are at the top.
+local function remember(rec, r, b)
+  count_pick(rec)
+  if rec.rest > 0 then store(rec, r, b) end
+end
+
+-- Backend x is at the high score. The last one to get there ends recording
+-- and drops the records (see above).
+local function at_top(rec, x)
+  local top = rec.top
+  if top[x] or not rec.parsed[x] then return end
+  top[x] = true
+  local rest = rec.rest - 1
+  rec.rest = rest
+  if rest == 0 then rec.cur_b, rec.cur_t, rec.old_b, rec.old_t = {}, {}, {}, {} end
+end
+
+-- Backend x is no longer at the high score (a down()).
+local function off_top(rec, x)
+  local top = rec.top
+  if top[x] then
+    top[x] = nil
+    rec.rest = rec.rest + 1
+  end
 end
 
 -- The record of request r (a backend, or false), or nil; take: and remove it.
@@ -522,7 +564,7 @@ end
 
 local function fail_502(why, retried, rec)
   errlog(ERR, why)
-  local r = rec and rec.logged and get_request and get_request()
+  local r = rec and rec.logged and rec.rest > 0 and get_request and get_request()
   if r then
     remember(rec, r, false)
   elseif retried then
@@ -540,10 +582,9 @@ end
 
 -- down() every backend in bs (the spellings of one address)
 local function down_all(list, rec, bs)
-  local top = rec.top
   for i = 1, #bs do
     list:down(bs[i])
-    top[bs[i]] = nil
+    off_top(rec, bs[i])
   end
 end
 
@@ -681,8 +722,11 @@ function _M.balance(list, tries, key)
             local host = rec.hosts[i]
             if host and set_current_peer(host, rec.ports[i]) then
               if rec.logged then
-                local r = get_request and get_request()
-                if r then remember(rec, r, rec.slots[i]) end
+                count_pick(rec)
+                if rec.rest > 0 then
+                  local r = get_request and get_request()
+                  if r then store(rec, r, rec.slots[i]) end
+                end
               end
               return
             end
@@ -721,12 +765,11 @@ local function feed(list, rec, b, up)
   local bs = p and rec.by_addr[p.addr]
   if bs == nil then return end -- reconciled away since
   if not up then return down_all(list, rec, bs) end
-  local top = rec.top
   for i = 1, #bs do
     local x = bs[i]
     local was = list:score(x)
     list:up(x)
-    if list:score(x) == was then top[x] = true end
+    if list:score(x) == was then at_top(rec, x) end
   end
 end
 
@@ -765,8 +808,9 @@ end
 -- without active checks. The backend is the one the balancer recorded for
 -- the request, the result ngx.status (5xx: a failure; an error_page that
 -- turns a failure into a success hides it); without a record (no
--- resty.core, a request older than two generations of picks, the list's
--- first logged request) the last try's $upstream_status and $upstream_addr.
+-- resty.core, the list's first logged request; a failure older than two
+-- generations of picks, or while every backend was at the high score and
+-- nothing was recorded) the last try's $upstream_status and $upstream_addr.
 function _M.log(list)
   local rec = last_rec
   if list ~= last_list then
@@ -784,6 +828,10 @@ function _M.log(list)
   end
   if r then
     if rec.logged then
+      local st = resp_status(r)
+      -- every backend at the top: a success needs nothing (and there is no
+      -- record, see "what the balancer picked")
+      if st < 500 and rec.rest == 0 then return end
       -- the record is taken whatever it says; its start time is compared
       -- only before acting on it (a success on a backend at the top
       -- already needs nothing)
@@ -797,7 +845,7 @@ function _M.log(list)
       if b ~= nil then
         bs[k] = nil
         if b == false then return end -- ended by balance(), counted there
-        if resp_status(r) >= 500 then
+        if st >= 500 then
           if ts[k] == req_start(r) then return feed(list, rec, b, false) end
         elseif rec.top[b] then
           return
@@ -806,6 +854,7 @@ function _M.log(list)
         end
         -- an earlier request's record: this one has none
       end
+      if st < 500 then return end -- a success without a record: the next one raises
     else
       rec.logged = true -- record picks from now on
     end
