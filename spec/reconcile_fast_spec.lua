@@ -227,6 +227,7 @@ describe("reconcile in place, from callbacks", function()
     local issmall, isbig = {}, {}
     for _, b in ipairs(small) do issmall[b] = true end
     for _, b in ipairs(big) do isbig[b] = true end
+    collectgarbage() -- the same start whatever the specs before left behind
     local pause = collectgarbage("setpause", 0)
     local mul = collectgarbage("setstepmul", 1000)
     local k, inside, instatus, active = 0, 0, false, true
