@@ -353,6 +353,20 @@ describe("built-in checks on loopback", function()
         .. "step%(%), run%(%) or wait_initial%(%)", err)
     end)
 
+    it("raises outside a check even when the connection fails at once", function()
+      local refused = srv.addr("refused")
+      for _, c in ipairs({ upstream.tcp_check({}), upstream.http_check({}) }) do
+        for _, call in ipairs({
+          function() return c(refused) end,
+          function() return coroutine.wrap(function() return c(refused) end)() end,
+        }) do
+          local ok, err = pcall(call)
+          assert.is_false(ok)
+          assert.matches("tcp_check and http_check run only as the check", err)
+        end
+      end
+    end)
+
     it("with a sleep option, the sockets are polled after each sleep", function()
       local slept = 0
       local list = upstream.new({ srv.addr("slow") }, {

@@ -442,12 +442,90 @@ describe("upstream.nginx on a fake ngx", function()
       assert.equal(before, l:score(b))
     end)
 
+    it("a passive list all at the high score records nothing; a failure then reads $upstream_addr", function()
+      local l = list(B)
+      warm(l)
+      for i = 1, 6 do req(i); ngxu.balance(l); F.ngx.status = 200; ngxu.log(l) end -- each one at the top
+      local rec = ngxu._index(l)
+      assert.equal(0, rec.rest)
+      for i = 11, 20 do
+        req(i); ngxu.balance(l)
+        assert.is_nil(next(ngxu._index(l).cur_b)) -- nothing recorded
+        F.ngx.status = 200; ngxu.log(l) -- forbid_var: no ngx.var read
+      end
+      for _, b in ipairs(B) do assert.equal(3, l:score(b)) end
+      -- a failure: the backend from $upstream_addr, downed; recording resumes
+      req(21); ngxu.balance(l); local b = port(F.peer)
+      allow_var()
+      F.ngx.status, F.ngx.var.upstream_status, F.ngx.var.upstream_addr = 502, "502", b
+      ngxu.log(l)
+      assert.equal(2, l:score(b))
+      assert.equal(1, rec.rest)
+      forbid_var()
+      for i = 22, 24 do
+        req(i); ngxu.balance(l)
+        assert.is_not_nil(next(ngxu._index(l).cur_b))
+        F.ngx.status = 200; ngxu.log(l)
+      end
+      assert.equal(3, l:score(b)) -- raised back through the record, no ngx.var
+    end)
+
     it("a list no log_by_lua ever sees records nothing (feedback through retries only)", function()
       local l = list(B, { interval = 1, timeout = 0.5, check = function() return true end })
       for i = 1, 50 do req(i); ngxu.balance(l) end
       local rec = ngxu._index(l)
       assert.is_nil(next(rec.cur_b))
       assert.is_false(rec.logged)
+    end)
+  end)
+
+  describe("lists that are dropped", function()
+    -- true when nothing but the weak table w holds its list any more
+    local function collected(w)
+      for _ = 1, 4 do collectgarbage("collect") end
+      return w[1] == nil
+    end
+
+    -- the driver keeps the last list it met in both phases (one list,
+    -- alive until another one comes by): another list's requests move it on
+    local function moved_on()
+      local other = list({ "127.0.0.1:3" })
+      for _ = 1, 2 do ngxu.balance(other) end
+    end
+
+    it("a list used by balance and log is collected once dropped (no ephemerons needed)", function()
+      local w = setmetatable({}, { __mode = "v" })
+      ;(function() -- its own frame: a dead local of a block may stay on the stack
+        local l = list({ "127.0.0.1:1", "127.0.0.1:2" })
+        w[1] = l
+        for i = 1, 3 do -- the first log turns recording on; then records
+          F.req, F.start = i, i
+          ngxu.balance(l)
+          F.ngx.status, F.ngx.var.upstream_status, F.ngx.var.upstream_addr =
+            200, "200", F.peer:gsub(" ", ":")
+          ngxu.log(l)
+        end
+        ngxu.balance(l, 1, "key") -- the slow path too
+        F.failure = "failed"; F.req = 9; ngxu.balance(l); F.failure = nil
+      end)()
+      moved_on()
+      assert.is_true(collected(w))
+    end)
+
+    it("a checked list is collected once its check loop has stopped", function()
+      local w = setmetatable({}, { __mode = "v" })
+      ;(function()
+        local l = list({ "127.0.0.1:1" }, { interval = 1, timeout = 0.5, check = function() return true end })
+        w[1] = l
+        assert.is_true(ngxu.start(l))
+        F.run()
+        ngxu.balance(l)
+        ngxu.stop(l)
+      end)()
+      moved_on()
+      F.run() -- the timer's last run sees the stop
+      assert.equal(0, #F.timers)
+      assert.is_true(collected(w))
     end)
   end)
 

@@ -6,13 +6,13 @@
 # $LUA: the C unit tests of the core (cmocka, ASan+UBSan), the specs with
 # the module built with ASan+UBSan, again with an aggressive GC, again under
 # valgrind (zero leaks, zero errors); the nginx end-to-end test; luacheck.
-# SUITES (default: all of them) picks some: specs c asan asan-clang gc valgrind e2e
+# SUITES (default: all of them) picks some: specs c tsan asan asan-clang gc valgrind e2e
 # luacheck cppcheck alloc fuzz; make check runs "c specs" with RUNTIMES=$LUA.
 set -u
 cd "$(dirname "$0")/.."
 LUA=${LUA:-lua5.4}
 RUNTIMES=${RUNTIMES-lua5.1 lua5.2 lua5.3 lua5.4 luajit}
-SUITES=" ${SUITES:-specs c asan asan-clang gc valgrind alloc e2e luacheck cppcheck fuzz} "
+SUITES=" ${SUITES:-specs c tsan asan asan-clang gc valgrind alloc e2e luacheck cppcheck fuzz} "
 want() { case "$SUITES" in *" $1 "*) return 0 ;; esac; return 1; }
 BUSTED=${BUSTED:-/usr/bin/busted}
 out=$(mktemp -d)
@@ -141,6 +141,18 @@ want alloc && suite alloc bash spec/alloc/run.sh
 # (replayed: it must pass now), then one per harness fuzzed FUZZ_SECONDS
 # (60): no crash, timeout or out-of-memory. The committed corpus is left
 # as it is. Needs clang and libFuzzer (libclang-rt-14-dev, libfuzzer-14-dev).
+# the shared-memory room's cmocka program under ThreadSanitizer (make
+# test-tsan builds it): any data race TSan reports fails the suite
+if want tsan; then
+  if make -s build/tsan/test_shm >"$out/tsan-build.log" 2>&1; then
+    suite tsan env CMOCKA_MESSAGE_OUTPUT=TAP UL_SHM_STRESS="${SHM_STRESS:-200000}" \
+      TSAN_OPTIONS="halt_on_error=1 exitcode=66" ./build/tsan/test_shm
+  else
+    tail -20 "$out/tsan-build.log" >&2
+    missing tsan "build/tsan/test_shm did not build (make test-tsan)"
+  fi
+fi
+
 if want fuzz; then
   FUZZ_UPDATE_CORPUS=0 bash spec/fuzz/run.sh test >"$out/fuzz.log" 2>&1
   st=$?

@@ -80,7 +80,7 @@ static int closing; /* lua_close: callbacks do nothing */
 static int avoid_known;
 static int trace; /* UPSTREAM_FUZZ_TRACE=1: one line per call on stderr */
 static const char *const ctx_names[] = {"top", "check", "clock", "sleep", "__index", "__gc",
-                                        "__tostring", "__close", "coroutine"};
+                                        "__tostring", "__close", "coroutine", "on_change"};
 static int cur_ctx;
 
 static uint8_t b8(void) {
@@ -103,7 +103,7 @@ static double braw(void) {
 static int R_ref; /* registry ref of the harness table R */
 enum {
   R_POOL = 1, R_LISTS, R_JOBS, R_CHECK, R_FLAGS, R_METHODS, R_MODULE,
-  R_MT_UD, R_MT_T, R_MT_CLOSE, R_F, R_LISTMT
+  R_MT_UD, R_MT_T, R_MT_CLOSE, R_F, R_LISTMT, R_ARG
 };
 static int depth, restricted; /* reentrancy; inside clock/__index/__gc */
 static unsigned top_ops, all_ops;
@@ -118,7 +118,7 @@ static unsigned char *scratch;
 static size_t scratch_cap;
 
 enum { CTX_TOP, CTX_CHECK, CTX_CLOCK, CTX_SLEEP, CTX_INDEX, CTX_GC, CTX_TOSTRING,
-       CTX_CLOSE, CTX_CORO };
+       CTX_CLOSE, CTX_CORO, CTX_CHANGE };
 
 static void *fz_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   size_t old = ptr ? osize : 0;
@@ -235,6 +235,11 @@ static void push_string(lua_State *L) {
 }
 
 static void gen_value(lua_State *L, int d);
+static int fz_on_change(lua_State *L);
+static int new_slot = -1; /* the list slot op_new fills, for on_change */
+static struct {
+  int active, slot, which; /* the next do_op is op_target(slot, which) */
+} forced;
 
 static void push_pool(lua_State *L) {
   push_R(L, R_POOL);
@@ -318,7 +323,8 @@ static void gen_opts(lua_State *L, int d) {
                                       "low_score", "high_score", "fail_delta",
                                       "success_delta", "panic", "slow_start", "check",
                                       "clock", "sleep", "seed", "strategy", "weights",
-                                      "tiers", "tier_by_latency"};
+                                      "tiers", "tier_by_latency", "unhealthy_interval",
+                                      "on_change"};
   static const char *const strategies[] = {"round_robin", "weighted", "least_conn", "hash",
                                            "random", "rr"};
   uint8_t mode = b8(), f;
@@ -406,6 +412,27 @@ static void gen_opts(lua_State *L, int d) {
   if (f & 32) {
     lua_pushboolean(L, b8() & 1);
     lua_setfield(L, -2, "tier_by_latency");
+  }
+  { /* unhealthy_interval, from its extremes; on_change, a callback bound to
+     * the list slot the list will take (op_new) */
+    uint8_t c = b8();
+    if (c >= 176) {
+      static const double v[] = {0, 1e-9, 5e-324, 1e-3, 0.05, 0.5, 1, 10, 1e300, -1};
+      double x;
+      if (c < 240) x = v[b8() % (sizeof v / sizeof v[0])];
+      else if (c < 248) x = pos_double();
+      else if (c < 252) x = c & 1 ? INFINITY : NAN;
+      else x = braw();
+      if (avoid_known && x > 0 && x < 1e-6) x = 1e-6;
+      lua_pushnumber(L, x);
+      lua_setfield(L, -2, "unhealthy_interval");
+    }
+    c = b8();
+    if (c >= 128) {
+      lua_pushinteger(L, new_slot >= 0 ? new_slot : (lua_Integer)(b8() % MAX_LISTS));
+      lua_pushcclosure(L, fz_on_change, 1);
+      lua_setfield(L, -2, "on_change");
+    }
   }
   if (f & 64) {
     gen_weights(L);
@@ -630,6 +657,46 @@ static int fz_close(lua_State *L) {
   return 0;
 }
 
+/* on_change(backend, healthy, score, err), bound to a list slot (upvalue
+ * 1): its arguments follow the rule (healthy exactly when score >= 0);
+ * then, as the input says, nothing, any API call, a call on its own list
+ * (reconcile, shutdown, status, status_of, up, down, metrics, step: see
+ * op_target), an error or a collection. */
+static int fz_on_change(lua_State *L) {
+  int slot = (int)lua_tointeger(L, lua_upvalueindex(1));
+  uint8_t b;
+  INV(lua_gettop(L) == 4, "on_change got %d arguments", lua_gettop(L));
+  INV(lua_type(L, 2) == LUA_TBOOLEAN && lua_type(L, 3) == LUA_TNUMBER,
+      "on_change got healthy %s, score %s", luaL_typename(L, 2), luaL_typename(L, 3));
+  INV(lua_toboolean(L, 2) == (lua_tonumber(L, 3) >= 0),
+      "on_change: healthy %d with score %g", lua_toboolean(L, 2), lua_tonumber(L, 3));
+  INV(!lua_isnil(L, 1), "on_change without a backend");
+  if (over_budget()) exhaust(L);
+  b = b8();
+  if (b < 80) return 0;
+  if (b < 112) {
+    reenter(L, CTX_CHANGE);
+  } else if (b < 208) {
+    push_R(L, R_F);
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -2, R_ARG); /* the backend, for status_of/up/down */
+    lua_pop(L, 1);
+    forced.active = 1;
+    forced.slot = slot;
+    forced.which = (b - 112) % 8;
+    run_op(L, CTX_CHANGE);
+    forced.active = 0;
+    if (b8() % 4 == 3) reenter(L, CTX_CHANGE);
+  } else if (b == 208) {
+    return luaL_error(L, "on_change raised");
+  } else if (b == 209) {
+    lua_gc(L, LUA_GCCOLLECT);
+  } else if (b == 210) {
+    return lua_yield(L, 0); /* raises: not yieldable */
+  }
+  return 0;
+}
+
 /* F.* for the check function */
 static int F_byte(lua_State *L) {
   if (over_budget()) exhaust(L);
@@ -835,13 +902,235 @@ static void push_seconds(lua_State *L, int safe, int allow_nil) {
   }
 }
 
+/* An into table for status(): a sequence of rows of every kind (empty
+ * tables, rows with stale fields, non-tables, a table with metatables);
+ * *checkable: its rows are distinct tables or values status() replaces,
+ * so that the result can be checked row by row. */
+static void gen_into(lua_State *L, int *checkable) {
+  uint8_t k = b8();
+  int n = k % 12, i, t;
+  *checkable = 1;
+  lua_createtable(L, n, 0);
+  t = lua_gettop(L);
+  for (i = 1; i <= n; i++) {
+    switch (b8() % 9) {
+      case 0: case 1: lua_newtable(L); break;
+      case 2:
+        lua_newtable(L);
+        lua_pushliteral(L, "stale");
+        lua_setfield(L, -2, "last_error");
+        lua_pushliteral(L, "x");
+        lua_setfield(L, -2, "since");
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "latency");
+        lua_pushliteral(L, "s");
+        lua_setfield(L, -2, "score");
+        gen_value(L, 3);
+        lua_setfield(L, -2, "backend");
+        break;
+      case 3: push_number(L); break;
+      case 4: push_string(L); break;
+      case 5: lua_pushboolean(L, 0); break;
+      case 6: new_backend_obj(L, 0, 0); break; /* __index, __gc, __tostring */
+      case 7: lua_pushvalue(L, t); *checkable = 0; break; /* itself */
+      default: push_pool(L); *checkable = 0; break;
+    }
+    lua_rawseti(L, t, i);
+  }
+  if (b8() < 12) { /* past a hole */
+    lua_pushliteral(L, "past");
+    lua_rawseti(L, t, n + 2);
+    *checkable = 0;
+  }
+}
+
+/* After status(into) or status_of(b, into) with no reentrant call: row p
+ * of the table at idx is member p's (its backend and score). */
+static void check_row(lua_State *L, lu_list *u, int self, int row, int32_t s) {
+  lua_getiuservalue(L, self, LU_UV_SLOTS);
+  lua_rawgeti(L, -1, (lua_Integer)s + 1);
+  lua_pushliteral(L, "backend");
+  lua_rawget(L, row);
+  INV(lua_rawequal(L, -1, -2), "status row of slot %d has another backend", s);
+  lua_pushliteral(L, "score");
+  INV(lua_rawget(L, row) == LUA_TNUMBER && lua_tonumber(L, -1) == ul_nodes(u->core)[s].score,
+      "status row of slot %d: score differs", s);
+  lua_pop(L, 4);
+}
+
+/* The argument of upstream.metrics: a table { name = list } with names
+ * that need escaping, lists or not, or any value. */
+static void gen_lists(lua_State *L, int self) {
+  static const char *const names[] = {"web", "a\"b", "c\\d", "e\nf", "", "web2", "x"};
+  uint8_t k = b8();
+  int n, i;
+  if (k < 16) {
+    gen_value(L, 2);
+    return;
+  }
+  lua_newtable(L);
+  if (self && lua_type(L, self) == LUA_TUSERDATA) {
+    lua_pushvalue(L, self);
+    lua_setfield(L, -2, names[b8() % (sizeof names / sizeof names[0])]);
+  }
+  n = k % 5;
+  for (i = 0; i < n; i++) {
+    uint8_t c = b8();
+    if (c < 200) lua_pushstring(L, names[c % (sizeof names / sizeof names[0])]);
+    else if (c < 230) push_string(L);
+    else push_number(L);
+    if (b8() < 230) push_list(L, b8());
+    else gen_value(L, 3);
+    if (lua_isnil(L, -1) || lua_isnil(L, -2) ||
+        (lua_type(L, -2) == LUA_TNUMBER && isnan(lua_tonumber(L, -2))))
+      lua_pop(L, 2);
+    else
+      lua_rawset(L, -3);
+  }
+}
+
+/* An options table for upstream.http_check (tcp: for tcp_check) of random
+ * shape; returns the number of arguments pushed (0 or 1). */
+static int gen_check_opts(lua_State *L, int tcp) {
+  uint8_t k = b8(), f;
+  if (k < 24) return 0;
+  if (k < 48) {
+    gen_value(L, 2);
+    return 1;
+  }
+  lua_newtable(L);
+  if (tcp) {
+    if (k < 96) {
+      push_string(L);
+      gen_value(L, 3);
+      if (lua_isnil(L, -1) || lua_type(L, -2) != LUA_TSTRING) lua_pop(L, 2);
+      else lua_rawset(L, -3);
+    }
+    return 1;
+  }
+  f = b8();
+  if (f & 1) {
+    static const char *const v[] = {"/", "/health", "health", "/a b", "/\x01", "", "/%s"};
+    uint8_t c = b8();
+    if (c < 200) lua_pushstring(L, v[c % (sizeof v / sizeof v[0])]);
+    else if (c < 220) { /* long: the request's limit */
+      luaL_Buffer bb;
+      int i, n = 1 + b8() * 8;
+      luaL_buffinit(L, &bb);
+      luaL_addchar(&bb, '/');
+      for (i = 0; i < n; i++) luaL_addchar(&bb, 'p');
+      luaL_pushresult(&bb);
+    } else gen_value(L, 3);
+    lua_setfield(L, -2, "path");
+  }
+  if (f & 2) {
+    uint8_t c = b8();
+    switch (c % 9) {
+      case 0: lua_pushinteger(L, 200); break;
+      case 1: lua_pushinteger(L, 99 + (lua_Integer)(b8() % 3) * 250); break;
+      case 2: lua_pushnumber(L, 200.5); break;
+      case 3: case 4: {
+        int n = b8() % 4, i;
+        lua_newtable(L);
+        for (i = 1; i <= n; i++) {
+          if (b8() < 220) lua_pushinteger(L, 100 + (lua_Integer)(b8() % 2) * 100 + b8() % 5);
+          else gen_value(L, 3);
+          lua_rawseti(L, -2, i);
+        }
+        if (c % 9 == 4) {
+          lua_pushinteger(L, 1);
+          lua_setfield(L, -2, "x");
+        }
+        break;
+      }
+      case 5: push_string(L); break;
+      default: gen_value(L, 3); break;
+    }
+    lua_setfield(L, -2, "expect");
+  }
+  if (f & 4) {
+    static const char *const v[] = {"h", "example.org", "", "a b", "h\r\n", "[::1]"};
+    uint8_t c = b8();
+    if (c < 220) lua_pushstring(L, v[c % (sizeof v / sizeof v[0])]);
+    else gen_value(L, 3);
+    lua_setfield(L, -2, "host");
+  }
+  if (f & 8) {
+    static const char *const v[] = {"GET", "HEAD", "get", "", "G T", "OPTIONS"};
+    uint8_t c = b8();
+    if (c < 220) lua_pushstring(L, v[c % (sizeof v / sizeof v[0])]);
+    else gen_value(L, 3);
+    lua_setfield(L, -2, "method");
+  }
+  if (f & 16) {
+    static const char *const names[] = {"X-A", "Accept", "Host", "connection", "A B",
+                                        "", "X:Y", "host"};
+    static const char *const vals[] = {"1", "*/*", "a\r\nb", "", "v\x7f", "x y"};
+    int n = b8() % 5, i;
+    if (b8() < 240) {
+      lua_newtable(L);
+      for (i = 0; i < n; i++) {
+        uint8_t c = b8();
+        if (c < 200) lua_pushstring(L, names[c % (sizeof names / sizeof names[0])]);
+        else if (c < 230) push_string(L);
+        else push_number(L);
+        c = b8();
+        if (c < 200) lua_pushstring(L, vals[c % (sizeof vals / sizeof vals[0])]);
+        else if (c < 210) { /* big: the request's limit */
+          luaL_Buffer bb;
+          int j, m = 1 + b8() * 8;
+          luaL_buffinit(L, &bb);
+          for (j = 0; j < m; j++) luaL_addchar(&bb, 'v');
+          luaL_pushresult(&bb);
+        } else gen_value(L, 3);
+        if (lua_isnil(L, -1) || lua_isnil(L, -2) ||
+            (lua_type(L, -2) == LUA_TNUMBER && isnan(lua_tonumber(L, -2))))
+          lua_pop(L, 2);
+        else
+          lua_rawset(L, -3);
+      }
+    } else {
+      gen_value(L, 3);
+    }
+    lua_setfield(L, -2, "headers");
+  }
+  if (f & 32) {
+    static const char *const v[] = {"ok", "[a", "%", "\"ok\"", "^OK$", "(()"};
+    uint8_t c = b8();
+    if (c < 220) lua_pushstring(L, v[c % (sizeof v / sizeof v[0])]);
+    else gen_value(L, 3);
+    lua_setfield(L, -2, "body");
+  }
+  if (f & 64) { /* a key that is not an option */
+    uint8_t c = b8();
+    if (c < 128) {
+      push_string(L);
+      gen_value(L, 3);
+      if (lua_isnil(L, -1) || lua_type(L, -2) != LUA_TSTRING) lua_pop(L, 2);
+      else lua_rawset(L, -3);
+    } else {
+      lua_pushinteger(L, 1);
+      lua_rawseti(L, -2, 1);
+    }
+  }
+  if (f & 128) { /* options read through __index */
+    push_R(L, R_MT_T);
+    lua_setmetatable(L, -2);
+  }
+  return 1;
+}
+
 static const char *const method_names[] = {
     "pick", "up", "down", "score", "status", "reconcile", "step", "run", "wait_initial",
     "due", "report", "now", "checked", "next_due", "weight", "set_weight", "release",
-    "inflight", "_slots", "shutdown", "__len", "__tostring", "__gc", "__close"};
+    "inflight", "_slots", "shutdown", "status_of", "metrics", "http_check", "tcp_check",
+    "__len", "__tostring", "__gc", "__close"};
 enum { M_PICK, M_UP, M_DOWN, M_SCORE, M_STATUS, M_RECONCILE, M_STEP, M_RUN, M_WAIT,
        M_DUE, M_REPORT, M_NOW, M_CHECKED, M_NEXT_DUE, M_WEIGHT, M_SET_WEIGHT, M_RELEASE,
-       M_INFLIGHT, M_SLOTS, M_SHUTDOWN, M_LEN, M_TOSTRING, M_GC, M_CLOSE, NMETHODS };
+       M_INFLIGHT, M_SLOTS, M_SHUTDOWN, M_STATUS_OF, M_METRICS, M_HTTP_CHECK, M_TCP_CHECK,
+       M_LEN, M_TOSTRING, M_GC, M_CLOSE, NMETHODS };
+/* the module's functions among them: no list as the first argument */
+#define IS_MODULE_FN(m) ((m) == M_METRICS || (m) == M_HTTP_CHECK || (m) == M_TCP_CHECK)
 
 static void store_jobs(lua_State *L, int res) {
   lua_Integer i, n;
@@ -855,6 +1144,10 @@ static void store_jobs(lua_State *L, int res) {
   lua_pop(L, 1);
 }
 
+/* A copy of the argument just pushed, kept below the function at base (so
+ * that it outlives the call); its index. */
+#define KEEP() (lua_pushvalue(L, -1), lua_insert(L, base), base++, base - 1)
+
 /* Calls a method of a list (or of anything, to see it refused). */
 static void op_method(lua_State *L) {
   int m = b8() % NMETHODS, self, nargs = 0, base, safe, k;
@@ -863,7 +1156,7 @@ static void op_method(lua_State *L) {
   uint8_t sel = b8();
   lu_list *u;
   unsigned char elig[512];
-  int check_pick = 0, nelig = 0;
+  int check_pick = 0, nelig = 0, into = 0, arg = 0, checkable = 0, protect = 0;
   unsigned ops_before;
   if (sel < 240) push_list(L, sel);
   else gen_value(L, 2);
@@ -874,13 +1167,23 @@ static void op_method(lua_State *L) {
     push_R(L, R_LISTMT);
     lua_getfield(L, -1, method_names[m]);
     lua_remove(L, -2);
+  } else if (IS_MODULE_FN(m)) {
+    push_R(L, R_MODULE);
+    lua_getfield(L, -1, method_names[m]);
+    lua_remove(L, -2);
   } else {
     push_R(L, R_METHODS);
     lua_getfield(L, -1, method_names[m]);
     lua_remove(L, -2);
   }
   base = lua_gettop(L);
-  lua_pushvalue(L, self);
+  if (IS_MODULE_FN(m)) { /* the first argument instead of self; nargs counts the rest */
+    protect = 1;
+    if (m == M_METRICS) gen_lists(L, self);
+    else if (!gen_check_opts(L, m == M_TCP_CHECK)) lua_pushnil(L);
+  } else {
+    lua_pushvalue(L, self);
+  }
   switch (m) {
     case M_PICK:
       k = b8();
@@ -943,6 +1246,29 @@ static void op_method(lua_State *L) {
         }
       }
       break;
+    case M_STATUS:
+      k = b8();
+      if (k < 64) break;
+      if (k < 240) gen_into(L, &checkable);
+      else gen_value(L, 3);
+      into = KEEP();
+      nargs = 1;
+      break;
+    case M_STATUS_OF:
+      push_backend(L, 1);
+      arg = KEEP();
+      nargs = 1;
+      k = b8();
+      if (k >= 96) {
+        if (k < 200) lua_newtable(L);
+        else if (k < 240) gen_into(L, &checkable);
+        else gen_value(L, 3);
+        into = KEEP();
+        nargs = 2;
+      }
+      break;
+    case M_METRICS: case M_HTTP_CHECK: case M_TCP_CHECK:
+      break;
     default:
       if (b8() == 99) { /* junk arguments */
         gen_value(L, 3);
@@ -955,6 +1281,22 @@ static void op_method(lua_State *L) {
     fprintf(stderr, "@%-4zu%*s[%s] %s list%d:%s(%d args)%s\n", in_size - in_n, 2 * depth, "", ctx_names[cur_ctx],
             u ? "" : "non-list", sel % MAX_LISTS + 1, method_names[m], nargs,
             alloc_countdown >= 0 ? " with failing allocations" : "");
+  if (protect) {
+    /* a module function raises a clean error (a string: the option and its
+     * rule, or what a callback raised) or returns what it documents */
+    if (lua_pcall(L, nargs + 1, LUA_MULTRET, 0) != LUA_OK) {
+      INV(lua_type(L, -1) == LUA_TSTRING, "%s raised a %s", method_names[m], luaL_typename(L, -1));
+      if (trace) fprintf(stderr, "%*s  -> error: %s\n", 2 * depth, "", lua_tostring(L, -1));
+      return;
+    }
+    if (m == M_METRICS)
+      INV(lua_type(L, base) == LUA_TSTRING, "metrics returned a %s", luaL_typename(L, base));
+    else
+      INV(lua_type(L, base) == LUA_TFUNCTION, "%s returned a %s", method_names[m],
+          luaL_typename(L, base));
+    if (trace) fprintf(stderr, "%*s  -> returned\n", 2 * depth, "");
+    return;
+  }
   lua_call(L, nargs + 1, LUA_MULTRET);
   if (trace) fprintf(stderr, "%*s  -> returned\n", 2 * depth, "");
   /* results from base */
@@ -982,18 +1324,93 @@ static void op_method(lua_State *L) {
   }
   if (m == M_LEN && u && u->core && all_ops == ops_before)
     INV(lua_tointeger(L, base) == (lua_Integer)u->core->n, "#list differs from n");
-  if (m == M_STATUS && u && u->core && all_ops == ops_before)
+  if (m == M_STATUS && u && u->core && all_ops == ops_before && (!into || checkable))
     INV(lua_rawlen(L, base) == u->core->n, "status() length differs from n");
+  if (m == M_STATUS && into && lua_type(L, into) == LUA_TTABLE)
+    INV(lua_rawequal(L, base, into), "status(into) did not return into");
+  if (m == M_STATUS && checkable && u && u->core && all_ops == ops_before) {
+    uint32_t p;
+    const int32_t *ord = ul_order(u->core);
+    for (p = 0; p < u->core->n; p++) {
+      INV(lua_rawgeti(L, base, (lua_Integer)p + 1) == LUA_TTABLE, "status(into) row %u", p + 1);
+      check_row(L, u, self, lua_gettop(L), ord[p]);
+      lua_pop(L, 1);
+    }
+  }
+  if (m == M_STATUS_OF && u && u->core && all_ops == ops_before && !lua_isnil(L, base)) {
+    int32_t s;
+    INV(lua_type(L, base) == LUA_TTABLE, "status_of returned a %s", luaL_typename(L, base));
+    if (into && lua_type(L, into) == LUA_TTABLE)
+      INV(lua_rawequal(L, base, into), "status_of(b, into) did not return into");
+    lua_getiuservalue(L, self, LU_UV_INDEX);
+    lua_pushvalue(L, arg);
+    s = lua_rawget(L, -2) == LUA_TNUMBER ? (int32_t)lua_tointeger(L, -1) : -1;
+    lua_pop(L, 2);
+    INV(s >= 0, "status_of returned a row for a backend that is not a member");
+    check_row(L, u, self, base, s);
+  }
+}
+
+/* A call on the list in slot forced.slot from its on_change (fz_on_change):
+ * 0 reconcile, 1 shutdown, 2 status(into), 3 status_of(b), 4 up(b),
+ * 5 down(b), 6 metrics{ list and others }, 7 step(). */
+static void op_target(lua_State *L) {
+  static const char *const names[] = {"reconcile", "shutdown", "status", "status_of",
+                                      "up", "down", "metrics", "step"};
+  int which = forced.which, self, nargs = 0, ck;
+  if (avoid_known && restricted && which == 0) which = 2;
+  push_list(L, forced.slot);
+  self = lua_gettop(L);
+  if (trace)
+    fprintf(stderr, "@%-4zu%*s[%s] list%d:%s from its on_change\n", in_size - in_n, 2 * depth, "",
+            ctx_names[cur_ctx], forced.slot % MAX_LISTS + 1, names[which]);
+  if (which == 6) {
+    push_R(L, R_MODULE);
+    lua_getfield(L, -1, "metrics");
+    lua_remove(L, -2);
+    gen_lists(L, self);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK)
+      INV(lua_type(L, -1) == LUA_TSTRING, "metrics returned a %s", luaL_typename(L, -1));
+    else
+      INV(lua_type(L, -1) == LUA_TSTRING, "metrics raised a %s", luaL_typename(L, -1));
+    return;
+  }
+  push_R(L, R_METHODS);
+  lua_getfield(L, -1, names[which]);
+  lua_remove(L, -2);
+  lua_pushvalue(L, self);
+  switch (which) {
+    case 0:
+      gen_backends(L, 1);
+      nargs = 1;
+      break;
+    case 2:
+      if (b8() & 1) {
+        gen_into(L, &ck);
+        nargs = 1;
+      }
+      break;
+    case 3: case 4: case 5:
+      push_R(L, R_F);
+      lua_rawgeti(L, -1, R_ARG);
+      lua_remove(L, -2);
+      nargs = 1;
+      break;
+    default: break;
+  }
+  lua_call(L, nargs + 1, 0);
 }
 
 static void op_new(lua_State *L) {
-  int slot = b8() % MAX_LISTS, opts;
+  int slot = b8() % MAX_LISTS, opts, saved_slot = new_slot;
   push_R(L, R_MODULE);
   lua_getfield(L, -1, "new");
   lua_remove(L, -2);
   if (b8() < 250) gen_backends(L, 1);
   else gen_value(L, 1);
+  new_slot = slot;
   gen_opts(L, 1);
+  new_slot = saved_slot;
   opts = lua_gettop(L);
   /* may it be driven by run/wait_initial? only with a fake clock and sleep */
   {
@@ -1084,7 +1501,13 @@ static void op_gc(lua_State *L) {
 static int op_thunk(lua_State *L);
 
 static void do_op(lua_State *L) {
-  uint8_t op = b8();
+  uint8_t op;
+  if (forced.active) {
+    forced.active = 0;
+    op_target(L);
+    return;
+  }
+  op = b8();
   if (trace && (op % 16 == 9 || op % 16 == 10 || op % 16 == 11 || op % 16 == 13 || op % 16 == 14))
     fprintf(stderr, "@%-4zu%*s[%s] op %s\n", in_size - in_n, 2 * depth, "", ctx_names[cur_ctx],
             op % 16 == 9 ? "clock" : op % 16 == 10 ? "gc" : op % 16 == 11 ? "drop list"
@@ -1282,6 +1705,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   same_clock = clock_calls = hook_ticks = 0;
   alloc_countdown = -1;
   alloc_failing = alloc_failed = 0;
+  forced.active = 0;
+  new_slot = -1;
   mem_used = 0;
   wall_start = lu_mono_now();
   L = lua_newstate(fz_alloc, NULL);

@@ -272,10 +272,22 @@ static int lu_sock_recv(lu_sock *s) {
 /* sock_open(backend [, request [, want_body]]) -> socket | nil, err.
  * Resolves the backend and starts connecting; a backend that is not a
  * "host:port" string, or that cannot be resolved, is a failed check. */
+/* Raises unless L is the coroutine of a check run by step(), run() or
+ * wait_initial(): the only place a built-in check can wait. Checked when
+ * the check starts, so that one whose connection fails at once raises
+ * there too rather than return a result nobody schedules. */
+static void lu_check_own(lua_State *L) {
+  if (!lu_in_own_check(L))
+    luaL_error(L, "upstream: tcp_check and http_check run only as the "
+                  "check of a list driven by step(), run() or "
+                  "wait_initial() (in nginx: upstream.nginx's checks)");
+}
+
 static int l_sock_open(lua_State *L) {
   size_t blen, rlen = 0;
   const char *b, *req = NULL;
   lu_sock *s;
+  lu_check_own(L);
   if (lua_type(L, 1) != LUA_TSTRING) {
     lua_pushnil(L);
     lua_pushfstring(L, "backend must be a \"host:port\" string (got %s)",
@@ -401,10 +413,7 @@ static int l_sock_close(lua_State *L) {
  * check run by step(), run() or wait_initial(). */
 static int l_sock_wait(lua_State *L) {
   lu_sock *s = (lu_sock *)luaL_checkudata(L, 1, LU_SOCK);
-  if (!lu_in_own_check(L))
-    luaL_error(L, "upstream: tcp_check and http_check run only as the "
-                  "check of a list driven by step(), run() or "
-                  "wait_initial() (in nginx: upstream.nginx's checks)");
+  lu_check_own(L);
   if (s->w.fd < 0 || s->w.events == 0)
     luaL_error(L, "upstream: the socket is not waiting");
   lu_push_waits(L);

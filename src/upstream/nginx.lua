@@ -107,9 +107,10 @@ _M.status = require("upstream.nginx.status").serve -- content_by_lua: metrics, J
 -- ---------------------------------------------------------------------------
 -- one record per list: its picker and the index of its backends
 
--- list -> { pick = fn, version =, parsed =, invalid =, by_addr =, told =,
+-- list -> { version =, parsed =, invalid =, by_addr =, told =,
 --           plain =, keyed =, hosts =, ports =, slots =, passive =, top =,
---           logged =, n =, gens =, cur_b =, cur_t =, old_b =, old_t = }.
+--           nb =, rest =, logged =, n =, gens =, cur_b =, cur_t =, old_b =,
+--           old_t = }.
 -- parsed, invalid and by_addr are addr.index() of the list's slots at
 -- `version`; told: the malformed backends balance() has logged. The index
 -- is rebuilt when the list's slot table has a new version (every reconcile
@@ -122,9 +123,14 @@ _M.status = require("upstream.nginx.status").serve -- content_by_lua: metrics, J
 -- list needs a key, or was given one. hosts, ports: set_current_peer's
 -- arguments by slot + 1 (false for a malformed backend); slots: the slot
 -- table they were made from; passive: no active check (list:checked() ==
--- 0). top: backends a success left at the high score (see log()).
+-- 0). top: backends a success left at the high score (see log()); nb:
+-- how many usable backends the slots hold; rest: how many of them are not
+-- in top (0: all at the top, and the balancer records nothing).
 -- logged, n, gens, cur_b, cur_t, old_b, old_t: what the balancer picked per
 -- request, for log() (see "what the balancer picked" below).
+-- Nothing in a record refers to its list (the picks take the list as an
+-- argument): LuaJIT and Lua 5.1 have no ephemerons, so a value of this
+-- weak-keyed table that reached its key would keep the list forever.
 local lists = setmetatable({}, { __mode = "k" })
 -- the last list balance() or log() looked up, and its record (nil: none
 -- yet): most requests of a location meet the same list in both phases, and
@@ -132,22 +138,14 @@ local lists = setmetatable({}, { __mode = "k" })
 -- list alive until another list comes by.
 local last_list, last_rec
 
--- Picks through upstream.ffi (a JIT-compiled call, ~10x cheaper than
--- list:pick() under LuaJIT), one picker per list; pick_slot: the same pick
--- returning the slot, used by balance()'s fast path under LuaJIT.
-local uffi, pick_slot
+-- pick_slot: upstream.ffi's pick returning the slot (a JIT-compiled call,
+-- ~10x cheaper than list:pick() under LuaJIT), used by balance()'s fast
+-- path; false elsewhere. Loaded at the first record.
+local pick_slot
 
--- A list's picker, made at its first pick. Its own function, so that
--- balance() captures nothing: a closure over one of its locals would end
--- it with UCLO, which LuaJIT does not compile (the trace aborts, then the
--- function is blacklisted and runs interpreted).
-local function new_picker(list)
-  if uffi == nil then
-    local ok, m = pcall(require, "upstream.ffi")
-    uffi = ok and m or false
-    pick_slot = uffi and uffi._pick_slot or false
-  end
-  return uffi and uffi.picker(list) or function(key) return list:pick(key) end
+local function load_pick_slot()
+  local ok, m = pcall(require, "upstream.ffi")
+  pick_slot = ok and m._pick_slot or false
 end
 
 -- The list's record, its index rebuilt if the list was reconciled since.
@@ -156,7 +154,8 @@ local function refresh(list)
   local slots, version = list:_slots()
   local rec = lists[list]
   if rec == nil then
-    rec = { pick = new_picker(list), version = false, plain = false, keyed = false,
+    if pick_slot == nil then load_pick_slot() end
+    rec = { version = false, plain = false, keyed = false,
             logged = false, n = 0, gens = 0, cur_b = {}, cur_t = {}, old_b = {}, old_t = {} }
     lists[list] = rec
   elseif rec.version == version then
@@ -164,14 +163,15 @@ local function refresh(list)
   end
   local ix = index(slots)
   local parsed = ix.parsed
-  local hosts, ports = {}, {}
+  local hosts, ports, seen, nb = {}, {}, {}, 0
   for i, b in pairs(slots) do
     local p = parsed[b]
     hosts[i], ports[i] = p and p.host or false, p and p.port or false
+    if p and not seen[b] then seen[b] = true; nb = nb + 1 end
   end
   rec.version, rec.parsed, rec.invalid, rec.by_addr, rec.told =
     version, parsed, ix.invalid, ix.by_addr, {}
-  rec.hosts, rec.ports, rec.slots, rec.top = hosts, ports, slots, {}
+  rec.hosts, rec.ports, rec.slots, rec.top, rec.nb, rec.rest = hosts, ports, slots, {}, nb, nb
   rec.passive = list:checked() == 0
   if not rec.passive then rec.logged = false end -- records are for passive lists
   return rec
@@ -185,7 +185,16 @@ end
 -- ---------------------------------------------------------------------------
 -- the check loop: one re-arming timer per list and worker
 
-local loops = setmetatable({}, { __mode = "k" }) -- list -> loop state
+-- list -> loop state. The state refers to its list (the timer needs it),
+-- so a loop that stops takes its entry out (stopped()): without ephemerons
+-- (LuaJIT, 5.1) the entry would keep the list forever. A running loop keeps
+-- its list alive through the timer anyway.
+local loops = setmetatable({}, { __mode = "k" })
+
+local function stopped(st)
+  st.stopped = true
+  if loops[st.list] == st then loops[st.list] = nil end
+end
 
 -- The check to run: ngxu.start's override, else the list's own (the job
 -- carries it), else the backend's healthcheck method (the Go interface).
@@ -317,10 +326,7 @@ local function arm(st, delay)
 end
 
 tick = function(premature, st)
-  if premature or st.stopped or ngx_worker_exiting() then
-    st.stopped = true
-    return
-  end
+  if premature or st.stopped or ngx_worker_exiting() then return stopped(st) end
   local ok, err = pcall(run_loop, st)
   if not ok then -- unexpected (e.g. the list is driven by step()): logged 1, 10, 100... times
     st.errors = st.errors + 1
@@ -329,10 +335,10 @@ tick = function(premature, st)
       errlog(ERR, "check loop (error ", e, "): ", tostring(err))
     end
   end
-  if st.stopped or ngx_worker_exiting() then return end
+  if st.stopped or ngx_worker_exiting() then return stopped(st) end
   if not arm(st, st.tick) then
     errlog(ERR, "health checks of this list stopped in worker ", tostring(ngx_worker_pid()))
-    st.stopped = true
+    stopped(st)
   end
 end
 
@@ -375,7 +381,7 @@ function _M.start(list, opts)
            errors = 0, life = 5 }
   loops[list] = loop
   if not arm(loop, 0) then
-    loop.stopped = true
+    stopped(loop)
     return nil, "cannot arm the check timer"
   end
   return true
@@ -453,7 +459,13 @@ end
 -- of GEN picks: after GEN picks the current tables become the old ones and
 -- the old are dropped, so a record log() never takes is gone after 2 GEN
 -- picks of the list; log() takes its record from either, and a request
--- older than that finds none and reads ngx.var instead. Recording starts
+-- older than that finds none and reads ngx.var instead for a failure (a
+-- success without a record is not fed back: it could only raise a score
+-- the next one raises). While every usable backend of the list is at the
+-- high score (rec.rest == 0) nothing is recorded: a success needs nothing
+-- then, and a failure, rare in that state, reads $upstream_addr as on a
+-- checked list; the records are dropped when that state begins, so none
+-- made before can speak for a request made in it. Recording starts
 -- with a passive list's first log() in the worker (rec.logged), so a list
 -- whose config has no log_by_lua records nothing. A checked list records
 -- nothing either: its log() acts only on a 5xx, rare enough to read
@@ -466,12 +478,13 @@ local GEN = 16384
 -- generation (rec.gens counts them down).
 local TOP = 1024
 
-local function remember(rec, r, b)
-  local k = tonumber(cast(uintptr, r))
+-- Counts one pick of a logged list: every TOP picks top is forgotten,
+-- every GEN picks a new generation of records.
+local function count_pick(rec)
   local n = rec.n - 1
   if n <= 0 then
     n = TOP
-    rec.top = {}
+    rec.top, rec.rest = {}, rec.nb
     local g = rec.gens - 1
     if g <= 0 then
       g = GEN / TOP
@@ -480,7 +493,38 @@ local function remember(rec, r, b)
     rec.gens = g
   end
   rec.n = n
+end
+
+-- Records backend b (or false) for request r.
+local function store(rec, r, b)
+  local k = tonumber(cast(uintptr, r))
   rec.cur_b[k], rec.cur_t[k] = b, req_start(r)
+end
+
+-- A pick in the slow path: counted, and recorded unless all are at the top.
+local function remember(rec, r, b)
+  count_pick(rec)
+  if rec.rest > 0 then store(rec, r, b) end
+end
+
+-- Backend x is at the high score. The last one to get there ends recording
+-- and drops the records (see above).
+local function at_top(rec, x)
+  local top = rec.top
+  if top[x] or not rec.parsed[x] then return end
+  top[x] = true
+  local rest = rec.rest - 1
+  rec.rest = rest
+  if rest == 0 then rec.cur_b, rec.cur_t, rec.old_b, rec.old_t = {}, {}, {}, {} end
+end
+
+-- Backend x is no longer at the high score (a down()).
+local function off_top(rec, x)
+  local top = rec.top
+  if top[x] then
+    top[x] = nil
+    rec.rest = rec.rest + 1
+  end
 end
 
 -- The record of request r (a backend, or false), or nil; take: and remove it.
@@ -520,7 +564,7 @@ end
 
 local function fail_502(why, retried, rec)
   errlog(ERR, why)
-  local r = rec and rec.logged and get_request and get_request()
+  local r = rec and rec.logged and rec.rest > 0 and get_request and get_request()
   if r then
     remember(rec, r, false)
   elseif retried then
@@ -538,10 +582,9 @@ end
 
 -- down() every backend in bs (the spellings of one address)
 local function down_all(list, rec, bs)
-  local top = rec.top
   for i = 1, #bs do
     list:down(bs[i])
-    top[bs[i]] = nil
+    off_top(rec, bs[i])
   end
 end
 
@@ -560,10 +603,10 @@ end
 -- list that needs a key and got none ("hash", a missing header) is picked
 -- by a counter: spread without affinity rather than an error.
 local nokey = 0
-local function slow_pick(rec, k)
-  if k ~= nil then return rec.pick(k) end
+local function slow_pick(list, rec, k)
+  if k ~= nil then return list:pick(k) end
   if not rec.keyed then
-    local ok, b, err = pcall(rec.pick)
+    local ok, b, err = pcall(list.pick, list)
     if ok then
       rec.plain = true
       return b, err
@@ -572,7 +615,7 @@ local function slow_pick(rec, k)
     rec.keyed = true
   end
   nokey = nokey % 1000000007 + 1
-  return rec.pick(nokey)
+  return list:pick(nokey)
 end
 
 -- Slow path: a list's first pick, a reconciled list, a key that is not a
@@ -616,7 +659,7 @@ local function balance_slow(list, key, state, have, b, err)
   local fallback
   local k = key
   for i = 1, n + 1 do
-    if not have then b, err = slow_pick(rec, k) end
+    if not have then b, err = slow_pick(list, rec, k) end
     have = false
     if b == nil then
       return fail_502("no healthy backend: " .. tostring(err), retried, rec)
@@ -679,8 +722,11 @@ function _M.balance(list, tries, key)
             local host = rec.hosts[i]
             if host and set_current_peer(host, rec.ports[i]) then
               if rec.logged then
-                local r = get_request and get_request()
-                if r then remember(rec, r, rec.slots[i]) end
+                count_pick(rec)
+                if rec.rest > 0 then
+                  local r = get_request and get_request()
+                  if r then store(rec, r, rec.slots[i]) end
+                end
               end
               return
             end
@@ -691,7 +737,7 @@ function _M.balance(list, tries, key)
         if s == -1 then return balance_slow(list, key, nil, true, nil, NO_UPSTREAMS) end
         return balance_slow(list, key, nil, false)
       end
-      local b, err = rec.pick(key)
+      local b, err = list:pick(key)
       if b ~= nil then
         local p = rec.parsed[b]
         if p and set_current_peer(p.host, p.port) then
@@ -719,12 +765,11 @@ local function feed(list, rec, b, up)
   local bs = p and rec.by_addr[p.addr]
   if bs == nil then return end -- reconciled away since
   if not up then return down_all(list, rec, bs) end
-  local top = rec.top
   for i = 1, #bs do
     local x = bs[i]
     local was = list:score(x)
     list:up(x)
-    if list:score(x) == was then top[x] = true end
+    if list:score(x) == was then at_top(rec, x) end
   end
 end
 
@@ -763,8 +808,9 @@ end
 -- without active checks. The backend is the one the balancer recorded for
 -- the request, the result ngx.status (5xx: a failure; an error_page that
 -- turns a failure into a success hides it); without a record (no
--- resty.core, a request older than two generations of picks, the list's
--- first logged request) the last try's $upstream_status and $upstream_addr.
+-- resty.core, the list's first logged request; a failure older than two
+-- generations of picks, or while every backend was at the high score and
+-- nothing was recorded) the last try's $upstream_status and $upstream_addr.
 function _M.log(list)
   local rec = last_rec
   if list ~= last_list then
@@ -782,6 +828,10 @@ function _M.log(list)
   end
   if r then
     if rec.logged then
+      local st = resp_status(r)
+      -- every backend at the top: a success needs nothing (and there is no
+      -- record, see "what the balancer picked")
+      if st < 500 and rec.rest == 0 then return end
       -- the record is taken whatever it says; its start time is compared
       -- only before acting on it (a success on a backend at the top
       -- already needs nothing)
@@ -795,7 +845,7 @@ function _M.log(list)
       if b ~= nil then
         bs[k] = nil
         if b == false then return end -- ended by balance(), counted there
-        if resp_status(r) >= 500 then
+        if st >= 500 then
           if ts[k] == req_start(r) then return feed(list, rec, b, false) end
         elseif rec.top[b] then
           return
@@ -804,6 +854,7 @@ function _M.log(list)
         end
         -- an earlier request's record: this one has none
       end
+      if st < 500 then return end -- a success without a record: the next one raises
     else
       rec.logged = true -- record picks from now on
     end
