@@ -372,7 +372,7 @@ static void check_wcur(fz *z) {
   for (s = 0; s < l->cap; s++) {
     int64_t c;
     if (!(nd[s].flags & UL_F_MEMBER)) continue;
-    c = nd[s].elig ? nd[s].cur + nd[s].ew * l->t : nd[s].cur;
+    c = ul_eligible(l, (int32_t)s) ? nd[s].cur + nd[s].ew * l->t : nd[s].cur;
     INV(c == z->wcur[s], "slot %u current weight %lld, model %lld", s, (long long)c,
         (long long)z->wcur[s]);
   }
