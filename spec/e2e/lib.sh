@@ -1,0 +1,54 @@
+# spec/e2e/lib.sh - what the e2e scripts share: TAP output, the module and
+# tool checks, copies of the driver for the www-data workers, and stopping
+# an nginx by its pid file. Sourced, after REPO, SO_DIR, NGINX and MODDIR
+# are set.
+
+n=0 passed=0 failed=0
+ok() { n=$((n + 1)); passed=$((passed + 1)); echo "ok $n - $1"; }
+not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; shift; for l in "$@"; do echo "#   $l"; done; }
+check() { # check DESC CONDITION-RESULT(0/1) [diag...]
+  local d=$1 r=$2; shift 2
+  if [ "$r" = 0 ]; then ok "$d"; else not_ok "$d" "$@"; fi
+}
+finish() { echo "1..$n"; echo "$passed passed, $failed failed"; [ "$failed" = 0 ]; }
+bail() { not_ok "$1"; finish; exit 1; }
+
+# need_tools TOOL...: the module, nginx's Lua module and each tool, or bail
+need_tools() {
+  local f t
+  for f in "$SO_DIR/upstream.so" "$MODDIR/ngx_http_lua_module.so" "$MODDIR/ndk_http_module.so"; do
+    [ -r "$f" ] || bail "missing $f (make e2e builds upstream.so for LuaJIT; apt-get install nginx-light libnginx-mod-http-lua)"
+  done
+  command -v "$NGINX" >/dev/null || bail "nginx not found"
+  for t in "$@"; do command -v "$t" >/dev/null || bail "$t not found"; done
+}
+
+# copy_lib DIR: the driver and the module, readable by the workers (they
+# run as www-data, which may not reach this checkout)
+copy_lib() {
+  mkdir -p "$1/upstream/nginx"
+  cp "$REPO"/src/upstream/*.lua "$1/upstream/" && cp "$REPO"/src/upstream/nginx/*.lua "$1/upstream/nginx/" \
+    && cp "$SO_DIR/upstream.so" "$1/"
+  chmod -R a+rX "$1"
+}
+
+# alive PID: the process runs (a zombie does not: a daemon killed here may
+# wait a while to be reaped, and kill -0 still finds it)
+alive() {
+  local st
+  st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+  case "$st" in Z*) return 1 ;; esac
+}
+
+# stop_pidfile FILE: graceful stop of the nginx whose master's pid is in
+# FILE, bounded; then SIGKILL (the master and its workers, by pid)
+stop_pidfile() {
+  local pid i
+  [ -s "$1" ] || return 0
+  pid=$(cat "$1")
+  kill -QUIT "$pid" 2>/dev/null
+  for i in $(seq 50); do alive "$pid" || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null
+  pkill -KILL -P "$pid" 2>/dev/null
+  return 0
+}
