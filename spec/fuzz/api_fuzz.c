@@ -53,6 +53,7 @@
 
 #include "lualib.h"
 #include "invariants.h"
+#include "harness.h" /* avoid_known, trace, LLVMFuzzerInitialize */
 
 const char *__ubsan_default_options(void);
 const char *__ubsan_default_options(void) {
@@ -77,8 +78,6 @@ const char *__ubsan_default_options(void) {
 static const uint8_t *in_p;
 static size_t in_n, in_size;
 static int closing; /* lua_close: callbacks do nothing */
-static int avoid_known;
-static int trace; /* UPSTREAM_FUZZ_TRACE=1: one line per call on stderr */
 static const char *const ctx_names[] = {"top", "check", "clock", "sleep", "__index", "__gc",
                                         "__tostring", "__close", "coroutine", "on_change"};
 static int cur_ctx;
@@ -1678,17 +1677,6 @@ static int setup(lua_State *L) {
     lua_rawseti(L, -2, i);
   }
   lua_rawseti(L, R, R_POOL);
-  return 0;
-}
-
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-  const char *e = getenv("UPSTREAM_FUZZ_AVOID_KNOWN");
-  (void)argc;
-  (void)argv;
-  avoid_known = e && *e && strcmp(e, "0") != 0;
-  e = getenv("UPSTREAM_FUZZ_TRACE");
-  trace = e && *e && strcmp(e, "0") != 0;
   return 0;
 }
 

@@ -35,6 +35,7 @@
 
 #include "core/core.h"
 #include "invariants.h"
+#include "harness.h" /* avoid_known, trace, LLVMFuzzerInitialize */
 
 /* UBSan reports (float-cast-overflow among them) stop the run: a report
  * that only prints would be lost among libFuzzer's output. */
@@ -49,8 +50,6 @@ const char *__ubsan_default_options(void) {
 #define MAX_BURST 64
 #define MAX_JOBS 32
 
-static int avoid_known;
-static int trace; /* UPSTREAM_FUZZ_TRACE=1: one line per operation on stderr */
 static const char *const op_names[] = {
     "append", "append", "append many", "remove", "grow", "pick", "picks", "up", "down",
     "set_weight", "release", "collect", "take", "collect + take all", "sleep", "report",
@@ -681,17 +680,6 @@ static void op_misc(fz *z, rd *r) {
       break;
     }
   }
-}
-
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-  const char *e = getenv("UPSTREAM_FUZZ_AVOID_KNOWN");
-  (void)argc;
-  (void)argv;
-  avoid_known = e && *e && strcmp(e, "0") != 0;
-  e = getenv("UPSTREAM_FUZZ_TRACE");
-  trace = e && *e && strcmp(e, "0") != 0;
-  return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
