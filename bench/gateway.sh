@@ -22,6 +22,7 @@ BASE=${BENCH_PORT:-18180}
 ROUNDS=${ROUNDS:-5} SECS=${SECS:-3} CONNS=${CONNS:-32}
 MODDIR=${NGINX_MODULES:-/usr/lib/nginx/modules}
 B1=$((BASE + 1)) B2=$((BASE + 2)) B3=$((BASE + 3))
+. "$REPO/bench/lib.sh"
 for f in "$SO_DIR/upstream.so" "$MODDIR/ngx_http_lua_module.so"; do
   [ -r "$f" ] || { echo "missing $f" >&2; exit 1; }
 done
@@ -53,18 +54,10 @@ error_log logs/error.log warn;
 events { worker_connections 4096; }
 CONF
 }
-temps='client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fcgi; uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;'
 mkdir -p "$ROOT"/{be,gw}/{conf,logs,tmp}
 {
   head_conf $BE_CPU
-  cat <<CONF
-http {
-  access_log off; $temps
-  keepalive_requests 100000;
-  server { listen 127.0.0.1:$B1; listen 127.0.0.1:$B2; listen 127.0.0.1:$B3;
-           location / { return 200 "ok\n"; } }
-}
-CONF
+  be_http 100000
 } >"$ROOT/be/conf/nginx.conf"
 
 ka='keepalive 64; keepalive_requests 100000;'
@@ -90,20 +83,10 @@ http {
       check = ngxu.http_check{ path = "/health", expect = 200 },
     })
     ngxu.start(backends_b)
-    bare_peers = { "127.0.0.1", $B1, "127.0.0.1", $B2, "127.0.0.1", $B3 }
-    bare_i = 0
-    bare_balancer = require "ngx.balancer"
+$(bare_init)
   }
   upstream native { server 127.0.0.1:$B1; server 127.0.0.1:$B2; server 127.0.0.1:$B3; $ka }
-  upstream bare {
-    server 0.0.0.1;
-    balancer_by_lua_block {
-      local i = bare_i % 3
-      bare_i = bare_i + 1
-      bare_balancer.set_current_peer(bare_peers[2 * i + 1], bare_peers[2 * i + 2])
-    }
-    $ka
-  }
+$(bare_upstream "$ka")
   # per-call costs, each measured in a loop inside one balancer_by_lua run
   upstream micro {
     server 0.0.0.1;

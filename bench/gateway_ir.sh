@@ -31,6 +31,7 @@ BASE=${BENCH_PORT:-18200}
 R=${1:-500} C=${2:-4} ROUNDS=${3:-3}
 MODDIR=${NGINX_MODULES:-/usr/lib/nginx/modules}
 B1=$((BASE + 1)) B2=$((BASE + 2)) B3=$((BASE + 3))
+. "$REPO/bench/lib.sh"
 for f in "$SO_DIR/upstream.so" "$MODDIR/ngx_http_lua_module.so"; do
   [ -r "$f" ] || { echo "missing $f (make build/luajit/upstream.so)" >&2; exit 1; }
 done
@@ -50,26 +51,22 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-temps='client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fcgi; uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;'
 mkdir -p "$ROOT"/{be,gw}/{conf,logs,tmp} "$ROOT/lib/upstream/nginx"
 cp "$LUA_DIR"/upstream/*.lua "$ROOT/lib/upstream/" && cp "$LUA_DIR"/upstream/nginx/*.lua "$ROOT/lib/upstream/nginx/" \
   && cp "$SO_DIR/upstream.so" "$ROOT/lib/" || exit 1
 chmod -R a+rX "$ROOT/lib"
 
-cat >"$ROOT/be/conf/nginx.conf" <<CONF
+{
+  cat <<CONF
 worker_processes 1;
 user www-data;
 daemon on;
 pid logs/nginx.pid;
 error_log logs/error.log warn;
 events { worker_connections 1024; }
-http {
-  access_log off; $temps
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$B1; listen 127.0.0.1:$B2; listen 127.0.0.1:$B3;
-           location / { return 200 "ok\n"; } }
-}
 CONF
+  be_http 1000000
+} >"$ROOT/be/conf/nginx.conf"
 
 ka='keepalive 16; keepalive_requests 1000000;'
 jitv=
@@ -95,27 +92,18 @@ http {
     ngxu = require "upstream.nginx"
     local B = { "127.0.0.1:$B1", "127.0.0.1:$B2", "127.0.0.1:$B3" }
     -- checked, with checks far apart so that none runs while counting
-    checked = upstream.new(B, { interval = 3600, timeout = 1,
-      check = ngxu.http_check{ path = "/health", expect = 200 } })
-    ngxu.start(checked, { tick = 60 })
-    checked_log = upstream.new(B, { interval = 3600, timeout = 1,
-      check = ngxu.http_check{ path = "/health", expect = 200 } })
-    ngxu.start(checked_log, { tick = 60 })
+    local function checked_list()
+      local l = upstream.new(B, { interval = 3600, timeout = 1,
+        check = ngxu.http_check{ path = "/health", expect = 200 } })
+      ngxu.start(l, { tick = 60 })
+      return l
+    end
+    checked, checked_log = checked_list(), checked_list()
     passive = upstream.new(B)
-    bare_peers = { "127.0.0.1", $B1, "127.0.0.1", $B2, "127.0.0.1", $B3 }
-    bare_i = 0
-    bare_balancer = require "ngx.balancer"
+$(bare_init)
   }
   upstream native { server 127.0.0.1:$B1; server 127.0.0.1:$B2; server 127.0.0.1:$B3; $ka }
-  upstream bare {
-    server 0.0.0.1;
-    balancer_by_lua_block {
-      local i = bare_i % 3
-      bare_i = bare_i + 1
-      bare_balancer.set_current_peer(bare_peers[2 * i + 1], bare_peers[2 * i + 2])
-    }
-    $ka
-  }
+$(bare_upstream "$ka")
   upstream checked { server 0.0.0.1; balancer_by_lua_block { ngxu.balance(checked) } $ka }
   upstream passive { server 0.0.0.1; balancer_by_lua_block { ngxu.balance(passive) } $ka }
   upstream checked_log { server 0.0.0.1; balancer_by_lua_block { ngxu.balance(checked_log) } $ka }
