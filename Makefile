@@ -66,8 +66,17 @@ build/tsan/test_shm: spec/c/test_shm.c src/core/shm.c src/core/shm.h src/core/co
 	@mkdir -p build/tsan
 	$(TSAN_CC) -O1 -g -fsanitize=thread $(WARN) $(DEFS) -pthread -Isrc -o $@ src/core/shm.c $< -lcmocka -lm
 
-test-tsan: build/tsan/test_shm
+# test_shared_threads under ThreadSanitizer: a list block in one mapping,
+# 8 threads x SHARED_STRESS mixed operations per strategy, invariants after
+# each (issue 10's thread proof at the core's level)
+SHARED_STRESS ?= 40000
+build/tsan/test_shared_threads: spec/c/test_shared_threads.c $(CORE) $(wildcard src/core/*.h) spec/fuzz/invariants.h
+	@mkdir -p build/tsan
+	$(TSAN_CC) -O1 -g -fsanitize=thread $(WARN) $(DEFS) -pthread -Isrc -o $@ $(CORE) $< -lcmocka -lm
+
+test-tsan: build/tsan/test_shm build/tsan/test_shared_threads
 	UL_SHM_STRESS=$(SHM_STRESS) TSAN_OPTIONS="halt_on_error=1 exitcode=66" ./build/tsan/test_shm
+	UL_SHARED_STRESS=$(SHARED_STRESS) TSAN_OPTIONS="halt_on_error=1 exitcode=66" ./build/tsan/test_shared_threads
 
 # --- the fast loop -------------------------------------------------------------
 # Needs only $(LUA), its -dev package, lua-busted and libcmocka-dev.

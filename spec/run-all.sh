@@ -151,6 +151,14 @@ if want tsan; then
     tail -20 "$out/tsan-build.log" >&2
     missing tsan "build/tsan/test_shm did not build (make test-tsan)"
   fi
+  # a list block in one mapping, 8 threads of mixed operations per strategy
+  if make -s build/tsan/test_shared_threads >"$out/tsan-shared-build.log" 2>&1; then
+    suite tsan-shared env CMOCKA_MESSAGE_OUTPUT=TAP UL_SHARED_STRESS="${SHARED_STRESS:-40000}" \
+      TSAN_OPTIONS="halt_on_error=1 exitcode=66" ./build/tsan/test_shared_threads
+  else
+    tail -20 "$out/tsan-shared-build.log" >&2
+    missing tsan-shared "build/tsan/test_shared_threads did not build (make test-tsan)"
+  fi
 fi
 
 if want fuzz; then
