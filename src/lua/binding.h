@@ -198,8 +198,10 @@ typedef struct lu_sock {
   struct sockaddr_storage addr[LU_NET_ADDRS];
   socklen_t alen[LU_NET_ADDRS];
   size_t reqlen, sent, len;
-  char req[LU_NET_REQ];
-  char buf[LU_NET_BUF];
+  size_t bufcap; /* the reply buffer: 0 (tcp), LU_HTTP_HEAD, LU_NET_BUF
+                    (with 'body'): the less a check allocates, the less
+                    collector work it costs */
+  char *req, *buf; /* in the same userdata, after the struct */
   char err[160];
 } lu_sock;
 
