@@ -75,7 +75,7 @@ for _, n in ipairs({ 1000, 10000, 100000 }) do
     local x = 0
     for i = 1, #st do
       local r = st[i]
-      local _ = r.backend, r.last_error, r.healthy, r.last_check, r.since, r.latency
+      local _, _, _, _, _, _ = r.backend, r.last_error, r.healthy, r.last_check, r.since, r.latency
       x = x + r.score + r.checks + r.failures + r.timeouts + r.weight + r.tier + r.inflight + r.picks
     end
     return x
