@@ -134,25 +134,6 @@ static const char *const lu_row_keys[] = {
 static const int lu_row_nilable[] = {LU_F_LAST_ERROR, LU_F_LAST_CHECK,
                                      LU_F_SINCE, LU_F_LATENCY, -1};
 
-/* The field named by the string k (len bytes), or -1. */
-static int lu_field(const char *k, size_t len) {
-  int f;
-  if (len < 4 || len > 10) return -1;
-  for (f = 0; f < LU_ROW_FIELDS; f++)
-    if (lu_row_keys[f][0] == k[0] && strlen(lu_row_keys[f]) == len &&
-        memcmp(lu_row_keys[f], k, len) == 0)
-      return f;
-  return -1;
-}
-
-static int lu_field_at(lua_State *L, int idx) {
-  size_t len;
-  const char *k;
-  if (lua_type(L, idx) != LUA_TSTRING) return -1;
-  k = lua_tolstring(L, idx, &len);
-  return lu_field(k, len);
-}
-
 static void lu_push_time(lua_State *L, double t) {
   if (t == t) lua_pushnumber(L, t);
   else lua_pushnil(L);
@@ -314,6 +295,25 @@ static int lu_status_into(lua_State *L) {
 /* ---- status() rows on 5.2+: views of one snapshot ----------------------- */
 
 #if LU_STATUS_PROXY
+
+/* The field named by the string k (len bytes), or -1. */
+static int lu_field(const char *k, size_t len) {
+  int f;
+  if (len < 4 || len > 10) return -1;
+  for (f = 0; f < LU_ROW_FIELDS; f++)
+    if (lu_row_keys[f][0] == k[0] && strlen(lu_row_keys[f]) == len &&
+        memcmp(lu_row_keys[f], k, len) == 0)
+      return f;
+  return -1;
+}
+
+static int lu_field_at(lua_State *L, int idx) {
+  size_t len;
+  const char *k;
+  if (lua_type(L, idx) != LUA_TSTRING) return -1;
+  k = lua_tolstring(L, idx, &len);
+  return lu_field(k, len);
+}
 
 static uint32_t lu_map_hash(const void *p, uint32_t mask) {
   uint64_t x = (uint64_t)(uintptr_t)p;
