@@ -78,13 +78,14 @@ uint32_t lu_status_snapshot(const ul_list *c, int32_t slot, int flags,
   const int32_t *ord = ul_order(c);
   if (healthy) *healthy = c->healthy;
   if (slot >= 0) {
-    if (cap < 1 || (uint32_t)slot >= c->cap || ul_nodes(c)[slot].pos < 0)
+    if (out == NULL || cap < 1 || (uint32_t)slot >= c->cap ||
+        ul_nodes(c)[slot].pos < 0)
       return 0;
     lu_srow_copy(c, slot, out);
     if (flags & LU_SNAP_SUMS) lu_srow_sum(c, slot, out);
     return 1;
   }
-  if (n > cap) return n;
+  if (n > cap || out == NULL) return n; /* out NULL: count only */
   for (p = 0; p < n; p++) {
     lu_srow_copy(c, ord[p], &out[p]);
     if (flags & LU_SNAP_SUMS) lu_srow_sum(c, ord[p], &out[p]);
