@@ -94,6 +94,84 @@ describe("status", function()
       list:status_of("c").picks })
   end)
 
+  describe("status() rows", function()
+    local function a_list()
+      local c = util.fake_clock()
+      local list = upstream.new({ "a", "b", "a" }, {
+        clock = c.clock, sleep = c.sleep, interval = 1,
+        check = function(b) if b == "b" then return nil, "no" end return true end,
+      })
+      list:step()
+      return list
+    end
+
+    it("iterate with pairs: every field that is not nil, once, then what the caller set", function()
+      local st = a_list():status()
+      st[2].mine = 7
+      st[2].score = 99 -- the caller's own value shows
+      local seen = {}
+      for k, v in pairs(st[2]) do
+        assert.is_nil(seen[k], k)
+        seen[k] = v
+      end
+      local want = {}
+      for _, k in ipairs(FIELDS) do want[k] = st[2][k] end
+      want.mine, want.score = 7, 99
+      assert.same(want, seen)
+      assert.equal("no", seen.last_error)
+      assert.equal(0, #st[2])
+    end)
+
+    it("keep their values while the list moves on", function()
+      local list = a_list()
+      local st = list:status()
+      local r = st[1]
+      local score = list:score("a")
+      list:down("a"); list:down("a"); list:down("a")
+      list:reconcile({ "z" })
+      collectgarbage()
+      assert.same({ "a", score, true, 1 }, { r.backend, r.score, r.healthy, r.checks })
+      assert.equal("no", st[2].last_error)
+      assert.is_nil(st[1].last_error)
+      assert.is_nil(r.nope)
+      assert.is_nil(r[1])
+    end)
+
+    it("given back to status(into) or status_of, become plain rows with no stale field", function()
+      local list = a_list()
+      local st = list:status()
+      local row2, row1 = st[2], st[1]
+      row1.extra = "kept"
+      list:reconcile({ "c", "d" })
+      assert.equal(st, list:status(st))
+      assert.equal(2, #st)
+      assert.equal(row2, st[2])
+      assert.equal(list:status_of(rawget(st[2], "backend")).backend, rawget(st[2], "backend"))
+      assert.is_nil(getmetatable(st[2]))
+      assert.is_nil(st[2].last_error)
+      assert.is_nil(st[2].last_check)
+      assert.equal("kept", rawget(row1, "extra"))
+      local r = list:status()[1]
+      assert.equal(r, list:status_of("d", r))
+      assert.equal("d", rawget(r, "backend"))
+      assert.is_nil(getmetatable(r))
+    end)
+
+    it("make at most 200 bytes of garbage a member (Lua 5.2+; 5.1 and LuaJIT give plain tables)", function()
+      local list = upstream.new(names(20000))
+      for k = 1, 20000, 10 do list:down("b" .. k) end
+      list:status()
+      collectgarbage(); collectgarbage(); collectgarbage("stop")
+      local before = collectgarbage("count")
+      local st = list:status()
+      local kb = collectgarbage("count") - before
+      collectgarbage("restart")
+      assert.equal(20000, #st)
+      if _VERSION == "Lua 5.1" then return end
+      assert.is_true(kb * 1024 / 20000 <= 200, kb * 1024 / 20000 .. " B/member")
+    end)
+  end)
+
   describe("status(into)", function()
     it("refills the rows of the table it is given and returns it", function()
       local list = upstream.new({ "a", "b", "c" })

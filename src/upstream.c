@@ -25,6 +25,7 @@
 #include "lua/result.c"
 #include "lua/lifecycle.c"
 #include "lua/methods.c"
+#include "lua/status.c"
 #include "lua/reconcile.c"
 #include "lua/scheduler.c"
 #include "lua/host.c"

@@ -198,8 +198,10 @@ typedef struct lu_sock {
   struct sockaddr_storage addr[LU_NET_ADDRS];
   socklen_t alen[LU_NET_ADDRS];
   size_t reqlen, sent, len;
-  char req[LU_NET_REQ];
-  char buf[LU_NET_BUF];
+  size_t bufcap; /* the reply buffer: 0 (tcp), LU_HTTP_HEAD, LU_NET_BUF
+                    (with 'body'): the less a check allocates, the less
+                    collector work it costs */
+  char *req, *buf; /* in the same userdata, after the struct */
   char err[160];
 } lu_sock;
 
@@ -227,6 +229,44 @@ LU_FUNC int lu_in_own_check(lua_State *L);
 /* checks.c */
 LU_FUNC void lu_checks_open(lua_State *L);
 
+/* --- status.c: the members' snapshot (status, status_of, metrics) --------- */
+
+/* One member as lu_status_snapshot copied it. */
+typedef struct lu_srow {
+  double score, last_check, latency, since; /* NaN: not known */
+  uint64_t picks;
+  uint32_t checks, failures, timeouts, flips;
+  uint32_t weight, inflight;
+  int32_t ref;  /* its slot; in status() rows, the index of its error in the
+                   snapshot's values table after the backends (0: none) */
+  uint8_t tier;
+} lu_srow;
+
+/* A snapshot in a userdata: rows[cap], n used; with a map, the status()
+ * rows (ptr[p]: the row table of member p; map: open addressing, row
+ * pointer -> p + 1). */
+typedef struct lu_snap {
+  uint32_t n, cap, healthy, mask;
+  lu_srow *rows;
+  const void **ptr;
+  uint32_t *map;
+} lu_snap;
+
+enum { LU_SNAP_SUMS = 1 }; /* counters summed over the ring of equal members */
+
+/* The only read of the block status(), status_of() and upstream.metrics()
+ * make: no Lua API inside, so that a list shared between processes can
+ * hold its lock around exactly this call. slot < 0: the n members in pick
+ * order into out when n <= cap, returns n (nothing copied when n > cap);
+ * slot >= 0: that slot alone, returns 1 (0 when it holds no member).
+ * *healthy (when not NULL): the list's healthy members. */
+LU_FUNC uint32_t lu_status_snapshot(const ul_list *c, int32_t slot, int flags,
+                                    lu_srow *out, uint32_t cap,
+                                    uint32_t *healthy);
+/* Pushes a snapshot userdata with room for cap rows (a row map with map),
+ * nuv user values. */
+LU_FUNC lu_snap *lu_snap_new(lua_State *L, uint32_t cap, int map, int nuv);
+
 /* --- the Lua functions and methods (module.c registers them) -------------- */
 
 /* lifecycle.c */
@@ -244,9 +284,10 @@ LU_FUNC int l_inflight(lua_State *L);
 LU_FUNC int l_len(lua_State *L);
 LU_FUNC int l_now(lua_State *L);
 LU_FUNC int l_checked(lua_State *L);
+LU_FUNC int l_tostring(lua_State *L);
+/* status.c */
 LU_FUNC int l_status(lua_State *L);
 LU_FUNC int l_status_of(lua_State *L);
-LU_FUNC int l_tostring(lua_State *L);
 /* reconcile.c */
 LU_FUNC int l_reconcile(lua_State *L);
 /* scheduler.c */

@@ -3,7 +3,8 @@
  * the Prometheus text exposition format (version 0.0.4), read straight
  * from the blocks into one luaL_Buffer, with no table per member.
  *
- * Each family comes once, with its HELP and TYPE lines, followed by its
+ * What is read of a list is one lu_status_snapshot (status.c), taken
+ * before any backend's __tostring runs. Each family comes once, with its HELP and TYPE lines, followed by its
  * samples for every list (in the order of the list names) and member (in
  * pick order). Labels: list, and backend (tostring of the backend), with
  * \, " and newline escaped as the format requires. Members equal to each
@@ -18,11 +19,11 @@
 
 /* What one list brings to the stack, from its base index. */
 enum {
-  LU_MX_BLOCK = 0, /* its block, anchored */
-  LU_MX_LABELS,    /* position + 1 -> 'list="..",backend=".."', or false
-                      for a member equal to an earlier one */
-  LU_MX_LIST,      /* 'list=".."' */
-  LU_MX_SLOTS      /* per list */
+  LU_MX_SNAP = 0, /* its snapshot (lu_snap, counters summed over equals) */
+  LU_MX_LABELS,   /* position + 1 -> 'list="..",backend=".."', or false
+                     for a member equal to an earlier one */
+  LU_MX_LIST,     /* 'list=".."' */
+  LU_MX_SLOTS     /* per list */
 };
 
 typedef struct lu_mx_name {
@@ -84,33 +85,52 @@ static void lu_mx_label(lua_State *L, const char *name, size_t nlen, int idx) {
   if (idx) lua_remove(L, -2);
 }
 
-/* Pushes the labels of every member of the list at idx (named name) and
- * its block, anchored (LU_MX_*). Backends' __tostring run here, before
- * any sample is written: they may reconcile the list or move its scores;
- * the block anchored first is the one read, its order and members being
- * what they were (reconcile builds a new block). */
+/* Pushes the snapshot of the list at idx (named name) and the labels of
+ * its members (LU_MX_*). The snapshot (lu_status_snapshot) comes first,
+ * with each member's backend copied into the labels table right after it
+ * (a member equal to an earlier one marked, its label false), allocating nothing in
+ * between; then each backend is made a label: its __tostring runs here and
+ * may reconcile the list or move its scores, which no longer matters. */
 static void lu_mx_prepare(lua_State *L, int idx, const char *name,
                           size_t nlen) {
-  int base = lua_gettop(L) + 1, slots, index;
-  uint32_t p, n;
-  lua_getiuservalue(L, idx, LU_UV_BLOCK); /* base + LU_MX_BLOCK */
-  n = ((const ul_list *)lua_touserdata(L, base))->n;
-  lua_createtable(L, (int)n, 0); /* base + LU_MX_LABELS */
-  lu_mx_label(L, name, nlen, 0); /* base + LU_MX_LIST */
-  lua_getiuservalue(L, idx, LU_UV_SLOTS);
-  lua_getiuservalue(L, idx, LU_UV_INDEX);
-  slots = base + 3;
-  index = base + 4;
-  for (p = 0; p < n; p++) {
-    const ul_list *c = (const ul_list *)lua_touserdata(L, base);
-    int32_t s = ul_order(c)[p];
+  int base = lua_gettop(L) + 1, tries;
+  uint32_t p, n = 0;
+  lu_snap *sn = NULL;
+  for (tries = 0;; tries++) {
+    lu_list *u = (lu_list *)lua_touserdata(L, idx);
+    uint32_t want = lu_status_snapshot(u->core, -1, 0, NULL, 0, NULL);
+    if (tries == 32) luaL_error(L, "upstream.metrics: a list kept changing");
+    sn = lu_snap_new(L, want, 0, 0); /* base + LU_MX_SNAP */
+    lua_createtable(L, (int)want, 0); /* base + LU_MX_LABELS */
+    lua_getiuservalue(L, idx, LU_UV_SLOTS);
+    lua_getiuservalue(L, idx, LU_UV_INDEX);
+    u = (lu_list *)lua_touserdata(L, idx);
+    n = lu_status_snapshot(u->core, -1, LU_SNAP_SUMS, sn->rows, want,
+                           &sn->healthy);
+    if (n <= want) break;
+    lua_settop(L, base - 1);
+  }
+  sn->n = n;
+  for (p = 0; p < n; p++) { /* raw, into the array made for them */
+    int32_t s = sn->rows[p].ref;
     int first;
-    lua_rawgeti(L, slots, (lua_Integer)s + 1);
+    lua_rawgeti(L, base + 2, (lua_Integer)s + 1);
     lua_pushvalue(L, -1);
-    first = lua_rawget(L, index) == LUA_TNUMBER && lua_tointeger(L, -1) == s;
+    first = lua_rawget(L, base + 3) == LUA_TNUMBER && lua_tointeger(L, -1) == s;
     lua_pop(L, 1);
-    if (first) lu_mx_label(L, name, nlen, lua_gettop(L));
-    else lua_pushboolean(L, 0);
+    if (!first) sn->rows[p].ref = -1;
+    lua_rawseti(L, base + LU_MX_LABELS, (lua_Integer)p + 1);
+  }
+  lua_settop(L, base + LU_MX_LABELS);
+  lu_mx_label(L, name, nlen, 0); /* base + LU_MX_LIST */
+  for (p = 0; p < n; p++) {
+    if (sn->rows[p].ref < 0) { /* its series is the earlier member's */
+      lua_pushboolean(L, 0);
+      lua_rawseti(L, base + LU_MX_LABELS, (lua_Integer)p + 1);
+      continue;
+    }
+    lua_rawgeti(L, base + LU_MX_LABELS, (lua_Integer)p + 1);
+    lu_mx_label(L, name, nlen, lua_gettop(L));
     lua_rawseti(L, base + LU_MX_LABELS, (lua_Integer)p + 1);
     lua_pop(L, 1);
   }
@@ -210,58 +230,34 @@ static const struct {
      "Duration of the backend's last health check."},
     {NULL, NULL, NULL}};
 
-/* The member's sums over its ring of equal backends. */
-typedef struct lu_mx_sums {
-  uint64_t checks, failures, timeouts, picks, flips, inflight;
-} lu_mx_sums;
-
-static void lu_mx_sum(const ul_list *c, int32_t s, lu_mx_sums *m) {
-  int32_t t = s;
-  memset(m, 0, sizeof *m);
-  do {
-    const ul_node *x = &ul_nodes(c)[t];
-    const ul_stat *st = &ul_stats(c)[t];
-    m->checks += x->checks;
-    m->failures += x->failures;
-    m->timeouts += st->timeouts;
-    m->picks += ul_picks(c)[t];
-    m->flips += st->flips;
-    m->inflight += x->inflight;
-    t = x->dup;
-  } while (t != s);
-}
-
 /* One member family's samples for the list at base. The label strings
  * stay in the labels table, which anchors them: their pointers hold while
  * the buffer grows (and a collection runs). */
 static void lu_mx_members(luaL_Buffer *b, lua_State *L, int f, int base) {
   const char *name = lu_mx_families[f].name;
-  const ul_list *c = (const ul_list *)lua_touserdata(L, base + LU_MX_BLOCK);
+  const lu_snap *sn = (const lu_snap *)lua_touserdata(L, base + LU_MX_SNAP);
   int labels = base + LU_MX_LABELS;
   uint32_t p;
-  for (p = 0; p < c->n; p++) {
-    int32_t s = ul_order(c)[p];
-    const ul_node *x = &ul_nodes(c)[s];
+  for (p = 0; p < sn->n; p++) {
+    const lu_srow *m = &sn->rows[p];
     const char *lab;
     char val[64];
     size_t llen, vlen = 0;
-    lu_mx_sums m;
     lua_rawgeti(L, labels, (lua_Integer)p + 1);
     lab = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &llen) : NULL;
     lua_pop(L, 1);
     if (lab == NULL) continue; /* equal to an earlier member */
-    if (f == LU_MX_LATENCY && ul_stats(c)[s].latency != ul_stats(c)[s].latency)
+    if (f == LU_MX_LATENCY && m->latency != m->latency)
       continue; /* no check finished yet */
-    lu_mx_sum(c, s, &m);
     if (f == LU_MX_CHECKS) {
       static const char *const res[] = {",result=\"success\"",
                                         ",result=\"failure\"",
                                         ",result=\"timeout\""};
       uint64_t v[3];
       int r;
-      v[0] = m.checks - m.failures;
-      v[1] = m.failures - m.timeouts;
-      v[2] = m.timeouts;
+      v[0] = (uint64_t)m->checks - m->failures;
+      v[1] = (uint64_t)m->failures - m->timeouts;
+      v[2] = m->timeouts;
       for (r = 0; r < 3; r++) {
         vlen = lu_mx_count(val, v[r]);
         lu_mx_line(b, name, lab, llen, res[r], val, vlen);
@@ -269,34 +265,20 @@ static void lu_mx_members(luaL_Buffer *b, lua_State *L, int f, int base) {
       continue;
     }
     switch (f) {
-      case LU_MX_SCORE: vlen = lu_mx_number(val, x->score); break;
-      case LU_MX_HEALTHY: vlen = lu_mx_count(val, x->score >= 0); break;
-      case LU_MX_WEIGHT: vlen = lu_mx_count(val, x->weight); break;
-      case LU_MX_TIER: vlen = lu_mx_count(val, x->tier); break;
-      case LU_MX_INFLIGHT: vlen = lu_mx_count(val, m.inflight); break;
-      case LU_MX_PICKS: vlen = lu_mx_count(val, m.picks); break;
-      case LU_MX_CHANGES: vlen = lu_mx_count(val, m.flips); break;
-      default: vlen = lu_mx_number(val, ul_stats(c)[s].latency); break;
+      case LU_MX_SCORE: vlen = lu_mx_number(val, m->score); break;
+      case LU_MX_HEALTHY: vlen = lu_mx_count(val, m->score >= 0); break;
+      case LU_MX_WEIGHT: vlen = lu_mx_count(val, m->weight); break;
+      case LU_MX_TIER: vlen = lu_mx_count(val, m->tier); break;
+      case LU_MX_INFLIGHT: vlen = lu_mx_count(val, m->inflight); break;
+      case LU_MX_PICKS: vlen = lu_mx_count(val, m->picks); break;
+      case LU_MX_CHANGES: vlen = lu_mx_count(val, m->flips); break;
+      default: vlen = lu_mx_number(val, m->latency); break;
     }
     lu_mx_line(b, name, lab, llen, NULL, val, vlen);
   }
 }
 
 /* upstream.metrics(lists): lists = { name = list, ... }. */
-/* Counts the nl lists kept in the names table (at 2, keys -1 .. -nl) in or
- * out of their readers. */
-static void lu_mx_readers(lua_State *L, int nl, int in) {
-  int i;
-  for (i = 1; i <= nl; i++) {
-    lu_list *u;
-    lua_rawgeti(L, 2, -i);
-    u = (lu_list *)lua_touserdata(L, -1);
-    if (in) u->readers++;
-    else if (u->readers > 0) u->readers--;
-    lua_pop(L, 1);
-  }
-}
-
 int l_metrics(lua_State *L) {
   lu_mx_name *names;
   int nl = 0, i, f, first, ok;
@@ -337,10 +319,6 @@ int l_metrics(lua_State *L) {
   }
   qsort(names, (size_t)nl, sizeof *names, lu_mx_cmp);
   luaL_checkstack(L, LU_MX_SLOTS * nl + 16, "upstream.metrics: too many lists");
-  /* every list is a reader until the text is written: a __tostring (or a
-   * finalizer) that reconciles one then builds aside, leaving the block
-   * anchored here as it was (reconcile.c) */
-  lu_mx_readers(L, nl, 1);
   for (i = 0; i < nl; i++) { /* list i at 4 + LU_MX_SLOTS * i */
     int top;
     lua_rawgeti(L, 2, -names[i].key);
@@ -361,7 +339,7 @@ int l_metrics(lua_State *L) {
     luaL_addchar(&b, '\n');
     for (i = 0; i < nl; i++) {
       int base = 4 + LU_MX_SLOTS * i;
-      const ul_list *c = (const ul_list *)lua_touserdata(L, base + LU_MX_BLOCK);
+      const lu_snap *sn = (const lu_snap *)lua_touserdata(L, base + LU_MX_SNAP);
       first = f == LU_MX_MEMBERS || f == LU_MX_HEALTHY_MEMBERS;
       if (!first) {
         lu_mx_members(&b, L, f, base);
@@ -369,14 +347,12 @@ int l_metrics(lua_State *L) {
       }
       {
         char val[64];
-        size_t llen, vlen = lu_mx_count(val, f == LU_MX_MEMBERS ? c->n : c->healthy);
+        size_t llen, vlen = lu_mx_count(val, f == LU_MX_MEMBERS ? sn->n : sn->healthy);
         const char *lab = lua_tolstring(L, base + LU_MX_LIST, &llen);
         lu_mx_line(&b, lu_mx_families[f].name, lab, llen, NULL, val, vlen);
       }
     }
   }
   luaL_pushresult(&b);
-  lu_mx_readers(L, nl, 0); /* an error above leaves them counted: their
-                              reconciles then build aside */
   return 1;
 }

@@ -16,8 +16,10 @@
 #include <fcntl.h>
 #include <math.h>
 #include <netdb.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -54,7 +56,7 @@ static void lu_sock_close(lu_sock *s) {
 
 /* __gc, __close: idempotent, copes with a socket that never opened. */
 static int l_sock_gc(lua_State *L) {
-  lu_sock *s = (lu_sock *)luaL_checkudata(L, 1, LU_SOCK);
+  lu_sock *s = (lu_sock *)luaL_checkudata(L, 1, LU_SOCK); /* rare: by name */
   lu_sock_close(s);
   return 0;
 }
@@ -64,9 +66,15 @@ static int l_sock_tostring(lua_State *L) {
   return 1;
 }
 
-/* A new socket, "empty" (no fd), its metatable set. */
-static lu_sock *lu_sock_new(lua_State *L) {
-  lu_sock *s = (lu_sock *)lua_newuserdatauv(L, sizeof *s, 0);
+/* A new socket, "empty" (no fd), its metatable set (upvalue 1 of the
+ * socket functions), with room for a request of reqlen bytes and a reply
+ * buffer of bufcap. */
+static lu_sock *lu_sock_new(lua_State *L, size_t reqlen, size_t bufcap) {
+  size_t head = (sizeof(lu_sock) + 15u) & ~(size_t)15u;
+  lu_sock *s = (lu_sock *)lua_newuserdatauv(L, head + reqlen + bufcap, 0);
+  s->req = (char *)s + head;
+  s->buf = s->req + reqlen;
+  s->bufcap = bufcap;
   s->w.fd = -1;
   s->w.events = s->w.revents = 0;
   s->w.owner = NULL;
@@ -78,8 +86,19 @@ static lu_sock *lu_sock_new(lua_State *L) {
   s->eof = 0;
   s->want_body = 0;
   s->err[0] = '\0';
-  luaL_getmetatable(L, LU_SOCK);
+  lua_pushvalue(L, lua_upvalueindex(1));
   lua_setmetatable(L, -2);
+  return s;
+}
+
+/* The socket at 1: its metatable compared with upvalue 1 (cqueues' fast
+ * check: no registry lookup by name on every step). */
+static lu_sock *lu_to_sock(lua_State *L) {
+  lu_sock *s = (lu_sock *)lua_touserdata(L, 1);
+  if (s == NULL || !lua_getmetatable(L, 1) ||
+      lua_topointer(L, -1) != lua_topointer(L, lua_upvalueindex(1)))
+    luaL_typeerror(L, 1, LU_SOCK);
+  lua_pop(L, 1);
   return s;
 }
 
@@ -142,6 +161,26 @@ static int lu_sock_resolve(lu_sock *s, const char *b, size_t len) {
   if (why) {
     snprintf(s->err, sizeof s->err, "%s", why);
     return -1;
+  }
+  { /* a numeric address needs no getaddrinfo (the common case) */
+    struct sockaddr_in *a4 = (struct sockaddr_in *)(void *)&s->addr[0];
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)(void *)&s->addr[0];
+    uint16_t pt = (uint16_t)atoi(port);
+    memset(&s->addr[0], 0, sizeof s->addr[0]);
+    if (!numeric && inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+      a4->sin_family = AF_INET;
+      a4->sin_port = htons(pt);
+      s->alen[0] = sizeof *a4;
+      s->naddr = 1;
+      return 0;
+    }
+    if (numeric && inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+      a6->sin6_family = AF_INET6;
+      a6->sin6_port = htons(pt);
+      s->alen[0] = sizeof *a6;
+      s->naddr = 1;
+      return 0;
+    }
   }
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
@@ -250,8 +289,8 @@ static int lu_sock_send(lu_sock *s) {
  * (s->eof), or the buffer is full; the caller parses before it asks for
  * more, so a reply whose head came in one segment costs one recv. */
 static int lu_sock_recv(lu_sock *s) {
-  while (s->len < LU_NET_BUF && !s->eof) {
-    ssize_t k = recv(s->w.fd, s->buf + s->len, LU_NET_BUF - s->len, 0);
+  while (s->len < s->bufcap && !s->eof) {
+    ssize_t k = recv(s->w.fd, s->buf + s->len, s->bufcap - s->len, 0);
     if (k > 0) {
       s->len += (size_t)k;
       return LU_IO_OK;
@@ -296,12 +335,13 @@ static int l_sock_open(lua_State *L) {
   }
   b = lua_tolstring(L, 1, &blen);
   if (!lua_isnoneornil(L, 2)) req = luaL_checklstring(L, 2, &rlen);
-  if (rlen > sizeof s->req) {
+  if (rlen > LU_NET_REQ) {
     lua_pushnil(L);
-    lua_pushfstring(L, "request over %d bytes", (int)sizeof s->req);
+    lua_pushfstring(L, "request over %d bytes", (int)LU_NET_REQ);
     return 2;
   }
-  s = lu_sock_new(L);
+  s = lu_sock_new(L, rlen, !req ? 0 : lua_toboolean(L, 3) ? LU_NET_BUF
+                                                           : LU_HTTP_HEAD);
   if (req) memcpy(s->req, req, rlen);
   s->reqlen = rlen;
   s->want_body = lua_toboolean(L, 3);
@@ -317,7 +357,7 @@ static int l_sock_open(lua_State *L) {
 /* sock_step(socket) -> "wait" | true [, status [, body]] | false, err.
  * Moves the check as far as it can without blocking. */
 static int l_sock_step(lua_State *L) {
-  lu_sock *s = (lu_sock *)luaL_checkudata(L, 1, LU_SOCK);
+  lu_sock *s = lu_to_sock(L);
   int rc = LU_IO_OK;
   s->w.events = 0;
   for (;;) {
@@ -363,7 +403,7 @@ static int l_sock_step(lua_State *L) {
         lu_http h = {0, NULL, 0};
         int ph;
         if ((rc = lu_sock_recv(s)) != LU_IO_OK) break;
-        ph = lu_http_parse(s->buf, s->len, s->eof || s->len >= LU_NET_BUF,
+        ph = lu_http_parse(s->buf, s->len, s->eof || s->len >= s->bufcap,
                            s->want_body, &h, s->err, sizeof s->err);
         if (ph < 0) {
           rc = LU_IO_FAIL;
@@ -397,7 +437,7 @@ static int l_sock_step(lua_State *L) {
 
 /* sock_close(socket): closes it and forgets the running check's wait. */
 static int l_sock_close(lua_State *L) {
-  lu_sock *s = (lu_sock *)luaL_checkudata(L, 1, LU_SOCK);
+  lu_sock *s = lu_to_sock(L);
   lu_sock_close(s);
   lu_push_waits(L);
   if (lua_type(L, -1) == LUA_TTABLE) {
@@ -412,7 +452,7 @@ static int l_sock_close(lua_State *L) {
  * what it waits for, or the check's deadline. Only directly inside a
  * check run by step(), run() or wait_initial(). */
 static int l_sock_wait(lua_State *L) {
-  lu_sock *s = (lu_sock *)luaL_checkudata(L, 1, LU_SOCK);
+  lu_sock *s = lu_to_sock(L);
   lu_check_own(L);
   if (s->w.fd < 0 || s->w.events == 0)
     luaL_error(L, "upstream: the socket is not waiting");
@@ -554,9 +594,13 @@ void lu_net_open(lua_State *L) {
   lua_pop(L, 1);
 }
 
+/* The socket functions, each with the socket metatable as upvalue 1. */
 void lu_push_sock_functions(lua_State *L) {
-  lua_pushcfunction(L, l_sock_open);
-  lua_pushcfunction(L, l_sock_step);
-  lua_pushcfunction(L, l_sock_wait);
-  lua_pushcfunction(L, l_sock_close);
+  static const lua_CFunction fns[] = {l_sock_open, l_sock_step, l_sock_wait,
+                                      l_sock_close};
+  int i;
+  for (i = 0; i < 4; i++) {
+    luaL_getmetatable(L, LU_SOCK);
+    lua_pushcclosure(L, fns[i], 1);
+  }
 }
