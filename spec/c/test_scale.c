@@ -47,7 +47,7 @@ static void assert_same_table(const ul_list *l, const int32_t *want) {
 
 static int32_t pick_ok(ul_list *l, uint64_t key) {
   int32_t s = ul_pick(l, key, 0);
-  if (!(s >= 0 && (uint32_t)s < l->cap && N(l, s)->elig && (N(l, s)->flags & UL_F_MEMBER)))
+  if (!(s >= 0 && (uint32_t)s < l->cap && ul_eligible(l, s)))
     fail_msg("pick returned slot %d, not an eligible member", s);
   return s;
 }

@@ -11,9 +11,12 @@
  * next eligible entry (up to UL_MAGLEV_FALL of them, then the eligible
  * bitmap from a position the key gives), so a key keeps its member while
  * that member stays eligible, and a build that began before a change is
- * finished, then followed by another. Small tables (M < UL_MAGLEV_SYNC_M)
- * are still built whole on the first pick after a change: such a build
- * costs less than a slice would be worth. The first table of a list, which
+ * finished, then followed by another. A panic or tier flip on a lazy list
+ * (list.c) is such a change: the table over the newly eligible members is
+ * built the same way, in slices, while picks read the last table and fall
+ * through its entries that are not eligible now. Small tables (M <
+ * UL_MAGLEV_SYNC_M) are still built whole on the first pick after a
+ * change: such a build costs less than a slice would be worth. The first table of a list, which
  * has none to read meanwhile, is built whole too.
  */
 #include "pick.h"
@@ -131,7 +134,7 @@ static int maglev_run(ul_list *l, uint32_t *budget) {
         for (; l->mb_i < l->n && b; l->mb_i++, b--) {
           const ul_node *x = ulb_at(l, l->mb_i);
           ul_magx *y;
-          if (!x->elig) continue;
+          if (!ulb_elig(l, x)) continue;
           y = &mx[l->mb_e++];
           y->slot = ul_order(l)[l->mb_i];
           y->at = (uint32_t)(x->hash % m);
@@ -302,7 +305,7 @@ static __attribute__((noinline)) uint32_t maglev_fall(const ul_list *l,
     int32_t s;
     if (++e == m) e = 0;
     s = tab[e];
-    if (s >= 0 && nd[s].elig) return (uint32_t)nd[s].pos;
+    if (s >= 0 && ulb_elig(l, &nd[s])) return (uint32_t)nd[s].pos;
   }
   return ulp_next_elig(l, (uint32_t)(((key & 0xFFFFFFFFu) * l->n) >> 32));
 }
@@ -316,7 +319,7 @@ uint32_t ulp_hash_pick(ul_list *l, uint64_t key) {
   if (l->maglev_busy) maglev_advance(l);
   s = ulb_mag(l)[e];
   nd = ul_nodes(l);
-  if (s >= 0 && nd[s].elig) return (uint32_t)nd[s].pos;
+  if (s >= 0 && ulb_elig(l, &nd[s])) return (uint32_t)nd[s].pos;
   return maglev_fall(l, key, (uint32_t)e);
 }
 
