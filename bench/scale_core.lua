@@ -3,13 +3,14 @@
 --            after a change (each op timed alone, then the 200 picks after
 --            it; the picks' 99.9th percentile too)
 --   build    the first hash pick of a list with one weight of 1e6 (a full
---            Maglev build)
---   panic    up/down crossing the panic threshold (round_robin, panic 0.5)
+--            Maglev build before issue 9's last cliffs; a slice of it since),
+--            the worst of the 200 picks after it, and of the 200 after a change
+--   panic    up/down crossing the panic threshold (panic 0.5), each strategy
 --   weighted ns per pick at 99% down (through upstream.ffi under LuaJIT)
 -- Single operations are timed one by one with os.clock (CPU time, about a
 -- microsecond's resolution): the worst of several, in microseconds.
---   lua5.4 bench/scale_core.lua [sizes] [build sizes]
---   e.g. lua5.4 bench/scale_core.lua 1000,10000,100000 1000,3000
+--   lua5.4 bench/scale_core.lua [sizes] [build sizes] [sections]
+--   e.g. lua5.4 bench/scale_core.lua 1000,10000,100000 1000,3000 panic,build
 package.cpath = (os.getenv("UPSTREAM_SO_DIR") or ".") .. "/?.so;" .. package.cpath
 package.path = "./bench/?.lua;./src/?.lua;" .. package.path
 local upstream = require "upstream"
@@ -98,9 +99,10 @@ local function build_row(n)
   local bs = names(n)
   local l = upstream.new(bs, { strategy = "hash", weights = { [bs[1]] = 1000000 } })
   local t = timed(l.pick, l, "first")
-  -- after a change: the worst pick until the table is rebuilt
+  local next = worst_picks(l, "f")
+  -- after a change: the worst of the next picks
   l:down(bs[2]); l:down(bs[2]); l:down(bs[2])
-  return t, worst_picks(l, "b")
+  return t, next, worst_picks(l, "b")
 end
 
 local function panic_row(n, strategy)
@@ -159,12 +161,12 @@ if ONLY.hash then
 end
 print()
 if ONLY.build then
-  print("hash, one weight of 1e6 among n: the first pick (a full build), then the worst pick after a change (us)")
-  print(("%8s %14s %12s"):format("n", "first pick", "worst pick"))
+  print("hash, one weight of 1e6 among n: the first pick, the worst of the next 200, the worst of 200 after a change (us)")
+  print(("%8s %14s %12s %12s"):format("n", "first pick", "next 200", "after change"))
   for _, n in ipairs(BUILD_SIZES) do
-    local t, w = build_row(n)
+    local t, nx, w = build_row(n)
     p999()
-    print(("%8d %14.0f %12.1f"):format(n, us(t), us(w)))
+    print(("%8d %14.0f %12.1f %12.1f"):format(n, us(t), us(nx), us(w)))
   end
 end
 print()
