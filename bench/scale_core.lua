@@ -168,7 +168,8 @@ if ONLY.hash then
 end
 print()
 if ONLY.build then
-  print("hash, one weight of 1e6 among n: the first pick, the worst of the next 200, the worst of 200 after a change (us)")
+  print("hash, one weight of 1e6 among n: the first pick, the worst of the next 200, " ..
+    "the worst of 200 after a change (us)")
   print(("%8s %14s %12s %12s"):format("n", "first pick", "next 200", "after change"))
   for _, n in ipairs(BUILD_SIZES) do
     local t, nx, w = build_row(n)
