@@ -2,9 +2,13 @@
  * core/pick.h - the pick strategies' interface. Internal to the core.
  *
  * The list (list.c) decides which members are eligible and with which
- * effective weight (node.elig, node.ew) and tells the strategies, which
- * keep their structures in the block in step: ulp_update for one member,
- * ulp_rebuild for all. It asks ulp_pick for a position. The strategies
+ * effective weight and tells the strategies, which keep their structures
+ * in the block in step. On an eager list (weighted, or ul_eager) it
+ * writes node.elig and node.ew: ulp_update for one member, ulp_refresh or
+ * ulp_rebuild for all. On a lazy one it writes each member's class
+ * (node.cls) and the flags a pick reads: ulp_class, ulp_lazy_member and
+ * ulp_lazy_changed for one member, ulp_rebuild for all; a panic or tier
+ * flip rewrites no member. It asks ulp_pick for a position. The strategies
  * know the block (block.h) and the generator (rand.h), never the list's
  * functions: nothing here calls back into list.c.
  */
