@@ -191,36 +191,57 @@ static inline void check_strategy(const ul_list *l) {
           }
       }
       break;
-    case UL_RANDOM: {
-      int64_t *f = ulb_fen(l), *pre = xcalloc((size_t)l->cap + 1, sizeof *pre);
-      for (p = 0; p < l->cap; p++) {
-        int64_t w = p < l->n && nd[ord[p]].elig ? nd[ord[p]].ew : 0;
-        pre[p + 1] = pre[p] + w;
+    case UL_RANDOM: { /* each Fenwick tree in use: the prefix sums */
+      __extension__ typedef unsigned __int128 u128;
+      uint32_t t, ntree = l->lazy ? UL_NSETS : 1;
+      int64_t *pre = xcalloc((size_t)l->cap + 1, sizeof *pre);
+      for (t = 0; t < ntree; t++) {
+        int64_t *f = ulb_fen(l, t);
+        uint64_t sq_lo = 0, sq_hi = 0;
+        for (p = 0; p < l->cap; p++) {
+          const ul_node *x = p < l->n ? &nd[ord[p]] : NULL;
+          int in = x && (l->lazy ? t == UL_SET_ALL || x->cls == t : x->elig);
+          int64_t w = in ? x->ew : 0;
+          u128 sq = (u128)sq_hi << 64 | sq_lo;
+          sq += (u128)(uint64_t)w * (uint64_t)w;
+          sq_lo = (uint64_t)sq;
+          sq_hi = (uint64_t)(sq >> 64);
+          pre[p + 1] = pre[p] + w;
+        }
+        if (t == l->fen_pick) assert_int_equal(pre[l->cap], l->total_ew);
+        assert_true(l->sumsq[t][0] == sq_lo && l->sumsq[t][1] == sq_hi);
+        for (k = 1; k <= l->cap; k++)
+          if (f[k] != pre[k] - pre[k - (k & (0u - k))])
+            fail_msg("fenwick %u [%u] = %lld, expected %lld", t, k, (long long)f[k],
+                     (long long)(pre[k] - pre[k - (k & (0u - k))]));
       }
-      assert_int_equal(pre[l->cap], l->total_ew);
-      for (k = 1; k <= l->cap; k++)
-        if (f[k] != pre[k] - pre[k - (k & (0u - k))])
-          fail_msg("fenwick[%u] = %lld, expected %lld", k, (long long)f[k],
-                   (long long)(pre[k] - pre[k - (k & (0u - k))]));
       xfree(pre);
-      { /* and the dense array of eligible positions */
-        int32_t *dense = ulb_dense(l), *dat = ulb_dense_at(l);
-        for (k = 0; k < l->nelig; k++) {
-          int32_t q = dense[k];
+    }
+    /* random keeps least_conn's sets too */
+    /* fall through */
+    case UL_LEAST_CONN: { /* set t: tier t's healthy members, UL_SET_ALL:
+                             all; a draw reads the eligible members' */
+      int32_t *dat = ulb_dense_at(l), *dall = ulb_dense_all(l);
+      uint32_t t, want;
+      for (t = 0; t < UL_NSETS; t++) {
+        int32_t *d = ulb_dense(l, t);
+        want = t == UL_SET_ALL ? l->n : l->tier_healthy[t];
+        assert_int_equal(l->set_n[t], want);
+        for (k = 0; k < l->set_n[t]; k++) {
+          int32_t q = d[k];
           assert_true(q >= 0 && (uint32_t)q < l->n);
-          assert_true(nd[ord[q]].elig);
-          assert_int_equal(dat[q], (int32_t)k);
+          if (t == UL_SET_ALL) {
+            assert_int_equal(dall[q], (int32_t)k); /* so all distinct */
+          } else {
+            assert_int_equal(nd[ord[q]].cls, t);
+            assert_int_equal(dat[q], (int32_t)k);
+          }
         }
       }
-      break;
-    }
-    case UL_LEAST_CONN: {
-      int32_t *dense = ulb_dense(l), *dat = ulb_dense_at(l);
-      for (k = 0; k < l->nelig; k++) {
-        int32_t q = dense[k];
-        assert_true(q >= 0 && (uint32_t)q < l->n);
-        assert_true(nd[ord[q]].elig);
-        assert_int_equal(dat[q], (int32_t)k); /* so all distinct */
+      if (l->nelig) {
+        assert_int_equal(l->set_n[l->set_pick], l->nelig);
+        for (k = 0; k < l->nelig; k++)
+          assert_true(ul_eligible(l, ord[ulb_dense(l, l->set_pick)[k]]));
       }
       break;
     }
@@ -230,7 +251,7 @@ static inline void check_strategy(const ul_list *l) {
         for (k = 0; k < l->maglev_m; k++) {
           int32_t s = tab[k];
           if (!(s >= 0 && (uint32_t)s < l->cap &&
-                (nd[s].flags & UL_F_MEMBER) && nd[s].elig))
+                ul_eligible(l, s)))
             fail_msg("maglev entry %u: slot %d not an eligible member", k, s);
         }
       }
@@ -259,6 +280,8 @@ static inline void check_invariants(const ul_list *l) {
     if (!l->shut && (nd[s].flags & UL_F_CHECKED) && nd[s].checks == 0)
       unchecked++;
     if (nd[s].flags & UL_F_CHECKED) checked++;
+    /* its class: its tier while healthy (every list) */
+    assert_int_equal(nd[s].cls, nd[s].score >= 0 ? nd[s].tier : UL_CLS_DOWN);
     if (l->lazy) { /* bit p of tier t's bitmap: healthy, of tier t */
       uint32_t t;
       for (t = 0; t <= UL_MAX_TIER; t++)

@@ -1,13 +1,16 @@
 /*
  * test_panic.c - lazy eligibility against the eager rewrite. A lazy list
- * (round_robin) never rewrites its members' eligibility when the panic
- * state or the lowest healthy tier moves; ul_eager puts a twin list on the
- * old path, which rewrites every member: the reference model. Random
- * sequences of appends (with duplicates), up, down, results with a tier,
- * set_weight, removals (reconcile), grows and picks, with panic thresholds,
- * tiers and slow start on, must give the same pick, the same eligibility
- * of every slot and the same totals on both, for every strategy (only
- * round_robin is lazy; the others run the eager path on both sides).
+ * (every strategy but weighted) never rewrites its members' eligibility
+ * when the panic state or the lowest healthy tier moves; ul_eager puts a
+ * twin list on the old path, which rewrites every member: the reference
+ * model. Random sequences of appends (with duplicates), up, down, results
+ * with a tier, set_weight, removals (reconcile), grows and picks, with
+ * panic thresholds, tiers and slow start on, must give the same pick, the
+ * same eligibility of every slot and the same totals on both, for every
+ * strategy (weighted runs the eager path on both sides). Random and
+ * least_conn draw from sets whose order both paths keep by one rule
+ * (random.c); hash lists large enough to build their table in slices are
+ * run too, so that picks during a build after a flip are compared.
  */
 #include "helpers.h"
 #include "core/list.h"
@@ -62,12 +65,15 @@ static void twin_grow(twin *w) {
   w->cap = cap;
 }
 
-static void run_sequence(int strategy, uint64_t seed, uint32_t steps) {
+/* Returns how many picks ran while the lazy twin's hash table was being
+ * built in slices, a last table read meanwhile. */
+static uint32_t run_sequence(int strategy, uint64_t seed, uint32_t steps,
+                             uint32_t min_cap) {
   prng r = {seed};
   ul_opts o;
   twin w;
   double now = 1;
-  uint32_t i, k;
+  uint32_t i, k, during = 0;
   static const double panics[] = {0, 0.25, 0.5, 0.75, 1};
   ul_opts_default(&o);
   o.strategy = strategy;
@@ -77,13 +83,11 @@ static void run_sequence(int strategy, uint64_t seed, uint32_t steps) {
   o.tier_init = o.tier_min + (int)prng_below(&r, (uint32_t)(o.tier_max - o.tier_min + 1));
   o.slow_start = prng_below(&r, 3) == 0 ? 1.0 : 0;
   o.initial_score = prng_below(&r, 2) ? 0 : -1;
-  w.cap = 4 + prng_below(&r, 40);
+  w.cap = min_cap + prng_below(&r, 40);
   w.l[0] = twin_new(w.cap, &o, seed, 0);
   w.l[1] = twin_new(w.cap, &o, seed, 1);
-  if (strategy == UL_ROUND_ROBIN) {
-    assert_true(w.l[0]->lazy);
-    assert_false(w.l[1]->lazy);
-  }
+  assert_int_equal(w.l[0]->lazy, strategy != UL_WEIGHTED);
+  assert_false(w.l[1]->lazy);
   for (i = 0; i < steps; i++) {
     uint32_t op = prng_below(&r, 100);
     int32_t s = any_member(w.l[0], &r);
@@ -121,7 +125,10 @@ static void run_sequence(int strategy, uint64_t seed, uint32_t steps) {
       xfree(drop);
     } else { /* picks */
       uint64_t key = prng_next(&r);
-      int32_t a = ul_pick(w.l[0], key, now), b = ul_pick(w.l[1], key, now);
+      int32_t a, b;
+      if (w.l[0]->maglev_valid && w.l[0]->mb_phase != 0) during++;
+      a = ul_pick(w.l[0], key, now);
+      b = ul_pick(w.l[1], key, now);
       if (a != b)
         fail_msg("step %u: pick %d (lazy) vs %d (eager)", i, a, b);
       if (a >= 0) {
@@ -137,11 +144,12 @@ static void run_sequence(int strategy, uint64_t seed, uint32_t steps) {
   for (k = 0; k < 2; k++) check_invariants(w.l[k]);
   xfree(w.l[0]);
   xfree(w.l[1]);
+  return during;
 }
 
 static void run_strategy(int strategy) {
-  uint64_t seed, seeds = strategy == UL_ROUND_ROBIN ? 150 : strategy == UL_HASH ? 6 : 25;
-  for (seed = 1; seed <= seeds; seed++) run_sequence(strategy, seed, 500);
+  uint64_t seed, seeds = strategy == UL_HASH ? 8 : strategy == UL_WEIGHTED ? 25 : 150;
+  for (seed = 1; seed <= seeds; seed++) run_sequence(strategy, seed, 500, 4);
 }
 
 static void test_round_robin(void **state) {
@@ -164,35 +172,62 @@ static void test_random(void **state) {
   (void)state;
   run_strategy(UL_RANDOM);
 }
+/* Lists of 330 slots and more have tables of M >= 32768, built a slice a
+ * pick (maglev.c): a flip starts a build while picks read the old table. */
+static void test_hash_slices(void **state) {
+  uint64_t seed;
+  (void)state;
+  for (seed = 1; seed <= 3; seed++)
+    assert_true(run_sequence(UL_HASH, 100 + seed, 3000, 330) > 100);
+}
 
 /* A lazy list's panic and tier flips touch no member: with 1000 members,
  * the down that crosses the threshold leaves every node's elig byte as it
- * was (never written), and the next pick is the member after the last. */
+ * was (never written); round_robin's next pick is the member after the
+ * last, the others' an eligible member, in panic as after it. */
 static void test_flip_writes_no_member(void **state) {
-  ul_opts o;
-  ul_list *l;
-  uint32_t i;
-  int32_t s;
+  static const int strategies[] = {UL_ROUND_ROBIN, UL_RANDOM, UL_LEAST_CONN, UL_HASH};
+  uint32_t i, k;
   (void)state;
-  ul_opts_default(&o);
-  o.panic = 0.5;
-  o.initial_score = 0;
-  o.fail_delta = -1;
-  o.low_score = -1;
-  l = new_list(1000, &o, 7);
-  for (i = 0; i < 1000; i++) ul_append(l, 0, -1, 0, 1, i, 0);
-  for (i = 0; i < 500; i++) ul_down(l, ul_order(l)[i], 0);
-  assert_false(l->panic_on);
-  assert_int_equal(l->nelig, 500);
-  s = ul_pick(l, 0, 0);
-  assert_int_equal(ul_nodes(l)[s].pos, 500);
-  ul_down(l, ul_order(l)[600], 0); /* 499 healthy < 500: panic */
-  assert_true(l->panic_on);
-  assert_int_equal(l->nelig, 1000);
-  for (i = 0; i < 1000; i++) assert_int_equal(ul_nodes(l)[i].elig, 0);
-  s = ul_pick(l, 0, 0);
-  assert_int_equal(ul_nodes(l)[s].pos, 501);
-  check_invariants(l);
+  for (k = 0; k < 4; k++) {
+    ul_opts o;
+    ul_list *l;
+    int32_t s;
+    ul_opts_default(&o);
+    o.strategy = strategies[k];
+    o.panic = 0.5;
+    o.initial_score = 0;
+    o.fail_delta = -1;
+    o.low_score = -1;
+    l = new_list(1000, &o, 7);
+    assert_true(l->lazy);
+    for (i = 0; i < 1000; i++) ul_append(l, 0, -1, 0, 1, i * 0x9E3779B97F4A7C15ULL, 0);
+    for (i = 0; i < 500; i++) ul_down(l, ul_order(l)[i], 0);
+    assert_false(l->panic_on);
+    assert_int_equal(l->nelig, 500);
+    s = ul_pick(l, 0, 0);
+    if (o.strategy == UL_ROUND_ROBIN) assert_int_equal(ul_nodes(l)[s].pos, 500);
+    if (o.strategy == UL_LEAST_CONN) ul_release(l, s);
+    ul_down(l, ul_order(l)[600], 0); /* 499 healthy < 500: panic */
+    assert_true(l->panic_on);
+    assert_int_equal(l->nelig, 1000);
+    assert_int_equal(l->total_ew, 1000 * UL_RAMP_STEPS);
+    for (i = 0; i < 1000; i++) assert_int_equal(ul_nodes(l)[i].elig, 0);
+    s = ul_pick(l, 0x1234, 0);
+    if (o.strategy == UL_ROUND_ROBIN) assert_int_equal(ul_nodes(l)[s].pos, 501);
+    assert_true(ul_eligible(l, s));
+    if (o.strategy == UL_LEAST_CONN) ul_release(l, s);
+    ul_up(l, ul_order(l)[600], 0); /* out of panic */
+    assert_false(l->panic_on);
+    for (i = 0; i < 1000; i++) assert_int_equal(ul_nodes(l)[i].elig, 0);
+    for (i = 0; i < 50; i++) {
+      s = ul_pick(l, (uint64_t)i << 40, 0);
+      assert_true(ul_eligible(l, s) && ul_nodes(l)[s].pos >= 500);
+      if (o.strategy == UL_LEAST_CONN) ul_release(l, s);
+    }
+    check_invariants(l);
+    xfree(l);
+  }
 }
 
 int main(void) {
@@ -202,6 +237,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_least_conn, teardown),
       cmocka_unit_test_teardown(test_hash, teardown),
       cmocka_unit_test_teardown(test_random, teardown),
+      cmocka_unit_test_teardown(test_hash_slices, teardown),
       cmocka_unit_test_teardown(test_flip_writes_no_member, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -47,18 +47,44 @@ static void assert_same_table(const ul_list *l, const int32_t *want) {
 
 static int32_t pick_ok(ul_list *l, uint64_t key) {
   int32_t s = ul_pick(l, key, 0);
-  if (!(s >= 0 && (uint32_t)s < l->cap && N(l, s)->elig && (N(l, s)->flags & UL_F_MEMBER)))
+  if (!(s >= 0 && (uint32_t)s < l->cap && ul_eligible(l, s)))
     fail_msg("pick returned slot %d, not an eligible member", s);
   return s;
 }
 
 static uint32_t weights_mixed(int i) { return 1 + (uint32_t)(i % 3); }
 
-/* The first table is built whole, at the first pick; after a change the
- * next is built a slice a pick: meanwhile every pick returns an eligible
- * member, the keys of every other member stay where they were, and the
- * finished table is the one a whole build makes. The table after the
- * member is back is the first one again. */
+/* Before a list's first table is done, a pick is the first eligible
+ * position at or cyclically after (key's low 32 bits * n) >> 32. */
+static int32_t no_table_pick(const ul_list *l, uint64_t key) {
+  uint32_t p0 = (uint32_t)(((key & 0xFFFFFFFFu) * l->n) >> 32), k;
+  for (k = 0; k < l->n; k++) {
+    int32_t s = ul_order(l)[(p0 + k) % l->n];
+    if (ul_eligible(l, s)) return s;
+  }
+  return -1;
+}
+
+/* Picks until the table under way is done: each pick an eligible member,
+ * by the rule above while there is no table yet. Returns the picks. */
+static int build_by_picks(ul_list *l) {
+  int i, picks = 0;
+  for (i = 0; l->maglev_busy; i++) {
+    int valid = l->maglev_valid;
+    int32_t s = pick_ok(l, key_of(i));
+    assert_true(++picks < 4 * MAX_PICKS);
+    if (!valid && !l->maglev_valid && s != no_table_pick(l, key_of(i)))
+      fail_msg("pick %d before the first table: slot %d, expected %d", i, s,
+               no_table_pick(l, key_of(i)));
+  }
+  return picks;
+}
+
+/* The first table is built a slice a pick, as is the next after a change:
+ * meanwhile every pick returns an eligible member, the keys of every other
+ * member stay where they were, and the finished table is the one a whole
+ * build makes. The table after the member is back is the first one
+ * again. */
 static void incremental_case(uint32_t (*w)(int)) {
   ul_list *l = hashed(CAP, MEMBERS, w), *ref;
   int32_t *a = xmalloc(NKEYS * sizeof *a), *t0;
@@ -66,6 +92,7 @@ static void incremental_case(uint32_t (*w)(int)) {
   assert_true(l->maglev_m >= 32768);
   assert_true(l->maglev_slice > 0);
   assert_true(l->maglev_busy);
+  assert_true(build_by_picks(l) > 1);
   for (i = 0; i < NKEYS; i++) a[i] = pick_ok(l, key_of(i));
   assert_false(l->maglev_busy);
   check_invariants(l);
@@ -85,7 +112,7 @@ static void incremental_case(uint32_t (*w)(int)) {
 
   ref = hashed(CAP, MEMBERS, w);
   down_twice(ref, 7);
-  pick_ok(ref, 1);
+  ulp_maglev_settle(ref);
   assert_false(ref->maglev_busy);
   assert_same_table(l, ulb_mag(ref));
 
@@ -115,7 +142,7 @@ static void test_change_during_build(void **state) {
   ul_list *l = hashed(CAP, MEMBERS, NULL), *ref;
   int i, picks = 0;
   (void)state;
-  pick_ok(l, 1);
+  ulp_maglev_settle(l);
   down_twice(l, 7);
   pick_ok(l, 2);
   assert_true(l->maglev_busy && l->mb_phase != 0);
@@ -143,7 +170,7 @@ static void test_fall_through_to_bitmap(void **state) {
   ul_list *l = hashed(CAP, MEMBERS, NULL);
   int i;
   (void)state;
-  pick_ok(l, 1);
+  ulp_maglev_settle(l);
   for (i = 0; i < MEMBERS; i++)
     if (i != 250) down_twice(l, i);
   assert_int_equal(l->nelig, 1);
@@ -158,6 +185,7 @@ static void test_grow_keeps_table(void **state) {
   int32_t *a = xmalloc(NKEYS * sizeof *a);
   int i;
   (void)state;
+  ulp_maglev_settle(l);
   for (i = 0; i < NKEYS; i++) a[i] = pick_ok(l, key_of(i));
   g = xmalloc(ul_grow_size(l, 2 * CAP));
   ul_grow(g, 2 * CAP, l);
@@ -170,6 +198,47 @@ static void test_grow_keeps_table(void **state) {
   for (i = 0; i < 100; i++) assert_int_equal(pick_ok(g, key_of(i)), a[i]);
   xfree(g);
   xfree(a);
+  xfree(l);
+}
+
+/* A list's first table is built a slice a pick, however large: no pick
+ * does the whole build. Meanwhile the picks follow the rule of
+ * no_table_pick, members that go down are never picked, and the table the
+ * last slice leaves is a whole build's, of the list as the build began;
+ * the changes made during it are built next. A list grown past its M has
+ * no table either: the same again. */
+static void test_first_table_sliced(void **state) {
+  ul_list *l = hashed(1200, 1000, weights_mixed), *ref, *g;
+  uint32_t budget = l->maglev_slice;
+  int i, picks;
+  (void)state;
+  assert_true(l->maglev_m >= 100000 && budget > 0);
+  assert_false(l->maglev_valid);
+  for (i = 0; i < 100; i++) pick_ok(l, key_of(i));
+  assert_false(l->maglev_valid); /* 100 slices: far from done */
+  down_twice(l, 5);
+  down_twice(l, 6);
+  for (i = 0; i < 2000; i++) {
+    int32_t s = pick_ok(l, key_of(i));
+    assert_true(s != 5 && s != 6);
+  }
+  picks = build_by_picks(l);
+  assert_true(picks > 100);
+  ref = hashed(1200, 1000, weights_mixed);
+  down_twice(ref, 5);
+  down_twice(ref, 6);
+  ulp_maglev_settle(ref);
+  assert_same_table(l, ulb_mag(ref));
+  check_invariants(l);
+  /* grown to a larger M: no table to read, the rule again */
+  g = xmalloc(ul_grow_size(l, 12000));
+  ul_grow(g, 12000, l);
+  assert_true(g->maglev_m > l->maglev_m);
+  assert_false(g->maglev_valid);
+  assert_true(build_by_picks(g) > 100);
+  check_invariants(g);
+  xfree(g);
+  xfree(ref);
   xfree(l);
 }
 
@@ -329,6 +398,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_fall_through_to_bitmap, teardown),
       cmocka_unit_test_teardown(test_grow_keeps_table, teardown),
       cmocka_unit_test_teardown(test_huge_weight_shares, teardown),
+      cmocka_unit_test_teardown(test_first_table_sliced, teardown),
       cmocka_unit_test_teardown(test_small_tables_whole, teardown),
       cmocka_unit_test_teardown(test_weighted_packed_leaves, teardown),
       cmocka_unit_test_teardown(test_weighted_fresh_tree, teardown),

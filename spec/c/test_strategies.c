@@ -557,7 +557,7 @@ typedef struct {
 } lcmodel;
 
 /* least_conn's pick, exact for up to 16 eligible; above, the better of
- * the two members the list's generator draws from its dense array (ties:
+ * the two members the list's generator draws from the set of the eligible (ties:
  * the one round robin reaches first). Position, or -1. */
 static int32_t lc_model_pick(lcmodel *m, const ul_list *l, int *p2c) {
   uint32_t nelig = 0, j, from, best = 0;
@@ -584,7 +584,7 @@ static int32_t lc_model_pick(lcmodel *m, const ul_list *l, int *p2c) {
     uint64_t r2 = mulhi64(xs_next(&st), nelig - 1);
     uint32_t a, b, da, db;
     uint32_t ia, ib;
-    const int32_t *dense = ulb_dense(l);
+    const int32_t *dense = ulb_dense(l, l->set_pick);
     if (r2 >= r1) r2++;
     a = (uint32_t)dense[r1];
     b = (uint32_t)dense[r2];

@@ -23,10 +23,16 @@
  *     win[2s]          winning leaf of each node           ulb_kwin
  *     at[cap]          position -> its leaf, or -1         ulb_kat
  *   random:
- *     fen[cap + 1]     Fenwick tree of effective weights   ulb_fen
+ *     fen[12][cap + 1] Fenwick trees of effective weights: ulb_fen
+ *                      lazy: one per tier (its healthy
+ *                      members) and UL_SET_ALL (all);
+ *                      eager: 0, the eligible members
  *   random, least_conn:
- *     dense[cap]       eligible positions, nelig used      ulb_dense
- *     dense_at[cap]    position -> index in dense          ulb_dense_at
+ *     dense[12][cap]   the sets: positions of the healthy  ulb_dense
+ *                      members of each tier, and of all
+ *                      members (UL_SET_ALL), set_n[k] used
+ *     dense_at[cap]    position -> index in its tier's set ulb_dense_at
+ *     dense_all[cap]   position -> index in the set of all ulb_dense_all
  *   hash:
  *     magx[cap]        Maglev build state                  ulb_magx
  *     mag[maglev_m]    Maglev table: entry -> slot         ulb_mag
@@ -105,14 +111,26 @@ static inline ul_line *ulb_kline(const ul_list *l) {
 static inline int32_t *ulb_kat(const ul_list *l) {
   return UL_BLOCK_AT(int32_t, l, l->off_kst_at);
 }
-static inline int64_t *ulb_fen(const ul_list *l) {
-  return UL_BLOCK_AT(int64_t, l, l->off_fen);
+/* Fenwick tree k (0..UL_NSETS-1), cap + 1 entries */
+static inline int64_t *ulb_fen(const ul_list *l, uint32_t k) {
+  return UL_BLOCK_AT(int64_t, l, l->off_fen) + (size_t)k * (l->cap + 1u);
 }
-static inline int32_t *ulb_dense(const ul_list *l) {
-  return UL_BLOCK_AT(int32_t, l, l->off_dense);
+/* set k (0..UL_NSETS-1): set_n[k] positions */
+static inline int32_t *ulb_dense(const ul_list *l, uint32_t k) {
+  return UL_BLOCK_AT(int32_t, l, l->off_dense) + (size_t)k * l->cap;
+}
+/* the set and the tree a draw reads (set_pick, fen_pick) */
+static inline int32_t *ulb_set_pick(const ul_list *l) {
+  return UL_BLOCK_AT(int32_t, l, l->off_set_pick);
+}
+static inline int64_t *ulb_fen_pick(const ul_list *l) {
+  return UL_BLOCK_AT(int64_t, l, l->off_fen_pick);
 }
 static inline int32_t *ulb_dense_at(const ul_list *l) {
-  return ulb_dense(l) + l->cap;
+  return ulb_dense(l, UL_NSETS);
+}
+static inline int32_t *ulb_dense_all(const ul_list *l) {
+  return ulb_dense(l, UL_NSETS + 1);
 }
 static inline ul_magx *ulb_magx(const ul_list *l) {
   return UL_BLOCK_AT(ul_magx, l, l->off_magx);
@@ -125,6 +143,53 @@ static inline int32_t *ulb_mag2(const ul_list *l) {
 }
 
 #undef UL_BLOCK_AT
+
+/* ---- the eligible bitmap (rr.c keeps it; least_conn scans it) ------- */
+
+/* First set position >= from in the bitmap o words after tier 0's, or -1. */
+static inline __attribute__((always_inline)) int64_t
+ulb_bm_next(const ul_list *l, size_t o, uint32_t from) {
+  const uint64_t *b0 = ulb_bm(l, 0) + o, *b1 = ulb_bm(l, 1) + o,
+                 *b2 = ulb_bm(l, 2) + o;
+  uint32_t w = from / UL_BM_BITS, w1;
+  uint64_t m;
+  if (w >= l->bm_words[0]) return -1;
+  m = b0[w] & (~0ULL << (from % UL_BM_BITS));
+  if (m) return (int64_t)w * UL_BM_BITS + __builtin_ctzll(m);
+  w++; /* next non-empty level-0 word after w */
+  w1 = w / UL_BM_BITS;
+  if (w1 >= l->bm_words[1]) return -1;
+  m = b1[w1] & (~0ULL << (w % UL_BM_BITS));
+  if (!m) {
+    uint32_t w2;
+    w1++; /* next non-empty level-1 word after w1 */
+    for (w2 = w1 / UL_BM_BITS; w2 < l->bm_words[2]; w2++) {
+      m = b2[w2];
+      if (w2 == w1 / UL_BM_BITS) m &= ~0ULL << (w1 % UL_BM_BITS);
+      if (m) break;
+    }
+    if (!m) return -1;
+    w1 = w2 * UL_BM_BITS + (uint32_t)__builtin_ctzll(m);
+    m = b1[w1];
+  }
+  w = w1 * UL_BM_BITS + (uint32_t)__builtin_ctzll(m);
+  return (int64_t)w * UL_BM_BITS + __builtin_ctzll(b0[w]);
+}
+
+/* The first set position at or cyclically after from in that bitmap
+ * (one bit set at least). */
+static inline __attribute__((always_inline)) uint32_t
+ulb_next_in(const ul_list *l, size_t o, uint32_t from) {
+  int64_t p = from < l->n ? ulb_bm_next(l, o, from) : -1;
+  if (p < 0) p = ulb_bm_next(l, o, 0);
+  return (uint32_t)p;
+}
+
+/* Whether member x may be picked now: on a lazy list its class against
+ * the mask (list.c keeps both), else its elig byte. */
+static inline int ulb_elig(const ul_list *l, const ul_node *x) {
+  return l->lazy ? (int)((l->elig_mask >> x->cls) & 1u) : x->elig;
+}
 
 /* The member at position pos (< n). */
 static inline ul_node *ulb_at(const ul_list *l, uint32_t pos) {

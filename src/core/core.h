@@ -114,7 +114,17 @@ typedef struct ul_node {
   uint8_t elig;    /* may be picked now (healthy, lowest tier, or panic);
                       not kept on a lazy list (ul_list.lazy): ul_eligible */
   uint8_t ramp;    /* slow start step 1..UL_RAMP_STEPS */
+  uint8_t cls;     /* its tier while healthy, else UL_CLS_DOWN (list.c);
+                      UL_NSETS on a free slot */
 } ul_node;
+
+/* A member's class (ul_node.cls): its tier while healthy, this while not.
+ * Random and least_conn keep one set of members per healthy tier and one
+ * of all members (UL_SET_ALL); a lazy list's pick reads the set of the
+ * lowest healthy tier, or the set of all in panic. */
+#define UL_CLS_DOWN (UL_MAX_TIER + 1)
+#define UL_SET_ALL (UL_MAX_TIER + 1)
+#define UL_NSETS (UL_MAX_TIER + 2)
 
 typedef struct ul_list {
   ul_opts opts;
@@ -148,14 +158,24 @@ typedef struct ul_list {
   uint32_t kst_n;     /* weighted: leaves in use, one per eligible member */
   uint32_t kst_root;  /* weighted: the node whose subtree holds them */
   uint32_t bm_words[3]; /* words in each bitmap level */
-  /* lazy eligibility (round_robin): no member's elig is rewritten when the
-   * panic state or the lowest healthy tier moves. The bitmap is one per
-   * tier (stride bm_stride words) of the healthy members of that tier; a
-   * pick honours panic_on and active_tier; nelig and total_ew follow from
-   * the per-tier counts and sums (list.c) */
+  /* lazy eligibility (every strategy but weighted): no member's elig is
+   * rewritten when the panic state or the lowest healthy tier moves. The
+   * bitmap is one per tier (stride bm_stride words) of the healthy members
+   * of that tier, random's Fenwick tree one per tier and one over all
+   * members; a pick honours panic_on and active_tier; nelig and total_ew
+   * follow from the per-tier counts and sums (list.c) */
   uint32_t lazy, bm_stride;
-  uint32_t bm_pick; /* round_robin: words from tier 0's bitmap to the one
-                       a pick reads (lazy: active_tier's; else 0) */
+  uint32_t bm_pick; /* words from tier 0's bitmap to the one a pick reads
+                       (lazy: active_tier's; else 0) */
+  uint32_t elig_mask; /* lazy: bit c set when class c may be picked (all
+                         in panic, else active_tier's) */
+  uint32_t set_pick;  /* random, least_conn: the set a draw reads (panic:
+                         UL_SET_ALL, else active_tier's, on every list) */
+  uint32_t fen_pick;  /* random: the Fenwick tree a draw reads (lazy: as
+                         set_pick; eager: 0, the eligible members') */
+  uint32_t off_set_pick, off_fen_pick; /* where set_pick's set and
+                         fen_pick's tree are in the block (pick_state) */
+  uint32_t set_n[UL_NSETS]; /* random, least_conn: members in each set */
   int64_t tier_ew[UL_MAX_TIER + 1]; /* lazy: sum of ew, healthy, by tier */
   int64_t all_ew;                   /* lazy: sum of ew over all members */
   uint64_t gen;       /* last check generation handed out */
@@ -165,7 +185,8 @@ typedef struct ul_list {
   uint32_t off_nodes, off_order, off_heap, off_ready, off_bm[3];
   uint32_t off_kst_win, off_kst_melt, off_kst_line, off_kst_at, off_fen, off_dense;
   uint32_t off_mag, off_mag2, off_magx;
-  uint64_t sumsq[2]; /* random: sum of ew^2 over eligible (128-bit, lo/hi) */
+  uint64_t sumsq[UL_NSETS][2]; /* random: sum of ew^2 over each tree's
+                                  members (128-bit, lo/hi) */
   uint32_t off_stats; /* stats[cap]: what status() and metrics report */
   uint32_t off_picks; /* picks[cap]: times ul_pick returned each slot */
 } ul_list;

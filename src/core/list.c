@@ -66,21 +66,25 @@ static void block_free_slots(ul_list *l, uint32_t first, uint32_t cap) {
   for (i = first; i < cap; i++) {
     nd[i].pos = -1;
     nd[i].heap = -1;
+    nd[i].cls = UL_NSETS; /* in no class: never eligible (ulb_elig) */
     nd[i].dup = i + 1 < cap ? (int32_t)(i + 1) : -1;
   }
 }
+
+static void pick_state(ul_list *l);
 
 static void block_init(ul_list *l, uint32_t cap, const ul_opts *o,
                        uint64_t seed, uint32_t prev_m) {
   memset(l, 0, block_layout(NULL, cap, o->strategy, prev_m));
   block_layout(l, cap, o->strategy, prev_m);
   l->opts = *o;
-  l->lazy = o->strategy == UL_ROUND_ROBIN;
+  l->lazy = o->strategy != UL_WEIGHTED;
   l->rr = -1;
   l->active_tier = -1;
   l->rng = seed ? seed : 0x9E3779B97F4A7C15ULL;
   block_free_slots(l, 0, cap);
   l->free_head = 0;
+  pick_state(l);
   ulp_rebuild(l); /* the strategies' empty state: not all zeros (kst) */
 }
 
@@ -91,7 +95,10 @@ void ul_init(ul_list *l, uint32_t cap, const ul_opts *o, uint64_t seed) {
 double ul_random(ul_list *l) { return ulr_unit(l); }
 
 void ul_eager(ul_list *l) {
-  if (l->n == 0) l->lazy = 0;
+  if (l->n != 0) return;
+  l->lazy = 0;
+  pick_state(l);
+  ulp_rebuild(l);
 }
 
 /* ---- eligibility ------------------------------------------------------- */
@@ -129,38 +136,61 @@ static int member_set_elig(ul_list *l, ul_node *n, int e, int64_t ew) {
 }
 
 /* ---- lazy eligibility --------------------------------------------------
- * A lazy list (round_robin) never rewrites elig: a member counts in the
- * bitmap of its tier while healthy, and in the per-tier sums; a pick reads
- * panic_on and active_tier. A change to a member's health, tier, weight or
- * ramp is lazy_out before it and lazy_in after it: O(1), and O(log n)
- * nowhere. nelig and total_ew are derived (lazy_totals). */
+ * A lazy list (every strategy but weighted) never rewrites elig: a member
+ * counts in the structures of its tier while healthy (rr.c's bitmap,
+ * random.c's Fenwick tree) and in those of all members, and in the
+ * per-tier sums; a pick reads panic_on and active_tier (through bm_pick,
+ * elig_mask, set_pick, fen_pick: pick_state). A change to a member's
+ * health, tier, weight or ramp is member_out before it and member_in after
+ * it: O(1), or O(log n) for random's trees. nelig and total_ew are
+ * derived (pick_state). Every list keeps node.cls (its tier while healthy)
+ * and, for random and least_conn, the sets it names (random.c). */
 
-static void lazy_out(ul_list *l, ul_node *n) {
-  l->all_ew -= n->ew;
-  if (n->score >= 0) {
-    l->tier_ew[n->tier] -= n->ew;
-    ulp_bm_tier(l, n->tier, (uint32_t)n->pos, 0);
-  }
+static uint32_t member_cls(const ul_node *n) {
+  return n->score >= 0 ? n->tier : UL_CLS_DOWN;
 }
 
-static void lazy_in(ul_list *l, ul_node *n) {
+static void member_out(ul_list *l, ul_node *n) {
+  if (!l->lazy) return;
+  l->all_ew -= n->ew;
+  if (n->score >= 0) l->tier_ew[n->tier] -= n->ew;
+  ulp_lazy_member(l, (uint32_t)n->pos, 0);
+}
+
+static void member_in(ul_list *l, ul_node *n) {
+  uint32_t c = member_cls(n);
+  if (c != n->cls) {
+    uint32_t old = n->cls;
+    n->cls = (uint8_t)c;
+    ulp_class(l, (uint32_t)n->pos, old);
+  }
+  if (!l->lazy) return;
   n->ew = member_ew(n);
   l->all_ew += n->ew;
-  if (n->score >= 0) {
-    l->tier_ew[n->tier] += n->ew;
-    ulp_bm_tier(l, n->tier, (uint32_t)n->pos, 1);
-  }
+  if (n->score >= 0) l->tier_ew[n->tier] += n->ew;
+  ulp_lazy_member(l, (uint32_t)n->pos, 1);
 }
 
-static void lazy_totals(ul_list *l) {
+/* What a pick reads of the panic state and the lowest healthy tier. */
+static void pick_state(ul_list *l) {
+  l->set_pick = l->panic_on           ? UL_SET_ALL
+                : l->active_tier >= 0 ? (uint32_t)l->active_tier
+                                      : 0;
+  l->fen_pick = l->lazy ? l->set_pick : 0;
+  l->off_set_pick = l->off_dense + (uint32_t)(l->set_pick * l->cap * 4u);
+  l->off_fen_pick = l->off_fen + (uint32_t)(l->fen_pick * (l->cap + 1u) * 8u);
+  if (!l->lazy) return;
   l->bm_pick = l->active_tier > 0 ? (uint32_t)l->active_tier * l->bm_stride : 0;
   if (l->panic_on) {
+    l->elig_mask = (1u << UL_NSETS) - 1; /* every class, down too */
     l->nelig = l->n;
     l->total_ew = l->all_ew;
   } else if (l->active_tier >= 0) {
+    l->elig_mask = 1u << l->active_tier;
     l->nelig = l->tier_healthy[l->active_tier];
     l->total_ew = l->tier_ew[l->active_tier];
   } else {
+    l->elig_mask = 0;
     l->nelig = 0;
     l->total_ew = 0;
   }
@@ -182,6 +212,22 @@ static void member_update(ul_list *l, int32_t s) {
     ulp_update(l, (uint32_t)n->pos, old_e, old_ew);
 }
 
+/* Lazy lists: member n had eligibility e0 and effective weight w0 before
+ * a change that moved no flag: tell the strategies what member_update
+ * tells them on an eager list (hash rebuilds its table). */
+static void lazy_changed(ul_list *l, const ul_node *n, int e0, int64_t w0) {
+  if (ulb_elig(l, n) != e0 || n->ew != w0) ulp_lazy_changed(l, 0);
+}
+
+/* Eager lists: every member's elig and ew anew. */
+static void members_elig(ul_list *l) {
+  uint32_t p;
+  for (p = 0; p < l->n; p++) {
+    ul_node *n = ulb_at(l, p);
+    member_set_elig(l, n, member_eligible(l, n), member_ew(n));
+  }
+}
+
 /* Recounts healthy members per tier and sets the eligibility of all. */
 static void members_update(ul_list *l) {
   uint32_t p, t;
@@ -198,6 +244,7 @@ static void members_update(ul_list *l) {
   for (t = 0; t <= UL_MAX_TIER && l->active_tier < 0; t++)
     if (l->tier_healthy[t]) l->active_tier = (int32_t)t;
   l->panic_on = l->opts.panic > 0 && (double)l->healthy < l->opts.panic * l->n;
+  for (p = 0; p < l->n; p++) ulb_at(l, p)->cls = (uint8_t)member_cls(ulb_at(l, p));
   if (l->lazy) {
     l->all_ew = 0;
     for (t = 0; t <= UL_MAX_TIER; t++) l->tier_ew[t] = 0;
@@ -208,33 +255,34 @@ static void members_update(ul_list *l) {
       l->all_ew += n->ew;
       if (n->score >= 0) l->tier_ew[n->tier] += n->ew;
     }
-    lazy_totals(l);
   } else {
-    for (p = 0; p < l->n; p++) {
-      ul_node *n = ulb_at(l, p);
-      member_set_elig(l, n, member_eligible(l, n), member_ew(n));
-    }
+    members_elig(l);
   }
+  pick_state(l);
   ulp_rebuild(l);
 }
 
-/* After s changed health or tier: one member changes, or, when the lowest
- * healthy tier or the panic state moves, all of them (eager lists; a lazy
- * one only moves the flag and the tier, its totals follow). */
-static void tiers_refresh(ul_list *l, int32_t s) {
+/* After s changed health or tier (it had eligibility e0 and effective
+ * weight w0 before): one member changes, or, when the lowest healthy tier
+ * or the panic state moves, all of them (eager lists; a lazy one only
+ * moves the flag and the tier, its totals follow). */
+static void tiers_refresh(ul_list *l, int32_t s, int e0, int64_t w0) {
   int32_t at = -1;
   uint32_t t, pn;
+  int flip;
   for (t = 0; t <= UL_MAX_TIER && at < 0; t++)
     if (l->tier_healthy[t]) at = (int32_t)t;
   pn = l->opts.panic > 0 && (double)l->healthy < l->opts.panic * l->n;
+  flip = at != l->active_tier || pn != l->panic_on;
+  l->active_tier = at;
+  l->panic_on = pn;
+  if (l->lazy || flip) pick_state(l);
   if (l->lazy) {
-    l->active_tier = at;
-    l->panic_on = pn;
-    lazy_totals(l);
-  } else if (at != l->active_tier || pn != l->panic_on) {
-    l->active_tier = at;
-    l->panic_on = pn;
-    members_update(l);
+    if (flip) ulp_lazy_changed(l, 1);
+    else lazy_changed(l, &ul_nodes(l)[s], e0, w0);
+  } else if (flip) {
+    members_elig(l);
+    ulp_refresh(l);
   } else {
     member_update(l, s);
   }
@@ -289,11 +337,13 @@ static void ramp_tick(ul_list *l, double now) {
   for (p = 0; p < l->n; p++) {
     int32_t s = ul_order(l)[p];
     ul_node *n = &ul_nodes(l)[s];
+    int64_t w0 = n->ew;
     if (n->ramp >= UL_RAMP_STEPS) continue;
-    if (l->lazy) lazy_out(l, n);
+    member_out(l, n);
     n->ramp = ramp_step(now - n->since, step);
-    if (l->lazy) lazy_in(l, n);
-    member_update(l, s);
+    member_in(l, n);
+    if (l->lazy) lazy_changed(l, n, ulb_elig(l, n), w0);
+    else member_update(l, s);
     if (n->ramp < UL_RAMP_STEPS) {
       double at = ramp_after(now, n->since + n->ramp * step);
       ramping++;
@@ -302,19 +352,21 @@ static void ramp_tick(ul_list *l, double now) {
   }
   l->ramping = ramping;
   l->ramp_next = next;
-  if (l->lazy) lazy_totals(l);
+  if (l->lazy) pick_state(l);
 }
 
 /* ---- scores and tiers -------------------------------------------------- */
 
 static void score_set(ul_list *l, int32_t s, double v, double now) {
   ul_node *n = &ul_nodes(l)[s];
-  int was = n->score >= 0, is = v >= 0;
+  int was = n->score >= 0, is = v >= 0, e0;
+  int64_t w0 = n->ew;
   if (was == is || n->pos < 0) {
     n->score = v;
     return;
   }
-  if (l->lazy) lazy_out(l, n);
+  e0 = ulb_elig(l, n);
+  member_out(l, n);
   n->score = v;
   ul_stats(l)[s].changed = now;
   ul_stats(l)[s].flips++;
@@ -326,23 +378,26 @@ static void score_set(ul_list *l, int32_t s, double v, double now) {
     l->healthy--;
     l->tier_healthy[n->tier]--;
   }
-  if (l->lazy) lazy_in(l, n);
-  tiers_refresh(l, s);
+  member_in(l, n);
+  tiers_refresh(l, s, e0, w0);
 }
 
 static void tier_set(ul_list *l, int32_t s, int tier) {
   ul_node *n = &ul_nodes(l)[s];
+  int e0;
+  int64_t w0 = n->ew;
   if (tier < l->opts.tier_min) tier = l->opts.tier_min;
   if (tier > l->opts.tier_max) tier = l->opts.tier_max;
   if (n->tier == tier) return;
-  if (l->lazy && n->pos >= 0) lazy_out(l, n);
+  e0 = ulb_elig(l, n);
+  if (n->pos >= 0) member_out(l, n);
   if (n->score >= 0) {
     l->tier_healthy[n->tier]--;
     l->tier_healthy[tier]++;
   }
   n->tier = (uint8_t)tier;
-  if (l->lazy && n->pos >= 0) lazy_in(l, n);
-  tiers_refresh(l, s);
+  if (n->pos >= 0) member_in(l, n);
+  tiers_refresh(l, s, e0, w0);
 }
 
 static double score_up(const ul_list *l, double v) {
@@ -375,13 +430,15 @@ void ul_set_weight(ul_list *l, int32_t s, uint32_t weight) {
   int32_t t = s;
   do {
     ul_node *n = &ul_nodes(l)[t];
-    if (l->lazy && n->pos >= 0) lazy_out(l, n);
+    int64_t w0 = n->ew;
+    if (n->pos >= 0) member_out(l, n);
     n->weight = weight;
-    if (l->lazy && n->pos >= 0) lazy_in(l, n);
-    member_update(l, t);
+    if (n->pos >= 0) member_in(l, n);
+    if (!l->lazy) member_update(l, t);
+    else if (n->pos >= 0) lazy_changed(l, n, ulb_elig(l, n), w0);
     t = n->dup;
   } while (t != s);
-  if (l->lazy) lazy_totals(l);
+  if (l->lazy) pick_state(l);
 }
 
 int ul_release(ul_list *l, int32_t s) {
@@ -429,6 +486,7 @@ int32_t ul_append(ul_list *l, int checked, int32_t dup_of, double now,
   n->tier = (uint8_t)l->opts.tier_init;
   n->score = l->opts.initial_score;
   n->pos = (int32_t)l->n;
+  n->cls = UL_NSETS; /* in no set yet: member_in puts it in */
   ul_order(l)[l->n++] = s;
   n->flags = UL_F_MEMBER;
   memset(&ul_stats(l)[s], 0, sizeof(ul_stat));
@@ -440,8 +498,8 @@ int32_t ul_append(ul_list *l, int checked, int32_t dup_of, double now,
     l->tier_healthy[n->tier]++;
     if (ramp) ramp_start(l, n, now);
   }
-  if (l->lazy) lazy_in(l, n);
-  tiers_refresh(l, s);
+  member_in(l, n);
+  tiers_refresh(l, s, 0, 0);
   if (dup_of >= 0) {
     n->dup = ul_nodes(l)[dup_of].dup;
     ul_nodes(l)[dup_of].dup = s;
@@ -464,6 +522,7 @@ static void member_drop(ul_list *l, int32_t s) {
   x->flags = 0;
   x->state = UL_IDLE;
   x->pos = -1;
+  x->cls = UL_NSETS; /* a table entry still naming it is not eligible */
   x->dup = l->free_head;
   l->free_head = s;
 }
@@ -502,7 +561,7 @@ void ul_grow(ul_list *dst, uint32_t cap, const ul_list *src) {
   dst->active_tier = src->active_tier;
   dst->panic_on = src->panic_on;
   dst->lazy = src->lazy;
-  /* bm_pick follows from dst's stride: lazy_totals, below */
+  /* bm_pick follows from dst's stride: pick_state, below */
   memcpy(dst->tier_ew, src->tier_ew, sizeof dst->tier_ew);
   dst->all_ew = src->all_ew;
   dst->nelig = src->nelig;
@@ -519,8 +578,8 @@ void ul_grow(ul_list *dst, uint32_t cap, const ul_list *src) {
   tail = &dst->free_head;
   while (*tail >= 0) tail = &ul_nodes(dst)[*tail].dup;
   *tail = src->cap < cap ? (int32_t)src->cap : -1;
+  pick_state(dst);
   ulp_rebuild(dst);
-  if (dst->lazy) lazy_totals(dst);
   ulp_maglev_copy(dst, src); /* picks read it while the next one builds */
 }
 

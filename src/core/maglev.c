@@ -11,10 +11,15 @@
  * next eligible entry (up to UL_MAGLEV_FALL of them, then the eligible
  * bitmap from a position the key gives), so a key keeps its member while
  * that member stays eligible, and a build that began before a change is
- * finished, then followed by another. Small tables (M < UL_MAGLEV_SYNC_M)
- * are still built whole on the first pick after a change: such a build
- * costs less than a slice would be worth. The first table of a list, which
- * has none to read meanwhile, is built whole too.
+ * finished, then followed by another. A panic or tier flip on a lazy list
+ * (list.c) is such a change: the table over the newly eligible members is
+ * built the same way, in slices, while picks read the last table and fall
+ * through its entries that are not eligible now. Small tables (M <
+ * UL_MAGLEV_SYNC_M) are still built whole on the first pick after a
+ * change: such a build costs less than a slice would be worth. A list's
+ * first table (or the first after it outgrew M) is built in slices too:
+ * until it is done, a pick is the eligible bitmap's first member at or
+ * after a position the key gives (maglev_none), deterministic and O(1).
  */
 #include "pick.h"
 #include "block.h"
@@ -131,7 +136,7 @@ static int maglev_run(ul_list *l, uint32_t *budget) {
         for (; l->mb_i < l->n && b; l->mb_i++, b--) {
           const ul_node *x = ulb_at(l, l->mb_i);
           ul_magx *y;
-          if (!x->elig) continue;
+          if (!ulb_elig(l, x)) continue;
           y = &mx[l->mb_e++];
           y->slot = ul_order(l)[l->mb_i];
           y->at = (uint32_t)(x->hash % m);
@@ -262,15 +267,14 @@ static void maglev_busy_set(ul_list *l) {
   l->maglev_busy = l->maglev_dirty || l->mb_phase != MB_IDLE || !l->maglev_valid;
 }
 
-/* A slice of the build (the whole build while there is no table to read,
- * or when the list builds whole tables). Kept out of line: inlined into
- * ul_pick it cost the hash pick registers (2 instructions a pick). */
+/* A slice of the build (the whole build when the list builds whole
+ * tables). Kept out of line: inlined into ul_pick it cost the hash pick
+ * registers (2 instructions a pick). */
 static __attribute__((noinline)) void maglev_advance(ul_list *l) {
-  uint32_t budget = l->maglev_valid && l->maglev_slice ? l->maglev_slice
-                                                       : UINT32_MAX;
+  uint32_t budget = l->maglev_slice ? l->maglev_slice : UINT32_MAX;
   if (l->mb_phase == MB_IDLE) maglev_begin(l);
   if (maglev_run(l, &budget)) maglev_finish(l);
-  if (!l->maglev_valid || !l->maglev_slice) /* whole: until done */
+  if (!l->maglev_slice) /* whole: until done */
     while (l->mb_phase != MB_IDLE) {
       budget = UINT32_MAX;
       if (maglev_run(l, &budget)) maglev_finish(l);
@@ -289,6 +293,17 @@ void ulp_maglev_settle(ul_list *l) {
   maglev_busy_set(l);
 }
 
+/* No table yet (a list's first, or the first after outgrowing M), built
+ * in slices meanwhile: the first eligible position at or after the one
+ * the key gives (its low 32 bits scaled onto [0, n)), on the eligible
+ * bitmap. The same key gets the same member while the members and their
+ * eligibility stay; a member's keys go to the next eligible one when it
+ * is not. */
+static __attribute__((noinline)) uint32_t maglev_none(const ul_list *l,
+                                                      uint64_t key) {
+  return ulp_next_elig(l, (uint32_t)(((key & 0xFFFFFFFFu) * l->n) >> 32));
+}
+
 /* The key's entry's member is not eligible now: the next entries', then
  * the first eligible position at or after one the key gives. The same key
  * falls through alike while the table and the eligible set stay. */
@@ -302,9 +317,9 @@ static __attribute__((noinline)) uint32_t maglev_fall(const ul_list *l,
     int32_t s;
     if (++e == m) e = 0;
     s = tab[e];
-    if (s >= 0 && nd[s].elig) return (uint32_t)nd[s].pos;
+    if (s >= 0 && ulb_elig(l, &nd[s])) return (uint32_t)nd[s].pos;
   }
-  return ulp_next_elig(l, (uint32_t)(((key & 0xFFFFFFFFu) * l->n) >> 32));
+  return maglev_none(l, key);
 }
 
 /* The key's entry: key (already a mixed hash) mapped onto [0, M) by a
@@ -313,10 +328,13 @@ uint32_t ulp_hash_pick(ul_list *l, uint64_t key) {
   uint64_t e = ((key >> 32) * (uint64_t)l->maglev_m) >> 32;
   const ul_node *nd;
   int32_t s;
-  if (l->maglev_busy) maglev_advance(l);
+  if (l->maglev_busy) {
+    maglev_advance(l);
+    if (!l->maglev_valid) return maglev_none(l, key);
+  }
   s = ulb_mag(l)[e];
   nd = ul_nodes(l);
-  if (s >= 0 && nd[s].elig) return (uint32_t)nd[s].pos;
+  if (s >= 0 && ulb_elig(l, &nd[s])) return (uint32_t)nd[s].pos;
   return maglev_fall(l, key, (uint32_t)e);
 }
 

@@ -34,12 +34,12 @@ static size_t pick_arrays(pick_offsets *o, uint32_t cap, int strategy,
     o->kat = off;
     off = ul_align8(off + (size_t)cap * sizeof(int32_t));
   } else if (strategy == UL_RANDOM || strategy == UL_LEAST_CONN) {
-    if (strategy == UL_RANDOM) {
+    if (strategy == UL_RANDOM) { /* a tree per set (lazy), or one (eager) */
       o->fen = off;
-      off += ((size_t)cap + 1) * sizeof(int64_t);
+      off += (size_t)UL_NSETS * ((size_t)cap + 1) * sizeof(int64_t);
     }
-    o->dense = off;
-    off = ul_align8(off + (size_t)2 * cap * sizeof(int32_t));
+    o->dense = off; /* the sets, then the two position indexes */
+    off = ul_align8(off + (size_t)(UL_NSETS + 2) * cap * sizeof(int32_t));
   } else if (strategy == UL_HASH) {
     o->m = ulp_maglev_size(cap, prev_m);
     if (o->m > INT32_MAX) return 0;
@@ -65,8 +65,9 @@ size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off,
     o.bm[k] = off;
     off += (size_t)w[k] * 8u;
   }
-  /* round_robin (lazy eligibility): one bitmap per tier, tier 0's first */
-  if (strategy == UL_ROUND_ROBIN)
+  /* lazy eligibility (all but weighted): one bitmap per tier, tier 0's
+   * first */
+  if (strategy != UL_WEIGHTED)
     off += (size_t)UL_MAX_TIER * ((size_t)w[0] + w[1] + w[2]) * 8u;
   off = pick_arrays(&o, cap, strategy, off, prev_m);
   if (off == 0 || off > UINT32_MAX) return 0; /* offsets are 32-bit */
@@ -96,15 +97,20 @@ size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off,
   return off;
 }
 
-void ulp_rebuild(ul_list *l) {
+void ulp_refresh(ul_list *l) {
   ulp_bm_rebuild(l);
   switch (l->opts.strategy) {
     case UL_WEIGHTED: ulp_kst_rebuild(l); break;
     case UL_RANDOM: ulp_random_rebuild(l); break;
-    case UL_LEAST_CONN: ulp_dense_rebuild(l); break;
     case UL_HASH: ulp_maglev_changed(l, 1); break;
     default: break;
   }
+}
+
+void ulp_rebuild(ul_list *l) {
+  ulp_refresh(l);
+  if (l->opts.strategy == UL_RANDOM || l->opts.strategy == UL_LEAST_CONN)
+    ulp_sets_rebuild(l);
 }
 
 void ulp_update(ul_list *l, uint32_t pos, int old_elig, int64_t old_ew) {
@@ -113,10 +119,24 @@ void ulp_update(ul_list *l, uint32_t pos, int old_elig, int64_t old_ew) {
   switch (l->opts.strategy) {
     case UL_WEIGHTED: ulp_kst_leaf(l, pos); break;
     case UL_RANDOM: ulp_random_update(l, pos, old_elig, old_ew); break;
-    case UL_LEAST_CONN: ulp_dense_update(l, pos, old_elig); break;
     case UL_HASH: ulp_maglev_changed(l, 0); break;
     default: break;
   }
+}
+
+void ulp_class(ul_list *l, uint32_t pos, uint32_t old_cls) {
+  if (l->opts.strategy == UL_RANDOM || l->opts.strategy == UL_LEAST_CONN)
+    ulp_sets_move(l, pos, old_cls);
+}
+
+void ulp_lazy_member(ul_list *l, uint32_t pos, int on) {
+  const ul_node *x = ulb_at(l, pos);
+  if (x->score >= 0) ulp_bm_tier(l, x->tier, pos, on);
+  if (l->opts.strategy == UL_RANDOM) ulp_random_lazy(l, pos, on);
+}
+
+void ulp_lazy_changed(ul_list *l, int moved) {
+  if (l->opts.strategy == UL_HASH) ulp_maglev_changed(l, moved);
 }
 
 uint32_t ulp_pick(ul_list *l, uint64_t key) {

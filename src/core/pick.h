@@ -2,9 +2,13 @@
  * core/pick.h - the pick strategies' interface. Internal to the core.
  *
  * The list (list.c) decides which members are eligible and with which
- * effective weight (node.elig, node.ew) and tells the strategies, which
- * keep their structures in the block in step: ulp_update for one member,
- * ulp_rebuild for all. It asks ulp_pick for a position. The strategies
+ * effective weight and tells the strategies, which keep their structures
+ * in the block in step. On an eager list (weighted, or ul_eager) it
+ * writes node.elig and node.ew: ulp_update for one member, ulp_refresh or
+ * ulp_rebuild for all. On a lazy one it writes each member's class
+ * (node.cls) and the flags a pick reads: ulp_class, ulp_lazy_member and
+ * ulp_lazy_changed for one member, ulp_rebuild for all; a panic or tier
+ * flip rewrites no member. It asks ulp_pick for a position. The strategies
  * know the block (block.h) and the generator (rand.h), never the list's
  * functions: nothing here calls back into list.c.
  */
@@ -25,6 +29,24 @@ UL_FUNC size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off,
 /* Rebuilds every structure from the nodes (positions changed, or the
  * eligibility of many members). */
 UL_FUNC void ulp_rebuild(ul_list *l);
+
+/* The same but for the sets of random and least_conn, which keep their
+ * order (an eager list's panic or tier flip: the order of a set is a
+ * function of its own joins and leaves, on either path). */
+UL_FUNC void ulp_refresh(ul_list *l);
+
+/* The member at pos changed class (node.cls; old_cls: UL_NSETS for a new
+ * member), on every list: the sets follow. */
+UL_FUNC void ulp_class(ul_list *l, uint32_t pos, uint32_t old_cls);
+
+/* Lazy lists: the member at pos leaves (on 0) or joins (1) the structures
+ * of its tier (while healthy) and of all members, before and after a
+ * change of its health, tier or effective weight. */
+UL_FUNC void ulp_lazy_member(ul_list *l, uint32_t pos, int on);
+
+/* Lazy lists: what ulp_update (moved 0) or ulp_rebuild (moved 1) would
+ * have told a strategy that rebuilds on a change (hash). */
+UL_FUNC void ulp_lazy_changed(ul_list *l, int moved);
 
 /* The member at pos changed eligibility or effective weight; old_elig and
  * old_ew are what it had. */
@@ -53,13 +75,13 @@ UL_FUNC void ulp_kst_rebuild(ul_list *l);
 UL_FUNC void ulp_kst_leaf(ul_list *l, uint32_t pos);
 UL_FUNC uint32_t ulp_weighted_pick(ul_list *l);
 
-/* random.c: random (Fenwick tree, dense array) and least_conn (dense
- * array). */
+/* random.c: random (Fenwick trees, the sets) and least_conn (the sets). */
 UL_FUNC void ulp_random_rebuild(ul_list *l);
 UL_FUNC void ulp_random_update(ul_list *l, uint32_t pos, int old_elig,
                                int64_t old_ew);
-UL_FUNC void ulp_dense_rebuild(ul_list *l);
-UL_FUNC void ulp_dense_update(ul_list *l, uint32_t pos, int old_elig);
+UL_FUNC void ulp_random_lazy(ul_list *l, uint32_t pos, int on);
+UL_FUNC void ulp_sets_rebuild(ul_list *l);
+UL_FUNC void ulp_sets_move(ul_list *l, uint32_t pos, uint32_t old_cls);
 UL_FUNC uint32_t ulp_random_pick(ul_list *l);
 UL_FUNC uint32_t ulp_least_conn_pick(ul_list *l);
 

@@ -3,12 +3,12 @@
  *
  *  random      a weighted draw from a Fenwick tree of effective weights
  *              (a draw in [0, total) descends to its member), or, when all
- *              eligible weights are equal, a uniform draw from a dense
- *              array of the eligible positions: O(1).
+ *              eligible weights are equal, a uniform draw from the set of
+ *              the eligible positions: O(1).
  *  least_conn  the fewest in flight among the eligible, scanned from after
  *              the last pick on the eligible bitmap (ties by round robin)
  *              for up to UL_LEAST_CONN_EXACT members; above that, the
- *              better of two members drawn from the dense array (power of
+ *              better of two members drawn from the set of the eligible (power of
  *              two choices).
  */
 #include "pick.h"
@@ -17,30 +17,43 @@
 
 #include <string.h>
 
-/* ---- Fenwick tree over positions -------------------------------------- */
+/* ---- Fenwick trees over positions ------------------------------------
+ * Tree k holds, at each position, the effective weight of its member if
+ * the member is in k's set: on an eager list tree 0 is the only one, of
+ * the eligible members; on a lazy one tree t (a tier) holds that tier's
+ * healthy members and tree UL_SET_ALL every member, so that a panic or
+ * tier flip only changes which tree a draw reads (fen_pick). A draw goes
+ * by position order in every tree: the same member for the same draw on
+ * either path. */
 
-static int64_t fen_weight(const ul_node *x) { return x->elig ? x->ew : 0; }
-
-static void fen_add(ul_list *l, uint32_t pos, int64_t d) {
-  int64_t *f = ulb_fen(l);
+static void fen_add(ul_list *l, uint32_t k, uint32_t pos, int64_t d) {
+  int64_t *f = ulb_fen(l, k);
   uint32_t i;
   for (i = pos + 1; i <= l->cap; i += i & (0u - i)) f[i] += d;
 }
 
-static void fen_rebuild(ul_list *l) {
-  int64_t *f = ulb_fen(l);
+/* Whether x counts in tree k. */
+static int fen_in(const ul_list *l, uint32_t k, const ul_node *x) {
+  if (!l->lazy) return x->elig;
+  return k == UL_SET_ALL || x->cls == k;
+}
+
+static void fen_build(ul_list *l, uint32_t k) {
+  int64_t *f = ulb_fen(l, k);
   uint32_t i;
   memset(f, 0, ((size_t)l->cap + 1) * sizeof *f);
   for (i = 1; i <= l->cap; i++) {
     uint32_t j = i + (i & (0u - i));
-    if (i - 1 < l->n) f[i] += fen_weight(ulb_at(l, i - 1));
+    if (i - 1 < l->n) {
+      const ul_node *x = ulb_at(l, i - 1);
+      if (fen_in(l, k, x)) f[i] += x->ew;
+    }
     if (j <= l->cap) f[j] += f[i];
   }
 }
 
-/* Position whose cumulative range holds r (0 <= r < total). */
-static uint32_t fen_find(const ul_list *l, int64_t r) {
-  const int64_t *f = ulb_fen(l);
+/* Position whose cumulative range in tree f holds r (0 <= r < total). */
+static uint32_t fen_find(const ul_list *l, const int64_t *f, int64_t r) {
   uint32_t pos = 0, step = 1;
   while (step * 2 <= l->cap) step *= 2;
   for (; step; step >>= 1)
@@ -53,80 +66,111 @@ static uint32_t fen_find(const ul_list *l, int64_t r) {
 
 /* ---- sum of squared effective weights --------------------------------- */
 
-/* All eligible weights are equal exactly when nelig * sumsq == total^2
- * (Cauchy-Schwarz). Kept as 128 bits in l->sumsq[0] (low), [1] (high). */
-static ul_u128 sumsq_get(const ul_list *l) {
-  return (ul_u128)l->sumsq[1] << 64 | l->sumsq[0];
+/* All of a tree's weights are equal exactly when members * sumsq ==
+ * total^2 (Cauchy-Schwarz). Kept as 128 bits in l->sumsq[k][0] (low),
+ * [k][1] (high), for each tree k. */
+static ul_u128 sumsq_get(const ul_list *l, uint32_t k) {
+  return (ul_u128)l->sumsq[k][1] << 64 | l->sumsq[k][0];
 }
 
-static void sumsq_add(ul_list *l, int64_t ew, int sign) {
-  ul_u128 v = sumsq_get(l), d = (ul_u128)(uint64_t)ew * (uint64_t)ew;
+static void sumsq_add(ul_list *l, uint32_t k, int64_t ew, int sign) {
+  ul_u128 v = sumsq_get(l, k), d = (ul_u128)(uint64_t)ew * (uint64_t)ew;
   v = sign > 0 ? v + d : v - d;
-  l->sumsq[0] = (uint64_t)v;
-  l->sumsq[1] = (uint64_t)(v >> 64);
+  l->sumsq[k][0] = (uint64_t)v;
+  l->sumsq[k][1] = (uint64_t)(v >> 64);
 }
 
-/* ---- dense array of eligible positions -------------------------------- */
-
-/* DENSE[0..nelig) holds them in any order, DENSE_AT[pos] is where pos
- * sits: O(1) add, remove and uniform draw. */
-static void dense_add(ul_list *l, uint32_t pos) {
-  uint32_t k = l->nelig - 1; /* nelig already counts it */
-  ulb_dense(l)[k] = (int32_t)pos;
-  ulb_dense_at(l)[pos] = (int32_t)k;
+/* ---- the sets ----------------------------------------------------------
+ * Set t (a tier) holds the positions of that tier's healthy members, set
+ * UL_SET_ALL those of every member, each in any order, so that a uniform
+ * draw from the eligible members is O(1) at any panic state or tier:
+ * dense(k)[0..set_n[k]), and DENSE_AT[pos] / DENSE_ALL[pos] where pos sits
+ * in its tier's set / in the set of all. Their order is a rule of its
+ * own, the same on a lazy and an eager list: a member joining a set goes
+ * last, one leaving it is replaced by the last, and a rebuild (members
+ * removed, a grow) lays every set out in position order. A panic or tier
+ * flip changes no set. */
+static void set_add(ul_list *l, uint32_t k, int32_t *at, uint32_t pos) {
+  uint32_t i = l->set_n[k]++;
+  ulb_dense(l, k)[i] = (int32_t)pos;
+  at[pos] = (int32_t)i;
 }
 
-static void dense_remove(ul_list *l, uint32_t pos) {
-  /* nelig already leaves it out: the last one is at nelig */
-  int32_t k = ulb_dense_at(l)[pos], last = ulb_dense(l)[l->nelig];
-  ulb_dense(l)[k] = last;
-  ulb_dense_at(l)[last] = k;
+static void set_remove(ul_list *l, uint32_t k, int32_t *at, uint32_t pos) {
+  int32_t *d = ulb_dense(l, k), i = at[pos], q = d[--l->set_n[k]];
+  d[i] = q;
+  at[q] = i;
 }
 
-void ulp_dense_rebuild(ul_list *l) {
-  uint32_t p, k = 0;
-  for (p = 0; p < l->n; p++)
-    if (ulb_at(l, p)->elig) {
-      ulb_dense(l)[k] = (int32_t)p;
-      ulb_dense_at(l)[p] = (int32_t)k++;
-    }
+void ulp_sets_rebuild(ul_list *l) {
+  uint32_t p, k;
+  for (k = 0; k < UL_NSETS; k++) l->set_n[k] = 0;
+  for (p = 0; p < l->n; p++) {
+    const ul_node *x = ulb_at(l, p);
+    set_add(l, UL_SET_ALL, ulb_dense_all(l), p);
+    if (x->cls < UL_CLS_DOWN) set_add(l, x->cls, ulb_dense_at(l), p);
+  }
 }
 
-void ulp_dense_update(ul_list *l, uint32_t pos, int old_elig) {
-  int e = ulb_at(l, pos)->elig;
-  if (e == old_elig) return;
-  if (e) dense_add(l, pos);
-  else dense_remove(l, pos);
+void ulp_sets_move(ul_list *l, uint32_t pos, uint32_t old_cls) {
+  uint32_t c = ulb_at(l, pos)->cls;
+  if (old_cls == UL_NSETS) set_add(l, UL_SET_ALL, ulb_dense_all(l), pos);
+  else if (old_cls < UL_CLS_DOWN) set_remove(l, old_cls, ulb_dense_at(l), pos);
+  if (c < UL_CLS_DOWN) set_add(l, c, ulb_dense_at(l), pos);
 }
 
 /* ---- random ----------------------------------------------------------- */
 
 void ulp_random_rebuild(ul_list *l) {
-  uint32_t p;
-  fen_rebuild(l);
-  ulp_dense_rebuild(l);
-  l->sumsq[0] = l->sumsq[1] = 0;
-  for (p = 0; p < l->n; p++)
-    if (ulb_at(l, p)->elig) sumsq_add(l, ulb_at(l, p)->ew, 1);
+  uint32_t p, k;
+  for (k = 0; k < UL_NSETS; k++) l->sumsq[k][0] = l->sumsq[k][1] = 0;
+  if (!l->lazy) {
+    fen_build(l, 0);
+    for (p = 0; p < l->n; p++)
+      if (ulb_at(l, p)->elig) sumsq_add(l, 0, ulb_at(l, p)->ew, 1);
+    return;
+  }
+  /* members only ever sit in the tiers tier_min..tier_max: the other
+   * trees stay as ul_init cleared them */
+  for (k = (uint32_t)l->opts.tier_min; k <= (uint32_t)l->opts.tier_max; k++)
+    fen_build(l, k);
+  fen_build(l, UL_SET_ALL);
+  for (p = 0; p < l->n; p++) {
+    const ul_node *x = ulb_at(l, p);
+    sumsq_add(l, UL_SET_ALL, x->ew, 1);
+    if (x->cls < UL_CLS_DOWN) sumsq_add(l, x->cls, x->ew, 1);
+  }
 }
 
 void ulp_random_update(ul_list *l, uint32_t pos, int old_elig,
                        int64_t old_ew) {
   const ul_node *x = ulb_at(l, pos);
-  fen_add(l, pos, (x->elig ? x->ew : 0) - (old_elig ? old_ew : 0));
-  if (old_elig) sumsq_add(l, old_ew, -1);
-  if (x->elig) sumsq_add(l, x->ew, 1);
-  ulp_dense_update(l, pos, old_elig);
+  fen_add(l, 0, pos, (x->elig ? x->ew : 0) - (old_elig ? old_ew : 0));
+  if (old_elig) sumsq_add(l, 0, old_ew, -1);
+  if (x->elig) sumsq_add(l, 0, x->ew, 1);
 }
 
-/* Weighted draw from the Fenwick tree, or, when every eligible member has
- * the same weight (the common case), a uniform draw from the dense array:
- * O(1) instead of a walk down the tree. */
+void ulp_random_lazy(ul_list *l, uint32_t pos, int on) {
+  const ul_node *x = ulb_at(l, pos);
+  int sign = on ? 1 : -1;
+  int64_t d = on ? x->ew : -x->ew;
+  if (x->cls < UL_CLS_DOWN) {
+    fen_add(l, x->cls, pos, d);
+    sumsq_add(l, x->cls, x->ew, sign);
+  }
+  fen_add(l, UL_SET_ALL, pos, d);
+  sumsq_add(l, UL_SET_ALL, x->ew, sign);
+}
+
+/* Weighted draw from the tree of the eligible members, or, when every
+ * one of them has the same weight (the common case), a uniform draw from
+ * their set: O(1) instead of a walk down the tree. */
 uint32_t ulp_random_pick(ul_list *l) {
-  if ((ul_u128)l->nelig * sumsq_get(l) ==
+  uint32_t k = l->fen_pick;
+  if ((ul_u128)l->nelig * sumsq_get(l, k) ==
       (ul_u128)l->total_ew * (uint64_t)l->total_ew)
-    return (uint32_t)ulb_dense(l)[ulr_below(l, l->nelig)];
-  return fen_find(l, ulr_below(l, l->total_ew));
+    return (uint32_t)ulb_set_pick(l)[ulr_below(l, l->nelig)];
+  return fen_find(l, ulb_fen_pick(l), ulr_below(l, l->total_ew));
 }
 
 /* ---- least_conn ------------------------------------------------------- */
@@ -141,18 +185,27 @@ static uint32_t lc_rr_dist(const ul_list *l, uint32_t pos) {
 uint32_t ulp_least_conn_pick(ul_list *l) {
   uint32_t best;
   if (l->nelig <= UL_LEAST_CONN_EXACT) {
-    uint32_t p, k;
-    best = p = ulp_next_elig(l, ulp_after_rr(l));
-    for (k = 1; k < l->nelig; k++) {
-      p = ulp_next_elig(l, p + 1);
-      if (ulb_at(l, p)->inflight < ulb_at(l, best)->inflight) best = p;
+    uint32_t p, k, o = l->bm_pick;
+    best = p = ulp_after_rr(l);
+    if (l->panic_on) { /* every member: the positions in turn */
+      for (k = 1; k < l->nelig; k++) {
+        if (++p == l->n) p = 0;
+        if (ulb_at(l, p)->inflight < ulb_at(l, best)->inflight) best = p;
+      }
+    } else {
+      best = p = ulb_next_in(l, o, p);
+      for (k = 1; k < l->nelig; k++) {
+        p = ulb_next_in(l, o, p + 1);
+        if (ulb_at(l, p)->inflight < ulb_at(l, best)->inflight) best = p;
+      }
     }
   } else { /* two distinct draws among the eligible */
     int64_t r1 = ulr_below(l, l->nelig), r2 = ulr_below(l, (int64_t)l->nelig - 1);
+    const int32_t *d = ulb_set_pick(l);
     uint32_t a, b;
     if (r2 >= r1) r2++;
-    a = (uint32_t)ulb_dense(l)[r1];
-    b = (uint32_t)ulb_dense(l)[r2];
+    a = (uint32_t)d[r1];
+    b = (uint32_t)d[r2];
     best = ulb_at(l, a)->inflight < ulb_at(l, b)->inflight ? a
            : ulb_at(l, b)->inflight < ulb_at(l, a)->inflight ? b
            : lc_rr_dist(l, a) <= lc_rr_dist(l, b) ? a : b;

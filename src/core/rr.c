@@ -34,36 +34,6 @@ static void bm_clear(ul_list *l, uint32_t t, uint32_t pos) {
   }
 }
 
-/* First set position >= from in the bitmap o words after tier 0's, or -1. */
-static inline __attribute__((always_inline)) int64_t
-bm_next(const ul_list *l, size_t o, uint32_t from) {
-  const uint64_t *b0 = ulb_bm(l, 0) + o, *b1 = ulb_bm(l, 1) + o,
-                 *b2 = ulb_bm(l, 2) + o;
-  uint32_t w = from / BITS, w1;
-  uint64_t m;
-  if (w >= l->bm_words[0]) return -1;
-  m = b0[w] & (~0ULL << (from % BITS));
-  if (m) return (int64_t)w * BITS + __builtin_ctzll(m);
-  w++; /* next non-empty level-0 word after w */
-  w1 = w / BITS;
-  if (w1 >= l->bm_words[1]) return -1;
-  m = b1[w1] & (~0ULL << (w % BITS));
-  if (!m) {
-    uint32_t w2;
-    w1++; /* next non-empty level-1 word after w1 */
-    for (w2 = w1 / BITS; w2 < l->bm_words[2]; w2++) {
-      m = b2[w2];
-      if (w2 == w1 / BITS) m &= ~0ULL << (w1 % BITS);
-      if (m) break;
-    }
-    if (!m) return -1;
-    w1 = w2 * BITS + (uint32_t)__builtin_ctzll(m);
-    m = b1[w1];
-  }
-  w = w1 * BITS + (uint32_t)__builtin_ctzll(m);
-  return (int64_t)w * BITS + __builtin_ctzll(b0[w]);
-}
-
 #undef BITS
 
 void ulp_bm_rebuild(ul_list *l) {
@@ -95,15 +65,11 @@ uint32_t ulp_after_rr(const ul_list *l) {
   return from >= l->n ? 0 : from;
 }
 
-static inline __attribute__((always_inline)) uint32_t
-next_in(const ul_list *l, size_t o, uint32_t from) {
-  int64_t p = from < l->n ? bm_next(l, o, from) : -1;
-  if (p < 0) p = bm_next(l, o, 0);
-  return (uint32_t)p;
-}
-
+/* In panic every member is eligible (on an eager list every bit is set
+ * then; a lazy one has no bitmap of them): from itself. */
 uint32_t ulp_next_elig(const ul_list *l, uint32_t from) {
-  return next_in(l, 0, from);
+  if (l->panic_on) return from < l->n ? from : 0;
+  return ulb_next_in(l, l->bm_pick, from);
 }
 
 /* In panic every member is eligible: the next position is the pick (the
@@ -113,5 +79,5 @@ uint32_t ulp_next_elig(const ul_list *l, uint32_t from) {
 uint32_t ulp_rr_pick(const ul_list *l) {
   uint32_t from = ulp_after_rr(l);
   if (l->panic_on) return from;
-  return next_in(l, l->bm_pick, from);
+  return ulb_next_in(l, l->bm_pick, from);
 }
