@@ -50,6 +50,10 @@ enum {
 UL_FUNC int ul_shm_open(const char *name, uint64_t sig, size_t size,
                         ul_shm **out);
 
+/* The mapping called name if this process family has it open, else NULL
+ * (nothing is made). Thread-safe. */
+UL_FUNC ul_shm *ul_shm_find(const char *name);
+
 /* A message for a result of ul_shm_open or ul_shm_lock ("..."). */
 UL_FUNC const char *ul_shm_strerror(int rc);
 

@@ -60,7 +60,8 @@ enum {
   LU_UV_CLOCK,     /* clock function or false */
   LU_UV_SLEEP,     /* sleep function or false */
   LU_UV_ON_CHANGE, /* on_change function or false */
-  LU_NUV = LU_UV_ON_CHANGE
+  LU_UV_SHARED,    /* shared lists: the lu_shared userdata; else false */
+  LU_NUV = LU_UV_SHARED
 };
 
 /* Which layer drives the checks: the first to run claims the list. */
@@ -75,6 +76,10 @@ typedef struct lu_list {
   uint32_t readers; /* status() calls reading the block across allocations:
                        reconcile then builds aside, never in place */
   int on_change;    /* opts.on_change is set (LU_UV_ON_CHANGE) */
+  /* shared lists (shared.c): NULL on a private one. core is then this
+   * process's snapshot of the shared block (what status() reads), and
+   * version the membership version the slot and index tables are of */
+  struct lu_shared *sh;
 } lu_list;
 
 /* upstream.new's options, read by lu_read_opts. The functions and the
@@ -87,6 +92,8 @@ typedef struct lu_conf {
   int tiers;   /* the tiers option was given */
   uint64_t seed;
   int on_change; /* its index on the stack, 0: absent */
+  int shared;    /* index of the shared option (a name), 0: absent */
+  lua_Integer capacity; /* 0: absent */
 } lu_conf;
 
 /* Methods carry the metatable as upvalue 1: one pointer compare per call
@@ -227,9 +234,20 @@ LU_FUNC int lu_in_own_check(lua_State *L);
 /* checks.c */
 LU_FUNC void lu_checks_open(lua_State *L);
 
+/* --- shared.c: shared lists (issue 10) ------------------------------------ */
+
+/* upstream.new with the shared option (the shared metatable at upvalue 2
+ * of new), and upstream.attach (it at upvalue 1). */
+LU_FUNC int lu_new_shared(lua_State *L, lu_conf *c);
+LU_FUNC int l_attach(lua_State *L);
+/* Pushes the shared lists' metatable with its methods (module.c). */
+LU_FUNC void lu_shared_open(lua_State *L);
+
 /* --- the Lua functions and methods (module.c registers them) -------------- */
 
 /* lifecycle.c */
+LU_FUNC lu_list *lu_new_userdata(lua_State *L, const lu_conf *c,
+                                 lua_Integer n);
 LU_FUNC int l_new(lua_State *L);
 LU_FUNC int l_shutdown(lua_State *L);
 /* methods.c */

@@ -1,0 +1,1106 @@
+/*
+ * lua/shared.c - shared lists (issue 10): upstream.new(backends,
+ * {shared = name, capacity = N, ...}) and upstream.attach(name). The
+ * list's block lives in a named shared mapping (core/shm.h), the same in
+ * every process forked after it was made and in every lua_State of the
+ * process; backends are strings, kept in an arena in the mapping.
+ *
+ * The mapping's user area: the header (lu_shdr: magic, layout signature,
+ * membership version, the offset in the arena of each slot's string),
+ * the core block (ul_size(cap, strategy)), the string arena. Nothing in it
+ * is a pointer.
+ *
+ * Lock rules: every core call on the shared block is made under the
+ * mapping's robust mutex (ul_shm_lock, with lu_sh_rebuild as the rebuild
+ * after a holder died), and the lock is never held across anything that
+ * can call Lua, raise or allocate: what a method needs from Lua (the
+ * clock, the arguments, room on the stack, scratch userdata) is got
+ * before it locks; under the lock only raw table reads are made, and Lua
+ * values are built after it unlocks.
+ *
+ * Each process keeps, per list, the slot table (slot+1 -> backend) and
+ * the index (backend -> slot) as a cache of the arena, valid for one
+ * membership version (u->version). Every method locks, compares the
+ * shared version with the cache's, and on a difference unlocks, resyncs
+ * the cache (lu_sh_sync) and tries again (bounded): a pick right after
+ * another process's reconcile returns the right backend.
+ *
+ * u->core is this process's snapshot of the block (LU_UV_BLOCK), copied
+ * under the lock for status()/status_of(), which then run on it
+ * unchanged; nothing else reads it.
+ *
+ * Test hooks (documented in README, "Shared lists"): upstream._fork,
+ * _wait, _exit, _kill, _getpid, _in_new_state and list:_validate().
+ */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "lualib.h"
+
+#include "binding.h"
+#include "../core/block.h"
+#include "../core/shm.h"
+
+#define LU_SH_MAGIC 0x75707368726c3031ULL /* "upshrl01" */
+#define LU_SH_TRIES 64 /* resyncs one call makes at most */
+#define LU_SH_MIN_STR 64 /* arena bytes per slot at least */
+
+/* The header of a shared list's mapping. Written under the lock. */
+typedef struct lu_shdr {
+  uint64_t magic;
+  uint64_t sig;
+  uint32_t init;      /* 1 once the block and the arena are laid out */
+  uint32_t version;   /* membership: bumped by every change of slots */
+  uint32_t cap;
+  int32_t strategy;
+  uint32_t off_list;  /* from the header: the core block */
+  uint32_t off_arena; /* from the header: the arena */
+  uint32_t arena_size;
+  uint32_t pad;
+  ul_opts opts;       /* the maker's: errors name what differs */
+  uint32_t off_str[]; /* [cap]: offset in the arena of slot s's string */
+} lu_shdr;
+
+/* This process's view of a shared list (a userdata at LU_UV_SHARED). */
+typedef struct lu_shared {
+  ul_shm *m;
+  lu_shdr *h;
+  ul_list *b;  /* the shared block */
+  ul_arena *a;
+  uint32_t cap;
+  size_t bsize; /* bytes of the block */
+  int shut;     /* this process shut its view down */
+  char name[UL_SHM_NAME_MAX + 1];
+} lu_shared;
+
+static size_t lu_al64(size_t x) { return (x + 63u) & ~(size_t)63u; }
+
+static size_t lu_sh_hsize(uint32_t cap) {
+  return lu_al64(sizeof(lu_shdr) + (size_t)cap * sizeof(uint32_t));
+}
+
+/* The layout signature: what two makers must agree on. */
+static uint64_t lu_sh_sig(int strategy, uint32_t cap, const ul_opts *o) {
+  struct {
+    uint64_t magic;
+    int32_t strategy;
+    uint32_t cap;
+    ul_opts o;
+  } k;
+  memset(&k, 0, sizeof k);
+  k.magic = LU_SH_MAGIC;
+  k.strategy = strategy;
+  k.cap = cap;
+  k.o = *o;
+  return ul_hash(&k, sizeof k);
+}
+
+static int lu_sh_member(const lu_shared *sh, uint32_t s) {
+  return (ul_nodes(sh->b)[s].flags & UL_F_MEMBER) != 0;
+}
+
+/* --- the lock ------------------------------------------------------------ */
+
+/* The arena's live strings after a holder died: those a member's slot
+ * holds (O(cap) per string: recovery only). */
+static int lu_sh_live(uint32_t off, void *ud) {
+  const lu_shared *sh = (const lu_shared *)ud;
+  uint32_t s;
+  for (s = 0; s < sh->cap; s++)
+    if (sh->h->off_str[s] == off && lu_sh_member(sh, s)) return 1;
+  return 0;
+}
+
+/* Run by ul_shm_lock, lock held, after a holder died: the derived state
+ * of the block recomputed, the slots' string offsets cleaned, the strings
+ * nobody holds freed, the version bumped (every process resyncs). A
+ * member left without a valid string (cannot happen in the order the
+ * writers use, but costs nothing to cover) is taken out. */
+static void lu_sh_rebuild(ul_shm *m, void *ud) {
+  lu_shared *sh = (lu_shared *)ud;
+  uint32_t s;
+  (void)m;
+  if (!sh->h->init) return;
+  ul_repair(sh->b);
+  for (s = 0; s < sh->cap; s++) {
+    size_t len;
+    if (!lu_sh_member(sh, s)) {
+      sh->h->off_str[s] = 0;
+    } else if (ul_arena_get(sh->a, sh->h->off_str[s], &len) == NULL) {
+      ul_node *x = &ul_nodes(sh->b)[s];
+      x->flags = 0; /* no longer a member: repaired again below */
+      sh->h->off_str[s] = 0;
+    }
+  }
+  ul_repair(sh->b);
+  ul_arena_recover(sh->a, lu_sh_live, sh);
+  sh->h->version++;
+}
+
+static void lu_sh_lock(lua_State *L, lu_shared *sh) {
+  if (ul_shm_lock(sh->m, lu_sh_rebuild, sh) < 0)
+    luaL_error(L, "upstream.list: shared list '%s': %s", sh->name,
+               ul_shm_strerror(UL_LOCK_ERROR));
+}
+
+static void lu_sh_unlock(lu_shared *sh) { ul_shm_unlock(sh->m); }
+
+/* --- the local cache ------------------------------------------------------ */
+
+/* Resyncs the slot and index tables of the list at idx from the arena.
+ * The strings are copied under the lock into a userdata made before it;
+ * the tables are built after. */
+static void lu_sh_sync(lua_State *L, int idx) {
+  lu_list *u = (lu_list *)lua_touserdata(L, idx);
+  lu_shared *sh = u->sh;
+  uint32_t s, ver, *offs, cap = sh->cap;
+  char *abuf;
+  int buf, slots, index;
+  size_t asz = sh->h->arena_size; /* fixed at init */
+  luaL_checkstack(L, 8, NULL);
+  offs = (uint32_t *)lua_newuserdatauv(L, (size_t)cap * 4 + asz + 8, 0);
+  buf = lua_gettop(L);
+  abuf = (char *)(offs + cap) + ((8 - ((size_t)cap * 4) % 8) % 8);
+  lu_sh_lock(L, sh);
+  ver = sh->h->version;
+  for (s = 0; s < cap; s++) offs[s] = lu_sh_member(sh, s) ? sh->h->off_str[s] : 0;
+  memcpy(abuf, sh->a, asz);
+  lu_sh_unlock(sh);
+  lua_getiuservalue(L, idx, LU_UV_SLOTS);
+  slots = lua_gettop(L);
+  lua_getiuservalue(L, idx, LU_UV_ERRORS);
+  lua_createtable(L, 0, (int)cap);
+  index = lua_gettop(L);
+  for (s = 0; s < cap; s++) {
+    size_t len = 0, have;
+    const char *str = offs[s] ? ul_arena_get((const ul_arena *)abuf, offs[s], &len)
+                              : NULL;
+    const char *old;
+    int t = lua_rawgeti(L, slots, (lua_Integer)s + 1);
+    old = t == LUA_TSTRING ? lua_tolstring(L, -1, &have) : NULL;
+    if (str == NULL) {
+      lua_pop(L, 1);
+      if (t != LUA_TNIL) {
+        lua_pushnil(L);
+        lua_rawseti(L, slots, (lua_Integer)s + 1);
+        lua_pushnil(L);
+        lua_rawseti(L, slots + 1, (lua_Integer)s + 1);
+      }
+      continue;
+    }
+    if (old == NULL || have != len || memcmp(old, str, len) != 0) {
+      lua_pop(L, 1);
+      lua_pushlstring(L, str, len);
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, slots, (lua_Integer)s + 1);
+      lua_pushnil(L);
+      lua_rawseti(L, slots + 1, (lua_Integer)s + 1);
+    }
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, index) == LUA_TNIL) {
+      lua_pop(L, 1);
+      lua_pushinteger(L, (lua_Integer)s);
+      lua_rawset(L, index);
+    } else {
+      lua_pop(L, 2);
+    }
+  }
+  lua_setiuservalue(L, idx, LU_UV_INDEX);
+  u->version = ver;
+  lua_settop(L, buf - 1);
+}
+
+/* Locks the shared list at index 1 with its cache in step: returns with
+ * the lock held. */
+static void lu_sh_begin(lua_State *L, lu_list *u) {
+  int k;
+  for (k = 0; k < LU_SH_TRIES; k++) {
+    lu_sh_lock(L, u->sh);
+    if (u->sh->h->version == u->version) return;
+    lu_sh_unlock(u->sh);
+    lu_sh_sync(L, 1);
+  }
+  luaL_error(L, "upstream.list: shared list '%s' changed %d times during "
+                "one call", u->sh->name, LU_SH_TRIES);
+}
+
+/* The shared list at index 1 (metatable compared with upvalue 1). */
+static lu_list *lu_sh_check(lua_State *L) {
+  lu_list *u = lu_check_list(L);
+  if (u->sh == NULL) luaL_typeerror(L, 1, "shared upstream.list");
+  return u;
+}
+
+/* First slot holding the value at arg 2 in the cache, or -1: raw reads. */
+static int32_t lu_sh_find(lua_State *L) {
+  int32_t s = -1;
+  lua_getiuservalue(L, 1, LU_UV_INDEX);
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, -2) == LUA_TNUMBER) s = (int32_t)lua_tointeger(L, -1);
+  lua_pop(L, 2);
+  return s;
+}
+
+/* --- making and attaching --------------------------------------------------- */
+
+/* Names the first thing that differs between two layouts. */
+static void lu_sh_differs(lua_State *L, const char *fn, const char *name,
+                          const lu_shdr *h, int strategy, uint32_t cap,
+                          const ul_opts *o) {
+  static const char *const strat[] = {"round_robin", "weighted", "least_conn",
+                                      "hash", "random"};
+  static const struct {
+    const char *name;
+    size_t off;
+  } nums[] = {{"interval", offsetof(ul_opts, interval)},
+              {"unhealthy_interval", offsetof(ul_opts, unhealthy_interval)},
+              {"timeout", offsetof(ul_opts, timeout)},
+              {"jitter", offsetof(ul_opts, jitter)},
+              {"initial_score", offsetof(ul_opts, initial_score)},
+              {"low_score", offsetof(ul_opts, low_score)},
+              {"high_score", offsetof(ul_opts, high_score)},
+              {"fail_delta", offsetof(ul_opts, fail_delta)},
+              {"success_delta", offsetof(ul_opts, success_delta)},
+              {"panic", offsetof(ul_opts, panic)},
+              {"slow_start", offsetof(ul_opts, slow_start)},
+              {NULL, 0}};
+  int k;
+  if (h->strategy != strategy)
+    luaL_error(L, "upstream.%s: shared list '%s' exists with other options: "
+                  "strategy %s, not %s", fn, name,
+               strat[h->strategy < 0 || h->strategy > 4 ? 0 : h->strategy],
+               strat[strategy]);
+  if (h->cap != cap)
+    luaL_error(L, "upstream.%s: shared list '%s' exists with other options: "
+                  "capacity %d, not %d", fn, name, (int)h->cap, (int)cap);
+  for (k = 0; nums[k].name; k++) {
+    double a = *(const double *)(const void *)((const char *)&h->opts + nums[k].off);
+    double b = *(const double *)(const void *)((const char *)o + nums[k].off);
+    if (a != b && !(a != a && b != b))
+      luaL_error(L, "upstream.%s: shared list '%s' exists with other options: "
+                    "%s %f, not %f", fn, name, nums[k].name, a, b);
+  }
+  if (h->opts.tier_min != o->tier_min || h->opts.tier_max != o->tier_max ||
+      h->opts.tier_init != o->tier_init)
+    luaL_error(L, "upstream.%s: shared list '%s' exists with other options: "
+                  "tiers {min = %d, max = %d, init = %d}", fn, name,
+               h->opts.tier_min, h->opts.tier_max, h->opts.tier_init);
+  luaL_error(L, "upstream.%s: shared list '%s' exists with another layout",
+             fn, name);
+}
+
+/* Fills sh for mapping m. */
+static void lu_sh_bind(lu_shared *sh, ul_shm *m, const char *name) {
+  sh->m = m;
+  sh->h = (lu_shdr *)ul_shm_data(m);
+  sh->cap = sh->h->cap;
+  sh->b = (ul_list *)(void *)((char *)sh->h + sh->h->off_list);
+  sh->a = (ul_arena *)(void *)((char *)sh->h + sh->h->off_arena);
+  sh->bsize = ul_size(sh->cap, sh->h->strategy);
+  sh->shut = 0;
+  snprintf(sh->name, sizeof sh->name, "%s", name);
+}
+
+/* The list userdata at top: its shared view, snapshot block and slot
+ * table (an array part for every slot), for mapping m. */
+static void lu_sh_finish(lua_State *L, lu_list *u, ul_shm *m, const char *name) {
+  int list = lua_gettop(L);
+  lu_shared *sh = (lu_shared *)lua_newuserdatauv(L, sizeof *sh, 0);
+  ul_list *snap;
+  lu_sh_bind(sh, m, name);
+  lua_setiuservalue(L, list, LU_UV_SHARED);
+  lua_createtable(L, (int)sh->cap, 0);
+  lua_setiuservalue(L, list, LU_UV_SLOTS);
+  snap = (ul_list *)lua_newuserdatauv(L, sh->bsize, 0);
+  lua_setiuservalue(L, list, LU_UV_BLOCK);
+  lu_sh_lock(L, sh);
+  memcpy(snap, sh->b, sh->bsize);
+  lu_sh_unlock(sh);
+  u->sh = sh;
+  u->version = 0; /* the shared one is >= 1: the first call resyncs */
+  u->core = snap;
+}
+
+/* Copies the shared block into this process's snapshot (lock held). */
+static void lu_sh_snap(lu_list *u) { memcpy(u->core, u->sh->b, u->sh->bsize); }
+
+/* The backends at idx, as a sequence of distinct strings (pushed) and a
+ * set of them (pushed); returns how many and their total length. */
+static lua_Integer lu_sh_strings(lua_State *L, int idx, const char *fn,
+                                 size_t *total) {
+  lua_Integer k, n = (lua_Integer)lua_rawlen(L, idx), m = 0;
+  int seq, set;
+  lua_createtable(L, (int)n, 0);
+  seq = lua_gettop(L);
+  lua_createtable(L, 0, (int)n);
+  set = lua_gettop(L);
+  *total = 0;
+  for (k = 1; k <= n; k++) {
+    if (lua_rawgeti(L, idx, k) != LUA_TSTRING)
+      luaL_error(L, "upstream.%s: backends of a shared list must be strings; "
+                    "backends[%d] is %s", fn, (int)k, lu_got(L, -1));
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, set) != LUA_TNIL) {
+      lua_pop(L, 2);
+      continue;
+    }
+    lua_pop(L, 1);
+    *total += lua_rawlen(L, -1);
+    lua_pushvalue(L, -1);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, set);
+    lua_rawseti(L, seq, ++m);
+  }
+  return m;
+}
+
+/* What a reconcile of the shared list at 1 adds and keeps, per backend k
+ * of the sequence seq: found before the lock, from the cache. */
+typedef struct lu_plan {
+  int32_t slot;   /* the member's slot, -1: to add */
+  uint32_t weight; /* 0: not named (a kept member keeps its own) */
+  uint32_t off;    /* the added's string, once stored */
+  uint32_t pad;
+  uint64_t hash;
+} lu_plan;
+
+/* The set (the n strings of the sequence at seq) becomes the members of
+ * the shared list at 1: kept members keep their slot and state, the
+ * others leave, the new join (ramp: slow start for them). w: the weights
+ * table or 0. Returns the number added; the added are pushed, in order,
+ * as a sequence (for on_change). Nothing changes on an error. */
+static lua_Integer lu_sh_reconcile(lua_State *L, lua_Integer n, int seq, int w,
+                                   int ramp, const char *fn) {
+  lu_list *u = (lu_list *)lua_touserdata(L, 1);
+  lu_shared *sh = u->sh;
+  lu_plan *plan;
+  unsigned char *drop;
+  double now = NAN;
+  int checked, tries, added_t, top;
+  lua_Integer k, added = 0;
+  uint32_t s, ndrop;
+  if (n > (lua_Integer)sh->cap)
+    luaL_error(L, "upstream.%s: shared list '%s': %d backends are over its "
+                  "capacity %d", fn, sh->name, (int)n, (int)sh->cap);
+  lua_getiuservalue(L, 1, LU_UV_CHECK);
+  checked = lua_type(L, -1) == LUA_TFUNCTION;
+  lua_pop(L, 1);
+  if (!checked && ramp && u->core->opts.slow_start > 0) { /* added ones ramp */
+    lua_getiuservalue(L, 1, LU_UV_INDEX);
+    for (k = 1; k <= n && !checked; k++) {
+      lua_rawgeti(L, seq, k);
+      checked = lua_rawget(L, -2) == LUA_TNIL; /* as far as the cache knows */
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    if (checked) now = lu_list_now(L, 1);
+    lua_getiuservalue(L, 1, LU_UV_CHECK);
+    checked = lua_type(L, -1) == LUA_TFUNCTION;
+    lua_pop(L, 1);
+  }
+  if (checked) now = lu_list_now(L, 1);
+  plan = (lu_plan *)lua_newuserdatauv(L, sizeof(lu_plan) * ((size_t)n + 1), 0);
+  drop = (unsigned char *)lua_newuserdatauv(L, sh->cap, 0);
+  lua_createtable(L, (int)n, 0);
+  added_t = lua_gettop(L);
+  luaL_checkstack(L, 8, NULL);
+  for (k = 1; k <= n; k++) { /* what does not depend on the cache */
+    size_t len;
+    const char *str;
+    lua_rawgeti(L, seq, k);
+    str = lua_tolstring(L, -1, &len);
+    plan[k - 1].hash = ul_hash(str, len);
+    plan[k - 1].weight = w ? lu_weight_of(L, w, lua_gettop(L), 0) : 0;
+    lua_pop(L, 1);
+  }
+  top = lua_gettop(L);
+  for (tries = 0;; tries++) {
+    if (tries == LU_SH_TRIES)
+      luaL_error(L, "upstream.%s: shared list '%s' changed %d times during "
+                    "one call", fn, sh->name, LU_SH_TRIES);
+    lua_getiuservalue(L, 1, LU_UV_INDEX);
+    for (k = 1; k <= n; k++) {
+      lua_rawgeti(L, seq, k);
+      plan[k - 1].slot = lua_rawget(L, -2) == LUA_TNUMBER
+                             ? (int32_t)lua_tointeger(L, -1) : -1;
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    lu_sh_lock(L, sh);
+    if (sh->h->version == u->version) break;
+    lu_sh_unlock(sh);
+    lu_sh_sync(L, 1);
+  }
+  /* locked, the cache in step: no Lua, no raise, no allocation from here
+   * to the unlock. The strings first: an arena that is full fails the
+   * reconcile before anything changed */
+  for (k = 1; k <= n; k++) {
+    size_t len;
+    const char *str;
+    if (plan[k - 1].slot >= 0) continue;
+    lua_rawgeti(L, seq, k);
+    str = lua_tolstring(L, -1, &len);
+    lua_pop(L, 1); /* the sequence holds it */
+    plan[k - 1].off = ul_arena_alloc(sh->a, str, len);
+    if (plan[k - 1].off == 0) {
+      lua_Integer j;
+      for (j = 1; j < k; j++)
+        if (plan[j - 1].slot < 0) ul_arena_free(sh->a, plan[j - 1].off);
+      lu_sh_unlock(sh);
+      luaL_error(L, "upstream.%s: shared list '%s': no room left for the "
+                    "backends' strings (its arena holds %d bytes)", fn,
+                 sh->name, (int)sh->h->arena_size);
+    }
+  }
+  memset(drop, 0, sh->cap);
+  for (s = 0; s < sh->cap; s++) drop[s] = (unsigned char)lu_sh_member(sh, s);
+  for (k = 1; k <= n; k++)
+    if (plan[k - 1].slot >= 0) drop[plan[k - 1].slot] = 0;
+  for (s = 0, ndrop = 0; s < sh->cap; s++) ndrop += drop[s];
+  sh->h->version++;
+  if (ndrop) {
+    ul_remove(sh->b, drop);
+    for (s = 0; s < sh->cap; s++)
+      if (drop[s]) {
+        ul_arena_free(sh->a, sh->h->off_str[s]);
+        sh->h->off_str[s] = 0;
+      }
+  }
+  for (k = 1; k <= n; k++) {
+    lu_plan *p = &plan[k - 1];
+    if (p->slot >= 0) {
+      if (p->weight && ul_nodes(sh->b)[p->slot].weight != p->weight)
+        ul_set_weight(sh->b, p->slot, p->weight);
+      continue;
+    }
+    /* the string's offset first: a writer that dies here leaves a free
+     * slot with an offset (cleaned) or a member with its string */
+    sh->h->off_str[sh->b->free_head] = p->off;
+    ul_append(sh->b, checked, -1, now, p->weight ? p->weight : 1, p->hash,
+              ramp);
+    added++;
+  }
+  lu_sh_snap(u);
+  lu_sh_unlock(sh);
+  lua_settop(L, top);
+  for (k = 1, added = 0; k <= n; k++)
+    if (plan[k - 1].slot < 0) {
+      lua_rawgeti(L, seq, k);
+      lua_rawseti(L, added_t, ++added);
+    }
+  lu_sh_sync(L, 1);
+  lua_pushvalue(L, added_t);
+  return added;
+}
+
+/* upstream.new(backends, {shared = name, ...}): c read, backends at 1,
+ * options at 2; the private and shared metatables at upvalues 1 and 2. */
+int lu_new_shared(lua_State *L, lu_conf *c) {
+  const char *name = lua_tostring(L, c->shared);
+  size_t nlen = lua_rawlen(L, c->shared), total, per, asz, bsize, hsize;
+  lua_Integer n, cap;
+  uint64_t sig;
+  int seq, list, rc, w = c->weights;
+  ul_shm *m = NULL;
+  lu_list *u;
+  lu_shared *sh;
+  if (nlen < 1 || nlen > UL_SHM_NAME_MAX || strlen(name) != nlen)
+    luaL_error(L, "upstream.new: option 'shared' must be a name of 1 to %d "
+                  "bytes without NUL (got %d bytes)", UL_SHM_NAME_MAX,
+               (int)nlen);
+  n = lu_sh_strings(L, 1, "new", &total);
+  seq = lua_gettop(L) - 1;
+  cap = c->capacity ? c->capacity : (2 * n > 64 ? 2 * n : 64);
+  if (!c->capacity && (m = ul_shm_find(name)) != NULL &&
+      ul_shm_lock(m, NULL, NULL) >= 0) { /* an existing list's, if it fits */
+    lu_shdr *h = (lu_shdr *)ul_shm_data(m);
+    if (h->init && h->magic == LU_SH_MAGIC && (lua_Integer)h->cap >= n)
+      cap = h->cap;
+    ul_shm_unlock(m);
+  }
+  m = NULL;
+  if (n > cap)
+    luaL_error(L, "upstream.new: shared list '%s': %d backends are over its "
+                  "capacity %d", name, (int)n, (int)cap);
+  if (w) lu_check_weights(L, w, seq + 1, "new");
+  per = n ? 2 * ((total + (size_t)n - 1) / (size_t)n) : 0;
+  if (per < LU_SH_MIN_STR) per = LU_SH_MIN_STR;
+  asz = ul_arena_size((size_t)cap * ul_arena_cost(per));
+  bsize = ul_size((uint32_t)cap, c->o.strategy);
+  hsize = lu_sh_hsize((uint32_t)cap);
+  if (asz == 0 || asz > UINT32_MAX || bsize == 0)
+    luaL_error(L, "upstream.new: shared list '%s': capacity %d is too large",
+               name, (int)cap);
+  sig = lu_sh_sig(c->o.strategy, (uint32_t)cap, &c->o);
+  u = lu_new_userdata(L, c, n);
+  list = lua_gettop(L);
+  rc = ul_shm_open(name, sig, hsize + lu_al64(bsize) + asz, &m);
+  if (rc == UL_SHM_ELAYOUT && m != NULL && ul_shm_sig(m) == sig)
+    rc = UL_SHM_FOUND; /* the same list, made from another initial set */
+  if (rc == UL_SHM_ELAYOUT) {
+    lu_shdr *h = (lu_shdr *)ul_shm_data(m);
+    if (ul_shm_lock(m, NULL, NULL) >= 0) {
+      lu_shdr copy = *h;
+      ul_shm_unlock(m);
+      if (copy.init && copy.magic == LU_SH_MAGIC)
+        lu_sh_differs(L, "new", name, &copy, c->o.strategy, (uint32_t)cap,
+                      &c->o);
+    }
+    luaL_error(L, "upstream.new: shared list '%s': %s", name,
+               ul_shm_strerror(rc));
+  }
+  if (rc < 0)
+    luaL_error(L, "upstream.new: shared list '%s': %s (%s)", name,
+               ul_shm_strerror(rc), strerror(errno));
+  {
+    lu_shdr *h = (lu_shdr *)ul_shm_data(m);
+    if (ul_shm_lock(m, NULL, NULL) < 0)
+      luaL_error(L, "upstream.new: shared list '%s': %s", name,
+                 ul_shm_strerror(UL_LOCK_ERROR));
+    if (!h->init) { /* the first to lock lays it out */
+      h->magic = LU_SH_MAGIC;
+      h->sig = sig;
+      h->cap = (uint32_t)cap;
+      h->strategy = c->o.strategy;
+      h->off_list = (uint32_t)hsize;
+      h->off_arena = (uint32_t)(hsize + lu_al64(bsize));
+      h->arena_size = (uint32_t)(ul_shm_size(m) - h->off_arena);
+      h->opts = c->o;
+      ul_init((ul_list *)(void *)((char *)h + h->off_list), (uint32_t)cap,
+              &c->o, c->seed);
+      ul_arena_init((ul_arena *)(void *)((char *)h + h->off_arena),
+                    h->arena_size);
+      h->version = 1;
+      h->init = 1;
+      rc = UL_SHM_MADE;
+    }
+    ul_shm_unlock(m);
+  }
+  lu_sh_finish(L, u, m, name);
+  sh = u->sh;
+  (void)sh;
+  /* the list to index 1 for the reconcile, the rest kept */
+  lua_pushvalue(L, list);
+  lua_replace(L, 1);
+  lu_sh_reconcile(L, n, seq, w, rc != UL_SHM_MADE, "new");
+  lua_pushvalue(L, 1);
+  return 1;
+}
+
+/* upstream.attach(name [, options]): the shared list called name, made
+ * by upstream.new in this process or a parent; options: only those of
+ * this process's view (check, clock, sleep, on_change). */
+int l_attach(lua_State *L) {
+  static const char *const allowed[] = {"check", "clock", "sleep", "on_change",
+                                        NULL};
+  const char *name = luaL_checkstring(L, 1);
+  ul_shm *m;
+  lu_shdr copy;
+  lu_conf c;
+  lu_list *u;
+  lua_settop(L, 2);
+  if (!lua_isnil(L, 2)) {
+    int k;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+      lua_pop(L, 1);
+      for (k = 0; allowed[k]; k++)
+        if (lua_type(L, -1) == LUA_TSTRING &&
+            strcmp(lua_tostring(L, -1), allowed[k]) == 0)
+          break;
+      if (!allowed[k])
+        luaL_error(L, "upstream.attach: option %s is not allowed (allowed: "
+                      "check, clock, sleep, on_change; the others are the "
+                      "list's own)", lu_got(L, -1));
+    }
+  }
+  m = ul_shm_find(name);
+  if (m == NULL)
+    luaL_error(L, "upstream.attach: no shared list named '%s' in this process "
+                  "family", name);
+  if (ul_shm_lock(m, NULL, NULL) < 0)
+    luaL_error(L, "upstream.attach: shared list '%s': %s", name,
+               ul_shm_strerror(UL_LOCK_ERROR));
+  copy = *(lu_shdr *)ul_shm_data(m);
+  ul_shm_unlock(m);
+  if (!copy.init || copy.magic != LU_SH_MAGIC)
+    luaL_error(L, "upstream.attach: '%s' is not a shared list (yet)", name);
+  lu_read_opts(L, 2, &c);
+  c.o = copy.opts;
+  c.shared = 1;
+  u = lu_new_userdata(L, &c, copy.cap);
+  lu_sh_finish(L, u, m, name);
+  lua_replace(L, 1);
+  lua_settop(L, 1);
+  lu_sh_sync(L, 1);
+  return 1;
+}
+
+/* --- methods ---------------------------------------------------------------- */
+
+static int ls_pick(lua_State *L) {
+  int top = lua_gettop(L);
+  lu_list *u = lu_to_list(L);
+  const ul_list *c = u->core; /* the snapshot: its options never change */
+  uint64_t key = 0;
+  double now = 0;
+  int32_t s;
+  if (top >= 2 && !lua_isnil(L, 2)) {
+    int t = lua_type(L, 2);
+    if (t != LUA_TSTRING && t != LUA_TNUMBER)
+      luaL_argerror(L, 2, "key must be a string or number");
+    if (c->opts.strategy == UL_HASH) key = lu_hash_typed(L, 2, t);
+  } else if (c->opts.strategy == UL_HASH) {
+    luaL_argerror(L, 2, "the 'hash' strategy needs a key (string or number)");
+  }
+  if (u->sh == NULL) luaL_typeerror(L, 1, "shared upstream.list");
+  if (c->opts.slow_start > 0) now = lu_list_now(L, 1);
+  lu_sh_begin(L, u);
+  s = ul_pick(u->sh->b, key, now);
+  lu_sh_unlock(u->sh);
+  if (s < 0) {
+    lua_pushnil(L);
+    lua_pushliteral(L, LU_NO_UPSTREAMS);
+    return 2;
+  }
+  lua_getiuservalue(L, 1, LU_UV_SLOTS);
+  lua_rawgeti(L, -1, (lua_Integer)s + 1);
+  return 1;
+}
+
+/* up(b), down(b): the clock first (it may run Lua), then the move under
+ * the lock, on_change after it. */
+static void ls_move(lua_State *L, int up) {
+  lu_list *u;
+  double now;
+  int32_t s;
+  int cross;
+  const ul_node *x;
+  lua_settop(L, 2);
+  u = lu_sh_check(L);
+  now = lu_list_now(L, 1);
+  luaL_checkstack(L, 4, NULL);
+  lu_sh_begin(L, u);
+  if ((s = lu_sh_find(L)) < 0) {
+    lu_sh_unlock(u->sh);
+    return;
+  }
+  x = &ul_nodes(u->sh->b)[s];
+  cross = up ? x->score < 0 && x->score + u->core->opts.success_delta >= 0
+             : x->score >= 0 && x->score + u->core->opts.fail_delta < 0 &&
+                   u->core->opts.low_score < 0;
+  if (up) ul_up(u->sh->b, s, now);
+  else ul_down(u->sh->b, s, now);
+  ul_nodes(u->core)[s].score = x->score; /* what on_change reads */
+  lu_sh_unlock(u->sh);
+  if (cross) lu_changed(L, u, s, !up, 0);
+}
+
+static int ls_up(lua_State *L) {
+  ls_move(L, 1);
+  return 0;
+}
+
+static int ls_down(lua_State *L) {
+  ls_move(L, 0);
+  return 0;
+}
+
+enum { LS_SCORE, LS_WEIGHT, LS_INFLIGHT, LS_RELEASE };
+
+/* The methods reading or moving one member, under the lock. */
+static int ls_member(lua_State *L, int what) {
+  lu_list *u;
+  int32_t s, t;
+  lua_Number v = 0;
+  lua_settop(L, 2);
+  u = lu_sh_check(L);
+  luaL_checkstack(L, 4, NULL);
+  lu_sh_begin(L, u);
+  s = lu_sh_find(L);
+  if (s >= 0) {
+    const ul_node *nd = ul_nodes(u->sh->b);
+    switch (what) {
+      case LS_SCORE: v = nd[s].score; break;
+      case LS_WEIGHT: v = nd[s].weight; break;
+      case LS_INFLIGHT:
+        t = s;
+        do {
+          v += nd[t].inflight;
+          t = nd[t].dup;
+        } while (t != s);
+        break;
+      default: v = ul_release(u->sh->b, s); break;
+    }
+  }
+  lu_sh_unlock(u->sh);
+  if (what == LS_RELEASE) lua_pushboolean(L, s >= 0 && v != 0);
+  else if (s < 0) lua_pushnil(L);
+  else if (what == LS_SCORE) lua_pushnumber(L, v);
+  else lua_pushinteger(L, (lua_Integer)v);
+  return 1;
+}
+
+static int ls_score(lua_State *L) { return ls_member(L, LS_SCORE); }
+static int ls_weight(lua_State *L) { return ls_member(L, LS_WEIGHT); }
+static int ls_inflight(lua_State *L) { return ls_member(L, LS_INFLIGHT); }
+static int ls_release(lua_State *L) { return ls_member(L, LS_RELEASE); }
+
+static int ls_set_weight(lua_State *L) {
+  lu_list *u;
+  int32_t s;
+  uint32_t w;
+  lua_settop(L, 3);
+  u = lu_sh_check(L);
+  w = lu_check_weight(L, 3, "set_weight");
+  luaL_checkstack(L, 4, NULL);
+  lu_sh_begin(L, u);
+  s = lu_sh_find(L);
+  if (s >= 0) ul_set_weight(u->sh->b, s, w);
+  lu_sh_unlock(u->sh);
+  lua_pushboolean(L, s >= 0);
+  return 1;
+}
+
+static int ls_len(lua_State *L) {
+  lu_list *u = lu_sh_check(L);
+  uint32_t n;
+  lu_sh_lock(L, u->sh);
+  n = u->sh->b->n;
+  lu_sh_unlock(u->sh);
+  lua_pushinteger(L, (lua_Integer)n);
+  return 1;
+}
+
+static int ls_checked(lua_State *L) {
+  lu_list *u = lu_sh_check(L);
+  uint32_t n;
+  lu_sh_lock(L, u->sh);
+  n = u->sh->b->checked;
+  lu_sh_unlock(u->sh);
+  lua_pushinteger(L, (lua_Integer)n);
+  return 1;
+}
+
+/* status() and status_of() read this process's snapshot, refreshed under
+ * the lock with the cache in step. */
+static void ls_refresh(lua_State *L) {
+  lu_list *u;
+  int top = lua_gettop(L);
+  u = lu_sh_check(L);
+  lu_sh_begin(L, u);
+  lu_sh_snap(u);
+  lu_sh_unlock(u->sh);
+  lua_settop(L, top);
+}
+
+static int ls_status(lua_State *L) {
+  ls_refresh(L);
+  return l_status(L);
+}
+
+static int ls_status_of(lua_State *L) {
+  ls_refresh(L);
+  return l_status_of(L);
+}
+
+static int ls_reconcile(lua_State *L) {
+  lu_list *u;
+  lua_Integer n, added;
+  size_t total;
+  int seq, w;
+  lua_settop(L, 3);
+  u = lu_sh_check(L);
+  lu_check_backends(L, 2, "reconcile");
+  if (!lua_isnil(L, 3) && lua_type(L, 3) != LUA_TTABLE)
+    luaL_error(L, "upstream.reconcile: weights must be a table "
+                  "{ [backend] = weight } (got %s)", luaL_typename(L, 3));
+  w = lua_istable(L, 3) ? 3 : 0;
+  n = lu_sh_strings(L, 2, "reconcile", &total);
+  seq = lua_gettop(L) - 1;
+  if (w) lu_check_weights(L, w, seq + 1, "reconcile");
+  added = lu_sh_reconcile(L, n, seq, w, 1, "reconcile");
+  if (u->on_change) lu_added(L, lua_gettop(L), added);
+  return 0;
+}
+
+/* shutdown, __gc, __close: this process's view only (the shared core
+ * goes on for the others). */
+static int ls_shutdown(lua_State *L) {
+  lu_list *u = (lu_list *)lua_touserdata(L, 1);
+  if (u == NULL || u->sh == NULL) return 0;
+  u->sh->shut = 1;
+  return 0;
+}
+
+static int ls_tostring(lua_State *L) {
+  lu_list *u = (lu_list *)lua_touserdata(L, 1);
+  lua_pushfstring(L, LU_LIST ": %p (shared '%s')", (void *)u,
+                  u && u->sh ? u->sh->name : "?");
+  return 1;
+}
+
+/* Refuses what shared lists do not do yet. */
+static int ls_unsupported(lua_State *L) {
+  return luaL_error(L, "upstream.list: %s is not available on a shared list "
+                       "yet", lua_tostring(L, lua_upvalueindex(2)));
+}
+
+/* list:_validate() (test hook) -> true, or false and the first broken
+ * invariant: the block as it is must equal its own repair in every
+ * counter, the order and the eligible set; every member holds a string
+ * of its own; the arena keeps its invariants; scores within their range. */
+static int ls_validate(lua_State *L) {
+  lu_list *u = lu_sh_check(L);
+  lu_shared *sh = u->sh;
+  ul_list *a = (ul_list *)lua_newuserdatauv(L, sh->bsize, 0);
+  ul_list *b = (ul_list *)lua_newuserdatauv(L, sh->bsize, 0);
+  const char *bad = NULL;
+  uint32_t s, p;
+  lu_sh_lock(L, sh);
+  memcpy(a, sh->b, sh->bsize);
+  bad = ul_arena_validate(sh->a);
+  for (s = 0; s < sh->cap && !bad; s++) {
+    size_t len;
+    uint32_t t;
+    if (!lu_sh_member(sh, s)) continue;
+    if (ul_arena_get(sh->a, sh->h->off_str[s], &len) == NULL)
+      bad = "a member without a string";
+    for (t = s + 1; t < sh->cap && !bad; t++)
+      if (lu_sh_member(sh, t) && sh->h->off_str[t] == sh->h->off_str[s])
+        bad = "two members with one string";
+  }
+  lu_sh_unlock(sh);
+  memcpy(b, a, sh->bsize);
+  ul_repair(b);
+#define LS_SAME(f) \
+  if (!bad && a->f != b->f) bad = #f " differs from a recount"
+  LS_SAME(n);
+  LS_SAME(healthy);
+  LS_SAME(active_tier);
+  LS_SAME(panic_on);
+  LS_SAME(nelig);
+  LS_SAME(total_ew);
+  LS_SAME(checked);
+  LS_SAME(unchecked);
+  LS_SAME(all_ew);
+#undef LS_SAME
+  if (!bad && memcmp(a->tier_healthy, b->tier_healthy, sizeof a->tier_healthy))
+    bad = "tier_healthy differs from a recount";
+  for (p = 0; p < a->n && !bad; p++)
+    if (ul_order(a)[p] != ul_order(b)[p]) bad = "order differs from a recount";
+  for (s = 0; s < a->cap && !bad; s++) {
+    const ul_node *x = &ul_nodes(a)[s];
+    if (ul_eligible(a, (int32_t)s) != ul_eligible(b, (int32_t)s))
+      bad = "eligibility differs from a recount";
+    else if ((x->flags & UL_F_MEMBER) &&
+             (x->score < a->opts.low_score || x->score > a->opts.high_score))
+      bad = "a score out of [low_score, high_score]";
+    else if ((x->flags & UL_F_MEMBER) && ul_order(a)[x->pos] != (int32_t)s)
+      bad = "a member's position is not its place in order";
+  }
+  if (bad) {
+    lua_pushboolean(L, 0);
+    lua_pushstring(L, bad);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* list:_shm() (test hook) -> { version =, recoveries =, arena_used = } */
+static int ls_shm(lua_State *L) {
+  lu_list *u = lu_sh_check(L);
+  uint32_t ver, used;
+  uint64_t rec;
+  lua_createtable(L, 0, 3);
+  lu_sh_lock(L, u->sh);
+  ver = u->sh->h->version;
+  rec = ul_shm_recoveries(u->sh->m);
+  used = u->sh->a->nused;
+  lu_sh_unlock(u->sh);
+  lua_pushinteger(L, (lua_Integer)ver);
+  lua_setfield(L, -2, "version");
+  lua_pushinteger(L, (lua_Integer)rec);
+  lua_setfield(L, -2, "recoveries");
+  lua_pushinteger(L, (lua_Integer)used);
+  lua_setfield(L, -2, "strings");
+  return 1;
+}
+
+/* list:_die_writing() (test hook): exits this process holding the lock
+ * in the middle of a write, as a SIGKILL can: the derived state scrambled
+ * (counters, eligibility, bitmaps, the event heap), a member's flags
+ * cleared without its removal, a string stored that no slot holds. The
+ * next locker must repair it all. */
+static int ls_die_writing(lua_State *L) {
+  lu_list *u = lu_sh_check(L);
+  ul_list *b = u->sh->b;
+  uint32_t k;
+  lu_sh_lock(L, u->sh);
+  b->healthy += 3;
+  b->nelig = b->n ? b->n - 1 : 7;
+  b->total_ew = -5;
+  b->tier_healthy[2] += 9;
+  b->active_tier = 4;
+  b->checked += 2;
+  b->nheap = b->nheap ? b->nheap - 1 : 0;
+  for (k = 0; k < b->bm_words[0]; k++) ulb_bm(b, 0)[k] ^= 0x5555555555555555ULL;
+  if (b->n > 1) ul_nodes(b)[ul_order(b)[1]].flags = 0;
+  ul_arena_alloc(u->sh->a, "orphan", 6);
+  fflush(NULL);
+  _exit(0);
+  return 0;
+}
+
+/* --- test hooks (module functions) ------------------------------------------ */
+
+static int ls_fork(lua_State *L) {
+  pid_t pid;
+  fflush(NULL);
+  pid = fork();
+  if (pid < 0) luaL_error(L, "upstream._fork: %s", strerror(errno));
+  lua_pushinteger(L, (lua_Integer)pid);
+  return 1;
+}
+
+/* _wait(pid) -> "exit", code | "signal", number */
+static int ls_wait(lua_State *L) {
+  pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+  int st = 0;
+  pid_t r;
+  do r = waitpid(pid, &st, 0);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) luaL_error(L, "upstream._wait: %s", strerror(errno));
+  if (WIFSIGNALED(st)) {
+    lua_pushliteral(L, "signal");
+    lua_pushinteger(L, WTERMSIG(st));
+  } else {
+    lua_pushliteral(L, "exit");
+    lua_pushinteger(L, WEXITSTATUS(st));
+  }
+  return 2;
+}
+
+static int ls_exit(lua_State *L) {
+  int code = (int)luaL_optinteger(L, 1, 0);
+  fflush(NULL);
+  _exit(code);
+  return 0;
+}
+
+static int ls_kill(lua_State *L) {
+  pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+  int sig = (int)luaL_optinteger(L, 2, SIGKILL);
+  lua_pushboolean(L, kill(pid, sig) == 0);
+  return 1;
+}
+
+static int ls_fail_at(lua_State *L) {
+  ul_shm_fail_at((int)luaL_checkinteger(L, 1));
+  return 0;
+}
+
+static int ls_getpid(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)getpid());
+  return 1;
+}
+
+/* _in_new_state(chunk) -> what the chunk returned (as a string), run in a
+ * new lua_State of this process with the standard libraries and this
+ * state's package.path/cpath: a second lua_State sharing the lists. */
+static int ls_in_new_state(lua_State *L) {
+  size_t len;
+  const char *chunk = luaL_checklstring(L, 1, &len);
+  lua_State *L2;
+  int st;
+  lua_settop(L, 1);
+  lua_getglobal(L, "package");
+  lua_getfield(L, 2, "path");
+  lua_getfield(L, 2, "cpath");
+  L2 = luaL_newstate();
+  if (L2 == NULL) luaL_error(L, "upstream._in_new_state: no memory");
+  luaL_openlibs(L2);
+  lua_getglobal(L2, "package");
+  lua_pushstring(L2, lua_tostring(L, 3) ? lua_tostring(L, 3) : "");
+  lua_setfield(L2, -2, "path");
+  lua_pushstring(L2, lua_tostring(L, 4) ? lua_tostring(L, 4) : "");
+  lua_setfield(L2, -2, "cpath");
+  lua_pop(L2, 1);
+  st = luaL_loadbuffer(L2, chunk, len, "=in_new_state");
+  if (st == LUA_OK) st = lua_pcall(L2, 0, 1, 0);
+  lua_pushstring(L, lua_tostring(L2, -1) ? lua_tostring(L2, -1) : "(nil)");
+  lua_pushboolean(L, st == LUA_OK);
+  lua_close(L2);
+  lua_insert(L, -2);
+  return 2;
+}
+
+/* --- the metatable -------------------------------------------------------------- */
+
+static const luaL_Reg ls_methods[] = {
+    {"pick", ls_pick},
+    {"up", ls_up},
+    {"down", ls_down},
+    {"score", ls_score},
+    {"weight", ls_weight},
+    {"set_weight", ls_set_weight},
+    {"release", ls_release},
+    {"inflight", ls_inflight},
+    {"status", ls_status},
+    {"status_of", ls_status_of},
+    {"reconcile", ls_reconcile},
+    {"now", l_now},
+    {"checked", ls_checked},
+    {"shutdown", ls_shutdown},
+    {"_validate", ls_validate},
+    {"_shm", ls_shm},
+    {"_die_writing", ls_die_writing},
+    {NULL, NULL}};
+
+static const char *const ls_later[] = {"step", "run", "wait_initial", "due",
+                                       "report", "next_due", "_slots", NULL};
+
+static const luaL_Reg ls_metamethods[] = {{"__len", ls_len},
+                                          {"__tostring", ls_tostring},
+                                          {"__gc", ls_shutdown},
+                                          {"__close", ls_shutdown},
+                                          {NULL, NULL}};
+
+static const luaL_Reg ls_hooks[] = {{"_fork", ls_fork},
+                                    {"_wait", ls_wait},
+                                    {"_exit", ls_exit},
+                                    {"_kill", ls_kill},
+                                    {"_getpid", ls_getpid},
+                                    {"_shm_fail_at", ls_fail_at},
+                                    {"_in_new_state", ls_in_new_state},
+                                    {NULL, NULL}};
+
+/* The module table at -1: pushes the shared metatable (its methods with
+ * it as upvalue 1) and sets the test hooks in the module. */
+void lu_shared_open(lua_State *L) {
+  int k;
+  luaL_setfuncs(L, ls_hooks, 0);
+  lua_newtable(L);
+  lua_pushliteral(L, LU_LIST);
+  lua_setfield(L, -2, "__name");
+  lua_pushvalue(L, -1);
+  luaL_setfuncs(L, ls_metamethods, 1);
+  lua_newtable(L);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, ls_methods, 1);
+  for (k = 0; ls_later[k]; k++) {
+    lua_pushvalue(L, -2);
+    lua_pushstring(L, ls_later[k]);
+    lua_pushcclosure(L, ls_unsupported, 2);
+    lua_setfield(L, -2, ls_later[k]);
+  }
+  lua_setfield(L, -2, "__index");
+}
