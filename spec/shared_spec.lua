@@ -400,6 +400,78 @@ describe("shared lists", function()
       valid(l)
     end)
 
+    it("runs step() checks in the lease holder only, and takes over", function()
+      local clk = util.fake_clock(0)
+      local ran = {}
+      local function check_by(who)
+        return function(b)
+          ran[who] = (ran[who] or 0) + 1
+          return b ~= "c"
+        end
+      end
+      local opts = { shared = name(), interval = 2, timeout = 1, clock = clk.clock,
+        sleep = clk.sleep, check = check_by("A") }
+      local a = upstream.new({ "a", "b", "c" }, opts)
+      local b = upstream.attach(opts.shared, { clock = clk.clock, sleep = clk.sleep,
+        check = check_by("B") })
+      assert.are.equal(2, a:step()) -- next checks at 2
+      assert.are.equal(3, ran.A)
+      assert.are.equal(4, b:step()) -- not the holder: try at the expiry (0 + 4)
+      assert.is_nil(ran.B)
+      assert.is_true(a:score("c") < 1)
+      assert.are.equal(a:score("c"), b:score("c"))
+      clk.t = 4 -- a stalled: b takes over
+      b:step()
+      assert.are.equal(3, ran.B)
+      assert.is_true(b:lease().mine)
+      assert.is_false(a:lease().mine)
+      a:step()
+      assert.are.equal(3, ran.A)
+      -- run() in the holder keeps checking, once per interval
+      b:run(10)
+      assert.are.equal(3 + 3 * 5, ran.B)
+      assert.are.equal(3, ran.A)
+      valid(a)
+    end)
+
+    it("wait_initial()s and run()s with checks that sleep", function()
+      local clk = util.fake_clock(0)
+      local l = upstream.new({ "a", "b" }, { shared = name(), interval = 1, timeout = 2,
+        clock = clk.clock, sleep = clk.sleep,
+        check = function(b)
+          upstream.sleep(0.5)
+          return b == "a", "down on purpose"
+        end })
+      assert.is_true(l:wait_initial(5))
+      assert.are.equal(1, l:status_of("a").checks)
+      assert.are.equal(1, l:status_of("b").failures)
+      assert.are.equal("down on purpose", l:status_of("b").last_error)
+      l:run(3)
+      assert.is_true(l:score("b") < 0)
+      assert.are.equal(0, in_child(function() assert(l:pick() == "a") end))
+      valid(l)
+    end)
+
+    it("closes a running check whose backend another process removed", function()
+      local clk = util.fake_clock(0)
+      local resumed = {}
+      local l = upstream.new({ "a", "b" }, { shared = name(), interval = 1, timeout = 5,
+        clock = clk.clock, sleep = clk.sleep,
+        check = function(b)
+          upstream.sleep(1)
+          resumed[b] = true
+          return true
+        end })
+      l:step() -- both checks sleep
+      assert.are.equal(0, in_child(function() l:reconcile({ "a", "c" }) end))
+      clk.t = 1.5
+      l:step()
+      assert.is_true(resumed.a)
+      assert.is_nil(resumed.b)
+      assert.is_nil(l:status_of("b"))
+      valid(l)
+    end)
+
     it("gives the lease up at shutdown", function()
       local clk = util.fake_clock(0)
       local l, n = checked_list(clk)

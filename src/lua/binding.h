@@ -242,6 +242,25 @@ LU_FUNC int lu_new_shared(lua_State *L, lu_conf *c);
 LU_FUNC int l_attach(lua_State *L);
 /* Pushes the shared lists' metatable with its methods (module.c). */
 LU_FUNC void lu_shared_open(lua_State *L);
+/* The scheduler's core calls on a shared list (the list at index 1 of L),
+ * each under the lock with the slot cache in step (scheduler.c). collect
+ * returns 0, with the time to try again in *wait, when this view does not
+ * hold the lease (it renews or takes it). result applies a check's result
+ * (its message on top of L, popped) as lu_check_result does, refused once
+ * the lease is lost. */
+LU_FUNC int lu_sh_collect(lua_State *L, lu_list *u, double now, double *wait);
+LU_FUNC int lu_sh_peek(lua_State *L, lu_list *u, int32_t *s);
+LU_FUNC int lu_sh_take(lua_State *L, lu_list *u, int32_t *s, uint64_t *gen);
+LU_FUNC int lu_sh_sleep(lua_State *L, lu_list *u, int32_t s, uint64_t gen,
+                        double t);
+LU_FUNC void lu_sh_cancel(lua_State *L, lu_list *u, int32_t s, uint64_t gen);
+LU_FUNC double lu_sh_deadline(lua_State *L, const lu_list *u, int32_t s,
+                              uint64_t gen, double now);
+LU_FUNC double lu_sh_next_wake(lua_State *L, lu_list *u);
+LU_FUNC int lu_sh_result(lua_State *L, lu_list *u, int32_t s, uint64_t gen,
+                         int ok, double now, lua_Number tier, int timed_out);
+LU_FUNC int lu_sh_shut(const lu_list *u);
+LU_FUNC int lu_sh_first_round_done(lua_State *L, const lu_list *u);
 
 /* --- the Lua functions and methods (module.c registers them) -------------- */
 

@@ -154,6 +154,21 @@ static void lu_sh_unlock(lu_shared *sh) { ul_shm_unlock(sh->m); }
 
 /* --- the local cache ------------------------------------------------------ */
 
+/* Slot s (0-based) of the tables at slots (slots, errors, threads, the
+ * threads to close) holds another backend or none: its last error goes,
+ * and its running check, which is another backend's, is closed. */
+static void lu_sh_changed(lua_State *L, int slots, uint32_t s) {
+  lua_pushnil(L);
+  lua_rawseti(L, slots + 1, (lua_Integer)s + 1);
+  if (lua_rawgeti(L, slots + 2, (lua_Integer)s + 1) == LUA_TTHREAD) {
+    lua_rawseti(L, slots + 3, (lua_Integer)lua_rawlen(L, slots + 3) + 1);
+    lua_pushnil(L);
+    lua_rawseti(L, slots + 2, (lua_Integer)s + 1);
+  } else {
+    lua_pop(L, 1);
+  }
+}
+
 /* Resyncs the slot and index tables of the list at idx from the arena.
  * The strings are copied under the lock into a userdata made before it;
  * the tables are built after. */
@@ -176,6 +191,8 @@ static void lu_sh_sync(lua_State *L, int idx) {
   lua_getiuservalue(L, idx, LU_UV_SLOTS);
   slots = lua_gettop(L);
   lua_getiuservalue(L, idx, LU_UV_ERRORS);
+  lua_getiuservalue(L, idx, LU_UV_THREADS); /* slots + 2 */
+  lua_newtable(L);                          /* slots + 3: to close */
   lua_createtable(L, 0, (int)cap);
   index = lua_gettop(L);
   for (s = 0; s < cap; s++) {
@@ -190,8 +207,7 @@ static void lu_sh_sync(lua_State *L, int idx) {
       if (t != LUA_TNIL) {
         lua_pushnil(L);
         lua_rawseti(L, slots, (lua_Integer)s + 1);
-        lua_pushnil(L);
-        lua_rawseti(L, slots + 1, (lua_Integer)s + 1);
+        lu_sh_changed(L, slots, s);
       }
       continue;
     }
@@ -200,8 +216,7 @@ static void lu_sh_sync(lua_State *L, int idx) {
       lua_pushlstring(L, str, len);
       lua_pushvalue(L, -1);
       lua_rawseti(L, slots, (lua_Integer)s + 1);
-      lua_pushnil(L);
-      lua_rawseti(L, slots + 1, (lua_Integer)s + 1);
+      lu_sh_changed(L, slots, s);
     }
     lua_pushvalue(L, -1);
     if (lua_rawget(L, index) == LUA_TNIL) {
@@ -214,6 +229,11 @@ static void lu_sh_sync(lua_State *L, int idx) {
   }
   lua_setiuservalue(L, idx, LU_UV_INDEX);
   u->version = ver;
+  for (s = 1; s <= (uint32_t)lua_rawlen(L, slots + 3); s++) {
+    lua_rawgeti(L, slots + 3, (lua_Integer)s);
+    lu_close_thread(L, lua_tothread(L, -1));
+    lua_pop(L, 1);
+  }
   lua_settop(L, buf - 1);
 }
 
@@ -1066,7 +1086,7 @@ static int ls_report(lua_State *L) {
   lua_Integer s;
   lua_Number gen, tier = NAN;
   double now;
-  int ok, isint, t, applied, was = 0;
+  int ok, isint;
   lua_settop(L, 5);
   u = lu_sh_check(L);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -1092,29 +1112,124 @@ static int ls_report(lua_State *L) {
   now = lu_list_now(L, 1);
   if (ok) lua_pushnil(L);
   else lu_push_failure(L, L, 4, 0);
-  lua_getiuservalue(L, 1, LU_UV_ERRORS); /* 7 */
-  lua_rawgeti(L, 7, s + 1);              /* 8: the old message */
-  lua_pushvalue(L, 6);
-  lua_rawseti(L, 7, s + 1); /* may raise: nothing applied */
-  t = tier != tier ? -1 : tier < 0 ? 0 : tier > UL_MAX_TIER ? UL_MAX_TIER : (int)tier;
-  lu_sh_lock(L, u->sh); /* a slot's check gen is never reused: no resync */
-  if (u->latency)
-    t = ok && ul_current(u->sh->b, (int32_t)s, (uint64_t)gen)
-            ? ul_latency_tier(now - ul_nodes(u->sh->b)[s].started) : -1;
-  was = ul_nodes(u->sh->b)[s].score >= 0;
-  applied = ul_shm_lease_check(u->sh->m, u->sh->gen) &&
-            ul_report(u->sh->b, (int32_t)s, (uint64_t)gen, ok, now, t);
-  ul_nodes(u->core)[s] = ul_nodes(u->sh->b)[s];
-  lu_sh_unlock(u->sh);
-  if (!applied) {
-    lua_pushvalue(L, 8);
-    lua_rawseti(L, 7, s + 1); /* the key exists: no allocation */
-    lua_pushboolean(L, 0);
-    return 1;
-  }
-  lu_changed(L, u, (int32_t)s, was, 1);
-  lua_pushboolean(L, 1);
+  lua_pushboolean(L, lu_sh_result(L, u, (int32_t)s, (uint64_t)gen, ok, now,
+                                  tier, 0));
   return 1;
+}
+
+int lu_sh_result(lua_State *L, lu_list *u, int32_t s, uint64_t gen, int ok,
+                 double now, lua_Number tier, int timed_out) {
+  lu_shared *sh = u->sh;
+  int msg = lua_gettop(L), t, was, applied;
+  luaL_checkstack(L, 6, NULL);
+  if (!sh->gen || !ul_shm_lease_check(sh->m, sh->gen)) {
+    lua_settop(L, msg - 1);
+    return 0;
+  }
+  lua_getiuservalue(L, 1, LU_UV_ERRORS);          /* msg + 1 */
+  lua_rawgeti(L, msg + 1, (lua_Integer)s + 1);   /* msg + 2: the old one */
+  lua_pushvalue(L, msg);
+  lua_rawseti(L, msg + 1, (lua_Integer)s + 1); /* may raise: nothing applied */
+  t = tier != tier ? -1 : tier < 0 ? 0 : tier > UL_MAX_TIER ? UL_MAX_TIER : (int)tier;
+  lu_sh_lock(L, sh); /* a check's gen is never reused: no resync needed */
+  if (u->latency)
+    t = ok && ul_current(sh->b, s, gen)
+            ? ul_latency_tier(now - ul_nodes(sh->b)[s].started) : -1;
+  was = ul_nodes(sh->b)[s].score >= 0;
+  applied = ul_shm_lease_check(sh->m, sh->gen) &&
+            ul_report(sh->b, s, gen, ok, now, t);
+  if (applied && timed_out) ul_stats(sh->b)[s].timeouts++;
+  ul_nodes(u->core)[s] = ul_nodes(sh->b)[s]; /* what on_change reads */
+  lu_sh_unlock(sh);
+  if (!applied) {
+    lua_pushvalue(L, msg + 2);
+    lua_rawseti(L, msg + 1, (lua_Integer)s + 1); /* the key exists */
+    lua_settop(L, msg - 1);
+    return 0;
+  }
+  lua_settop(L, msg - 1);
+  lu_changed(L, u, s, was, 1);
+  return 1;
+}
+
+/* --- the scheduler's core calls (scheduler.c) ------------------------------ */
+
+int lu_sh_collect(lua_State *L, lu_list *u, double now, double *wait) {
+  if (!lu_sh_hold(L, u, now)) {
+    ul_lease le;
+    ul_shm_lease_read(u->sh->m, &le);
+    *wait = le.pid && le.expiry > now ? le.expiry : now;
+    return 0;
+  }
+  lu_sh_begin(L, u);
+  ul_collect(u->sh->b, now);
+  lu_sh_unlock(u->sh);
+  return 1;
+}
+
+int lu_sh_peek(lua_State *L, lu_list *u, int32_t *s) {
+  int ev;
+  lu_sh_begin(L, u);
+  ev = ul_peek(u->sh->b, s);
+  if (ev != UL_EV_NONE) ul_nodes(u->core)[*s] = ul_nodes(u->sh->b)[*s];
+  lu_sh_unlock(u->sh);
+  return ev;
+}
+
+int lu_sh_take(lua_State *L, lu_list *u, int32_t *s, uint64_t *gen) {
+  int ev;
+  lu_sh_begin(L, u);
+  ev = ul_take(u->sh->b, s, gen);
+  if (ev != UL_EV_NONE) ul_nodes(u->core)[*s] = ul_nodes(u->sh->b)[*s];
+  lu_sh_unlock(u->sh);
+  return ev;
+}
+
+int lu_sh_sleep(lua_State *L, lu_list *u, int32_t s, uint64_t gen, double t) {
+  int r;
+  lu_sh_lock(L, u->sh);
+  r = ul_sleep(u->sh->b, s, gen, t);
+  lu_sh_unlock(u->sh);
+  return r;
+}
+
+void lu_sh_cancel(lua_State *L, lu_list *u, int32_t s, uint64_t gen) {
+  lu_sh_lock(L, u->sh);
+  ul_cancel(u->sh->b, s, gen);
+  lu_sh_unlock(u->sh);
+}
+
+double lu_sh_deadline(lua_State *L, const lu_list *u, int32_t s, uint64_t gen,
+                      double now) {
+  double d;
+  lu_sh_lock(L, u->sh);
+  d = ul_current(u->sh->b, s, gen) ? ul_nodes(u->sh->b)[s].deadline : now;
+  lu_sh_unlock(u->sh);
+  return d;
+}
+
+/* The next wake-up, and no later than a second before the lease expires:
+ * the step that renews it comes in time. */
+double lu_sh_next_wake(lua_State *L, lu_list *u) {
+  double t;
+  ul_lease le;
+  lu_sh_lock(L, u->sh);
+  t = ul_next_wake(u->sh->b);
+  lu_sh_unlock(u->sh);
+  ul_shm_lease_read(u->sh->m, &le);
+  if (u->sh->gen && le.gen == u->sh->gen && t > le.expiry - 1)
+    t = le.expiry - 1;
+  return t;
+}
+
+int lu_sh_shut(const lu_list *u) { return u->sh->shut; }
+
+int lu_sh_first_round_done(lua_State *L, const lu_list *u) {
+  int done;
+  lu_sh_lock(L, u->sh);
+  done = u->sh->b->unchecked == 0;
+  lu_sh_unlock(u->sh);
+  return done || u->sh->shut;
 }
 
 /* next_due() -> seconds until due() has something to do: the next check
@@ -1264,6 +1379,9 @@ static const luaL_Reg ls_methods[] = {
     {"checked", ls_checked},
     {"shutdown", ls_shutdown},
     {"due", ls_due},
+    {"step", l_step},
+    {"run", l_run},
+    {"wait_initial", l_wait_initial},
     {"report", ls_report},
     {"next_due", ls_next_due},
     {"lease", ls_lease},
@@ -1272,8 +1390,7 @@ static const luaL_Reg ls_methods[] = {
     {"_die_writing", ls_die_writing},
     {NULL, NULL}};
 
-static const char *const ls_later[] = {"step", "run", "wait_initial",
-                                       "_slots", NULL};
+static const char *const ls_later[] = {"_slots", NULL};
 
 static const luaL_Reg ls_metamethods[] = {{"__len", ls_len},
                                           {"__tostring", ls_tostring},
