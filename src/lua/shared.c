@@ -697,27 +697,36 @@ static int ls_pick(lua_State *L) {
   return 1;
 }
 
-/* up(b), down(b): the clock first (it may run Lua), then the move under
- * the lock, on_change after it. */
+/* up(b), down(b): the move under the lock, on_change after it. The clock
+ * (it may run Lua) is read before locking, when slow start needs it or
+ * when a first look under the lock saw the move cross (status's since). */
 static void ls_move(lua_State *L, int up) {
   lu_list *u;
   double now;
   int32_t s;
   int cross;
   const ul_node *x;
+  int have;
   lua_settop(L, 2);
   u = lu_sh_check(L);
-  now = lu_list_now(L, 1);
+  have = u->core->opts.slow_start > 0;
+  now = have ? lu_list_now(L, 1) : 0;
   luaL_checkstack(L, 4, NULL);
-  lu_sh_begin(L, u);
-  if ((s = lu_sh_find(L)) < 0) {
+  for (;;) { /* at most twice: the clock is read for a crossing only */
+    lu_sh_begin(L, u);
+    if ((s = lu_sh_find(L)) < 0) {
+      lu_sh_unlock(u->sh);
+      return;
+    }
+    x = &ul_nodes(u->sh->b)[s];
+    cross = up ? x->score < 0 && x->score + u->core->opts.success_delta >= 0
+               : x->score >= 0 && x->score + u->core->opts.fail_delta < 0 &&
+                     u->core->opts.low_score < 0;
+    if (!cross || have) break;
     lu_sh_unlock(u->sh);
-    return;
+    now = lu_list_now(L, 1); /* may run Lua: looked up again */
+    have = 1;
   }
-  x = &ul_nodes(u->sh->b)[s];
-  cross = up ? x->score < 0 && x->score + u->core->opts.success_delta >= 0
-             : x->score >= 0 && x->score + u->core->opts.fail_delta < 0 &&
-                   u->core->opts.low_score < 0;
   if (up) ul_up(u->sh->b, s, now);
   else ul_down(u->sh->b, s, now);
   ul_nodes(u->core)[s].score = x->score; /* what on_change reads */
