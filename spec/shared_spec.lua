@@ -485,4 +485,26 @@ describe("shared lists", function()
       assert.are.equal(3, #other) -- the list goes on
     end)
   end)
+
+  describe("through the LuaJIT FFI", function()
+    local ok_ffi = pcall(require, "ffi")
+    local it_jit = ok_ffi and it or pending
+    it_jit("picks the same, right after another process reconciled", function()
+      local uffi = require "upstream.ffi"
+      local l = upstream.new({ "a", "b", "c" }, { shared = name() })
+      local pick = uffi.picker(l)
+      assert.are.equal("a", pick())
+      assert.are.equal(0, in_child(function()
+        assert(pick() == "b")
+        l:reconcile({ "x", "c" })
+      end))
+      -- resynced through list:pick(); rr goes on at (rr + 1) mod n: c x
+      assert.are.equal("c", pick())
+      assert.are.equal("x", pick())
+      assert.are.equal("c", pick())
+      local h = upstream.new({ "a", "b" }, { shared = name(), strategy = "hash" })
+      local hp = uffi.picker(h)
+      for k = 1, 10 do assert.are.equal(h:pick("k" .. k), hp("k" .. k)) end
+    end)
+  end)
 end)

@@ -261,6 +261,10 @@ LU_FUNC int lu_sh_result(lua_State *L, lu_list *u, int32_t s, uint64_t gen,
                          int ok, double now, lua_Number tier, int timed_out);
 LU_FUNC int lu_sh_shut(const lu_list *u);
 LU_FUNC int lu_sh_first_round_done(lua_State *L, const lu_list *u);
+/* upstream_ffi_pick on a shared list (ffi.c): -2 when the slot table is
+ * behind the shared version (list:pick() resyncs it) or the lock fails. */
+LU_FUNC int32_t lu_sh_ffi_pick(lu_list *u, const char *key, size_t len,
+                               uint32_t *version);
 
 /* --- the Lua functions and methods (module.c registers them) -------------- */
 

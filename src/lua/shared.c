@@ -697,6 +697,29 @@ static int ls_pick(lua_State *L) {
   return 1;
 }
 
+int32_t lu_sh_ffi_pick(lu_list *u, const char *key, size_t len,
+                       uint32_t *version) {
+  lu_shared *sh = u->sh;
+  const ul_list *c = u->core;
+  double now = 0;
+  int32_t s;
+  if (key == NULL && c->opts.strategy == UL_HASH) return -2;
+  if (c->opts.slow_start > 0) {
+    if (u->lua_clock) return -2;
+    now = lu_mono_now();
+  }
+  if (ul_shm_lock(sh->m, lu_sh_rebuild, sh) < 0) return -2;
+  if (sh->h->version != u->version) {
+    ul_shm_unlock(sh->m);
+    return -2;
+  }
+  s = ul_pick(sh->b, key && c->opts.strategy == UL_HASH ? ul_hash(key, len) : 0,
+              now);
+  ul_shm_unlock(sh->m);
+  *version = u->version;
+  return s;
+}
+
 /* up(b), down(b): the move under the lock, on_change after it. The clock
  * (it may run Lua) is read before locking, when slow start needs it or
  * when a first look under the lock saw the move cross (status's since). */
@@ -878,12 +901,6 @@ static int ls_tostring(lua_State *L) {
   lua_pushfstring(L, LU_LIST ": %p (shared '%s')", (void *)u,
                   u && u->sh ? u->sh->name : "?");
   return 1;
-}
-
-/* Refuses what shared lists do not do yet. */
-static int ls_unsupported(lua_State *L) {
-  return luaL_error(L, "upstream.list: %s is not available on a shared list "
-                       "yet", lua_tostring(L, lua_upvalueindex(2)));
 }
 
 /* list:_validate() (test hook) -> true, or false and the first broken
@@ -1394,12 +1411,11 @@ static const luaL_Reg ls_methods[] = {
     {"report", ls_report},
     {"next_due", ls_next_due},
     {"lease", ls_lease},
+    {"_slots", l_slots},
     {"_validate", ls_validate},
     {"_shm", ls_shm},
     {"_die_writing", ls_die_writing},
     {NULL, NULL}};
-
-static const char *const ls_later[] = {"_slots", NULL};
 
 static const luaL_Reg ls_metamethods[] = {{"__len", ls_len},
                                           {"__tostring", ls_tostring},
@@ -1419,7 +1435,6 @@ static const luaL_Reg ls_hooks[] = {{"_fork", ls_fork},
 /* The module table at -1: pushes the shared metatable (its methods with
  * it as upvalue 1) and sets the test hooks in the module. */
 void lu_shared_open(lua_State *L) {
-  int k;
   luaL_setfuncs(L, ls_hooks, 0);
   lua_newtable(L);
   lua_pushliteral(L, LU_LIST);
@@ -1429,11 +1444,5 @@ void lu_shared_open(lua_State *L) {
   lua_newtable(L);
   lua_pushvalue(L, -2);
   luaL_setfuncs(L, ls_methods, 1);
-  for (k = 0; ls_later[k]; k++) {
-    lua_pushvalue(L, -2);
-    lua_pushstring(L, ls_later[k]);
-    lua_pushcclosure(L, ls_unsupported, 2);
-    lua_setfield(L, -2, ls_later[k]);
-  }
   lua_setfield(L, -2, "__index");
 }
