@@ -104,6 +104,8 @@ elif command -v nginx >/dev/null && [ -f build/luajit/upstream.so ]; then
   suite e2e env UPSTREAM_SO_DIR="$PWD/build/luajit" bash spec/e2e/run.sh
   # the status page and on_change (ports 18300-18319)
   suite e2e-status env UPSTREAM_SO_DIR="$PWD/build/luajit" bash spec/e2e/status.sh
+  # a shared list in 4 workers: one prober, global rotation (ports 18400-18449)
+  suite e2e-shared env UPSTREAM_SO_DIR="$PWD/build/luajit" bash spec/e2e/shared.sh
 else
   missing e2e "nginx or build/luajit/upstream.so missing (apt-get install nginx-light libnginx-mod-http-lua)"
 fi
