@@ -66,8 +66,16 @@ build/tsan/test_shm: spec/c/test_shm.c src/core/shm.c src/core/shm.h src/core/co
 	@mkdir -p build/tsan
 	$(TSAN_CC) -O1 -g -fsanitize=thread $(WARN) $(DEFS) -pthread -Isrc -o $@ src/core/shm.c $< -lcmocka -lm
 
-test-tsan: build/tsan/test_shm
+# and test_shared_stress: a list's block in a mapping, 8 threads of mixed
+# operations under its lock, LIST_STRESS operations each
+LIST_STRESS ?= 5000
+build/tsan/test_shared_stress: spec/c/test_shared_stress.c $(CORE) $(wildcard src/core/*.h spec/fuzz/invariants.h)
+	@mkdir -p build/tsan
+	$(TSAN_CC) -O1 -g -fsanitize=thread $(WARN) $(DEFS) -pthread -Isrc -Ispec/c -o $@ $(CORE) $< -lcmocka -lm
+
+test-tsan: build/tsan/test_shm build/tsan/test_shared_stress
 	UL_SHM_STRESS=$(SHM_STRESS) TSAN_OPTIONS="halt_on_error=1 exitcode=66" ./build/tsan/test_shm
+	UL_SHM_STRESS=$(LIST_STRESS) TSAN_OPTIONS="halt_on_error=1 exitcode=66" ./build/tsan/test_shared_stress
 
 # --- the fast loop -------------------------------------------------------------
 # Needs only $(LUA), its -dev package, lua-busted and libcmocka-dev.
