@@ -87,6 +87,35 @@ for _ = 1, ROUNDS do
   end
 end
 
+-- 4 threads (lua_States) picking at once: each from a private list of its
+-- own, then all from one shared list; wall ns per pick per thread
+local wall = upstream.new({ "x" })
+local function threads(chunk)
+  local best = math.huge
+  for _ = 1, 3 do
+    local t0 = wall:now()
+    upstream._in_threads(4, chunk)
+    local dt = (wall:now() - t0) / N * 1e9
+    if dt < best then best = dt end
+  end
+  return best
+end
+seq = seq + 1
+local tname = "bench" .. seq
+upstream.new(names(16), { shared = tname })
+local tp = threads(([[
+  local up = require "upstream"
+  local b = {}
+  for i = 1, 16 do b[i] = ("10.0.%%d.%%d:80"):format(i // 256, i %% 256) end
+  local l = up.new(b)
+  for _ = 1, %d do l:pick() end
+]]):format(N))
+local ts = threads(([[
+  local up = require "upstream"
+  local l = up.attach(%q)
+  for _ = 1, %d do l:pick() end
+]]):format(tname, N))
+
 print(("%-28s %10s %8s"):format("loop", "ns", "shared/private"))
 for i, e in ipairs(loops) do
   local ns = e.best * 1e9 * e.scale
@@ -95,3 +124,5 @@ for i, e in ipairs(loops) do
   if e.name:find("shared") then ratio = ("%.2fx"):format(ns / loops[i - 1].ns) end
   print(("%-28s %10.1f %8s"):format(e.name, ns, ratio))
 end
+print(("%-28s %10.1f"):format("4 threads pick private", tp))
+print(("%-28s %10.1f %8s"):format("4 threads pick shared", ts, ("%.2fx"):format(ts / tp)))

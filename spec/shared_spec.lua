@@ -125,6 +125,19 @@ describe("shared lists", function()
       assert.are.equal("b", l:pick())
       assert.are.equal("a", l:pick()) -- c went down in the other state
     end)
+    it("is shared by lua_States in threads picking at once", function()
+      local n = name()
+      local l = upstream.new({ "a", "b", "c", "d" }, { shared = n })
+      local out = { upstream._in_threads(4, ([[
+        local up = require "upstream"
+        local l = up.attach(%q)
+        for _ = 1, 3000 do l:pick() end
+        return "ok"
+      ]]):format(n)) }
+      assert.are.same({ "ok", "ok", "ok", "ok" }, out)
+      for _, row in ipairs(l:status()) do assert.are.equal(3000, row.picks) end
+      valid(l)
+    end)
   end)
 
   describe("same results as a private list", function()

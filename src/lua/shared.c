@@ -34,6 +34,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -1387,6 +1388,72 @@ static int ls_in_new_state(lua_State *L) {
   return 2;
 }
 
+/* _in_threads(n, chunk) -> the n results (strings) of chunk run at once
+ * in n threads, each in a new lua_State as _in_new_state makes it, with
+ * its index 1..n as argument ("error: ..." when it raised). */
+typedef struct lu_thr {
+  const char *chunk, *path, *cpath;
+  size_t len;
+  int i;
+  char out[256];
+} lu_thr;
+
+static void *lu_thr_run(void *arg) {
+  lu_thr *t = (lu_thr *)arg;
+  lua_State *L2 = luaL_newstate();
+  int st;
+  if (L2 == NULL) {
+    snprintf(t->out, sizeof t->out, "error: no memory");
+    return NULL;
+  }
+  luaL_openlibs(L2);
+  lua_getglobal(L2, "package");
+  lua_pushstring(L2, t->path);
+  lua_setfield(L2, -2, "path");
+  lua_pushstring(L2, t->cpath);
+  lua_setfield(L2, -2, "cpath");
+  lua_pop(L2, 1);
+  st = luaL_loadbuffer(L2, t->chunk, t->len, "=in_threads");
+  if (st == LUA_OK) {
+    lua_pushinteger(L2, t->i);
+    st = lua_pcall(L2, 1, 1, 0);
+  }
+  snprintf(t->out, sizeof t->out, "%s%s", st == LUA_OK ? "" : "error: ",
+           lua_tostring(L2, -1) ? lua_tostring(L2, -1) : "(nil)");
+  lua_close(L2);
+  return NULL;
+}
+
+static int ls_in_threads(lua_State *L) {
+  int n = (int)luaL_checkinteger(L, 1), i, made;
+  size_t len;
+  const char *chunk = luaL_checklstring(L, 2, &len);
+  lu_thr *t;
+  pthread_t *th;
+  if (n < 1 || n > 64) luaL_argerror(L, 1, "1 to 64 threads");
+  lua_settop(L, 2);
+  lua_getglobal(L, "package");
+  lua_getfield(L, 3, "path");
+  lua_getfield(L, 3, "cpath");
+  t = (lu_thr *)lua_newuserdatauv(L, sizeof *t * (size_t)n, 0);
+  th = (pthread_t *)lua_newuserdatauv(L, sizeof *th * (size_t)n, 0);
+  for (i = 0; i < n; i++) {
+    t[i].chunk = chunk;
+    t[i].len = len;
+    t[i].path = lua_tostring(L, 4) ? lua_tostring(L, 4) : "";
+    t[i].cpath = lua_tostring(L, 5) ? lua_tostring(L, 5) : "";
+    t[i].i = i + 1;
+    t[i].out[0] = 0;
+  }
+  for (made = 0; made < n; made++)
+    if (pthread_create(&th[made], NULL, lu_thr_run, &t[made]) != 0) break;
+  for (i = 0; i < made; i++) pthread_join(th[i], NULL);
+  if (made < n) luaL_error(L, "upstream._in_threads: cannot make a thread");
+  luaL_checkstack(L, n, NULL);
+  for (i = 0; i < n; i++) lua_pushstring(L, t[i].out);
+  return n;
+}
+
 /* --- the metatable -------------------------------------------------------------- */
 
 static const luaL_Reg ls_methods[] = {
@@ -1430,6 +1497,7 @@ static const luaL_Reg ls_hooks[] = {{"_fork", ls_fork},
                                     {"_getpid", ls_getpid},
                                     {"_shm_fail_at", ls_fail_at},
                                     {"_in_new_state", ls_in_new_state},
+                                    {"_in_threads", ls_in_threads},
                                     {NULL, NULL}};
 
 /* The module table at -1: pushes the shared metatable (its methods with
