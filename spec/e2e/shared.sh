@@ -184,17 +184,25 @@ got=$((p1 - p0))
 check "one probe of b1 per interval over 4 s: $got, want $want +-1" \
   "$([ "$got" -ge $((want - 1)) ] && [ "$got" -le $((want + 1)) ]; echo $?)"
 
+# --- 3000 requests over 4 connections: each backend within 5% of its share ------
+curl -sS --parallel --parallel-max 4 -D - -o /dev/null "$G/?[1-3000]" 2>/dev/null | tr -d '\r' |
+  awk '/^X-Backend:/ { c[$2]++ } END { for (b in c) print b, c[b] }' | sort >"$ROOT/spread.txt"
+spread=$(awk '$2 >= 950 && $2 <= 1050 { k++ } END { print k + 0 }' "$ROOT/spread.txt")
+check "3000 requests spread evenly: each backend 1000 +-5%" "$([ "$spread" = 3 ]; echo $?)" \
+  "$(tr '\n' ' ' <"$ROOT/spread.txt")"
+
 # --- a down() in one worker is seen by the next request in any other ------------
 touch "$ROOT/fail-b2" # its checks fail too, so that it stays down
 downer=$(curl -fsS "$G/down?b=127.0.0.1:$B2" | awk '{ print $2 }')
-hits=0 others=0
-for _ in $(seq 12); do
+hits=0 others=0 sent=0
+while [ "$sent" -lt 12 ] || { [ "$others" -lt 3 ] && [ "$sent" -lt 200 ]; }; do
   line=$(curl -sS -D - -o /dev/null "$G/" | tr -d '\r' |
     awk '/^X-Backend:/ { b = $2 } /^X-Worker:/ { w = $2 } END { print b, w }')
+  sent=$((sent + 1))
   case "$line" in b2\ *) hits=$((hits + 1)) ;; esac
   [ "${line#* }" != "$downer" ] && others=$((others + 1))
 done
-check "no request reaches b2 after a down() in worker $downer ($others of 12 in other workers)" \
+check "no request reaches b2 after a down() in worker $downer ($others of $sent in other workers)" \
   "$([ "$hits" = 0 ] && [ "$others" -ge 1 ]; echo $?)" "hits $hits"
 
 # --- kill -9 of every worker in turn: nothing lost, one prober carries on ------
