@@ -78,6 +78,27 @@ describe("shared lists", function()
       valid(l)
     end)
 
+    it("starts fresh, logging once, when nginx's init phase changes the layout", function()
+      local n = name()
+      local old = upstream.new({ "a", "b" }, { shared = n })
+      old:down("a")
+      local logs = {}
+      _G.ngx = { WARN = 5, get_phase = function() return "init" end,
+        log = function(level, msg) logs[#logs + 1] = { level, msg } end }
+      local ok, fresh = pcall(upstream.new, { "a", "b" }, { shared = n, strategy = "random" })
+      _G.ngx = nil
+      assert(ok, fresh)
+      assert.are.equal(1, #logs)
+      assert.are.equal(5, logs[1][1])
+      assert.truthy(logs[1][2]:find("strategy round_robin, not random: it starts fresh", 1, true))
+      assert.are.equal(1, fresh:score("a")) -- fresh
+      assert.is_true(old:score("a") < 1)    -- the old one goes on for its holders
+      assert.are.equal(1, upstream.attach(n):score("a")) -- the name is the new one
+      -- outside nginx's init phase it stays an error
+      expect_error(function() upstream.new({ "a" }, { shared = n }) end,
+        "exists with other options", "strategy random, not round_robin")
+    end)
+
     it("fails clearly when the system refuses shared mappings", function()
       upstream._shm_fail_at(1)
       expect_error(function() upstream.new({ "a" }, { shared = name() }) end,

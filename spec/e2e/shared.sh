@@ -263,4 +263,27 @@ check "after the reload, one prober: $got probes of b1 in 3 s, want $want +-1" \
   "$([ "$got" -ge $((want - 1)) ] && [ "$got" -le $((want + 1)) ]; echo $?)"
 rm -f "$ROOT/fail-b2"
 
+# --- a reload that changes the layout starts fresh, and says so once ------------
+before=$(curl -fsS "$G/state" | awk -v b="127.0.0.1:$B1" '$1 == b { print $3 }')
+sed -i 's/shared = "web", interval = /shared = "web", strategy = "weighted", interval = /' "$ROOT/conf/nginx.conf"
+old_workers=$(workers | tr '\n' ' ')
+kill -HUP "$(cat "$ROOT/logs/nginx.pid")"
+for _ in $(seq 100); do
+  new=0
+  for w in $(workers); do case " $old_workers " in *" $w "*) ;; *) new=$((new + 1)) ;; esac; done
+  [ "$new" -ge 4 ] && break
+  sleep 0.05
+done
+sleep 2
+state=$(curl -fsS "$G/state")
+after=$(echo "$state" | awk -v b="127.0.0.1:$B1" '$1 == b { print $3 }')
+logged=$(grep -c "shared list 'web' exists with other options: strategy round_robin, not weighted: it starts fresh" "$ROOT/logs/error.log")
+check "a reload with another strategy starts fresh (b1 checks: $before before, $after after) and logs it once ($logged)" \
+  "$([ "$logged" = 1 ] && [ -n "$after" ] && [ "$after" -lt "$before" ]; echo $?)" "$state"
+p0=$(probes b1)
+sleep 3
+got=$(($(probes b1) - p0))
+check "the fresh list has one prober: $got probes of b1 in 3 s, want $want +-1" \
+  "$([ "$got" -ge $((want - 1)) ] && [ "$got" -le $((want + 1)) ]; echo $?)"
+
 finish

@@ -193,6 +193,22 @@ ul_shm *ul_shm_find(const char *name) {
   return e ? e->m : NULL;
 }
 
+int ul_shm_alias(const char *name, ul_shm *m) {
+  size_t namelen;
+  struct entry *e;
+  if (!name || !m) return 0;
+  namelen = strnlen(name, UL_SHM_NAME_MAX + 1);
+  if (namelen == 0 || namelen > UL_SHM_NAME_MAX) return 0;
+  pthread_once(&reg_once, reg_atfork);
+  reg_lock();
+  for (e = reg_head; e; e = e->next)
+    if (e->namelen == namelen && memcmp(e->name, name, namelen) == 0)
+      break;
+  if (e) e->m = m;
+  reg_unlock();
+  return e != NULL;
+}
+
 const char *ul_shm_strerror(int rc) {
   switch (rc) {
   case UL_SHM_MADE: return "made";

@@ -272,7 +272,9 @@ static int32_t lu_sh_find(lua_State *L) {
 /* --- making and attaching --------------------------------------------------- */
 
 /* Names the first thing that differs between two layouts. */
-static void lu_sh_differs(lua_State *L, const char *fn, const char *name,
+/* Names the first thing that differs between two layouts. */
+/* Pushes the message. */
+static const char *lu_sh_differs(lua_State *L, const char *fn, const char *name,
                           const lu_shdr *h, int strategy, uint32_t cap,
                           const ul_opts *o) {
   static const char *const strat[] = {"round_robin", "weighted", "least_conn",
@@ -294,27 +296,75 @@ static void lu_sh_differs(lua_State *L, const char *fn, const char *name,
               {NULL, 0}};
   int k;
   if (h->strategy != strategy)
-    luaL_error(L, "upstream.%s: shared list '%s' exists with other options: "
+    return lua_pushfstring(L, "upstream.%s: shared list '%s' exists with other options: "
                   "strategy %s, not %s", fn, name,
                strat[h->strategy < 0 || h->strategy > 4 ? 0 : h->strategy],
                strat[strategy]);
   if (h->cap != cap)
-    luaL_error(L, "upstream.%s: shared list '%s' exists with other options: "
+    return lua_pushfstring(L, "upstream.%s: shared list '%s' exists with other options: "
                   "capacity %d, not %d", fn, name, (int)h->cap, (int)cap);
   for (k = 0; nums[k].name; k++) {
     double a = *(const double *)(const void *)((const char *)&h->opts + nums[k].off);
     double b = *(const double *)(const void *)((const char *)o + nums[k].off);
     if (a != b && !(a != a && b != b))
-      luaL_error(L, "upstream.%s: shared list '%s' exists with other options: "
+      return lua_pushfstring(L, "upstream.%s: shared list '%s' exists with other options: "
                     "%s %f, not %f", fn, name, nums[k].name, a, b);
   }
   if (h->opts.tier_min != o->tier_min || h->opts.tier_max != o->tier_max ||
       h->opts.tier_init != o->tier_init)
-    luaL_error(L, "upstream.%s: shared list '%s' exists with other options: "
+    return lua_pushfstring(L, "upstream.%s: shared list '%s' exists with other options: "
                   "tiers {min = %d, max = %d, init = %d}", fn, name,
                h->opts.tier_min, h->opts.tier_max, h->opts.tier_init);
-  luaL_error(L, "upstream.%s: shared list '%s' exists with another layout",
+  return lua_pushfstring(L, "upstream.%s: shared list '%s' exists with another layout",
              fn, name);
+}
+
+/* In nginx's init phase (the master, at start or reload)? Asks
+ * ngx.get_phase(), protected. */
+static int lu_sh_get_phase_p(lua_State *L) {
+  lua_getglobal(L, "ngx");
+  if (!lua_istable(L, -1)) return 0;
+  lua_getfield(L, -1, "get_phase");
+  if (!lua_isfunction(L, -1)) return 0;
+  lua_call(L, 0, 1);
+  return 1;
+}
+
+static int lu_sh_nginx_init(lua_State *L) {
+  int init;
+  lua_pushcfunction(L, lu_sh_get_phase_p);
+  if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  init = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "init") == 0;
+  lua_pop(L, 1);
+  return init;
+}
+
+/* A reload gave an existing name another layout (the message at top):
+ * the name starts fresh in a mapping of its own (named after the layout,
+ * so a reload back to it finds that one), the name points at it from now
+ * on, and the error log says so once. The old workers keep the old one
+ * until they exit. */
+static int lu_sh_fresh(lua_State *L, const char *name, uint64_t sig,
+                       size_t size, ul_shm **m) {
+  char alt[UL_SHM_NAME_MAX + 1];
+  int rc;
+  snprintf(alt, sizeof alt, "%.200s\001%016llx", name, (unsigned long long)sig);
+  rc = ul_shm_open(alt, sig, size, m);
+  if (rc == UL_SHM_ELAYOUT && *m != NULL && ul_shm_sig(*m) == sig)
+    rc = UL_SHM_FOUND;
+  if (rc < 0) return rc;
+  ul_shm_alias(name, *m);
+  lua_getglobal(L, "ngx"); /* known to be a table with get_phase */
+  lua_getfield(L, -1, "log");
+  lua_getfield(L, -2, "WARN");
+  lua_pushfstring(L, "%s: it starts fresh with the new layout",
+                  lua_tostring(L, -4));
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK) lua_pop(L, 1);
+  lua_pop(L, 2); /* ngx, the message */
+  return rc;
 }
 
 /* Fills sh for mapping m. */
@@ -568,15 +618,22 @@ int lu_new_shared(lua_State *L, lu_conf *c) {
     rc = UL_SHM_FOUND; /* the same list, made from another initial set */
   if (rc == UL_SHM_ELAYOUT) {
     lu_shdr *h = (lu_shdr *)ul_shm_data(m);
+    const char *why = NULL;
     if (ul_shm_lock(m, NULL, NULL) >= 0) {
       lu_shdr copy = *h;
       ul_shm_unlock(m);
       if (copy.init && copy.magic == LU_SH_MAGIC)
-        lu_sh_differs(L, "new", name, &copy, c->o.strategy, (uint32_t)cap,
-                      &c->o);
+        why = lu_sh_differs(L, "new", name, &copy, c->o.strategy,
+                            (uint32_t)cap, &c->o);
     }
-    luaL_error(L, "upstream.new: shared list '%s': %s", name,
-               ul_shm_strerror(rc));
+    if (why == NULL)
+      why = lua_pushfstring(L, "upstream.new: shared list '%s': %s", name,
+                            ul_shm_strerror(rc));
+    if (!lu_sh_nginx_init(L)) lua_error(L);
+    rc = lu_sh_fresh(L, name, sig, hsize + lu_al64(bsize) + asz, &m);
+    if (rc < 0)
+      luaL_error(L, "upstream.new: shared list '%s': %s (%s)", name,
+                 ul_shm_strerror(rc), strerror(errno));
   }
   if (rc < 0)
     luaL_error(L, "upstream.new: shared list '%s': %s (%s)", name,
