@@ -40,4 +40,6 @@
 #include "lua/ffi.c"
 #include "lua/metrics.c"
 #include "lua/shared.c"
+#include "lua/shared_checks.c"
+#include "lua/shared_hooks.c"
 #include "lua/module.c"

@@ -29,57 +29,16 @@
  * under the lock for status()/status_of(), which then run on it
  * unchanged; nothing else reads it.
  *
- * Test hooks (documented in README, "Shared lists"): upstream._fork,
- * _wait, _exit, _kill, _getpid, _in_new_state and list:_validate().
+ * The lease and the checks are in shared_checks.c, the test hooks
+ * (README, "Shared lists") in shared_hooks.c.
  */
 #include <errno.h>
 #include <math.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include "lualib.h"
+#include "shared.h"
 
-#include "binding.h"
-#include "../core/block.h"
-#include "../core/shm.h"
-
-#define LU_SH_MAGIC 0x75707368726c3031ULL /* "upshrl01" */
-#define LU_SH_TRIES 64 /* resyncs one call makes at most */
-#define LU_SH_MIN_STR 64 /* arena bytes per slot at least */
-
-/* The header of a shared list's mapping. Written under the lock. */
-typedef struct lu_shdr {
-  uint64_t magic;
-  uint64_t sig;
-  uint32_t init;      /* 1 once the block and the arena are laid out */
-  uint32_t version;   /* membership: bumped by every change of slots */
-  uint32_t cap;
-  int32_t strategy;
-  uint32_t off_list;  /* from the header: the core block */
-  uint32_t off_arena; /* from the header: the arena */
-  uint32_t arena_size;
-  uint32_t pad;
-  ul_opts opts;       /* the maker's: errors name what differs */
-  uint32_t off_str[]; /* [cap]: offset in the arena of slot s's string */
-} lu_shdr;
-
-/* This process's view of a shared list (a userdata at LU_UV_SHARED). */
-typedef struct lu_shared {
-  ul_shm *m;
-  lu_shdr *h;
-  ul_list *b;  /* the shared block */
-  ul_arena *a;
-  uint32_t cap;
-  size_t bsize; /* bytes of the block */
-  int shut;     /* this process shut its view down */
-  uint64_t gen; /* the lease holding of this view, 0: none */
-  char name[UL_SHM_NAME_MAX + 1];
-} lu_shared;
 
 static size_t lu_al64(size_t x) { return (x + 63u) & ~(size_t)63u; }
 
@@ -103,7 +62,7 @@ static uint64_t lu_sh_sig(int strategy, uint32_t cap, const ul_opts *o) {
   return ul_hash(&k, sizeof k);
 }
 
-static int lu_sh_member(const lu_shared *sh, uint32_t s) {
+int lu_sh_member(const lu_shared *sh, uint32_t s) {
   return (ul_nodes(sh->b)[s].flags & UL_F_MEMBER) != 0;
 }
 
@@ -145,13 +104,13 @@ static void lu_sh_rebuild(ul_shm *m, void *ud) {
   sh->h->version++;
 }
 
-static void lu_sh_lock(lua_State *L, lu_shared *sh) {
+void lu_sh_lock(lua_State *L, lu_shared *sh) {
   if (ul_shm_lock(sh->m, lu_sh_rebuild, sh) < 0)
     luaL_error(L, "upstream.list: shared list '%s': %s", sh->name,
                ul_shm_strerror(UL_LOCK_ERROR));
 }
 
-static void lu_sh_unlock(lu_shared *sh) { ul_shm_unlock(sh->m); }
+void lu_sh_unlock(lu_shared *sh) { ul_shm_unlock(sh->m); }
 
 /* --- the local cache ------------------------------------------------------ */
 
@@ -173,7 +132,7 @@ static void lu_sh_changed(lua_State *L, int slots, uint32_t s) {
 /* Resyncs the slot and index tables of the list at idx from the arena.
  * The strings are copied under the lock into a userdata made before it;
  * the tables are built after. */
-static void lu_sh_sync(lua_State *L, int idx) {
+void lu_sh_sync(lua_State *L, int idx) {
   lu_list *u = (lu_list *)lua_touserdata(L, idx);
   lu_shared *sh = u->sh;
   uint32_t s, ver, *offs, cap = sh->cap;
@@ -240,7 +199,7 @@ static void lu_sh_sync(lua_State *L, int idx) {
 
 /* Locks the shared list at index 1 with its cache in step: returns with
  * the lock held. */
-static void lu_sh_begin(lua_State *L, lu_list *u) {
+void lu_sh_begin(lua_State *L, lu_list *u) {
   int k;
   for (k = 0; k < LU_SH_TRIES; k++) {
     lu_sh_lock(L, u->sh);
@@ -253,7 +212,7 @@ static void lu_sh_begin(lua_State *L, lu_list *u) {
 }
 
 /* The shared list at index 1 (metatable compared with upvalue 1). */
-static lu_list *lu_sh_check(lua_State *L) {
+lu_list *lu_sh_check(lua_State *L) {
   lu_list *u = lu_check_list(L);
   if (u->sh == NULL) luaL_typeerror(L, 1, "shared upstream.list");
   return u;
@@ -961,556 +920,6 @@ static int ls_tostring(lua_State *L) {
   return 1;
 }
 
-/* list:_validate() (test hook) -> true, or false and the first broken
- * invariant: the block as it is must equal its own repair in every
- * counter, the order and the eligible set; every member holds a string
- * of its own; the arena keeps its invariants; scores within their range. */
-static int ls_validate(lua_State *L) {
-  lu_list *u = lu_sh_check(L);
-  lu_shared *sh = u->sh;
-  ul_list *a = (ul_list *)lua_newuserdatauv(L, sh->bsize, 0);
-  ul_list *b = (ul_list *)lua_newuserdatauv(L, sh->bsize, 0);
-  const char *bad = NULL;
-  uint32_t s, p;
-  lu_sh_lock(L, sh);
-  memcpy(a, sh->b, sh->bsize);
-  bad = ul_arena_validate(sh->a);
-  for (s = 0; s < sh->cap && !bad; s++) {
-    size_t len;
-    uint32_t t;
-    if (!lu_sh_member(sh, s)) continue;
-    if (ul_arena_get(sh->a, sh->h->off_str[s], &len) == NULL)
-      bad = "a member without a string";
-    for (t = s + 1; t < sh->cap && !bad; t++)
-      if (lu_sh_member(sh, t) && sh->h->off_str[t] == sh->h->off_str[s])
-        bad = "two members with one string";
-  }
-  lu_sh_unlock(sh);
-  memcpy(b, a, sh->bsize);
-  ul_repair(b);
-#define LS_SAME(f) \
-  if (!bad && a->f != b->f) bad = #f " differs from a recount"
-  LS_SAME(n);
-  LS_SAME(healthy);
-  LS_SAME(active_tier);
-  LS_SAME(panic_on);
-  LS_SAME(nelig);
-  LS_SAME(total_ew);
-  LS_SAME(checked);
-  LS_SAME(unchecked);
-  LS_SAME(all_ew);
-#undef LS_SAME
-  if (!bad && memcmp(a->tier_healthy, b->tier_healthy, sizeof a->tier_healthy))
-    bad = "tier_healthy differs from a recount";
-  for (p = 0; p < a->n && !bad; p++)
-    if (ul_order(a)[p] != ul_order(b)[p]) bad = "order differs from a recount";
-  for (s = 0; s < a->cap && !bad; s++) {
-    const ul_node *x = &ul_nodes(a)[s];
-    if (ul_eligible(a, (int32_t)s) != ul_eligible(b, (int32_t)s))
-      bad = "eligibility differs from a recount";
-    else if ((x->flags & UL_F_MEMBER) &&
-             (x->score < a->opts.low_score || x->score > a->opts.high_score))
-      bad = "a score out of [low_score, high_score]";
-    else if ((x->flags & UL_F_MEMBER) && ul_order(a)[x->pos] != (int32_t)s)
-      bad = "a member's position is not its place in order";
-  }
-  if (bad) {
-    lua_pushboolean(L, 0);
-    lua_pushstring(L, bad);
-    return 2;
-  }
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-/* list:_shm() (test hook) -> { version =, recoveries =, arena_used = } */
-static int ls_shm(lua_State *L) {
-  lu_list *u = lu_sh_check(L);
-  uint32_t ver, used;
-  uint64_t rec;
-  lua_createtable(L, 0, 3);
-  lu_sh_lock(L, u->sh);
-  ver = u->sh->h->version;
-  rec = ul_shm_recoveries(u->sh->m);
-  used = u->sh->a->nused;
-  lu_sh_unlock(u->sh);
-  lua_pushinteger(L, (lua_Integer)ver);
-  lua_setfield(L, -2, "version");
-  lua_pushinteger(L, (lua_Integer)rec);
-  lua_setfield(L, -2, "recoveries");
-  lua_pushinteger(L, (lua_Integer)used);
-  lua_setfield(L, -2, "strings");
-  return 1;
-}
-
-/* list:_die_writing() (test hook): exits this process holding the lock
- * in the middle of a write, as a SIGKILL can: the derived state scrambled
- * (counters, eligibility, bitmaps, the event heap), a member's flags
- * cleared without its removal, a string stored that no slot holds. The
- * next locker must repair it all. */
-static int ls_die_writing(lua_State *L) {
-  lu_list *u = lu_sh_check(L);
-  ul_list *b = u->sh->b;
-  uint32_t k;
-  lu_sh_lock(L, u->sh);
-  b->healthy += 3;
-  b->nelig = b->n ? b->n - 1 : 7;
-  b->total_ew = -5;
-  b->tier_healthy[2] += 9;
-  b->active_tier = 4;
-  b->checked += 2;
-  b->nheap = b->nheap ? b->nheap - 1 : 0;
-  for (k = 0; k < b->bm_words[0]; k++) ulb_bm(b, 0)[k] ^= 0x5555555555555555ULL;
-  if (b->n > 1) ul_nodes(b)[ul_order(b)[1]].flags = 0;
-  ul_arena_alloc(u->sh->a, "orphan", 6);
-  fflush(NULL);
-  _exit(0);
-  return 0;
-}
-
-/* --- one prober: the lease (M2) --------------------------------------------
- * Only the view holding the mapping's lease runs checks: due() and
- * report() (the host-driven layer). A holding lasts interval + timeout +
- * 1 s on the list's clock and every due() renews it; a view that is not
- * the holder tries to take it at each due(). A takeover puts every check
- * still running (the last holder's, in flight when it died or stalled)
- * back to due now, uncounted (ul_cancel). */
-
-static double lu_sh_ttl(const lu_list *u) {
-  return u->core->opts.interval + u->core->opts.timeout + 1;
-}
-
-/* Whether this view holds the lease at now, after renewing or taking it. */
-static int lu_sh_hold(lua_State *L, lu_list *u, double now) {
-  lu_shared *sh = u->sh;
-  uint64_t gen;
-  uint32_t s;
-  double ttl = lu_sh_ttl(u);
-  if (sh->shut) return 0;
-  if (sh->gen && ul_shm_lease_renew(sh->m, sh->gen, now, ttl) == 1) return 1;
-  sh->gen = 0;
-  if (ul_shm_lease_acquire(sh->m, now, ttl, &gen) != 1) return 0;
-  lu_sh_lock(L, sh);
-  for (s = 0; s < sh->cap; s++) {
-    const ul_node *x = &ul_nodes(sh->b)[s];
-    if (lu_sh_member(sh, s) && x->state == UL_RUNNING)
-      ul_cancel(sh->b, (int32_t)s, x->gen);
-  }
-  lu_sh_unlock(sh);
-  sh->gen = gen;
-  return 1;
-}
-
-/* due([now]) -> the jobs to start now: none unless this view holds the
- * lease. Each event is taken under the lock with the cache in step, its
- * job filled after; the jobs table has room for every slot, so storing a
- * job allocates nothing between the take and the store. */
-static int ls_due(lua_State *L) {
-  lu_list *u;
-  double now;
-  int first = 1;
-  uint32_t k = 0, guard;
-  lua_settop(L, 2);
-  u = lu_sh_check(L);
-  now = lua_isnoneornil(L, 2) ? lu_list_now(L, 1) : luaL_checknumber(L, 2);
-  lua_createtable(L, (int)u->sh->cap, 0); /* 3: jobs */
-  if (u->sh->shut || !lu_sh_hold(L, u, now)) return 1;
-  lu_use_driver(L, u, LU_DRIVER_DUE);
-  luaL_checkstack(L, 8, NULL);
-  for (guard = 0; guard < 4 * u->sh->cap + 4; guard++) {
-    int32_t s;
-    uint64_t gen;
-    int ev, was = 0;
-    double deadline = 0;
-    lua_createtable(L, 0, 6); /* the job, made before the take */
-    lu_sh_begin(L, u);
-    if (first) ul_collect(u->sh->b, now);
-    first = 0;
-    if (ul_peek(u->sh->b, &s) == UL_EV_TIMEOUT)
-      was = ul_nodes(u->sh->b)[s].score >= 0;
-    ev = ul_take(u->sh->b, &s, &gen);
-    if (ev != UL_EV_NONE) {
-      deadline = ul_nodes(u->sh->b)[s].deadline;
-      ul_nodes(u->core)[s] = ul_nodes(u->sh->b)[s]; /* for on_change */
-    }
-    lu_sh_unlock(u->sh);
-    if (ev == UL_EV_NONE) break;
-    if (ev == UL_EV_START) {
-      lua_pushvalue(L, 1);
-      lua_setfield(L, -2, "list");
-      lua_getiuservalue(L, 1, LU_UV_SLOTS);
-      lua_rawgeti(L, -1, (lua_Integer)s + 1);
-      lua_setfield(L, -3, "backend");
-      lua_pop(L, 1);
-      lua_pushinteger(L, (lua_Integer)s);
-      lua_setfield(L, -2, "slot");
-      lua_pushnumber(L, (lua_Number)gen);
-      lua_setfield(L, -2, "gen");
-      lua_pushnumber(L, deadline);
-      lua_setfield(L, -2, "deadline");
-      lua_getiuservalue(L, 1, LU_UV_CHECK);
-      lua_setfield(L, -2, "check");
-      lua_rawseti(L, 3, (lua_Integer)++k);
-    } else {
-      lua_pop(L, 1);
-      if (ev == UL_EV_TIMEOUT) {
-        lu_check_timed_out(L, s);
-        lu_changed(L, u, s, was, 1);
-      }
-    }
-  }
-  lua_settop(L, 3);
-  return 1;
-}
-
-/* report(job, ok [, err [, tier]]) -> whether the result was applied;
- * false, "lease lost" when this view no longer holds the lease. */
-static int ls_report(lua_State *L) {
-  lu_list *u;
-  lua_Integer s;
-  lua_Number gen, tier = NAN;
-  double now;
-  int ok, isint;
-  lua_settop(L, 5);
-  u = lu_sh_check(L);
-  luaL_checktype(L, 2, LUA_TTABLE);
-  ok = lua_toboolean(L, 3);
-  if (!lua_isnil(L, 5)) tier = luaL_checknumber(L, 5);
-  lua_pushliteral(L, "list");
-  lua_rawget(L, 2);
-  lua_pushliteral(L, "slot");
-  lua_rawget(L, 2);
-  lua_pushliteral(L, "gen");
-  lua_rawget(L, 2);
-  s = lua_tointegerx(L, -2, &isint);
-  gen = lua_tonumber(L, -1);
-  if (!lua_rawequal(L, -3, 1) || !isint || lua_type(L, -1) != LUA_TNUMBER ||
-      s < 0 || s >= (lua_Integer)u->sh->cap || !(gen >= 1) || gen != floor(gen))
-    luaL_argerror(L, 2, "not a job from this list's due()");
-  lua_settop(L, 5);
-  if (!u->sh->gen || !ul_shm_lease_check(u->sh->m, u->sh->gen)) {
-    lua_pushboolean(L, 0);
-    lua_pushliteral(L, "lease lost");
-    return 2;
-  }
-  now = lu_list_now(L, 1);
-  if (ok) lua_pushnil(L);
-  else lu_push_failure(L, L, 4, 0);
-  lua_pushboolean(L, lu_sh_result(L, u, (int32_t)s, (uint64_t)gen, ok, now,
-                                  tier, 0));
-  return 1;
-}
-
-int lu_sh_result(lua_State *L, lu_list *u, int32_t s, uint64_t gen, int ok,
-                 double now, lua_Number tier, int timed_out) {
-  lu_shared *sh = u->sh;
-  int msg = lua_gettop(L), t, was, applied;
-  luaL_checkstack(L, 6, NULL);
-  if (!sh->gen || !ul_shm_lease_check(sh->m, sh->gen)) {
-    lua_settop(L, msg - 1);
-    return 0;
-  }
-  lua_getiuservalue(L, 1, LU_UV_ERRORS);          /* msg + 1 */
-  lua_rawgeti(L, msg + 1, (lua_Integer)s + 1);   /* msg + 2: the old one */
-  lua_pushvalue(L, msg);
-  lua_rawseti(L, msg + 1, (lua_Integer)s + 1); /* may raise: nothing applied */
-  t = tier != tier ? -1 : tier < 0 ? 0 : tier > UL_MAX_TIER ? UL_MAX_TIER : (int)tier;
-  lu_sh_lock(L, sh); /* a check's gen is never reused: no resync needed */
-  if (u->latency)
-    t = ok && ul_current(sh->b, s, gen)
-            ? ul_latency_tier(now - ul_nodes(sh->b)[s].started) : -1;
-  was = ul_nodes(sh->b)[s].score >= 0;
-  applied = ul_shm_lease_check(sh->m, sh->gen) &&
-            ul_report(sh->b, s, gen, ok, now, t);
-  if (applied && timed_out) ul_stats(sh->b)[s].timeouts++;
-  ul_nodes(u->core)[s] = ul_nodes(sh->b)[s]; /* what on_change reads */
-  lu_sh_unlock(sh);
-  if (!applied) {
-    lua_pushvalue(L, msg + 2);
-    lua_rawseti(L, msg + 1, (lua_Integer)s + 1); /* the key exists */
-    lua_settop(L, msg - 1);
-    return 0;
-  }
-  lua_settop(L, msg - 1);
-  lu_changed(L, u, s, was, 1);
-  return 1;
-}
-
-/* --- the scheduler's core calls (scheduler.c) ------------------------------ */
-
-int lu_sh_collect(lua_State *L, lu_list *u, double now, double *wait) {
-  if (!lu_sh_hold(L, u, now)) {
-    ul_lease le;
-    ul_shm_lease_read(u->sh->m, &le);
-    *wait = le.pid && le.expiry > now ? le.expiry : now;
-    return 0;
-  }
-  lu_sh_begin(L, u);
-  ul_collect(u->sh->b, now);
-  lu_sh_unlock(u->sh);
-  return 1;
-}
-
-int lu_sh_peek(lua_State *L, lu_list *u, int32_t *s) {
-  int ev;
-  lu_sh_begin(L, u);
-  ev = ul_peek(u->sh->b, s);
-  if (ev != UL_EV_NONE) ul_nodes(u->core)[*s] = ul_nodes(u->sh->b)[*s];
-  lu_sh_unlock(u->sh);
-  return ev;
-}
-
-int lu_sh_take(lua_State *L, lu_list *u, int32_t *s, uint64_t *gen) {
-  int ev;
-  lu_sh_begin(L, u);
-  ev = ul_take(u->sh->b, s, gen);
-  if (ev != UL_EV_NONE) ul_nodes(u->core)[*s] = ul_nodes(u->sh->b)[*s];
-  lu_sh_unlock(u->sh);
-  return ev;
-}
-
-int lu_sh_sleep(lua_State *L, lu_list *u, int32_t s, uint64_t gen, double t) {
-  int r;
-  lu_sh_lock(L, u->sh);
-  r = ul_sleep(u->sh->b, s, gen, t);
-  lu_sh_unlock(u->sh);
-  return r;
-}
-
-void lu_sh_cancel(lua_State *L, lu_list *u, int32_t s, uint64_t gen) {
-  lu_sh_lock(L, u->sh);
-  ul_cancel(u->sh->b, s, gen);
-  lu_sh_unlock(u->sh);
-}
-
-double lu_sh_deadline(lua_State *L, const lu_list *u, int32_t s, uint64_t gen,
-                      double now) {
-  double d;
-  lu_sh_lock(L, u->sh);
-  d = ul_current(u->sh->b, s, gen) ? ul_nodes(u->sh->b)[s].deadline : now;
-  lu_sh_unlock(u->sh);
-  return d;
-}
-
-/* The next wake-up, and no later than a second before the lease expires:
- * the step that renews it comes in time. */
-double lu_sh_next_wake(lua_State *L, lu_list *u) {
-  double t;
-  ul_lease le;
-  lu_sh_lock(L, u->sh);
-  t = ul_next_wake(u->sh->b);
-  lu_sh_unlock(u->sh);
-  ul_shm_lease_read(u->sh->m, &le);
-  if (u->sh->gen && le.gen == u->sh->gen && t > le.expiry - 1)
-    t = le.expiry - 1;
-  return t;
-}
-
-int lu_sh_shut(const lu_list *u) { return u->sh->shut; }
-
-int lu_sh_first_round_done(lua_State *L, const lu_list *u) {
-  int done;
-  lu_sh_lock(L, u->sh);
-  done = u->sh->b->unchecked == 0;
-  lu_sh_unlock(u->sh);
-  return done || u->sh->shut;
-}
-
-/* next_due() -> seconds until due() has something to do: the next check
- * event for the holder; for another view, until the holding expires (it
- * may take over then); nil when nothing is scheduled. */
-static int ls_next_due(lua_State *L) {
-  lu_list *u;
-  double next, now;
-  ul_lease le;
-  lua_settop(L, 1);
-  u = lu_sh_check(L);
-  now = lu_list_now(L, 1);
-  ul_shm_lease_read(u->sh->m, &le);
-  if (u->sh->shut) {
-    next = INFINITY;
-  } else if (u->sh->gen && ul_shm_lease_check(u->sh->m, u->sh->gen)) {
-    lu_sh_lock(L, u->sh);
-    next = u->sh->b->shut ? INFINITY : ul_next_time(u->sh->b);
-    lu_sh_unlock(u->sh);
-    if (next > le.expiry - 1) next = le.expiry - 1; /* renew in time */
-  } else {
-    next = le.pid ? le.expiry : now;
-  }
-  if (isinf(next)) lua_pushnil(L);
-  else lu_push_wait(L, next, now);
-  return 1;
-}
-
-/* lease() -> { pid =, since =, expiry =, generation =, mine = } (pid 0:
- * free) */
-static int ls_lease(lua_State *L) {
-  lu_list *u = lu_sh_check(L);
-  ul_lease le;
-  ul_shm_lease_read(u->sh->m, &le);
-  lua_createtable(L, 0, 5);
-  lua_pushinteger(L, (lua_Integer)le.pid);
-  lua_setfield(L, -2, "pid");
-  lua_pushnumber(L, le.since);
-  lua_setfield(L, -2, "since");
-  lua_pushnumber(L, le.expiry);
-  lua_setfield(L, -2, "expiry");
-  lua_pushnumber(L, (lua_Number)le.gen);
-  lua_setfield(L, -2, "generation");
-  lua_pushboolean(L, u->sh->gen != 0 && ul_shm_lease_check(u->sh->m, u->sh->gen));
-  lua_setfield(L, -2, "mine");
-  return 1;
-}
-
-/* --- test hooks (module functions) ------------------------------------------ */
-
-static int ls_fork(lua_State *L) {
-  pid_t pid;
-  fflush(NULL);
-  pid = fork();
-  if (pid < 0) luaL_error(L, "upstream._fork: %s", strerror(errno));
-  lua_pushinteger(L, (lua_Integer)pid);
-  return 1;
-}
-
-/* _wait(pid) -> "exit", code | "signal", number */
-static int ls_wait(lua_State *L) {
-  pid_t pid = (pid_t)luaL_checkinteger(L, 1);
-  int st = 0;
-  pid_t r;
-  do r = waitpid(pid, &st, 0);
-  while (r < 0 && errno == EINTR);
-  if (r < 0) luaL_error(L, "upstream._wait: %s", strerror(errno));
-  if (WIFSIGNALED(st)) {
-    lua_pushliteral(L, "signal");
-    lua_pushinteger(L, WTERMSIG(st));
-  } else {
-    lua_pushliteral(L, "exit");
-    lua_pushinteger(L, WEXITSTATUS(st));
-  }
-  return 2;
-}
-
-static int ls_exit(lua_State *L) {
-  int code = (int)luaL_optinteger(L, 1, 0);
-  fflush(NULL);
-  _exit(code);
-  return 0;
-}
-
-static int ls_kill(lua_State *L) {
-  pid_t pid = (pid_t)luaL_checkinteger(L, 1);
-  int sig = (int)luaL_optinteger(L, 2, SIGKILL);
-  lua_pushboolean(L, kill(pid, sig) == 0);
-  return 1;
-}
-
-static int ls_fail_at(lua_State *L) {
-  ul_shm_fail_at((int)luaL_checkinteger(L, 1));
-  return 0;
-}
-
-static int ls_getpid(lua_State *L) {
-  lua_pushinteger(L, (lua_Integer)getpid());
-  return 1;
-}
-
-/* _in_new_state(chunk) -> what the chunk returned (as a string), run in a
- * new lua_State of this process with the standard libraries and this
- * state's package.path/cpath: a second lua_State sharing the lists. */
-static int ls_in_new_state(lua_State *L) {
-  size_t len;
-  const char *chunk = luaL_checklstring(L, 1, &len);
-  lua_State *L2;
-  int st;
-  lua_settop(L, 1);
-  lua_getglobal(L, "package");
-  lua_getfield(L, 2, "path");
-  lua_getfield(L, 2, "cpath");
-  L2 = luaL_newstate();
-  if (L2 == NULL) luaL_error(L, "upstream._in_new_state: no memory");
-  luaL_openlibs(L2);
-  lua_getglobal(L2, "package");
-  lua_pushstring(L2, lua_tostring(L, 3) ? lua_tostring(L, 3) : "");
-  lua_setfield(L2, -2, "path");
-  lua_pushstring(L2, lua_tostring(L, 4) ? lua_tostring(L, 4) : "");
-  lua_setfield(L2, -2, "cpath");
-  lua_pop(L2, 1);
-  st = luaL_loadbuffer(L2, chunk, len, "=in_new_state");
-  if (st == LUA_OK) st = lua_pcall(L2, 0, 1, 0);
-  lua_pushstring(L, lua_tostring(L2, -1) ? lua_tostring(L2, -1) : "(nil)");
-  lua_pushboolean(L, st == LUA_OK);
-  lua_close(L2);
-  lua_insert(L, -2);
-  return 2;
-}
-
-/* _in_threads(n, chunk) -> the n results (strings) of chunk run at once
- * in n threads, each in a new lua_State as _in_new_state makes it, with
- * its index 1..n as argument ("error: ..." when it raised). */
-typedef struct lu_thr {
-  const char *chunk, *path, *cpath;
-  size_t len;
-  int i;
-  char out[256];
-} lu_thr;
-
-static void *lu_thr_run(void *arg) {
-  lu_thr *t = (lu_thr *)arg;
-  lua_State *L2 = luaL_newstate();
-  int st;
-  if (L2 == NULL) {
-    snprintf(t->out, sizeof t->out, "error: no memory");
-    return NULL;
-  }
-  luaL_openlibs(L2);
-  lua_getglobal(L2, "package");
-  lua_pushstring(L2, t->path);
-  lua_setfield(L2, -2, "path");
-  lua_pushstring(L2, t->cpath);
-  lua_setfield(L2, -2, "cpath");
-  lua_pop(L2, 1);
-  st = luaL_loadbuffer(L2, t->chunk, t->len, "=in_threads");
-  if (st == LUA_OK) {
-    lua_pushinteger(L2, t->i);
-    st = lua_pcall(L2, 1, 1, 0);
-  }
-  snprintf(t->out, sizeof t->out, "%s%s", st == LUA_OK ? "" : "error: ",
-           lua_tostring(L2, -1) ? lua_tostring(L2, -1) : "(nil)");
-  lua_close(L2);
-  return NULL;
-}
-
-static int ls_in_threads(lua_State *L) {
-  int n = (int)luaL_checkinteger(L, 1), i, made;
-  size_t len;
-  const char *chunk = luaL_checklstring(L, 2, &len);
-  lu_thr *t;
-  pthread_t *th;
-  if (n < 1 || n > 64) luaL_argerror(L, 1, "1 to 64 threads");
-  lua_settop(L, 2);
-  lua_getglobal(L, "package");
-  lua_getfield(L, 3, "path");
-  lua_getfield(L, 3, "cpath");
-  t = (lu_thr *)lua_newuserdatauv(L, sizeof *t * (size_t)n, 0);
-  th = (pthread_t *)lua_newuserdatauv(L, sizeof *th * (size_t)n, 0);
-  for (i = 0; i < n; i++) {
-    t[i].chunk = chunk;
-    t[i].len = len;
-    t[i].path = lua_tostring(L, 4) ? lua_tostring(L, 4) : "";
-    t[i].cpath = lua_tostring(L, 5) ? lua_tostring(L, 5) : "";
-    t[i].i = i + 1;
-    t[i].out[0] = 0;
-  }
-  for (made = 0; made < n; made++)
-    if (pthread_create(&th[made], NULL, lu_thr_run, &t[made]) != 0) break;
-  for (i = 0; i < made; i++) pthread_join(th[i], NULL);
-  if (made < n) luaL_error(L, "upstream._in_threads: cannot make a thread");
-  luaL_checkstack(L, n, NULL);
-  for (i = 0; i < n; i++) lua_pushstring(L, t[i].out);
-  return n;
-}
-
 /* --- the metatable -------------------------------------------------------------- */
 
 static const luaL_Reg ls_methods[] = {
@@ -1547,20 +956,11 @@ static const luaL_Reg ls_metamethods[] = {{"__len", ls_len},
                                           {"__close", ls_shutdown},
                                           {NULL, NULL}};
 
-static const luaL_Reg ls_hooks[] = {{"_fork", ls_fork},
-                                    {"_wait", ls_wait},
-                                    {"_exit", ls_exit},
-                                    {"_kill", ls_kill},
-                                    {"_getpid", ls_getpid},
-                                    {"_shm_fail_at", ls_fail_at},
-                                    {"_in_new_state", ls_in_new_state},
-                                    {"_in_threads", ls_in_threads},
-                                    {NULL, NULL}};
 
 /* The module table at -1: pushes the shared metatable (its methods with
  * it as upvalue 1) and sets the test hooks in the module. */
 void lu_shared_open(lua_State *L) {
-  luaL_setfuncs(L, ls_hooks, 0);
+  lu_shared_hooks(L);
   lua_newtable(L);
   lua_pushliteral(L, LU_LIST);
   lua_setfield(L, -2, "__name");
@@ -1571,3 +971,4 @@ void lu_shared_open(lua_State *L) {
   luaL_setfuncs(L, ls_methods, 1);
   lua_setfield(L, -2, "__index");
 }
+
