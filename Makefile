@@ -74,8 +74,17 @@ build/tsan/test_shared_threads: spec/c/test_shared_threads.c $(CORE) $(wildcard 
 	@mkdir -p build/tsan
 	$(TSAN_CC) -O1 -g -fsanitize=thread $(WARN) $(DEFS) -pthread -Isrc -o $@ $(CORE) $< -lcmocka -lm
 
-test-tsan: build/tsan/test_shm build/tsan/test_shared_threads
+# and test_shared_stress: a list's block in a mapping, 8 threads of mixed
+# operations under its lock, LIST_STRESS operations each, then a thread
+# that dies holding the lock (ul_repair)
+LIST_STRESS ?= 5000
+build/tsan/test_shared_stress: spec/c/test_shared_stress.c $(CORE) $(wildcard src/core/*.h spec/fuzz/invariants.h)
+	@mkdir -p build/tsan
+	$(TSAN_CC) -O1 -g -fsanitize=thread $(WARN) $(DEFS) -pthread -Isrc -Ispec/c -o $@ $(CORE) $< -lcmocka -lm
+
+test-tsan: build/tsan/test_shm build/tsan/test_shared_stress build/tsan/test_shared_threads
 	UL_SHM_STRESS=$(SHM_STRESS) TSAN_OPTIONS="halt_on_error=1 exitcode=66" ./build/tsan/test_shm
+	UL_SHM_STRESS=$(LIST_STRESS) TSAN_OPTIONS="halt_on_error=1 exitcode=66" ./build/tsan/test_shared_stress
 	UL_SHARED_STRESS=$(SHARED_STRESS) TSAN_OPTIONS="halt_on_error=1 exitcode=66" ./build/tsan/test_shared_threads
 
 # --- the fast loop -------------------------------------------------------------

@@ -104,6 +104,8 @@ elif command -v nginx >/dev/null && [ -f build/luajit/upstream.so ]; then
   suite e2e env UPSTREAM_SO_DIR="$PWD/build/luajit" bash spec/e2e/run.sh
   # the status page and on_change (ports 18300-18319)
   suite e2e-status env UPSTREAM_SO_DIR="$PWD/build/luajit" bash spec/e2e/status.sh
+  # a shared list in 4 workers: one prober, global rotation (ports 18400-18449)
+  suite e2e-shared env UPSTREAM_SO_DIR="$PWD/build/luajit" bash spec/e2e/shared.sh
 else
   missing e2e "nginx or build/luajit/upstream.so missing (apt-get install nginx-light libnginx-mod-http-lua)"
 fi
@@ -158,6 +160,14 @@ if want tsan; then
   else
     tail -20 "$out/tsan-shared-build.log" >&2
     missing tsan-shared "build/tsan/test_shared_threads did not build (make test-tsan)"
+  fi
+  # a list's block in a mapping: mixed operations, then a holder that dies
+  if make -s build/tsan/test_shared_stress >"$out/tsan-stress-build.log" 2>&1; then
+    suite tsan-stress env CMOCKA_MESSAGE_OUTPUT=TAP UL_SHM_STRESS="${LIST_STRESS:-5000}" \
+      TSAN_OPTIONS="halt_on_error=1 exitcode=66" ./build/tsan/test_shared_stress
+  else
+    tail -20 "$out/tsan-stress-build.log" >&2
+    missing tsan-stress "build/tsan/test_shared_stress did not build (make test-tsan)"
   fi
 fi
 

@@ -8,6 +8,11 @@
 #define UL_FUNC static __attribute__((unused))
 #define LU_FUNC static __attribute__((unused))
 
+/* shm.c needs MAP_ANONYMOUS: defined before the first system header */
+#ifndef _DEFAULT_SOURCE
+#define _DEFAULT_SOURCE 1
+#endif
+
 #include "core/opts.c"
 #include "core/hash.c"
 #include "core/heap.c"
@@ -18,6 +23,7 @@
 #include "core/pick.c"
 #include "core/list.c"
 #include "core/sched.c"
+#include "core/shm.c"
 
 #include "lua/clock.c"
 #include "lua/backends.c"
@@ -34,4 +40,7 @@
 #include "lua/checks.c"
 #include "lua/ffi.c"
 #include "lua/metrics.c"
+#include "lua/shared.c"
+#include "lua/shared_checks.c"
+#include "lua/shared_hooks.c"
 #include "lua/module.c"

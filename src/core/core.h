@@ -370,3 +370,9 @@ UL_FUNC int ul_eligible(const ul_list *l, int32_t slot);
 UL_FUNC void ul_eager(ul_list *l);
 
 #endif
+
+/* After a writer died in the middle of a change (shared lists): keeps the
+ * members and their primary state, recomputes every derived field
+ * (counters, tiers, panic, eligibility and its sums, bitmaps, trees, the
+ * event heap and ready queue, free slots) from them. */
+UL_FUNC void ul_repair(ul_list *l);

@@ -601,3 +601,84 @@ int32_t ul_pick(ul_list *l, uint64_t key, double now) {
   ul_picks(l)[s]++;
   return s;
 }
+
+/* ---- repair (shared lists) ----------------------------------------------
+ * A process that died in the middle of any change leaves the primary state
+ * (the member flags, the nodes' scores, weights, tiers and check state,
+ * pick order) about right and the derived state anything. ul_repair keeps
+ * the members (a slot flagged UL_F_MEMBER; order first, then the others in
+ * slot order), cuts rings of equal backends that do not close through
+ * members, and recomputes everything else from them. */
+void ul_repair(ul_list *l) {
+  ul_node *nd = ul_nodes(l);
+  int32_t *ord = ul_order(l);
+  uint32_t s, p, n = 0, oldn = l->n < l->cap ? l->n : l->cap;
+  uint32_t ramping = 0;
+  int32_t *tail;
+  /* offsets as laid out (a hash table swap may be half done), the hash
+   * table to be built whole again */
+  block_layout(l, l->cap, l->opts.strategy, l->maglev_m);
+  for (s = 0; s < l->cap; s++) {
+    ul_node *x = &nd[s];
+    if (x->elig) x->cur += x->ew * l->t; /* plain cur, then no elig */
+    x->elig = 0;
+    x->pos = -1;
+    x->heap = -1;
+    x->flags &= (uint8_t)~UL_F_READY;
+    if (!(x->flags & UL_F_MEMBER)) x->flags = 0;
+  }
+  for (p = 0; p < oldn; p++) {
+    int32_t t = ord[p];
+    if (t >= 0 && (uint32_t)t < l->cap && (nd[t].flags & UL_F_MEMBER) &&
+        nd[t].pos < 0) {
+      nd[t].pos = (int32_t)n;
+      ord[n++] = t;
+    }
+  }
+  for (s = 0; s < l->cap; s++)
+    if ((nd[s].flags & UL_F_MEMBER) && nd[s].pos < 0) {
+      nd[s].pos = (int32_t)n;
+      ord[n++] = (int32_t)s;
+    }
+  l->n = n;
+  for (s = 0; s < l->cap; s++) { /* a ring must come back through members */
+    int32_t t;
+    uint32_t k = 0;
+    if (!(nd[s].flags & UL_F_MEMBER)) continue;
+    t = nd[s].dup;
+    while (k++ <= l->cap && t >= 0 && (uint32_t)t < l->cap &&
+           (nd[t].flags & UL_F_MEMBER) && t != (int32_t)s)
+      t = nd[t].dup;
+    if (t != (int32_t)s) nd[s].dup = (int32_t)s;
+  }
+  tail = &l->free_head;
+  for (s = 0; s < l->cap; s++) {
+    if (nd[s].flags & UL_F_MEMBER) continue;
+    nd[s].state = UL_IDLE;
+    nd[s].ew = 0;
+    *tail = (int32_t)s;
+    tail = &nd[s].dup;
+  }
+  *tail = -1;
+  l->checked = l->unchecked = 0;
+  l->nelig = 0;
+  l->total_ew = 0;
+  if (l->rr < -1) l->rr = -1;
+  l->nheap = l->ready_len = l->ready_head = 0; /* every node's heap is -1 */
+  for (p = 0; p < n; p++) {
+    int32_t t = ord[p];
+    ul_node *x = &nd[t];
+    if (x->weight == 0 || x->weight > UL_MAX_WEIGHT) x->weight = 1;
+    if (x->tier > UL_MAX_TIER) x->tier = (uint8_t)l->opts.tier_max;
+    if (x->ramp < 1 || x->ramp > UL_RAMP_STEPS) x->ramp = UL_RAMP_STEPS;
+    if (x->ramp < UL_RAMP_STEPS) ramping++;
+    if (!(x->flags & UL_F_CHECKED)) continue;
+    l->checked++;
+    if (l->shut) continue;
+    if (x->checks == 0) l->unchecked++;
+    ulh_resched(l, t);
+  }
+  l->ramping = ramping;
+  l->ramp_next = ramping ? -INFINITY : INFINITY; /* the next pick recounts */
+  members_update(l);
+}

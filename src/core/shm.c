@@ -178,6 +178,37 @@ int ul_shm_open(const char *name, uint64_t sig, size_t size, ul_shm **out) {
   return rc;
 }
 
+ul_shm *ul_shm_find(const char *name) {
+  size_t namelen;
+  struct entry *e;
+  if (!name) return NULL;
+  namelen = strnlen(name, UL_SHM_NAME_MAX + 1);
+  if (namelen == 0 || namelen > UL_SHM_NAME_MAX) return NULL;
+  pthread_once(&reg_once, reg_atfork);
+  reg_lock();
+  for (e = reg_head; e; e = e->next)
+    if (e->namelen == namelen && memcmp(e->name, name, namelen) == 0)
+      break;
+  reg_unlock();
+  return e ? e->m : NULL;
+}
+
+int ul_shm_alias(const char *name, ul_shm *m) {
+  size_t namelen;
+  struct entry *e;
+  if (!name || !m) return 0;
+  namelen = strnlen(name, UL_SHM_NAME_MAX + 1);
+  if (namelen == 0 || namelen > UL_SHM_NAME_MAX) return 0;
+  pthread_once(&reg_once, reg_atfork);
+  reg_lock();
+  for (e = reg_head; e; e = e->next)
+    if (e->namelen == namelen && memcmp(e->name, name, namelen) == 0)
+      break;
+  if (e) e->m = m;
+  reg_unlock();
+  return e != NULL;
+}
+
 const char *ul_shm_strerror(int rc) {
   switch (rc) {
   case UL_SHM_MADE: return "made";

@@ -50,6 +50,16 @@ enum {
 UL_FUNC int ul_shm_open(const char *name, uint64_t sig, size_t size,
                         ul_shm **out);
 
+/* The mapping called name if this process family has it open, else NULL
+ * (nothing is made). Thread-safe. */
+UL_FUNC ul_shm *ul_shm_find(const char *name);
+
+/* Points the registered name at m (a mapping registered under another
+ * name) from now on: the next open of name finds m. The mapping name had
+ * stays mapped (callers holding it keep it). 0 when name is not open.
+ * Thread-safe. */
+UL_FUNC int ul_shm_alias(const char *name, ul_shm *m);
+
 /* A message for a result of ul_shm_open or ul_shm_lock ("..."). */
 UL_FUNC const char *ul_shm_strerror(int rc);
 

@@ -60,7 +60,8 @@ enum {
   LU_UV_CLOCK,     /* clock function or false */
   LU_UV_SLEEP,     /* sleep function or false */
   LU_UV_ON_CHANGE, /* on_change function or false */
-  LU_NUV = LU_UV_ON_CHANGE
+  LU_UV_SHARED,    /* shared lists: the lu_shared userdata; else false */
+  LU_NUV = LU_UV_SHARED
 };
 
 /* Which layer drives the checks: the first to run claims the list. */
@@ -75,6 +76,10 @@ typedef struct lu_list {
   uint32_t readers; /* status() calls reading the block across allocations:
                        reconcile then builds aside, never in place */
   int on_change;    /* opts.on_change is set (LU_UV_ON_CHANGE) */
+  /* shared lists (shared.c): NULL on a private one. core is then this
+   * process's snapshot of the shared block (what status() reads), and
+   * version the membership version the slot and index tables are of */
+  struct lu_shared *sh;
 } lu_list;
 
 /* upstream.new's options, read by lu_read_opts. The functions and the
@@ -87,6 +92,8 @@ typedef struct lu_conf {
   int tiers;   /* the tiers option was given */
   uint64_t seed;
   int on_change; /* its index on the stack, 0: absent */
+  int shared;    /* index of the shared option (a name), 0: absent */
+  lua_Integer capacity; /* 0: absent */
 } lu_conf;
 
 /* Methods carry the metatable as upvalue 1: one pointer compare per call
@@ -267,9 +274,43 @@ LU_FUNC uint32_t lu_status_snapshot(const ul_list *c, int32_t slot, int flags,
  * nuv user values. */
 LU_FUNC lu_snap *lu_snap_new(lua_State *L, uint32_t cap, int map, int nuv);
 
+/* --- shared.c: shared lists (issue 10) ------------------------------------ */
+
+/* upstream.new with the shared option (the shared metatable at upvalue 2
+ * of new), and upstream.attach (it at upvalue 1). */
+LU_FUNC int lu_new_shared(lua_State *L, lu_conf *c);
+LU_FUNC int l_attach(lua_State *L);
+/* Pushes the shared lists' metatable with its methods (module.c). */
+LU_FUNC void lu_shared_open(lua_State *L);
+/* The scheduler's core calls on a shared list (the list at index 1 of L),
+ * each under the lock with the slot cache in step (scheduler.c). collect
+ * returns 0, with the time to try again in *wait, when this view does not
+ * hold the lease (it renews or takes it). result applies a check's result
+ * (its message on top of L, popped) as lu_check_result does, refused once
+ * the lease is lost. */
+LU_FUNC int lu_sh_collect(lua_State *L, lu_list *u, double now, double *wait);
+LU_FUNC int lu_sh_peek(lua_State *L, lu_list *u, int32_t *s);
+LU_FUNC int lu_sh_take(lua_State *L, lu_list *u, int32_t *s, uint64_t *gen);
+LU_FUNC int lu_sh_sleep(lua_State *L, lu_list *u, int32_t s, uint64_t gen,
+                        double t);
+LU_FUNC void lu_sh_cancel(lua_State *L, lu_list *u, int32_t s, uint64_t gen);
+LU_FUNC double lu_sh_deadline(lua_State *L, const lu_list *u, int32_t s,
+                              uint64_t gen, double now);
+LU_FUNC double lu_sh_next_wake(lua_State *L, lu_list *u);
+LU_FUNC int lu_sh_result(lua_State *L, lu_list *u, int32_t s, uint64_t gen,
+                         int ok, double now, lua_Number tier, int timed_out);
+LU_FUNC int lu_sh_shut(const lu_list *u);
+LU_FUNC int lu_sh_first_round_done(lua_State *L, const lu_list *u);
+/* upstream_ffi_pick on a shared list (ffi.c): -2 when the slot table is
+ * behind the shared version (list:pick() resyncs it) or the lock fails. */
+LU_FUNC int32_t lu_sh_ffi_pick(lu_list *u, const char *key, size_t len,
+                               uint32_t *version);
+
 /* --- the Lua functions and methods (module.c registers them) -------------- */
 
 /* lifecycle.c */
+LU_FUNC lu_list *lu_new_userdata(lua_State *L, const lu_conf *c,
+                                 lua_Integer n);
 LU_FUNC int l_new(lua_State *L);
 LU_FUNC int l_shutdown(lua_State *L);
 /* methods.c */

@@ -19,13 +19,15 @@ int l_slots(lua_State *L) {
  * common case without entering the Lua API, so a JIT-compiled caller stays
  * compiled. key: NULL or a string's bytes. Returns the slot, -1 when none
  * is eligible, -2 when the call needs list:pick() instead (a hash pick
- * without a key, slow start ramping on a Lua clock). *version gets the
+ * without a key, slow start ramping on a Lua clock; on a shared list, a
+ * slot table behind the shared one: list:pick() resyncs it). *version gets the
  * slot table's version. */
 LU_EXPORT int32_t upstream_ffi_pick(lu_list *u, const char *key, size_t len,
                                     uint32_t *version) {
   ul_list *c = u->core;
   double now = 0;
   *version = u->version;
+  if (u->sh) return lu_sh_ffi_pick(u, key, len, version);
   if (c == NULL || (key == NULL && c->opts.strategy == UL_HASH)) return -2;
   if (c->ramping) {
     if (u->lua_clock) return -2;

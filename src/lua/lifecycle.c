@@ -10,9 +10,9 @@
 
 static uint32_t lu_cap_for(lua_Integer n) { return n < 4 ? 4 : (uint32_t)n; }
 
-/* Pushes the userdata, with its metatable (upvalue 1 of new) and user
- * values but no core yet: methods refuse it until it is complete. */
-static lu_list *lu_new_userdata(lua_State *L, const lu_conf *c,
+/* Pushes the userdata, with its metatable (upvalue 1 of new, 2 for a
+ * shared list) and user values but no core yet: methods refuse it until it is complete. */
+lu_list *lu_new_userdata(lua_State *L, const lu_conf *c,
                                 lua_Integer n) {
   static const int fn_uv[] = {LU_UV_CHECK, LU_UV_CLOCK, LU_UV_SLEEP,
                               LU_UV_ON_CHANGE};
@@ -26,7 +26,8 @@ static lu_list *lu_new_userdata(lua_State *L, const lu_conf *c,
   u->version = 0;
   u->readers = 0;
   u->on_change = c->on_change != 0;
-  lua_pushvalue(L, lua_upvalueindex(1));
+  u->sh = NULL;
+  lua_pushvalue(L, lua_upvalueindex(c->shared ? 2 : 1));
   lua_setmetatable(L, -2);
   i = lua_gettop(L);
   /* an array part for every slot: reconcile then stores a backend in any
@@ -44,6 +45,8 @@ static lu_list *lu_new_userdata(lua_State *L, const lu_conf *c,
     else lua_pushboolean(L, 0);
     lua_setiuservalue(L, i, fn_uv[k]);
   }
+  lua_pushboolean(L, 0);
+  lua_setiuservalue(L, i, LU_UV_SHARED);
   return u;
 }
 
@@ -114,6 +117,7 @@ int l_new(lua_State *L) {
   lua_settop(L, 2);
   n = lu_check_backends(L, 1, "new");
   lu_read_opts(L, 2, &c);
+  if (c.shared) return lu_new_shared(L, &c);
   u = lu_new_userdata(L, &c, n);
   list = lua_gettop(L);
   lua_getiuservalue(L, list, LU_UV_SLOTS); /* list + 1 */
@@ -129,7 +133,8 @@ int l_new(lua_State *L) {
   return 1;
 }
 
-/* list:shutdown(), __gc, __close: stops the checks; idempotent, and copes
+/* list:shutdown(), __gc, __close: stops the checks (on a shared list
+ * this process's only, shared.c); idempotent, and copes
  * with a list that new() did not finish. The closing coroutines run user
  * code (their to-be-closed variables), which may reconcile the list: only
  * the detached table of threads is read while they close. */

@@ -1,7 +1,7 @@
 /*
  * lua/module.c - the module: require("upstream") builds the upstream.list
- * metatable and the module table (new, sleep, tcp_check, http_check,
- * _VERSION).
+ * metatable and the module table (new, attach, sleep, tcp_check,
+ * http_check, _VERSION; the test hooks of shared.c).
  */
 #include "binding.h"
 
@@ -40,7 +40,9 @@ static const luaL_Reg lu_metamethods[] = {{"__len", l_len},
                                           {NULL, NULL}};
 
 /* Every method and metamethod, and new, get the metatable as upvalue 1:
- * lu_to_list compares it with the argument's (cqueues' fast check). */
+ * lu_to_list compares it with the argument's (cqueues' fast check). A
+ * shared list has a metatable of its own (shared.c), whose methods take
+ * the lock; new and attach get it as upvalue 2. */
 LU_EXPORT int luaopen_upstream(lua_State *L) {
   luaL_newmetatable(L, LU_LIST);
   lua_pushvalue(L, -1);
@@ -50,9 +52,15 @@ LU_EXPORT int luaopen_upstream(lua_State *L) {
   luaL_setfuncs(L, lu_methods, 1);
   lua_setfield(L, -2, "__index");
   lua_newtable(L); /* module */
+  lu_shared_open(L); /* the shared lists' metatable */
+  lua_pushvalue(L, -3);
   lua_pushvalue(L, -2);
-  lua_pushcclosure(L, l_new, 1);
-  lua_setfield(L, -2, "new");
+  lua_pushcclosure(L, l_new, 2);
+  lua_setfield(L, -3, "new");
+  lua_pushvalue(L, -3);
+  lua_insert(L, -2);
+  lua_pushcclosure(L, l_attach, 2);
+  lua_setfield(L, -2, "attach");
   lua_pushvalue(L, -2);
   lua_pushcclosure(L, l_metrics, 1);
   lua_setfield(L, -2, "metrics");

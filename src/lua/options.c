@@ -73,6 +73,15 @@ static int lu_opt_keep(lua_State *L, lu_conf *c, const lu_option *opt) {
   return 1;
 }
 
+/* capacity: the most members of a shared list */
+static int lu_opt_capacity(lua_State *L, lu_conf *c, const lu_option *opt) {
+  int isint;
+  lua_Integer v = lua_tointegerx(L, -1, &isint);
+  if (!isint || v < 1 || v > 1048576) lu_opt_error(L, opt, lu_got(L, -1));
+  *LU_FIELD(c, opt, lua_Integer) = v;
+  return 0;
+}
+
 /* tiers = { min =, max =, init = } */
 static int lu_opt_tiers(lua_State *L, lu_conf *c, const lu_option *opt) {
   static const struct { const char *key; size_t offset; } keys[] = {
@@ -144,6 +153,10 @@ static const lu_option lu_options[] = {
     {"tier_by_latency", LUA_TBOOLEAN, "a boolean", LU_AT(latency),
      lu_opt_boolean},
     {"on_change", LUA_TFUNCTION, "a function", LU_AT(on_change), lu_opt_keep},
+    {"shared", LUA_TSTRING, "a string (the shared list's name)", LU_AT(shared),
+     lu_opt_keep},
+    {"capacity", LUA_TNUMBER, "an integer in [1, 1048576]", LU_AT(capacity),
+     lu_opt_capacity},
     {NULL, LUA_TNONE, NULL, 0, NULL}};
 
 /* Option names must be strings, and known ones: a typo must not pass
@@ -187,6 +200,8 @@ void lu_read_opts(lua_State *L, int idx, lu_conf *c) {
   c->check = c->clock = c->sleep = 0;
   c->weights = c->latency = c->tiers = 0;
   c->on_change = 0;
+  c->shared = 0;
+  c->capacity = 0;
   c->seed = (uint64_t)(lu_mono_now() * 1e9) ^ (uint64_t)(size_t)c;
   if (lua_isnoneornil(L, idx)) return;
   if (lua_type(L, idx) != LUA_TTABLE)

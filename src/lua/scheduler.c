@@ -10,6 +10,23 @@
 
 #include "binding.h"
 
+/* On a shared list every core call goes through shared.c, which makes it
+ * under the mapping's lock with the slot cache in step, and only the
+ * lease holder runs checks; a private list calls the core directly. */
+static int lu_core_sleep(lua_State *L, lu_list *u, int32_t s, uint64_t gen,
+                         double t) {
+  return u->sh ? lu_sh_sleep(L, u, s, gen, t) : ul_sleep(u->core, s, gen, t);
+}
+
+static void lu_core_cancel(lua_State *L, lu_list *u, int32_t s, uint64_t gen) {
+  if (u->sh) lu_sh_cancel(L, u, s, gen);
+  else ul_cancel(u->core, s, gen);
+}
+
+static int lu_core_shut(const lu_list *u) {
+  return u->sh ? lu_sh_shut(u) : (int)u->core->shut;
+}
+
 /* LU_CHECK_HOOK=0 builds the module without the runaway-check hook, for
  * bench/hook.lua to measure what the hook costs. */
 #ifndef LU_CHECK_HOOK
@@ -230,7 +247,7 @@ static void lu_check_yielded(lua_State *L, lua_State *co, int nres, int32_t s,
     w->slot = s;
     w->gen = gen;
     lua_pop(co, nres); /* the socket stays in the waits table */
-    if (!ul_sleep(u->core, s, gen, deadline)) {
+    if (!lu_core_sleep(L, u, s, gen, deadline)) {
       lu_forget_thread(L, s);
       lu_close_thread(L, co);
     }
@@ -241,7 +258,7 @@ static void lu_check_yielded(lua_State *L, lua_State *co, int nres, int32_t s,
   lua_pop(co, nres);
   if (secs < tick) secs = tick;
   wake = secs < deadline - now ? now + secs : deadline;
-  if (!ul_sleep(u->core, s, gen, wake)) { /* stale: removed or shut down */
+  if (!lu_core_sleep(L, u, s, gen, wake)) { /* stale: removed or shut down */
     lu_forget_thread(L, s);
     lu_close_thread(L, co);
   }
@@ -259,13 +276,16 @@ static void lu_check_returned(lua_State *L, lua_State *co, int nres, int32_t s,
   if (ok) lua_pushnil(L);
   else lu_push_failure(L, co, nres >= 2 ? -nres + 1 : 0, 0);
   lua_pop(co, nres);
-  lu_check_result(L, (lu_list *)lua_touserdata(L, 1), s, gen, ok, now, tier);
+  lu_list *u = (lu_list *)lua_touserdata(L, 1);
+  if (u->sh) lu_sh_result(L, u, s, gen, ok, now, tier, 0);
+  else lu_check_result(L, u, s, gen, ok, now, tier);
 }
 
 /* The deadline of check (s, gen); for a stale one (a backend's __index
  * reconciled the list), now: the hook stops it at once. */
-static double lu_deadline(const lu_list *u, int32_t s, uint64_t gen,
-                          double now) {
+static double lu_deadline(lua_State *L, const lu_list *u, int32_t s,
+                          uint64_t gen, double now) {
+  if (u->sh) return lu_sh_deadline(L, u, s, gen, now);
   return ul_current(u->core, s, gen) ? ul_nodes(u->core)[s].deadline : now;
 }
 
@@ -288,13 +308,15 @@ static int lu_finish_p(lua_State *L) {
   if (f->stopped) { /* by the hook, whatever the check did after */
     lu_close_thread(L, f->co);
     lua_pushliteral(L, LU_TIMED_OUT);
-    lu_check_stopped(L, u, f->s, f->gen, f->stopped_at);
+    if (u->sh) lu_sh_result(L, u, f->s, f->gen, 0, f->stopped_at, NAN, 1);
+    else lu_check_stopped(L, u, f->s, f->gen, f->stopped_at);
   } else if (f->st == LUA_OK) {
     lu_check_returned(L, f->co, f->nres, f->s, f->gen, f->now);
   } else { /* raised: the error object is on top of co */
     lu_push_failure(L, f->co, -1, 1);
     lu_close_thread(L, f->co);
-    lu_check_result(L, u, f->s, f->gen, 0, f->now, NAN);
+    if (u->sh) lu_sh_result(L, u, f->s, f->gen, 0, f->now, NAN, 0);
+    else lu_check_result(L, u, f->s, f->gen, 0, f->now, NAN);
   }
   return 0;
 }
@@ -308,7 +330,7 @@ static void lu_finish_check(lua_State *L, lu_list *u, lu_fin *f) {
   lua_pushvalue(L, 1);
   lua_pushlightuserdata(L, f);
   if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
-    ul_cancel(u->core, f->s, f->gen);
+    lu_core_cancel(L, u, f->s, f->gen);
     lu_close_thread(L, f->co);
     lua_error(L);
   }
@@ -322,7 +344,7 @@ static void lu_resume_check(lua_State *L, lua_State *co, int nargs, int32_t s,
   lu_run run;
   lu_runs *r = lu_push_runs(L); /* above the coroutine, till the end */
   int nres = 0, st;
-  lu_run_enter(L, r, &run, co, lu_deadline(u, s, gen, now));
+  lu_run_enter(L, r, &run, co, lu_deadline(L, u, s, gen, now));
   st = lua_resume(co, L, nargs, &nres);
   lu_run_leave(r, &run);
   lua_pop(L, 1); /* the lu_runs */
@@ -413,7 +435,7 @@ static void lu_start_check(lua_State *L, int32_t s, uint64_t gen, double now,
   lua_pushvalue(L, 1);
   lua_pushinteger(L, (lua_Integer)s);
   if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
-    ul_cancel(u->core, s, gen);
+    lu_core_cancel(L, u, s, gen);
     lua_error(L);
   }
   lu_resume_check(L, lua_tothread(L, -1), 1, s, gen, now, tick);
@@ -453,17 +475,23 @@ static double lu_do_step(lua_State *L, lu_list *u, double now, double tick) {
   uint64_t gen;
   int ev;
   lu_use_driver(L, u, LU_DRIVER_STEP);
-  ul_collect(u->core, now);
+  if (u->sh) {
+    double wait_lease;
+    if (!lu_sh_collect(L, u, now, &wait_lease)) return wait_lease;
+  } else {
+    ul_collect(u->core, now);
+  }
   /* made before any check is taken: nothing in the loop grows L's stack */
   luaL_checkstack(L, 16, NULL);
   /* a timeout's message is stored before ul_take counts it */
-  while ((ev = ul_peek(u->core, &s)) != UL_EV_NONE) {
+  while ((ev = u->sh ? lu_sh_peek(L, u, &s) : ul_peek(u->core, &s)) !=
+         UL_EV_NONE) {
     int was = 0;
     if (ev == UL_EV_TIMEOUT) {
       lu_check_timed_out(L, s);
       was = lu_healthy(u, s);
     }
-    ev = ul_take(u->core, &s, &gen);
+    ev = u->sh ? lu_sh_take(L, u, &s, &gen) : ul_take(u->core, &s, &gen);
     if (ev == UL_EV_START) {
       lu_start_check(L, s, gen, now, tick);
     } else if (ev == UL_EV_WAKE) {
@@ -474,14 +502,14 @@ static double lu_do_step(lua_State *L, lu_list *u, double now, double tick) {
       if (changed) lu_call_change(L);
     }
   }
-  return ul_next_wake(u->core);
+  return u->sh ? lu_sh_next_wake(L, u) : ul_next_wake(u->core);
 }
 
 int l_step(lua_State *L) {
   lu_list *u = lu_check_list(L);
   double now, next;
   lua_settop(L, 1);
-  if (u->core->shut) {
+  if (lu_core_shut(u)) {
     lua_pushnil(L);
     return 1;
   }
@@ -529,13 +557,13 @@ static void lu_wait_events(lua_State *L, double secs) {
  * by the sleeps alone. With a check that yields resumed LU_TICK later at
  * the soonest, the list's clock always moves on. */
 static int lu_drive(lua_State *L, lu_list *u, double end,
-                    int (*done)(const ul_list *)) {
+                    int (*done)(lua_State *, const lu_list *)) {
   double now = lu_list_now(L, 1), still = 0;
   for (;;) {
     double next, later, wait;
-    if (done && done(u->core)) return 1;
-    next = u->core->shut ? INFINITY : lu_do_step(L, u, now, LU_TICK);
-    if (done && done(u->core)) return 1;
+    if (done && done(L, u)) return 1;
+    next = lu_core_shut(u) ? INFINITY : lu_do_step(L, u, now, LU_TICK);
+    if (done && done(L, u)) return 1;
     later = lu_list_now(L, 1);
     if (later >= end) return 0;
     wait = (next < end ? next : end) - later;
@@ -561,8 +589,9 @@ int l_run(lua_State *L) {
   return 0;
 }
 
-static int lu_first_round_done(const ul_list *c) {
-  return c->unchecked == 0 || c->shut;
+static int lu_first_round_done(lua_State *L, const lu_list *u) {
+  if (u->sh) return lu_sh_first_round_done(L, u);
+  return u->core->unchecked == 0 || u->core->shut;
 }
 
 static int lu_push_fail(lua_State *L, const char *why) {
@@ -580,10 +609,10 @@ int l_wait_initial(lua_State *L) {
   if (!(limit >= 0))
     luaL_argerror(L, 2, "timeout must be a number >= 0");
   lua_settop(L, 1);
-  if (u->core->shut) return lu_push_fail(L, "shut down");
+  if (lu_core_shut(u)) return lu_push_fail(L, "shut down");
   if (!lu_drive(L, u, lu_list_now(L, 1) + limit, lu_first_round_done))
     return lu_push_fail(L, "timeout");
-  if (u->core->shut) return lu_push_fail(L, "shut down");
+  if (lu_core_shut(u)) return lu_push_fail(L, "shut down");
   lua_pushboolean(L, 1);
   return 1;
 }
