@@ -272,6 +272,27 @@ describe("shared lists", function()
       valid(l)
     end)
 
+    it("gives upstream.metrics what another process changed", function()
+      local l = upstream.new({ "a", "b", "c" }, { shared = name() })
+      l:pick()
+      assert.are.equal(0, in_child(function()
+        for _ = 1, 5 do l:down("b") end
+        l:reconcile({ "a", "b", "d" })
+        l:pick(); l:pick()
+      end))
+      local text = upstream.metrics({ s = l, p = upstream.new({ "x" }) })
+      assert.truthy(text:find('upstream_healthy{list="s",backend="b"} 0\n', 1, true))
+      assert.truthy(text:find('upstream_healthy{list="s",backend="d"} 1\n', 1, true))
+      assert.falsy(text:find('backend="c"', 1, true))
+      assert.truthy(text:find('upstream_healthy_backends{list="s"} 2\n', 1, true))
+      local picks = 0
+      for v in text:gmatch('upstream_picks_total{list="s",backend="[^"]*"} (%d+)') do
+        picks = picks + tonumber(v)
+      end
+      assert.are.equal(3, picks)
+      assert.truthy(text:find('upstream_healthy{list="p",backend="x"} 1\n', 1, true))
+    end)
+
     for _, strategy in ipairs(util.STRATEGIES) do
       it("repairs what a writer that died holding the lock left (" .. strategy .. ")", function()
         local l = upstream.new({ "a", "b", "c", "d", "e" },

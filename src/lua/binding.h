@@ -282,6 +282,10 @@ LU_FUNC int lu_new_shared(lua_State *L, lu_conf *c);
 LU_FUNC int l_attach(lua_State *L);
 /* Pushes the shared lists' metatable with its methods (module.c). */
 LU_FUNC void lu_shared_open(lua_State *L);
+/* lu_sh_refresh(list): refreshes this process's copy of a shared list's
+ * block (u->core) and its slot cache under the lock, as status() does
+ * first; for upstream.metrics, which then reads the copy. */
+LU_FUNC int lu_sh_refresh(lua_State *L);
 /* The scheduler's core calls on a shared list (the list at index 1 of L),
  * each under the lock with the slot cache in step (scheduler.c). collect
  * returns 0, with the time to try again in *wait, when this view does not

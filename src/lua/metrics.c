@@ -295,7 +295,8 @@ int l_metrics(lua_State *L) {
                  lu_got(L, -2));
     ok = 0;
     if (lua_type(L, -1) == LUA_TUSERDATA && lua_getmetatable(L, -1)) {
-      ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+      ok = lua_rawequal(L, -1, lua_upvalueindex(1)) ? 1
+           : lua_rawequal(L, -1, lua_upvalueindex(2)) ? 2 : 0;
       lua_pop(L, 1);
     }
     if (!ok) {
@@ -306,6 +307,13 @@ int l_metrics(lua_State *L) {
     if (((lu_list *)lua_touserdata(L, -1))->core == NULL)
       luaL_error(L, "upstream.metrics: lists.%s is not initialised",
                  lua_tostring(L, -2));
+    if (ok == 2) { /* shared: this process's copy of the block, refreshed
+                      under the lock (shared.c), is what is read below */
+      lua_pushvalue(L, lua_upvalueindex(2)); /* its methods' upvalue 1 */
+      lua_pushcclosure(L, lu_sh_refresh, 1);
+      lua_pushvalue(L, -2);
+      lua_call(L, 1, 0);
+    }
     lua_rawseti(L, 2, -(nl + 1)); /* the list, kept here (at -k) */
     lua_pushvalue(L, -1);
     lua_rawseti(L, 2, ++nl);

@@ -42,7 +42,7 @@ static const luaL_Reg lu_metamethods[] = {{"__len", l_len},
 /* Every method and metamethod, and new, get the metatable as upvalue 1:
  * lu_to_list compares it with the argument's (cqueues' fast check). A
  * shared list has a metatable of its own (shared.c), whose methods take
- * the lock; new and attach get it as upvalue 2. */
+ * the lock; new, attach and metrics get it as upvalue 2. */
 LU_EXPORT int luaopen_upstream(lua_State *L) {
   luaL_newmetatable(L, LU_LIST);
   lua_pushvalue(L, -1);
@@ -58,12 +58,13 @@ LU_EXPORT int luaopen_upstream(lua_State *L) {
   lua_pushcclosure(L, l_new, 2);
   lua_setfield(L, -3, "new");
   lua_pushvalue(L, -3);
+  lua_pushvalue(L, -2);
+  lua_pushcclosure(L, l_metrics, 2);
+  lua_setfield(L, -3, "metrics");
+  lua_pushvalue(L, -3);
   lua_insert(L, -2);
   lua_pushcclosure(L, l_attach, 2);
   lua_setfield(L, -2, "attach");
-  lua_pushvalue(L, -2);
-  lua_pushcclosure(L, l_metrics, 1);
-  lua_setfield(L, -2, "metrics");
   lua_pushcfunction(L, l_sleep);
   lua_setfield(L, -2, "sleep");
   lu_net_open(L);

@@ -872,6 +872,12 @@ static void ls_refresh(lua_State *L) {
   lua_settop(L, top);
 }
 
+/* The same as a Lua function of the list (upstream.metrics calls it). */
+int lu_sh_refresh(lua_State *L) {
+  ls_refresh(L);
+  return 0;
+}
+
 static int ls_status(lua_State *L) {
   ls_refresh(L);
   return l_status(L);
