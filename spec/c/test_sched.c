@@ -684,6 +684,19 @@ static void test_next_wake_rules(void **state) {
   o.interval = 0.1;
   l = new_list(4, &o, 1);
   assert_dbl_eq(ul_slack(l), 0.001);
+  /* with jitter: a tenth of the window (2 x jitter x interval) a start is
+   * spread over, at most 100 ms, never less than without jitter */
+  o.interval = 1;
+  o.jitter = 0.5;
+  assert_dbl_eq(ul_slack(new_list(4, &o, 1)), 0.1);
+  o.jitter = 0.2;
+  o.interval = 0.2;
+  assert_dbl_near(ul_slack(new_list(4, &o, 1)), 0.008, 1e-15);
+  o.interval = 10;
+  assert_dbl_eq(ul_slack(new_list(4, &o, 1)), 0.1);
+  o.jitter = 0.01;
+  o.interval = 1;
+  assert_dbl_eq(ul_slack(new_list(4, &o, 1)), 0.01);
 }
 
 /* Drives n checks with jitter on one clock, waking at ul_next_wake (wake

@@ -339,9 +339,14 @@ UL_FUNC double ul_next_time(const ul_list *l);
  * with one wake-up. No check starts later than the slack after its time
  * (one with nothing after it within the slack starts on time), and the
  * events of running checks (a wake-up, a deadline) are served on time.
- * The slack is min(UL_SLACK_MAX, interval / 100). */
+ * The slack is min(UL_SLACK_MAX, interval / 100); with jitter, at least
+ * min(UL_SLACK_JITTER_MAX, interval x jitter / 5), a tenth of the window
+ * jitter spreads a start over. */
 #ifndef UL_SLACK_MAX
 #define UL_SLACK_MAX 1e-2
+#endif
+#ifndef UL_SLACK_JITTER_MAX
+#define UL_SLACK_JITTER_MAX 1e-1
 #endif
 UL_FUNC double ul_slack(const ul_list *l);
 

@@ -159,9 +159,15 @@ double ul_next_time(const ul_list *l) {
   return ulh_first_key(l);
 }
 
+/* With jitter, a start's time is random over a window of 2 x jitter x
+ * interval already: moving it by a tenth of that window more keeps the
+ * spread and lets far fewer wake-ups serve the starts (issue 11's idle
+ * and busy CPU; docs/BENCHMARKS.md). */
 double ul_slack(const ul_list *l) {
-  double s = l->opts.interval / 100;
-  return s < UL_SLACK_MAX ? s : UL_SLACK_MAX;
+  double s = l->opts.interval / 100, j = l->opts.interval * l->opts.jitter / 5;
+  if (s > UL_SLACK_MAX) s = UL_SLACK_MAX;
+  if (j > UL_SLACK_JITTER_MAX) j = UL_SLACK_JITTER_MAX;
+  return j > s ? j : s;
 }
 
 /* As the kernel's timer slack and HAProxy's timers: a check's start may
