@@ -15,6 +15,7 @@
 --   build/luajit/upstream.so built: make build/luajit/upstream.so)
 -- or inside nginx (content_by_lua, nginx's LuaJIT): bash bench/shared_ffi_nginx.sh
 -- (which sets BENCH_N and BENCH_OUT and the package paths).
+-- luacheck: read globals BENCH_N BENCH_OUT ngx
 if not BENCH_OUT then
   package.cpath = "./build/luajit/?.so;" .. package.cpath
   package.path = "./src/?.lua;" .. package.path
