@@ -19,6 +19,11 @@
 #                through retries only: README, "Without log_by_lua")
 #   balance+log  ngxu.balance + ngxu.log, a checked list
 #   passive+log  ngxu.balance + ngxu.log, a passive list (no active check)
+#   shared       balance's checked list, but shared (issue 10): made in
+#                init_by_lua with shared = "gw" (with master_process off,
+#                init_by_lua runs in the one measured process: the script
+#                checks that its pid is the process that serves requests)
+#   shared+log   balance+log's, shared the same way (shared = "gw_log")
 #
 #   make bench-gateway-ir    (or: bash bench/gateway_ir.sh [R [C [ROUNDS]]])
 #   UPSTREAM_SO_DIR=dir  UPSTREAM_LUA_DIR=dir (holding upstream/*.lua)  BENCH_PORT=18200
@@ -86,6 +91,19 @@ http {
   lua_package_path "$ROOT/lib/?.lua;;";
   lua_package_cpath "$ROOT/lib/?.so;;";
   lua_socket_log_errors off;
+  init_by_lua_block {
+    local upstream = require "upstream"
+    local ngxu = require "upstream.nginx"
+    local B = { "127.0.0.1:$B1", "127.0.0.1:$B2", "127.0.0.1:$B3" }
+    local function shared_list(name)
+      return upstream.new(B, { shared = name, interval = 3600, timeout = 1,
+        check = ngxu.http_check{ path = "/health", expect = 200 } })
+    end
+    shared, shared_log = shared_list("gw"), shared_list("gw_log")
+    local f = io.open("/proc/self/stat")
+    init_pid = f and f:read("*n")
+    if f then f:close() end
+  }
   init_worker_by_lua_block {
     $jitv
     local upstream = require "upstream"
@@ -100,6 +118,8 @@ http {
     end
     checked, checked_log = checked_list(), checked_list()
     passive = upstream.new(B)
+    ngxu.start(shared, { tick = 60 })
+    ngxu.start(shared_log, { tick = 60 })
 $(bare_init)
   }
   upstream native { server 127.0.0.1:$B1; server 127.0.0.1:$B2; server 127.0.0.1:$B3; $ka }
@@ -107,6 +127,8 @@ $(bare_upstream "$ka")
   upstream checked { server 0.0.0.1; balancer_by_lua_block { ngxu.balance(checked) } $ka }
   upstream passive { server 0.0.0.1; balancer_by_lua_block { ngxu.balance(passive) } $ka }
   upstream checked_log { server 0.0.0.1; balancer_by_lua_block { ngxu.balance(checked_log) } $ka }
+  upstream shared { server 0.0.0.1; balancer_by_lua_block { ngxu.balance(shared) } $ka }
+  upstream shared_log { server 0.0.0.1; balancer_by_lua_block { ngxu.balance(shared_log) } $ka }
   proxy_http_version 1.1;
   proxy_set_header Connection "";
   # one server per variant, each with the one location "/": the same
@@ -120,10 +142,17 @@ $(bare_upstream "$ka")
     log_by_lua_block { ngxu.log(checked_log) } } }
   server { listen 127.0.0.1:$((BASE + 15)); location / { proxy_pass http://passive;
     log_by_lua_block { ngxu.log(passive) } } }
+  server { listen 127.0.0.1:$((BASE + 16)); location / { proxy_pass http://shared; } }
+  server { listen 127.0.0.1:$((BASE + 17)); location / { proxy_pass http://shared_log;
+    log_by_lua_block { ngxu.log(shared_log) } } }
   server {
     listen 127.0.0.1:$BASE;
     # a full collection before each count, so that each starts from the same heap
     location /gc { content_by_lua_block { collectgarbage("collect") ngx.say("ok") } }
+    # the pid init_by_lua ran in, the pid serving requests, the shared list's lease holder
+    location /pids { content_by_lua_block {
+      ngx.say(init_pid, " ", ngx.worker.pid(), " ", shared:lease().pid, " ", shared_log:lease().pid)
+    } }
   }
 }
 CONF
@@ -133,7 +162,8 @@ valgrind --tool=callgrind --callgrind-out-file="$ROOT/cg.out" --smc-check=all-no
   nginx -p "$ROOT/gw/" -c conf/nginx.conf >"$ROOT/vg.log" 2>&1 &
 VGPID=$!
 declare -A port=([native]=$((BASE + 10)) [bare]=$((BASE + 11)) [bare+log]=$((BASE + 12))
-  [balance]=$((BASE + 13)) [balance+log]=$((BASE + 14)) [passive+log]=$((BASE + 15)))
+  [balance]=$((BASE + 13)) [balance+log]=$((BASE + 14)) [passive+log]=$((BASE + 15))
+  [shared]=$((BASE + 16)) [shared+log]=$((BASE + 17)))
 up=
 for _ in $(seq 150); do
   [ "$(curl -s -o /dev/null -w '%{http_code}' -m 2 "http://127.0.0.1:${port[native]}/")" = 200 ] && { up=1; break; }
@@ -142,7 +172,13 @@ for _ in $(seq 150); do
 done
 [ -n "$up" ] || { echo "the gateway did not start:" >&2; tail -20 "$ROOT/vg.log" "$ROOT/gw/logs/error.log" >&2; exit 1; }
 
-variants=${VARIANTS:-native bare bare+log balance balance+log passive+log}
+variants=${VARIANTS:-native bare bare+log balance balance+log passive+log shared shared+log}
+# the shared lists were made in init_by_lua of the process measured, which holds their leases
+read -r ipid wpid l1 l2 <<<"$(curl -s -m 5 "http://127.0.0.1:$BASE/pids")"
+if [ -z "${ipid:-}" ] || [ "$ipid" != "$wpid" ] || [ "$l1" != "$wpid" ] || [ "$l2" != "$wpid" ]; then
+  echo "init_by_lua ran in pid ${ipid:-?}, requests in ${wpid:-?}, leases ${l1:-?} ${l2:-?}: not one process" >&2; exit 1
+fi
+echo "init_by_lua and the requests: one process (pid $wpid), holding both shared lists' leases"
 for v in $variants; do
   c=$(curl -s -o /dev/null -w '%{http_code}' -m 5 "http://127.0.0.1:${port[$v]}/")
   [ "$c" = 200 ] || { echo "/$v answers $c" >&2; exit 1; }
@@ -201,6 +237,8 @@ echo
 echo "  balance     / bare      $(ratio balance bare)   (target <= 1.01)"
 echo "  balance+log / bare+log  $(ratio balance+log bare+log)   (target <= 1.02, checked list)"
 echo "  passive+log / bare+log  $(ratio passive+log bare+log)   (target <= 1.02, passive list)"
+echo "  shared      / balance   $(ratio shared balance)   (target <= 1.03, shared vs private checked list)"
+echo "  shared+log  / balance+log $(ratio shared+log balance+log) (target <= 1.03, shared vs private checked list)"
 echo "  bare        / native    $(ratio bare native)"
 errs=$(grep -cE '\[(error|alert|crit|emerg)\]' "$ROOT/gw/logs/error.log")
 echo "gateway error log: $errs error lines"
