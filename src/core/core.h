@@ -163,6 +163,7 @@ typedef struct ul_list {
    * pick count t; tree 1 every other member, with kst_tp, the picks made
    * in panic. A member's cur is stored as cur - ew * its tree's count. */
   int32_t kst_tier;
+  uint32_t kst_mode; /* 0: eager, 1: lazy, 2: lazy in panic (pick_state) */
   int64_t kst_tp;
   uint32_t bm_words[3]; /* words in each bitmap level */
   /* lazy eligibility (every list but ul_eager's): no member's elig is

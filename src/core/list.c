@@ -180,6 +180,7 @@ static void pick_state(ul_list *l) {
   l->fen_pick = l->lazy ? l->set_pick : 0;
   l->off_set_pick = l->off_dense + (uint32_t)(l->set_pick * l->cap * 4u);
   l->off_fen_pick = l->off_fen + (uint32_t)(l->fen_pick * (l->cap + 1u) * 8u);
+  l->kst_mode = !l->lazy ? 0 : l->panic_on ? 2 : 1;
   if (!l->lazy) return;
   l->bm_pick = l->active_tier > 0 ? (uint32_t)l->active_tier * l->bm_stride : 0;
   if (l->panic_on) {

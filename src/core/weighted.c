@@ -79,8 +79,9 @@ static inline __attribute__((always_inline)) void kst_fix(int32_t *win, int64_t 
  * healthy tier: eligible at every pick) in t, tree 1 all others (the down
  * and the healthy of higher tiers: eligible only in panic) in kst_tp, the
  * picks made in panic. Outside panic a pick reads tree 0; in panic both,
- * the greater winner (ties to the lower position). A tier flip moves the
- * members of the two tiers between the trees: O(their number x log n). */
+ * the greater winner (ties to the lower position). A panic flip changes
+ * nothing here. A tier flip moves the members m of the two tiers between
+ * the trees: O(m log n), or one O(n) rebuild when m > n / 8. */
 static inline uint32_t kst_p2(const ul_list *l, uint32_t k) {
   return l->kst_size / l->kst_root[k];
 }
@@ -96,7 +97,7 @@ static inline uint32_t kst_tree(const ul_list *l, const ul_node *x) {
 }
 
 /* Fixes the path from leaf d of tree k up to its root. */
-static void kst_path(ul_list *l, uint32_t k, uint32_t d) {
+static inline __attribute__((always_inline)) void kst_path(ul_list *l, uint32_t k, uint32_t d) {
   int32_t *win = ulb_kwin_k(l, k);
   int64_t *melt = ulb_kmelt_k(l, k), t = kst_clock(l, k);
   const ul_line *line = ulb_kline_k(l, k);
@@ -183,9 +184,17 @@ static void kst_move(ul_list *l, int32_t tier, uint32_t from) {
   }
 }
 
+/* Past an eighth of the members, moving them one by one (two leaves and
+ * their paths each) costs more than building both trees anew. */
 void ulp_kst_tier(ul_list *l) {
   int32_t old = l->kst_tier;
+  uint64_t m;
   if (old == l->active_tier) return;
+  m = (uint64_t)l->kst_n[0] + (l->active_tier >= 0 ? l->tier_healthy[l->active_tier] : 0);
+  if (l->kst_size && m * 8 > l->n) {
+    ulp_kst_rebuild(l);
+    return;
+  }
   kst_move(l, old, 0);
   l->kst_tier = l->active_tier;
   kst_move(l, l->kst_tier, 1);
@@ -274,23 +283,11 @@ static uint32_t swrr_scan(const ul_list *l) {
   return pos;
 }
 
-/* The same on a lazy list: tree 0's members, in panic every member. */
-static uint32_t swrr_scan_lazy(const ul_list *l) {
+/* The same on a lazy list outside panic: tree 0's members. */
+static uint32_t swrr_scan_tier(const ul_list *l) {
   int64_t best = 0, t = l->t;
   uint32_t p, pos = 0, a = (uint32_t)l->kst_tier;
   int found = 0;
-  if (l->panic_on) {
-    for (p = 0; p < l->n; p++) {
-      const ul_node *x = ulb_at(l, p);
-      int64_t v = x->cur + x->ew * (x->cls == a ? t : l->kst_tp);
-      if (!found || v > best) {
-        best = v;
-        pos = p;
-        found = 1;
-      }
-    }
-    return pos;
-  }
   for (p = 0; p < l->n; p++) {
     const ul_node *x = ulb_at(l, p);
     int64_t v;
@@ -305,46 +302,73 @@ static uint32_t swrr_scan_lazy(const ul_list *l) {
   return pos;
 }
 
+/* In panic: every member, each in its tree's count. */
+static uint32_t swrr_scan_panic(const ul_list *l) {
+  int64_t best = 0;
+  uint32_t p, pos = 0, a = (uint32_t)l->kst_tier;
+  for (p = 0; p < l->n; p++) {
+    const ul_node *x = ulb_at(l, p);
+    int64_t v = x->cur + x->ew * (x->cls == a ? l->t : l->kst_tp);
+    if (p == 0 || v > best) {
+      best = v;
+      pos = p;
+    }
+  }
+  return pos;
+}
+
 /* The winner of tree k at its count (kst_n[k] > 0): its leaf. */
-static uint32_t kst_top(ul_list *l, uint32_t k) {
+static inline __attribute__((always_inline)) uint32_t kst_top(ul_list *l, uint32_t k) {
   uint32_t root = l->kst_root[k];
   int64_t t = kst_clock(l, k);
   if (ulb_kmelt_k(l, k)[root] <= t) kst_advance(l, k, root, t);
   return (uint32_t)ulb_kwin_k(l, k)[root];
 }
 
+/* The winner's leaf d of tree k is known: its line moves down by the
+ * total. */
+static inline __attribute__((always_inline)) uint32_t kst_take(ul_list *l, uint32_t k, uint32_t d) {
+  ul_line *y = &ulb_kline_k(l, k)[d];
+  ul_nodes(l)[y->slot].cur -= l->total_ew;
+  y->cur -= l->total_ew;
+  kst_path(l, k, d);
+  return (uint32_t)y->pos;
+}
+
+/* In panic on a lazy list: the greater of the two trees' winners, ties to
+ * the lower position. */
+static uint32_t kst_pick_panic(ul_list *l) {
+  uint32_t d, d1;
+  const ul_line *a, *b;
+  int64_t va, vb;
+  l->kst_tp++;
+  if (!l->kst_n[0]) return kst_take(l, 1, kst_top(l, 1));
+  d = kst_top(l, 0);
+  if (!l->kst_n[1]) return kst_take(l, 0, d);
+  d1 = kst_top(l, 1);
+  a = &ulb_kline_k(l, 0)[d];
+  b = &ulb_kline_k(l, 1)[d1];
+  va = a->cur + a->ew * l->t;
+  vb = b->cur + b->ew * l->kst_tp;
+  if (vb > va || (vb == va && b->pos < a->pos)) return kst_take(l, 1, d1);
+  return kst_take(l, 0, d);
+}
+
 uint32_t ulp_weighted_pick(ul_list *l) {
   uint32_t pos;
   if (l->t >= KST_REBASE) kst_rebase(l);
   l->t++;
-  if (l->lazy && l->panic_on) l->kst_tp++;
   if (l->kst_size) {
-    uint32_t k = 0, d;
-    ul_line *y;
-    if (!l->lazy || !l->panic_on) {
-      d = kst_top(l, 0);
-    } else if (!l->kst_n[0]) {
-      k = 1;
-      d = kst_top(l, 1);
-    } else {
-      d = kst_top(l, 0);
-      if (l->kst_n[1]) { /* the greater of the two, ties to the lower position */
-        uint32_t d1 = kst_top(l, 1);
-        const ul_line *a = &ulb_kline_k(l, 0)[d], *b = &ulb_kline_k(l, 1)[d1];
-        int64_t va = a->cur + a->ew * l->t, vb = b->cur + b->ew * l->kst_tp;
-        if (vb > va || (vb == va && b->pos < a->pos)) k = 1, d = d1;
-      }
-    }
-    /* the winner's leaf is known: its line moves down by the total */
-    y = &ulb_kline_k(l, k)[d];
-    pos = (uint32_t)y->pos;
-    ul_nodes(l)[y->slot].cur -= l->total_ew;
-    y->cur -= l->total_ew;
-    kst_path(l, k, d);
-  } else {
-    pos = l->lazy ? swrr_scan_lazy(l) : swrr_scan(l);
-    ulb_at(l, pos)->cur -= l->total_ew;
+    if (l->kst_mode == 2) return kst_pick_panic(l);
+    return kst_take(l, 0, kst_top(l, 0)); /* eager, or tree 0 */
   }
+  if (l->kst_mode == 1) pos = swrr_scan_tier(l);
+  else if (l->kst_mode == 0) pos = swrr_scan(l);
+  else {
+    l->kst_tp++;
+    pos = swrr_scan_panic(l);
+  }
+  ulb_at(l, pos)->cur -= l->total_ew;
   return pos;
 }
 
