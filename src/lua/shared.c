@@ -32,8 +32,10 @@
  * The lease and the checks are in shared_checks.c, the test hooks
  * (README, "Shared lists") in shared_hooks.c.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -41,6 +43,38 @@
 
 
 static size_t lu_al64(size_t x) { return (x + 63u) & ~(size_t)63u; }
+
+/* Keeps this module loaded for the life of the process once it made a
+ * shared mapping (dlopen RTLD_NODELETE of the file it was loaded from,
+ * found in /proc/self/maps): closing a lua_State dlcloses its C modules,
+ * which would take the process-wide registry of names (shm.c) with it,
+ * so that a later lua_State's upstream.new or attach of a name would no
+ * longer find its mapping. Where there is no /proc, nothing is pinned. */
+static const char lu_sh_anchor = 0;
+static void lu_sh_pin(void) {
+  static int pinned; /* once per load; a repeated pin is harmless */
+  uintptr_t a = (uintptr_t)&lu_sh_anchor;
+  char line[4352];
+  FILE *f;
+  if (pinned) return;
+  pinned = 1;
+  f = fopen("/proc/self/maps", "r");
+  if (f == NULL) return;
+  while (fgets(line, sizeof line, f)) {
+    unsigned long lo, hi;
+    int at = 0;
+    char *path, *end;
+    if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %n", &lo, &hi, &at) < 2 || at == 0)
+      continue;
+    if (a < (uintptr_t)lo || a >= (uintptr_t)hi) continue;
+    path = line + at;
+    end = path + strcspn(path, "\n");
+    *end = '\0';
+    if (path[0] == '/') (void)dlopen(path, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+    break;
+  }
+  fclose(f);
+}
 
 static size_t lu_sh_hsize(uint32_t cap) {
   return lu_al64(sizeof(lu_shdr) + (size_t)cap * sizeof(uint32_t));
@@ -621,6 +655,7 @@ int lu_new_shared(lua_State *L, lu_conf *c) {
     }
     ul_shm_unlock(m);
   }
+  lu_sh_pin();
   lu_sh_finish(L, u, m, name);
   sh = u->sh;
   (void)sh;
