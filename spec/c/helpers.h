@@ -134,7 +134,15 @@ static inline ul_node *N(const ul_list *l, int32_t s) { return &ul_nodes(l)[s]; 
 /* weighted: the true (nginx) current weight of s */
 static inline int64_t true_cur(const ul_list *l, int32_t s) {
   const ul_node *x = &ul_nodes(l)[s];
+  if (l->lazy) /* tree 0 (lowest healthy tier) in t, tree 1 in kst_tp */
+    return x->cur + x->ew * ((int32_t)x->cls == l->kst_tier ? l->t : l->kst_tp);
   return ul_eligible(l, s) ? x->cur + x->ew * l->t : x->cur;
+}
+
+/* weighted: the tree member s is in (-1: none) */
+static inline int kst_tree_of(const ul_list *l, int32_t s) {
+  if (l->lazy) return (int32_t)ul_nodes(l)[s].cls == l->kst_tier ? 0 : 1;
+  return ul_nodes(l)[s].elig ? 0 : -1;
 }
 
 /* The pick strategy's own structure agrees with the nodes. */
@@ -147,48 +155,58 @@ static inline void check_strategy(const ul_list *l) {
       if (l->cap <= UL_KST_SCAN) {
         assert_int_equal(l->kst_size, 0);
       } else {
-        int32_t *win = ulb_kwin(l), *at = ulb_kat(l);
-        int64_t *melt = ulb_kmelt(l);
-        const ul_line *line = ulb_kline(l);
-        uint32_t s = l->kst_size, root = l->kst_root, p2, lo, hi;
+        uint32_t s = l->kst_size, tr, ntree = l->lazy ? 2 : 1, cnt[2] = {0, 0};
+        int32_t *at = ulb_kat(l);
         assert_true(s >= l->cap && s / 2 < l->cap);
-        /* the leaves: one per eligible member, packed from 0 */
-        assert_int_equal(l->kst_n, l->nelig);
-        assert_true(root >= 1 && root <= s && s % root == 0);
-        p2 = s / root;
-        assert_true(p2 >= l->kst_n && (p2 == 1 || p2 / 2 < l->kst_n));
-        for (p = 0; p < l->cap; p++) {
-          int32_t d = at[p];
-          if (p < l->n && nd[ord[p]].elig) {
-            if (!(d >= 0 && (uint32_t)d < l->kst_n))
-              fail_msg("kst: position %u has leaf %d of %u", p, d, l->kst_n);
+        if (l->lazy) assert_int_equal(l->kst_tier, l->active_tier);
+        for (p = 0; p < l->n; p++) {
+          int tk = kst_tree_of(l, ord[p]);
+          if (tk >= 0) cnt[tk]++;
+        }
+        if (!l->lazy) assert_int_equal(cnt[0], l->nelig);
+        for (tr = 0; tr < ntree; tr++) {
+          int32_t *win = ulb_kwin_k(l, tr);
+          int64_t *melt = ulb_kmelt_k(l, tr), t = tr ? l->kst_tp : l->t;
+          const ul_line *line = ulb_kline_k(l, tr);
+          uint32_t root = l->kst_root[tr], p2, lo, hi;
+          /* the leaves: one per member of the tree, packed from 0 */
+          assert_int_equal(l->kst_n[tr], cnt[tr]);
+          assert_true(root >= 1 && root <= s && s % root == 0);
+          p2 = s / root;
+          assert_true(p2 >= l->kst_n[tr] && (p2 == 1 || p2 / 2 < l->kst_n[tr]));
+          for (p = 0; p < l->n; p++) {
+            int32_t d = at[p];
+            if (kst_tree_of(l, ord[p]) != (int)tr) continue;
+            if (!(d >= 0 && (uint32_t)d < l->kst_n[tr]))
+              fail_msg("kst %u: position %u has leaf %d of %u", tr, p, d, l->kst_n[tr]);
             assert_int_equal(line[d].pos, (int32_t)p);
             assert_int_equal(line[d].slot, ord[p]);
             assert_true(line[d].cur == nd[ord[p]].cur && line[d].ew == nd[ord[p]].ew);
             assert_int_equal(win[s + (uint32_t)d], d);
-          } else if (d != -1) {
-            fail_msg("kst: position %u (not eligible) has leaf %d", p, d);
           }
-        }
-        for (k = l->kst_n; k < s; k++) assert_int_equal(win[s + k], -1);
-        /* between picks every node under the root holds the winner at t
-         * (ties to the lower position) and a certificate later than t */
-        for (lo = root, hi = root + 1; lo < s; lo *= 2, hi *= 2)
-          for (k = lo; k < hi; k++) {
-            int32_t a = win[2 * k], b = win[2 * k + 1], want;
-            if (a < 0 || b < 0) {
-              want = a < 0 ? b : a;
-            } else {
-              int64_t va = true_cur(l, ord[line[a].pos]), vb = true_cur(l, ord[line[b].pos]);
-              want = va > vb || (va == vb && line[a].pos < line[b].pos) ? a : b;
+          for (k = l->kst_n[tr]; k < s; k++) assert_int_equal(win[s + k], -1);
+          /* between picks every node under the root holds the winner at t
+           * (ties to the lower position) and a certificate later than t */
+          for (lo = root, hi = root + 1; lo < s; lo *= 2, hi *= 2)
+            for (k = lo; k < hi; k++) {
+              int32_t a = win[2 * k], b = win[2 * k + 1], want;
+              if (a < 0 || b < 0) {
+                want = a < 0 ? b : a;
+              } else {
+                int64_t va = true_cur(l, ord[line[a].pos]), vb = true_cur(l, ord[line[b].pos]);
+                want = va > vb || (va == vb && line[a].pos < line[b].pos) ? a : b;
+              }
+              if (win[k] != want)
+                fail_msg("kst %u node %u: winner %d, expected %d (t=%lld)", tr, k,
+                         win[k], want, (long long)t);
+              if (!(melt[k] > t))
+                fail_msg("kst %u node %u: certificate %lld <= t %lld", tr, k,
+                         (long long)melt[k], (long long)t);
             }
-            if (win[k] != want)
-              fail_msg("kst node %u: winner %d, expected %d (t=%lld)", k,
-                       win[k], want, (long long)l->t);
-            if (!(melt[k] > l->t))
-              fail_msg("kst node %u: certificate %lld <= t %lld", k,
-                       (long long)melt[k], (long long)l->t);
-          }
+        }
+        for (p = 0; p < l->cap; p++)
+          if ((p >= l->n || kst_tree_of(l, ord[p]) < 0) && at[p] != -1)
+            fail_msg("kst: position %u (in no tree) has leaf %d", p, at[p]);
       }
       break;
     case UL_RANDOM: { /* each Fenwick tree in use: the prefix sums */

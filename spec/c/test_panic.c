@@ -1,13 +1,13 @@
 /*
  * test_panic.c - lazy eligibility against the eager rewrite. A lazy list
- * (every strategy but weighted) never rewrites its members' eligibility
+ * (every list but ul_eager's) never rewrites its members' eligibility
  * when the panic state or the lowest healthy tier moves; ul_eager puts a
  * twin list on the old path, which rewrites every member: the reference
  * model. Random sequences of appends (with duplicates), up, down, results
  * with a tier, set_weight, removals (reconcile), grows and picks, with
  * panic thresholds, tiers and slow start on, must give the same pick, the
  * same eligibility of every slot and the same totals on both, for every
- * strategy (weighted runs the eager path on both sides). Random and
+ * strategy (weighted's lazy twin keeps two kinetic trees, weighted.c). Random and
  * least_conn draw from sets whose order both paths keep by one rule
  * (random.c); hash lists large enough to build their table in slices are
  * run too, so that picks during a build after a flip are compared.
@@ -86,7 +86,7 @@ static uint32_t run_sequence(int strategy, uint64_t seed, uint32_t steps,
   w.cap = min_cap + prng_below(&r, 40);
   w.l[0] = twin_new(w.cap, &o, seed, 0);
   w.l[1] = twin_new(w.cap, &o, seed, 1);
-  assert_int_equal(w.l[0]->lazy, strategy != UL_WEIGHTED);
+  assert_true(w.l[0]->lazy);
   assert_false(w.l[1]->lazy);
   for (i = 0; i < steps; i++) {
     uint32_t op = prng_below(&r, 100);
@@ -186,10 +186,11 @@ static void test_hash_slices(void **state) {
  * was (never written); round_robin's next pick is the member after the
  * last, the others' an eligible member, in panic as after it. */
 static void test_flip_writes_no_member(void **state) {
-  static const int strategies[] = {UL_ROUND_ROBIN, UL_RANDOM, UL_LEAST_CONN, UL_HASH};
+  static const int strategies[] = {UL_ROUND_ROBIN, UL_RANDOM, UL_LEAST_CONN, UL_HASH,
+                                   UL_WEIGHTED};
   uint32_t i, k;
   (void)state;
-  for (k = 0; k < 4; k++) {
+  for (k = 0; k < 5; k++) {
     ul_opts o;
     ul_list *l;
     int32_t s;
@@ -230,6 +231,107 @@ static void test_flip_writes_no_member(void **state) {
   }
 }
 
+/* Weighted at scale: lists of 1000-1600 members (the kinetic trees, not
+ * the scan), tiers 0..3, panic 0.5, slow start in one run; bursts of downs
+ * and ups that cross the threshold both ways, results that move members
+ * between tiers (and so the lowest healthy tier), weight changes, whole
+ * ring removals, a grow, and picks after each step: every pick, every
+ * slot's eligibility and the totals equal the eager twin's. */
+static void test_weighted_large(void **state) {
+  uint64_t seed;
+  (void)state;
+  for (seed = 1; seed <= 3; seed++) {
+    prng r = {seed * 7919};
+    ul_opts o;
+    twin w;
+    double now = 1;
+    uint32_t i, k, j, n, crossings = 0, tier_moves = 0, picks = 0;
+    ul_opts_default(&o);
+    o.strategy = UL_WEIGHTED;
+    o.panic = 0.5;
+    o.tier_max = 3;
+    o.initial_score = 0;
+    o.low_score = -1;
+    o.high_score = 0;
+    o.slow_start = seed == 2 ? 2.0 : 0;
+    w.cap = 1000 + 200 * (uint32_t)seed;
+    w.l[0] = twin_new(w.cap, &o, seed, 0);
+    w.l[1] = twin_new(w.cap, &o, seed, 1);
+    assert_true(w.l[0]->lazy && w.l[0]->kst_size >= 1024);
+    for (i = 0; i < w.cap; i++) {
+      uint32_t wt = 1 + prng_below(&r, 20);
+      uint64_t h = prng_next(&r);
+      for (k = 0; k < 2; k++)
+        assert_int_equal(ul_append(w.l[k], 0, -1, now, wt, h, seed == 2), (int32_t)i);
+    }
+    for (i = 0; i < 1200; i++) {
+      uint32_t op = prng_below(&r, 100), was = w.l[0]->panic_on;
+      int32_t at = w.l[0]->active_tier, s;
+      n = w.l[0]->n;
+      now += prng_unit(&r) * 0.05;
+      if (op < 30) { /* a burst around the threshold */
+        int down = w.l[0]->healthy * 2 >= n;
+        uint32_t m = 1 + prng_below(&r, n / 8);
+        for (j = 0; j < m; j++) {
+          s = ul_order(w.l[0])[prng_below(&r, n)];
+          for (k = 0; k < 2; k++) {
+            if (down) ul_down(w.l[k], s, now);
+            else ul_up(w.l[k], s, now);
+          }
+        }
+      } else if (op < 50) { /* results with a tier, a few members */
+        uint32_t m = 1 + prng_below(&r, 20);
+        for (j = 0; j < m; j++) {
+          int up = prng_below(&r, 3) != 0, tier = (int)prng_below(&r, 4);
+          s = ul_order(w.l[0])[prng_below(&r, n)];
+          for (k = 0; k < 2; k++) ulc_apply(w.l[k], s, up, now, tier);
+        }
+      } else if (op < 58) {
+        uint32_t wt = 1 + prng_below(&r, 50);
+        s = ul_order(w.l[0])[prng_below(&r, n)];
+        for (k = 0; k < 2; k++) ul_set_weight(w.l[k], s, wt);
+      } else if (op < 60) { /* drop a few, append as many */
+        unsigned char *drop = xcalloc(w.cap, 1);
+        uint32_t m = 1 + prng_below(&r, 10);
+        for (j = 0; j < m; j++) drop[ul_order(w.l[0])[prng_below(&r, n)]] = 1;
+        for (k = 0; k < 2; k++) ul_remove(w.l[k], drop);
+        xfree(drop);
+        while (w.l[0]->free_head >= 0) {
+          uint32_t wt = 1 + prng_below(&r, 20);
+          uint64_t h = prng_next(&r);
+          assert_int_equal(ul_append(w.l[0], 0, -1, now, wt, h, 1),
+                           ul_append(w.l[1], 0, -1, now, wt, h, 1));
+        }
+      } else if (op < 66 && at >= 0 && at < 3) { /* the lowest tier empties */
+        int to = at + 1 + (int)prng_below(&r, (uint32_t)(3 - at));
+        for (j = 0; j < n; j++) {
+          const ul_node *x = ulb_at(w.l[0], j);
+          int up = prng_below(&r, 2) != 0;
+          if (x->score >= 0 && x->tier == at)
+            for (k = 0; k < 2; k++) ulc_apply(w.l[k], ul_order(w.l[0])[j], up, now, to);
+        }
+      } else if (i == 600) {
+        twin_grow(&w);
+      }
+      crossings += w.l[0]->panic_on != was;
+      tier_moves += w.l[0]->active_tier != at;
+      for (j = prng_below(&r, 40); j > 0; j--) {
+        int32_t a = ul_pick(w.l[0], 0, now), b = ul_pick(w.l[1], 0, now);
+        if (a != b) fail_msg("seed %u step %u: pick %d (lazy) vs %d (eager)",
+                             (unsigned)seed, i, a, b);
+        picks++;
+      }
+      twin_same(&w);
+      if (i % 100 == 0)
+        for (k = 0; k < 2; k++) check_invariants(w.l[k]);
+    }
+    for (k = 0; k < 2; k++) check_invariants(w.l[k]);
+    if (!(crossings >= 20 && tier_moves >= 5 && picks > 10000)) fail_msg("crossings %u tier moves %u picks %u", crossings, tier_moves, picks);
+    xfree(w.l[0]);
+    xfree(w.l[1]);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_round_robin, teardown),
@@ -239,6 +341,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_random, teardown),
       cmocka_unit_test_teardown(test_hash_slices, teardown),
       cmocka_unit_test_teardown(test_flip_writes_no_member, teardown),
+      cmocka_unit_test_teardown(test_weighted_large, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

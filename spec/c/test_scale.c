@@ -312,7 +312,7 @@ static int32_t swrr_pick(const ul_list *l, swrr *m) {
   uint32_t p;
   for (p = 0; p < l->n; p++) {
     int32_t s = ul_order(l)[p];
-    if (!N(l, s)->elig) continue;
+    if (!ul_eligible(l, s)) continue;
     m->cur[s] += m->w[s];
     total += m->w[s];
     if (best < 0 || m->cur[s] > m->cur[best]) best = s;
@@ -356,11 +356,11 @@ static void test_weighted_packed_leaves(void **state) {
 
   big = new_list_strat(10000, UL_WEIGHTED, 1);
   for (i = 0; i < 10000; i++) ul_append(big, 0, -1, 0, 1, 0, 0);
-  assert_int_equal(big->kst_root, 1);
+  assert_int_equal(big->kst_root[0], 1);
   for (i = 0; i < 10000; i++)
     if (i % 100 != 0) down_twice(big, i);
-  assert_int_equal(big->kst_n, 100);
-  assert_int_equal(big->kst_size / big->kst_root, 128); /* 7 levels */
+  assert_int_equal(big->kst_n[0], 100);
+  assert_int_equal(big->kst_size / big->kst_root[0], 128); /* 7 levels */
   for (i = 0; i < 300; i++) assert_int_equal(ul_pick(big, 0, 0), (i % 100) * 100);
   check_invariants(big);
   xfree(big);
@@ -380,11 +380,11 @@ static void test_weighted_fresh_tree(void **state) {
   l = new_list(24, &o, 1);
   for (i = 0; i < 20; i++) {
     assert_int_equal(ul_append(l, 0, -1, 0, 1 + (uint32_t)i, 0, 0), i);
-    assert_int_equal(l->kst_n, 0);
+    assert_int_equal(l->kst_n[0], 0);
     check_invariants(l);
   }
   for (i = 0; i < 3; i++) ul_up(l, 7, 0); /* -3 -> 0: healthy */
-  assert_int_equal(l->kst_n, 1);
+  assert_int_equal(l->kst_n[0], 1);
   assert_int_equal(ul_pick(l, 0, 0), 7);
   check_invariants(l);
   xfree(l);

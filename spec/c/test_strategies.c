@@ -242,7 +242,8 @@ static void shift_t(ul_list *l, int64_t T) {
   uint32_t p;
   for (p = 0; p < l->n; p++) {
     ul_node *x = N(l, ul_order(l)[p]);
-    if (x->elig) x->cur -= x->ew * (T - l->t);
+    /* the members whose lines are in t: a lazy list's tree 0 (weighted.c) */
+    if (l->lazy ? (int32_t)x->cls == l->kst_tier : x->elig) x->cur -= x->ew * (T - l->t);
   }
   l->t = T;
   ul_remove(l, none);

@@ -16,12 +16,14 @@
  *   bitmap             eligible positions, three levels    ulb_bm(l, 0..2)
  *                      of bm_words[k] words of 64 bits
  *   then by strategy:
- *   weighted, cap > UL_KST_SCAN, the kinetic tree of kst_size leaves s:
- *     melt[2s]         certificate of each tree node       ulb_kmelt
- *     line[s]          cur, ew, position of each leaf's    ulb_kline
- *                      member (leaves 0..kst_n-1 in use)
- *     win[2s]          winning leaf of each node           ulb_kwin
- *     at[cap]          position -> its leaf, or -1         ulb_kat
+ *   weighted, cap > UL_KST_SCAN, two kinetic trees of kst_size leaves s
+ *   (tree 1 only on a lazy list: weighted.c), tree 0's arrays first:
+ *     melt[2][2s]      certificate of each tree node       ulb_kmelt
+ *     line[2][s]       cur, ew, position of each leaf's    ulb_kline
+ *                      member (leaves 0..kst_n[k]-1 in use)
+ *     win[2][2s]       winning leaf of each node           ulb_kwin
+ *     at[cap]          position -> its leaf in its tree,   ulb_kat
+ *                      or -1
  *   random:
  *     fen[12][cap + 1] Fenwick trees of effective weights: ulb_fen
  *                      lazy: one per tier (its healthy
@@ -99,15 +101,19 @@ static inline int32_t *ulb_ready(const ul_list *l) {
 static inline uint64_t *ulb_bm(const ul_list *l, int k) {
   return UL_BLOCK_AT(uint64_t, l, l->off_bm[k]);
 }
-static inline int32_t *ulb_kwin(const ul_list *l) {
-  return UL_BLOCK_AT(int32_t, l, l->off_kst_win);
+/* kinetic tree k (0, 1): winners, certificates, lines */
+static inline int32_t *ulb_kwin_k(const ul_list *l, uint32_t k) {
+  return UL_BLOCK_AT(int32_t, l, l->off_kst_win) + (size_t)k * 2u * l->kst_size;
 }
-static inline int64_t *ulb_kmelt(const ul_list *l) {
-  return UL_BLOCK_AT(int64_t, l, l->off_kst_melt);
+static inline int64_t *ulb_kmelt_k(const ul_list *l, uint32_t k) {
+  return UL_BLOCK_AT(int64_t, l, l->off_kst_melt) + (size_t)k * 2u * l->kst_size;
 }
-static inline ul_line *ulb_kline(const ul_list *l) {
-  return UL_BLOCK_AT(ul_line, l, l->off_kst_line);
+static inline ul_line *ulb_kline_k(const ul_list *l, uint32_t k) {
+  return UL_BLOCK_AT(ul_line, l, l->off_kst_line) + (size_t)k * l->kst_size;
 }
+static inline int32_t *ulb_kwin(const ul_list *l) { return ulb_kwin_k(l, 0); }
+static inline int64_t *ulb_kmelt(const ul_list *l) { return ulb_kmelt_k(l, 0); }
+static inline ul_line *ulb_kline(const ul_list *l) { return ulb_kline_k(l, 0); }
 static inline int32_t *ulb_kat(const ul_list *l) {
   return UL_BLOCK_AT(int32_t, l, l->off_kst_at);
 }

@@ -88,7 +88,8 @@ enum {
 
 typedef struct ul_node {
   int64_t cur;     /* weighted: current weight; stored as cur - ew * t
-                      while eligible, so that time moves it (weighted.c) */
+                      while eligible (lazy list: always, t its tree's
+                      pick count), so that time moves it (weighted.c) */
   int64_t ew;      /* effective weight: weight x ramp step (counted in the
                       totals only while eligible) */
   uint64_t hash;   /* hash of the backend, for the Maglev table */
@@ -154,11 +155,18 @@ typedef struct ul_list {
   uint32_t maglev_slice; /* build work per pick; 0: whole builds */
   uint32_t mb_phase, mb_i, mb_e, mb_cur, mb_prev, mb_filled, mb_wmax, mb_credit;
   uint64_t mb_total;     /* sum of the snapshot's effective weights */
-  uint32_t kst_size;  /* weighted: leaves in the kinetic tree (power of 2) */
-  uint32_t kst_n;     /* weighted: leaves in use, one per eligible member */
-  uint32_t kst_root;  /* weighted: the node whose subtree holds them */
+  uint32_t kst_size;  /* weighted: leaves in each kinetic tree (power of 2) */
+  uint32_t kst_n[2];  /* weighted: leaves in use in each tree */
+  uint32_t kst_root[2]; /* weighted: the node whose subtree holds them */
+  /* weighted, lazy (weighted.c): tree 0 holds the healthy members of tier
+   * kst_tier (-1: none), which moves to active_tier at a tier flip, with
+   * pick count t; tree 1 every other member, with kst_tp, the picks made
+   * in panic. A member's cur is stored as cur - ew * its tree's count. */
+  int32_t kst_tier;
+  uint32_t kst_mode; /* 0: eager, 1: lazy, 2: lazy in panic (pick_state) */
+  int64_t kst_tp;
   uint32_t bm_words[3]; /* words in each bitmap level */
-  /* lazy eligibility (every strategy but weighted): no member's elig is
+  /* lazy eligibility (every list but ul_eager's): no member's elig is
    * rewritten when the panic state or the lowest healthy tier moves. The
    * bitmap is one per tier (stride bm_stride words) of the healthy members
    * of that tier, random's Fenwick tree one per tier and one over all
@@ -371,7 +379,7 @@ UL_FUNC int ul_eligible(const ul_list *l, int32_t slot);
 
 /* Puts an empty list (n == 0) on the eager path: every member's elig
  * rewritten at a panic or tier flip, as before lazy eligibility. The
- * reference model of spec/c/test_panic.c; no-op on other strategies. */
+ * reference model of spec/c/test_panic.c; no-op on a list with members. */
 UL_FUNC void ul_eager(ul_list *l);
 
 #endif

@@ -78,9 +78,9 @@ static void block_init(ul_list *l, uint32_t cap, const ul_opts *o,
   memset(l, 0, block_layout(NULL, cap, o->strategy, prev_m));
   block_layout(l, cap, o->strategy, prev_m);
   l->opts = *o;
-  l->lazy = o->strategy != UL_WEIGHTED;
+  l->lazy = 1;
   l->rr = -1;
-  l->active_tier = -1;
+  l->active_tier = l->kst_tier = -1;
   l->rng = seed ? seed : 0x9E3779B97F4A7C15ULL;
   block_free_slots(l, 0, cap);
   l->free_head = 0;
@@ -136,9 +136,10 @@ static int member_set_elig(ul_list *l, ul_node *n, int e, int64_t ew) {
 }
 
 /* ---- lazy eligibility --------------------------------------------------
- * A lazy list (every strategy but weighted) never rewrites elig: a member
- * counts in the structures of its tier while healthy (rr.c's bitmap,
- * random.c's Fenwick tree) and in those of all members, and in the
+ * A lazy list (every strategy; ul_eager makes an eager one) never rewrites
+ * elig: a member counts in the structures of its tier while healthy (rr.c's
+ * bitmap, random.c's Fenwick tree, weighted.c's tree 0 while its tier is
+ * the lowest healthy one) and in those of all members, and in the
  * per-tier sums; a pick reads panic_on and active_tier (through bm_pick,
  * elig_mask, set_pick, fen_pick: pick_state). A change to a member's
  * health, tier, weight or ramp is member_out before it and member_in after
@@ -179,6 +180,7 @@ static void pick_state(ul_list *l) {
   l->fen_pick = l->lazy ? l->set_pick : 0;
   l->off_set_pick = l->off_dense + (uint32_t)(l->set_pick * l->cap * 4u);
   l->off_fen_pick = l->off_fen + (uint32_t)(l->fen_pick * (l->cap + 1u) * 8u);
+  l->kst_mode = !l->lazy ? 0 : l->panic_on ? 2 : 1;
   if (!l->lazy) return;
   l->bm_pick = l->active_tier > 0 ? (uint32_t)l->active_tier * l->bm_stride : 0;
   if (l->panic_on) {
@@ -567,6 +569,8 @@ void ul_grow(ul_list *dst, uint32_t cap, const ul_list *src) {
   dst->nelig = src->nelig;
   dst->total_ew = src->total_ew;
   dst->t = src->t;
+  dst->kst_tp = src->kst_tp; /* weighted: the trees are rebuilt below */
+  dst->kst_tier = src->kst_tier;
   dst->ramping = src->ramping;
   dst->ramp_next = src->ramp_next;
   dst->shut = src->shut;
@@ -620,7 +624,12 @@ void ul_repair(ul_list *l) {
   block_layout(l, l->cap, l->opts.strategy, l->maglev_m);
   for (s = 0; s < l->cap; s++) {
     ul_node *x = &nd[s];
-    if (x->elig) x->cur += x->ew * l->t; /* plain cur, then no elig */
+    /* weighted: plain cur (in wrapping arithmetic: the state may be
+     * anything), then no elig and the pick counts at 0 */
+    int64_t c = !l->lazy ? (x->elig ? l->t : 0)
+                : (int32_t)x->cls == l->kst_tier ? l->t
+                : x->cls < UL_NSETS ? l->kst_tp : 0;
+    x->cur = (int64_t)((uint64_t)x->cur + (uint64_t)x->ew * (uint64_t)c);
     x->elig = 0;
     x->pos = -1;
     x->heap = -1;
@@ -661,6 +670,7 @@ void ul_repair(ul_list *l) {
   }
   *tail = -1;
   l->checked = l->unchecked = 0;
+  l->t = l->kst_tp = 0;
   l->nelig = 0;
   l->total_ew = 0;
   if (l->rr < -1) l->rr = -1;

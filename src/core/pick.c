@@ -25,12 +25,12 @@ static size_t pick_arrays(pick_offsets *o, uint32_t cap, int strategy,
                           size_t off, uint32_t prev_m) {
   if (strategy == UL_WEIGHTED && cap > UL_KST_SCAN) {
     uint32_t s = ulb_kst_leaves(cap);
-    o->melt = off;
-    off += (size_t)2 * s * sizeof(int64_t);
+    o->melt = off; /* two trees (weighted.c) */
+    off += (size_t)4 * s * sizeof(int64_t);
     o->line = off;
-    off += (size_t)s * sizeof(ul_line);
+    off += (size_t)2 * s * sizeof(ul_line);
     o->win = off;
-    off = ul_align8(off + (size_t)2 * s * sizeof(int32_t));
+    off = ul_align8(off + (size_t)4 * s * sizeof(int32_t));
     o->kat = off;
     off = ul_align8(off + (size_t)cap * sizeof(int32_t));
   } else if (strategy == UL_RANDOM || strategy == UL_LEAST_CONN) {
@@ -65,10 +65,8 @@ size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off,
     o.bm[k] = off;
     off += (size_t)w[k] * 8u;
   }
-  /* lazy eligibility (all but weighted): one bitmap per tier, tier 0's
-   * first */
-  if (strategy != UL_WEIGHTED)
-    off += (size_t)UL_MAX_TIER * ((size_t)w[0] + w[1] + w[2]) * 8u;
+  /* lazy eligibility: one bitmap per tier, tier 0's first */
+  off += (size_t)UL_MAX_TIER * ((size_t)w[0] + w[1] + w[2]) * 8u;
   off = pick_arrays(&o, cap, strategy, off, prev_m);
   if (off == 0 || off > UINT32_MAX) return 0; /* offsets are 32-bit */
   if (l) {
@@ -133,10 +131,12 @@ void ulp_lazy_member(ul_list *l, uint32_t pos, int on) {
   const ul_node *x = ulb_at(l, pos);
   if (x->score >= 0) ulp_bm_tier(l, x->tier, pos, on);
   if (l->opts.strategy == UL_RANDOM) ulp_random_lazy(l, pos, on);
+  else if (l->opts.strategy == UL_WEIGHTED) ulp_kst_lazy(l, pos, on);
 }
 
 void ulp_lazy_changed(ul_list *l, int moved) {
   if (l->opts.strategy == UL_HASH) ulp_maglev_changed(l, moved);
+  else if (moved && l->opts.strategy == UL_WEIGHTED) ulp_kst_tier(l);
 }
 
 uint32_t ulp_pick(ul_list *l, uint64_t key) {

@@ -73,6 +73,10 @@ UL_FUNC uint32_t ulp_rr_pick(const ul_list *l);
 /* weighted.c: smooth weighted round robin (kinetic tree, or a scan). */
 UL_FUNC void ulp_kst_rebuild(ul_list *l);
 UL_FUNC void ulp_kst_leaf(ul_list *l, uint32_t pos);
+/* lazy lists: the member at pos leaves (on 0: its cur made plain) or joins
+ * (1) its tree; after a flip, tree 0 takes the members of active_tier */
+UL_FUNC void ulp_kst_lazy(ul_list *l, uint32_t pos, int on);
+UL_FUNC void ulp_kst_tier(ul_list *l);
 UL_FUNC uint32_t ulp_weighted_pick(ul_list *l);
 
 /* random.c: random (Fenwick trees, the sets) and least_conn (the sets). */
