@@ -371,7 +371,10 @@ static void check_wcur(fz *z) {
   for (s = 0; s < l->cap; s++) {
     int64_t c;
     if (!(nd[s].flags & UL_F_MEMBER)) continue;
-    c = ul_eligible(l, (int32_t)s) ? nd[s].cur + nd[s].ew * l->t : nd[s].cur;
+    if (l->lazy && l->opts.strategy == UL_WEIGHTED) /* two trees: weighted.c */
+      c = nd[s].cur + nd[s].ew * ((int32_t)nd[s].cls == l->kst_tier ? l->t : l->kst_tp);
+    else
+      c = ul_eligible(l, (int32_t)s) ? nd[s].cur + nd[s].ew * l->t : nd[s].cur;
     INV(c == z->wcur[s], "slot %u current weight %lld, model %lld", s, (long long)c,
         (long long)z->wcur[s]);
   }
