@@ -162,7 +162,7 @@ bench-ir: upstream.so
 # and bench/scale_slices.c: each pick's CPU time during a Maglev rebuild
 bench-scale: upstream.so build/scale_slices
 	@for f in bench/scale_*.lua; do echo "== $$f"; $(LUA) $$f || exit 1; done
-	@echo "== bench/scale_slices.c"; for n in 1000 10000 100000; do ./build/scale_slices $$n || exit 1; done
+	@echo "== bench/scale_slices.c"; for n in 1000 10000 100000; do ./build/scale_slices $$n 0 5 || exit 1; done
 
 build/scale_slices: bench/scale_slices.c $(CORE) $(wildcard src/core/*.h)
 	@mkdir -p build
