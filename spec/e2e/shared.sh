@@ -16,46 +16,17 @@ INTERVAL=0.5
 NGINX=${NGINX:-nginx}
 MODDIR=${NGINX_MODULES:-/usr/lib/nginx/modules}
 
-n=0 passed=0 failed=0
-ok() { n=$((n + 1)); passed=$((passed + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; shift; for l in "$@"; do echo "#   $l"; done; }
-check() { # check DESC CONDITION-RESULT(0/1) [diag...]
-  local d=$1 r=$2; shift 2
-  if [ "$r" = 0 ]; then ok "$d"; else not_ok "$d" "$@"; fi
-}
-finish() { echo "1..$n"; echo "$passed passed, $failed failed"; [ "$failed" = 0 ]; }
-bail() { not_ok "$1"; finish; exit 1; }
-
-for f in "$SO_DIR/upstream.so" "$MODDIR/ngx_http_lua_module.so" "$MODDIR/ndk_http_module.so"; do
-  [ -r "$f" ] || bail "missing $f (make e2e builds upstream.so for LuaJIT; apt-get install nginx-light libnginx-mod-http-lua)"
-done
-command -v "$NGINX" >/dev/null || bail "nginx not found"
-command -v curl >/dev/null || bail "curl not found"
+. "$REPO/spec/e2e/lib.sh"
+need_tools curl
 
 ROOT=$(mktemp -d /tmp/upstream-e2e-shared.XXXXXX)
 chmod 755 "$ROOT"
 LIB=$ROOT/lib
-mkdir -p "$LIB/upstream/nginx" "$ROOT/conf" "$ROOT/logs" "$ROOT/tmp"
-cp "$REPO"/src/upstream/*.lua "$LIB/upstream/" && cp "$REPO"/src/upstream/nginx/*.lua "$LIB/upstream/nginx/" \
-  && cp "$SO_DIR/upstream.so" "$LIB/"
-chmod -R a+rX "$LIB"
+mkdir -p "$ROOT/conf" "$ROOT/logs" "$ROOT/tmp"
+copy_lib "$LIB"
 chmod 777 "$ROOT/logs" "$ROOT"
 
-alive() {
-  local st
-  st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-  case "$st" in Z*) return 1 ;; esac
-}
-stop() { # graceful, bounded; then SIGKILL (the master and its workers, by pid)
-  local pidf=$ROOT/logs/nginx.pid pid i
-  [ -s "$pidf" ] || return 0
-  pid=$(cat "$pidf")
-  kill -QUIT "$pid" 2>/dev/null
-  for i in $(seq 50); do alive "$pid" || return 0; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null
-  pkill -KILL -P "$pid" 2>/dev/null
-  return 0
-}
+stop() { stop_pidfile "$ROOT/logs/nginx.pid"; }
 cleanup() {
   stop
   if [ "$failed" != 0 ] && [ -f "$ROOT/logs/error.log" ]; then
