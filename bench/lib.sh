@@ -1,4 +1,5 @@
-# bench/lib.sh - what the gateway benchmarks share (gateway.sh, gateway_ir.sh):
+# bench/lib.sh - what the nginx benchmarks share (gateway.sh, gateway_ir.sh,
+# nginx_pick.sh, shared_ffi_nginx.sh):
 # nginx's temp paths, the backends' http block, and the bare balancer_by_lua
 # counter they are measured against. Sourced after B1..B3 are set.
 
@@ -39,4 +40,51 @@ bare_upstream() {
     $1
   }
 CONF
+}
+
+# content_bench NAME: a root for a one-worker nginx that runs a Lua bench
+# in content_by_lua (nginx_pick.sh, shared_ffi_nginx.sh): ROOT (readable by
+# the www-data worker) with the driver and the module in ROOT/lib, stopped
+# and removed at exit. Needs REPO, SO_DIR.
+content_bench() {
+  [ -r "$SO_DIR/upstream.so" ] || { echo "missing $SO_DIR/upstream.so (make build/luajit/upstream.so)" >&2; exit 1; }
+  ROOT=$(mktemp -d "/tmp/upstream-$1.XXXXXX")
+  chmod 755 "$ROOT"
+  trap '[ -s "$ROOT/logs/nginx.pid" ] && kill -QUIT "$(cat "$ROOT/logs/nginx.pid")" 2>/dev/null; sleep 0.3; rm -rf "$ROOT"' EXIT
+  mkdir -p "$ROOT"/{conf,logs,lib/upstream/nginx,tmp}
+  cp "$REPO"/src/upstream/*.lua "$ROOT/lib/upstream/" && cp "$REPO"/src/upstream/nginx/*.lua "$ROOT/lib/upstream/nginx/" \
+    && cp "$SO_DIR/upstream.so" "$ROOT/lib/" || exit 1
+  chmod -R a+rX "$ROOT/lib"
+}
+
+# content_conf PORT LUA: that nginx's conf, LUA the body of content_by_lua;
+# content_start: starts it (bounded wait for its pid file)
+content_conf() {
+  cat >"$ROOT/conf/nginx.conf" <<CONF
+load_module $MODDIR/ndk_http_module.so;
+load_module $MODDIR/ngx_http_lua_module.so;
+worker_processes 1;
+user www-data;
+daemon on;
+pid logs/nginx.pid;
+error_log logs/error.log warn;
+events { worker_connections 64; }
+http {
+  access_log off; $temps
+  lua_package_path "$ROOT/lib/?.lua;;";
+  lua_package_cpath "$ROOT/lib/?.so;;";
+  server {
+    listen 127.0.0.1:$1;
+    location / {
+      content_by_lua_block {
+$2
+      }
+    }
+  }
+}
+CONF
+}
+content_start() {
+  nginx -p "$ROOT/" -c conf/nginx.conf || exit 1
+  for _ in $(seq 50); do [ -s "$ROOT/logs/nginx.pid" ] && break; sleep 0.1; done
 }

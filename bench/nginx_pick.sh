@@ -11,36 +11,12 @@ SO_DIR=${UPSTREAM_SO_DIR:-$REPO/build/luajit}
 PORT=${BENCH_PORT:-18190}
 PICKS=${1:-2000000}
 MODDIR=${NGINX_MODULES:-/usr/lib/nginx/modules}
-[ -r "$SO_DIR/upstream.so" ] || { echo "missing $SO_DIR/upstream.so (make build/luajit/upstream.so)" >&2; exit 1; }
-ROOT=$(mktemp -d /tmp/upstream-pickbench.XXXXXX)
-chmod 755 "$ROOT"
-trap '[ -s "$ROOT/logs/nginx.pid" ] && kill -QUIT "$(cat "$ROOT/logs/nginx.pid")" 2>/dev/null; sleep 0.3; rm -rf "$ROOT"' EXIT
-mkdir -p "$ROOT"/{conf,logs,lib/upstream/nginx,tmp}
-cp "$REPO"/src/upstream/*.lua "$ROOT/lib/upstream/" && cp "$REPO"/src/upstream/nginx/*.lua "$ROOT/lib/upstream/nginx/" \
-  && cp "$SO_DIR/upstream.so" "$ROOT/lib/"
-chmod -R a+rX "$ROOT/lib"
-cat >"$ROOT/conf/nginx.conf" <<CONF
-load_module $MODDIR/ndk_http_module.so;
-load_module $MODDIR/ngx_http_lua_module.so;
-worker_processes 1;
-user www-data;
-daemon on;
-pid logs/nginx.pid;
-error_log logs/error.log warn;
-events { worker_connections 64; }
-http {
-  access_log off;
-  client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fcgi;
-  uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;
-  lua_package_path "$ROOT/lib/?.lua;;";
-  lua_package_cpath "$ROOT/lib/?.so;;";
-  server {
-    listen 127.0.0.1:$PORT;
-    location / {
-      content_by_lua_block {
+. "$REPO/bench/lib.sh"
+content_bench pickbench
+content_conf "$PORT" "$(cat <<'LUA'
         local upstream = require "upstream"
         local uffi = require "upstream.ffi"
-        local N = $PICKS
+        local N = PICKS_HERE
         local clock = os.clock
         local function best(f) -- best of 5, ns per call
           local b = math.huge
@@ -76,12 +52,9 @@ http {
           end
         end
         ngx.say(table.concat(out, "\n"))
-      }
-    }
-  }
-}
-CONF
-nginx -p "$ROOT/" -c conf/nginx.conf || exit 1
-for _ in $(seq 50); do [ -s "$ROOT/logs/nginx.pid" ] && break; sleep 0.1; done
+LUA
+)"
+sed -i "s/PICKS_HERE/$PICKS/" "$ROOT/conf/nginx.conf"
+content_start
 echo "ns per pick, LuaJIT in nginx ($(nginx -v 2>&1 | sed 's/.*: //')), $PICKS picks, best of 5:"
 curl -s -m 600 "http://127.0.0.1:$PORT/"
