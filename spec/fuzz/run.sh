@@ -95,8 +95,9 @@ fuzz() {
       oom-*) ooms=$((ooms + 1)) ;;
       *) crashes=$((crashes + 1)) ;;
     esac
-    msg=$(grep -m1 -E '^(SUMMARY|INVARIANT|HANG)|ERROR: libFuzzer: (timeout|out-of-memory)' "$log" |
-      sed -E 's/[0-9]+ times in a row/N times in a row/; s/==[0-9]+==//')
+    msg=$(grep -m1 -E '^(SUMMARY|INVARIANT|HANG)|ERROR: libFuzzer: (timeout|out-of-memory)|Sanitizer: CHECK failed' "$log" |
+      sed -E 's/[0-9]+ times in a row/N times in a row/; s/==[0-9]+==//; s/ \(0x[0-9a-f]+, 0x[0-9a-f]+\) \(tid=[0-9]+\)//')
+    [ -n "$msg" ] || msg="no sanitizer summary (see $log)"
     count[$msg]=$((${count[$msg]:-0} + 1))
     [ -n "${example[$msg]:-}" ] || example[$msg]=$f
     run=$((run + 1))
