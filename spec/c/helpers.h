@@ -148,7 +148,7 @@ static inline int kst_tree_of(const ul_list *l, int32_t s) {
  * its tree (lazy), of the eligible (eager) */
 static inline int64_t true_cur(const ul_list *l, int32_t s) {
   const ul_node *x = &ul_nodes(l)[s];
-  if (l->lazy) return x->cur + x->ew * l->kst_c[kst_tree_of(l, s)];
+  if (l->lazy) return x->cur + x->ew * ulb_kst_count(l, (uint32_t)kst_tree_of(l, s));
   return ul_eligible(l, s) ? x->cur + x->ew * l->t : x->cur;
 }
 
@@ -169,10 +169,12 @@ static inline void check_strategy(const ul_list *l) {
       } else {
         assert_int_equal(l->kst_mode, 0);
         assert_int_equal(l->kst_pick, 0);
-        assert_true(l->kst_c[0] == l->t);
+        assert_true(l->kst_c[0] == 0); /* its count is t */
       }
-      for (k = 0; k < UL_KST_TREES; k++) /* none ahead of the picks */
-        assert_true(l->kst_c[k] >= 0 && l->kst_c[k] <= l->t && (k < l->kst_ntree || !l->kst_c[k]));
+      for (k = 0; k < UL_KST_TREES; k++) { /* none ahead of the picks */
+        int64_t c = ulb_kst_count(l, k);
+        assert_true(k < l->kst_ntree ? c >= 0 && c <= l->t : !l->kst_c[k]);
+      }
       if (l->cap <= UL_KST_SCAN) {
         assert_int_equal(l->kst_size, 0);
       } else {
@@ -187,7 +189,7 @@ static inline void check_strategy(const ul_list *l) {
         if (!l->lazy) assert_int_equal(cnt[0], l->nelig);
         for (tr = 0; tr < ntree; tr++) {
           int32_t *win = ulb_kwin_k(l, tr);
-          int64_t *melt = ulb_kmelt_k(l, tr), t = l->kst_c[tr];
+          int64_t *melt = ulb_kmelt_k(l, tr), t = ulb_kst_count(l, tr);
           const ul_line *line = ulb_kline_k(l, tr);
           uint32_t root = l->kst_root[tr], p2, lo, hi;
           /* the leaves: one per member of the tree, packed from 0 */

@@ -244,10 +244,11 @@ static void shift_t(ul_list *l, int64_t T) {
     int32_t s = ul_order(l)[p];
     ul_node *x = N(l, s);
     /* each line in its tree's count (weighted.c), which moves to T */
-    if (l->lazy) x->cur -= x->ew * (T - l->kst_c[kst_tree_of(l, s)]);
+    if (l->lazy) x->cur -= x->ew * (T - ulb_kst_count(l, (uint32_t)kst_tree_of(l, s)));
     else if (x->elig) x->cur -= x->ew * (T - l->t);
   }
-  for (p = 0; p < l->kst_ntree; p++) l->kst_c[p] = T;
+  for (p = 0; p < l->kst_ntree; p++) /* every count at T (ulb_kst_count) */
+    l->kst_c[p] = l->kst_mode == 2 || p == l->kst_pick ? 0 : T;
   l->t = T;
   ul_remove(l, none);
   xfree(none);

@@ -375,7 +375,10 @@ static void check_wcur(fz *z) {
       uint32_t k = nd[s].cls == UL_CLS_DOWN ? l->kst_ntree - 1
                                             : (uint32_t)(nd[s].cls - l->opts.tier_min);
       INV(k < l->kst_ntree, "slot %u class %u: no tree", s, nd[s].cls);
-      c = nd[s].cur + nd[s].ew * l->kst_c[k];
+      /* the count: t - kst_c[k] while it advances (the tree read, or all
+       * in panic), else kst_c[k] */
+      c = nd[s].cur + nd[s].ew * (l->kst_mode == 2 || k == l->kst_pick ? l->t - l->kst_c[k]
+                                                                       : l->kst_c[k]);
     } else {
       c = ul_eligible(l, (int32_t)s) ? nd[s].cur + nd[s].ew * l->t : nd[s].cur;
     }

@@ -85,6 +85,14 @@ static inline uint32_t ulb_kst_tree(const ul_list *l, uint32_t cls) {
   return k < l->kst_ntree - 1u ? k : l->kst_ntree - 1u;
 }
 
+/* weighted: the pick count of tree k. While it advances with every pick
+ * (the tree a pick reads, kst_pick, or every tree in panic) it is t minus
+ * kst_c[k], so that a pick only moves t; while it stands, kst_c[k] itself.
+ * A flip turns one form into the other (ulp_kst_state). */
+static inline int64_t ulb_kst_count(const ul_list *l, uint32_t k) {
+  return l->kst_mode == 2 || k == l->kst_pick ? l->t - l->kst_c[k] : l->kst_c[k];
+}
+
 typedef struct ul_line { /* weighted: an eligible member's line, by leaf */
   int64_t cur, ew;
   int32_t pos;  /* its position: ties go to the lower one */

@@ -164,14 +164,15 @@ typedef struct ul_list {
    * count k advances at every pick while tree k is read: the lowest
    * healthy tier's outside panic (kst_pick), all in panic. A member's cur
    * is stored as cur - ew * its tree's count. An eager list uses tree 0
-   * (its eligible members) and count 0, equal to t. */
+   * (its eligible members), whose count is t. */
   uint32_t kst_size;
   uint32_t kst_ntree;              /* tier_max - tier_min + 2 (weighted) */
   uint32_t kst_n[UL_KST_TREES];    /* leaves in use in each tree */
   uint32_t kst_root[UL_KST_TREES]; /* the node whose subtree holds them */
   uint32_t kst_pick; /* the tree a pick reads outside panic (pick_state) */
   uint32_t kst_mode; /* 0: eager, 1: lazy, 2: lazy in panic (pick_state) */
-  int64_t kst_c[UL_KST_TREES];     /* each tree's pick count */
+  int64_t kst_c[UL_KST_TREES]; /* tree k's count (ulb_kst_count): t - kst_c[k]
+                                  while it advances, kst_c[k] while not */
   uint32_t bm_words[3]; /* words in each bitmap level */
   /* lazy eligibility (every list but ul_eager's): no member's elig is
    * rewritten when the panic state or the lowest healthy tier moves. The

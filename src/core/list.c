@@ -189,9 +189,9 @@ static void pick_state(ul_list *l) {
   l->fen_pick = l->lazy ? l->set_pick : 0;
   l->off_set_pick = l->off_dense + (uint32_t)(l->set_pick * l->cap * 4u);
   l->off_fen_pick = l->off_fen + (uint32_t)(l->fen_pick * (l->cap + 1u) * 8u);
-  l->kst_mode = !l->lazy ? 0 : l->panic_on ? 2 : 1;
-  l->kst_pick = l->lazy && l->kst_ntree && l->active_tier >= 0
-                    ? ulb_kst_tree(l, (uint32_t)l->active_tier) : 0;
+  ulp_kst_state(l, !l->lazy ? 0 : l->panic_on ? 2 : 1,
+                l->lazy && l->kst_ntree && l->active_tier >= 0
+                    ? ulb_kst_tree(l, (uint32_t)l->active_tier) : 0);
   if (!l->lazy) return;
   l->bm_pick = l->active_tier > 0 ? (uint32_t)l->active_tier * l->bm_stride : 0;
   if (l->panic_on) {
@@ -580,8 +580,11 @@ void ul_grow(ul_list *dst, uint32_t cap, const ul_list *src) {
   dst->nelig = src->nelig;
   dst->total_ew = src->total_ew;
   dst->t = src->t;
-  memcpy(dst->kst_c, src->kst_c, sizeof dst->kst_c); /* weighted: the
-                                         trees are rebuilt below */
+  /* weighted: the counts in src's form (pick_state keeps it); the trees
+   * are rebuilt below */
+  memcpy(dst->kst_c, src->kst_c, sizeof dst->kst_c);
+  dst->kst_mode = src->kst_mode;
+  dst->kst_pick = src->kst_pick;
   dst->ramping = src->ramping;
   dst->ramp_next = src->ramp_next;
   dst->shut = src->shut;
@@ -637,10 +640,15 @@ void ul_repair(ul_list *l) {
     ul_node *x = &nd[s];
     /* weighted: plain cur (in wrapping arithmetic: the state may be
      * anything), then no elig and the pick counts at 0 */
-    int64_t c = !l->lazy ? (x->elig ? l->t : 0)
-                : x->cls < UL_NSETS && l->kst_ntree
-                    ? l->kst_c[ulb_kst_tree(l, x->cls)] : 0;
-    x->cur = (int64_t)((uint64_t)x->cur + (uint64_t)x->ew * (uint64_t)c);
+    uint64_t c = 0;
+    if (!l->lazy) {
+      if (x->elig) c = (uint64_t)l->t;
+    } else if (x->cls < UL_NSETS && l->kst_ntree) { /* ulb_kst_count */
+      uint32_t k = ulb_kst_tree(l, x->cls);
+      c = (uint64_t)l->kst_c[k];
+      if (l->kst_mode == 2 || k == l->kst_pick) c = (uint64_t)l->t - c;
+    }
+    x->cur = (int64_t)((uint64_t)x->cur + (uint64_t)x->ew * c);
     x->elig = 0;
     x->pos = -1;
     x->heap = -1;

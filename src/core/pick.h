@@ -77,6 +77,10 @@ UL_FUNC void ulp_kst_leaf(ul_list *l, uint32_t pos);
 /* lazy lists: the member at pos leaves (on 0: its cur made plain) or joins
  * (1) the tree of its class; a flip moves no member (weighted.c) */
 UL_FUNC void ulp_kst_lazy(ul_list *l, uint32_t pos, int on);
+/* what a pick reads (mode: 0 eager, 1 lazy, 2 lazy in panic; pick: the
+ * tree outside panic) moves: the counts that start or stop advancing
+ * change form, keeping their values; O(trees), nothing else moves */
+UL_FUNC void ulp_kst_state(ul_list *l, uint32_t mode, uint32_t pick);
 UL_FUNC uint32_t ulp_weighted_pick(ul_list *l);
 
 /* random.c: random (Fenwick trees, the sets) and least_conn (the sets). */

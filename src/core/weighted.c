@@ -73,24 +73,26 @@ static inline __attribute__((always_inline)) void kst_fix(int32_t *win, int64_t 
  * cleared.
  *
  * An eager list has one tree (0) of its eligible members, its lines in
- * the pick count kst_c[0] (= t). A lazy list (list.c) rewrites no member
- * at a panic or tier flip, and a member's current weight grows only at
- * the picks it may take: a member is in the tree of its class (its tier's
- * while healthy, the last tree while not: ulb_kst_tree), whose lines are
- * in that tree's own count kst_c[k]. Count k advances at a pick that may
- * take tree k's members: outside panic only the lowest healthy tier's
- * (kst_pick), in panic every one. Outside panic a pick reads tree
- * kst_pick; in panic every tree, the greatest winner (ties to the lower
- * position). A panic or tier flip changes only which tree a pick reads and
- * which counts advance (pick_state): no member moves. A member's change of
- * health, tier, weight or ramp moves its one leaf, O(log n). */
+ * the pick count t. A lazy list (list.c) rewrites no member at a panic or
+ * tier flip, and a member's current weight grows only at the picks it
+ * may take: a member is in the tree of its class (its tier's while
+ * healthy, the last tree while not: ulb_kst_tree), whose lines are in
+ * that tree's own count (ulb_kst_count). Count k advances at a pick that
+ * may take tree k's members: outside panic only the lowest healthy
+ * tier's (kst_pick), in panic every one; an advancing count is kept as t
+ * minus a constant, so a pick moves t alone. Outside panic a pick reads
+ * tree kst_pick; in panic every tree, the greatest winner (ties to the
+ * lower position). A panic or tier flip changes only which tree a pick
+ * reads and which counts advance (ulp_kst_state, O(tiers)): no member
+ * moves. A member's change of health, tier, weight or ramp moves its one
+ * leaf, O(log n). */
 static inline uint32_t kst_p2(const ul_list *l, uint32_t k) {
   return l->kst_size / l->kst_root[k];
 }
 
 /* The pick count the lines of tree k are in. */
 static inline int64_t kst_clock(const ul_list *l, uint32_t k) {
-  return l->kst_c[k];
+  return ulb_kst_count(l, k);
 }
 
 /* A lazy list's tree of member x. */
@@ -219,7 +221,7 @@ static void kst_rebase(ul_list *l) {
     if (l->lazy) x->cur += x->ew * kst_clock(l, kst_tree(l, x));
     else if (x->elig) x->cur += x->ew * l->t;
   }
-  l->t = 0;
+  l->t = 0; /* every count at 0, advancing or not */
   for (p = 0; p < UL_KST_TREES; p++) l->kst_c[p] = 0;
   ulp_kst_rebuild(l);
 }
@@ -330,7 +332,7 @@ static uint32_t kst_pick_panic(ul_list *l) {
     if (!l->kst_n[k]) continue;
     d = kst_top(l, k);
     y = &ulb_kline_k(l, k)[d];
-    v = y->cur + y->ew * l->kst_c[k];
+    v = y->cur + y->ew * (l->t - l->kst_c[k]); /* all advance */
     if (bpos < 0 || v > bv || (v == bv && y->pos < bpos)) {
       bv = v;
       bpos = y->pos;
@@ -341,20 +343,30 @@ static uint32_t kst_pick_panic(ul_list *l) {
   return kst_take(l, bk, bd);
 }
 
+void ulp_kst_state(ul_list *l, uint32_t mode, uint32_t pick) {
+  uint32_t k;
+  if (mode == l->kst_mode && pick == l->kst_pick) return;
+  for (k = 0; k < l->kst_ntree; k++) {
+    int was = l->kst_mode == 2 || k == l->kst_pick, is = mode == 2 || k == pick;
+    if (was != is) l->kst_c[k] = l->t - l->kst_c[k]; /* its count stays */
+  }
+  l->kst_mode = mode;
+  l->kst_pick = pick;
+}
+
 uint32_t ulp_weighted_pick(ul_list *l) {
   uint32_t pos, k;
   if (l->t >= KST_REBASE) kst_rebase(l);
   l->t++;
-  if (l->kst_mode == 2) { /* panic: every member takes part */
-    for (k = 0; k < l->kst_ntree; k++) l->kst_c[k]++;
-    if (l->kst_size) return kst_pick_panic(l);
-    pos = swrr_scan_panic(l);
-  } else { /* eager (tree 0), or the lowest healthy tier's tree */
+  if (l->kst_mode != 2) { /* eager (tree 0), or the lowest healthy tier's */
     int64_t c;
     k = l->kst_pick;
-    c = ++l->kst_c[k];
+    c = l->t - l->kst_c[k];
     if (l->kst_size) return kst_pick_tree(l, k, c);
     pos = l->kst_mode ? swrr_scan_tier(l, c) : swrr_scan(l);
+  } else { /* panic: every member takes part */
+    if (l->kst_size) return kst_pick_panic(l);
+    pos = swrr_scan_panic(l);
   }
   ulb_at(l, pos)->cur -= l->total_ew;
   return pos;
