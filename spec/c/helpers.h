@@ -171,6 +171,9 @@ static inline void check_strategy(const ul_list *l) {
         assert_int_equal(l->kst_pick, 0);
         assert_true(l->kst_c[0] == 0); /* its count is t */
       }
+      for (p = 0; p < l->n; p++) /* a tree for each tier a member may have */
+        assert_true(ulb_at(l, p)->tier >= l->opts.tier_min &&
+                    ulb_at(l, p)->tier <= l->opts.tier_max);
       for (k = 0; k < UL_KST_TREES; k++) { /* none ahead of the picks */
         int64_t c = ulb_kst_count(l, k);
         assert_true(k < l->kst_ntree ? c >= 0 && c <= l->t : !l->kst_c[k]);
