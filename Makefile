@@ -28,7 +28,7 @@ C_TESTS    = $(patsubst spec/c/%.c,build/%,$(wildcard spec/c/test_*.c))
 SPEC_ARGS  = --lpath='./src/?.lua' -o TAP spec/
 
 .PHONY: all runtimes check test test-c test-lua test-asan test-asan-clang test-gc test-valgrind \
-        test-alloc test-tsan e2e lint cppcheck fuzz mutate bench bench-ir bench-scale bench-gateway bench-gateway-ir bench-nginx-pick bench-checks demo clean FORCE
+        test-alloc test-tsan e2e lint cppcheck fuzz mutate bench bench-ir bench-scale bench-tierflip bench-gateway bench-gateway-ir bench-nginx-pick bench-checks demo clean FORCE
 
 all: upstream.so
 
@@ -165,6 +165,14 @@ bench-scale: upstream.so build/scale_slices
 	@echo "== bench/scale_slices.c"; for n in 1000 10000 100000; do ./build/scale_slices $$n 0 5 || exit 1; done
 
 build/scale_slices: bench/scale_slices.c $(CORE) $(wildcard src/core/*.h)
+	@mkdir -p build
+	$(CC) -O2 $(WARN) $(DEFS) -Isrc -o $@ $(CORE) $< -lm
+
+# bench/tierflip.c: the CPU time of a weighted list's lowest-tier flip
+bench-tierflip: build/tierflip
+	@for n in 1000 10000 100000; do ./build/tierflip $$n || exit 1; done
+
+build/tierflip: bench/tierflip.c $(CORE) $(wildcard src/core/*.h)
 	@mkdir -p build
 	$(CC) -O2 $(WARN) $(DEFS) -Isrc -o $@ $(CORE) $< -lm
 

@@ -104,7 +104,8 @@ static inline double prng_unit(prng *r) {
   return (double)(prng_next(r) >> 11) * (1.0 / 9007199254740992.0);
 }
 
-/* A list of cap slots; the block is sized for o's strategy. */
+/* A list of cap slots; the block is sized for o (its strategy and, for
+ * weighted, its tier range), exactly, so that ASan sees a layout past it. */
 static inline ul_list *new_list(uint32_t cap, const ul_opts *o, uint64_t seed) {
   ul_opts d;
   size_t sz;
@@ -113,8 +114,8 @@ static inline ul_list *new_list(uint32_t cap, const ul_opts *o, uint64_t seed) {
     ul_opts_default(&d);
     o = &d;
   }
-  sz = ul_size(cap, o->strategy);
-  assert_true(sz > 0);
+  sz = ul_size_opts(cap, o);
+  assert_true(sz > 0 && sz <= ul_size(cap, o->strategy));
   l = track(malloc(sz));
   assert_non_null(l);
   ul_init(l, cap, o, seed);
@@ -131,18 +132,24 @@ static inline ul_list *new_list_strat(uint32_t cap, int strategy, uint64_t seed)
 
 static inline ul_node *N(const ul_list *l, int32_t s) { return &ul_nodes(l)[s]; }
 
-/* weighted: the true (nginx) current weight of s */
-static inline int64_t true_cur(const ul_list *l, int32_t s) {
+/* weighted: the tree member s is in (-1: none): on a lazy list its
+ * class's (a tree per tier of the range, the last for the down) */
+static inline int kst_tree_of(const ul_list *l, int32_t s) {
   const ul_node *x = &ul_nodes(l)[s];
-  if (l->lazy) /* tree 0 (lowest healthy tier) in t, tree 1 in kst_tp */
-    return x->cur + x->ew * ((int32_t)x->cls == l->kst_tier ? l->t : l->kst_tp);
-  return ul_eligible(l, s) ? x->cur + x->ew * l->t : x->cur;
+  if (l->lazy) {
+    if (x->cls == UL_CLS_DOWN) return (int)l->kst_ntree - 1;
+    assert_true(x->cls >= l->opts.tier_min && x->cls <= l->opts.tier_max);
+    return x->cls - l->opts.tier_min;
+  }
+  return x->elig ? 0 : -1;
 }
 
-/* weighted: the tree member s is in (-1: none) */
-static inline int kst_tree_of(const ul_list *l, int32_t s) {
-  if (l->lazy) return (int32_t)ul_nodes(l)[s].cls == l->kst_tier ? 0 : 1;
-  return ul_nodes(l)[s].elig ? 0 : -1;
+/* weighted: the true (nginx) current weight of s: cur + ew x the count of
+ * its tree (lazy), of the eligible (eager) */
+static inline int64_t true_cur(const ul_list *l, int32_t s) {
+  const ul_node *x = &ul_nodes(l)[s];
+  if (l->lazy) return x->cur + x->ew * ulb_kst_count(l, (uint32_t)kst_tree_of(l, s));
+  return ul_eligible(l, s) ? x->cur + x->ew * l->t : x->cur;
 }
 
 /* The pick strategy's own structure agrees with the nodes. */
@@ -152,13 +159,32 @@ static inline void check_strategy(const ul_list *l) {
   uint32_t p, k;
   switch (l->opts.strategy) {
     case UL_WEIGHTED:
+      /* a count and (past the scan) a tree per tier of the range and one;
+       * a pick reads the lowest healthy tier's (all of them in panic) */
+      assert_int_equal(l->kst_ntree, (uint32_t)(l->opts.tier_max - l->opts.tier_min + 2));
+      if (l->lazy) {
+        assert_int_equal(l->kst_mode, l->panic_on ? 2 : 1);
+        if (l->active_tier >= 0)
+          assert_int_equal(l->kst_pick, (uint32_t)(l->active_tier - l->opts.tier_min));
+      } else {
+        assert_int_equal(l->kst_mode, 0);
+        assert_int_equal(l->kst_pick, 0);
+        assert_true(l->kst_c[0] == 0); /* its count is t */
+      }
+      for (p = 0; p < l->n; p++) /* a tree for each tier a member may have */
+        assert_true(ulb_at(l, p)->tier >= l->opts.tier_min &&
+                    ulb_at(l, p)->tier <= l->opts.tier_max);
+      for (k = 0; k < UL_KST_TREES; k++) { /* none ahead of the picks */
+        int64_t c = ulb_kst_count(l, k);
+        assert_true(k < l->kst_ntree ? c >= 0 && c <= l->t : !l->kst_c[k]);
+      }
       if (l->cap <= UL_KST_SCAN) {
         assert_int_equal(l->kst_size, 0);
       } else {
-        uint32_t s = l->kst_size, tr, ntree = l->lazy ? 2 : 1, cnt[2] = {0, 0};
+        uint32_t s = l->kst_size, tr, ntree = l->lazy ? l->kst_ntree : 1;
+        uint32_t cnt[UL_KST_TREES] = {0};
         int32_t *at = ulb_kat(l);
         assert_true(s >= l->cap && s / 2 < l->cap);
-        if (l->lazy) assert_int_equal(l->kst_tier, l->active_tier);
         for (p = 0; p < l->n; p++) {
           int tk = kst_tree_of(l, ord[p]);
           if (tk >= 0) cnt[tk]++;
@@ -166,7 +192,7 @@ static inline void check_strategy(const ul_list *l) {
         if (!l->lazy) assert_int_equal(cnt[0], l->nelig);
         for (tr = 0; tr < ntree; tr++) {
           int32_t *win = ulb_kwin_k(l, tr);
-          int64_t *melt = ulb_kmelt_k(l, tr), t = tr ? l->kst_tp : l->t;
+          int64_t *melt = ulb_kmelt_k(l, tr), t = ulb_kst_count(l, tr);
           const ul_line *line = ulb_kline_k(l, tr);
           uint32_t root = l->kst_root[tr], p2, lo, hi;
           /* the leaves: one per member of the tree, packed from 0 */

@@ -241,10 +241,14 @@ static void shift_t(ul_list *l, int64_t T) {
   unsigned char *none = xcalloc(l->cap, 1);
   uint32_t p;
   for (p = 0; p < l->n; p++) {
-    ul_node *x = N(l, ul_order(l)[p]);
-    /* the members whose lines are in t: a lazy list's tree 0 (weighted.c) */
-    if (l->lazy ? (int32_t)x->cls == l->kst_tier : x->elig) x->cur -= x->ew * (T - l->t);
+    int32_t s = ul_order(l)[p];
+    ul_node *x = N(l, s);
+    /* each line in its tree's count (weighted.c), which moves to T */
+    if (l->lazy) x->cur -= x->ew * (T - ulb_kst_count(l, (uint32_t)kst_tree_of(l, s)));
+    else if (x->elig) x->cur -= x->ew * (T - l->t);
   }
+  for (p = 0; p < l->kst_ntree; p++) /* every count at T (ulb_kst_count) */
+    l->kst_c[p] = l->kst_mode == 2 || p == l->kst_pick ? 0 : T;
   l->t = T;
   ul_remove(l, none);
   xfree(none);
@@ -926,8 +930,43 @@ static void test_size_strategies(void **state) {
   assert_true(ul_size(64, UL_LEAST_CONN) > ul_size(64, UL_ROUND_ROBIN));
 }
 
+/* weighted: a kinetic tree per tier of the range and one, 48 B a leaf
+ * each (weighted.c): the block grows by a tree a tier; ul_size (any
+ * range) is the widest's; the other strategies' blocks do not depend on
+ * the range. */
+static void test_size_tiers(void **state) {
+  static const uint32_t caps[] = {4, 9, 64, 1000, 100000};
+  uint32_t i;
+  (void)state;
+  for (i = 0; i < sizeof caps / sizeof caps[0]; i++) {
+    uint32_t cap = caps[i], leaves = 1;
+    int lo, hi, st;
+    ul_opts o;
+    while (leaves < cap) leaves <<= 1;
+    ul_opts_default(&o);
+    for (st = UL_ROUND_ROBIN; st <= UL_RANDOM; st++) {
+      size_t base;
+      o.strategy = st;
+      o.tier_min = o.tier_max = o.tier_init = 0;
+      base = ul_size_opts(cap, &o);
+      for (lo = 0; lo <= UL_MAX_TIER; lo++)
+        for (hi = lo; hi <= UL_MAX_TIER; hi++) {
+          size_t z;
+          o.tier_min = o.tier_init = lo;
+          o.tier_max = hi;
+          z = ul_size_opts(cap, &o);
+          assert_true(z > 0 && z <= ul_size(cap, st));
+          if (st != UL_WEIGHTED || cap <= UL_KST_SCAN) assert_int_equal(z, base);
+          else assert_int_equal(z - base, (size_t)(hi - lo) * 48u * leaves);
+          if (lo == 0 && hi == UL_MAX_TIER) assert_int_equal(z, ul_size(cap, st));
+        }
+    }
+  }
+}
+
 static ul_list *copy_list(const ul_list *src, int strategy) {
-  size_t sz = ul_size(src->cap, strategy);
+  size_t sz = ul_size_opts(src->cap, &src->opts);
+  assert_int_equal(src->opts.strategy, strategy);
   ul_list *c = track(malloc(sz));
   memcpy(c, src, sz);
   return c;
@@ -1051,6 +1090,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_hash_consistency, teardown),
       cmocka_unit_test_teardown(test_hash_weights, teardown),
       cmocka_unit_test_teardown(test_size_strategies, teardown),
+      cmocka_unit_test_teardown(test_size_tiers, teardown),
       cmocka_unit_test_teardown(test_grow_weighted_random, teardown),
       cmocka_unit_test_teardown(test_grow_hash, teardown),
       cmocka_unit_test_teardown(test_grow_hash_large, teardown),

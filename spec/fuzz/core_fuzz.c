@@ -371,10 +371,17 @@ static void check_wcur(fz *z) {
   for (s = 0; s < l->cap; s++) {
     int64_t c;
     if (!(nd[s].flags & UL_F_MEMBER)) continue;
-    if (l->lazy && l->opts.strategy == UL_WEIGHTED) /* two trees: weighted.c */
-      c = nd[s].cur + nd[s].ew * ((int32_t)nd[s].cls == l->kst_tier ? l->t : l->kst_tp);
-    else
+    if (l->lazy && l->opts.strategy == UL_WEIGHTED) { /* its tree's count: weighted.c */
+      uint32_t k = nd[s].cls == UL_CLS_DOWN ? l->kst_ntree - 1
+                                            : (uint32_t)(nd[s].cls - l->opts.tier_min);
+      INV(k < l->kst_ntree, "slot %u class %u: no tree", s, nd[s].cls);
+      /* the count: t - kst_c[k] while it advances (the tree read, or all
+       * in panic), else kst_c[k] */
+      c = nd[s].cur + nd[s].ew * (l->kst_mode == 2 || k == l->kst_pick ? l->t - l->kst_c[k]
+                                                                       : l->kst_c[k]);
+    } else {
       c = ul_eligible(l, (int32_t)s) ? nd[s].cur + nd[s].ew * l->t : nd[s].cur;
+    }
     INV(c == z->wcur[s], "slot %u current weight %lld, model %lld", s, (long long)c,
         (long long)z->wcur[s]);
   }
@@ -699,8 +706,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (cap == 48 && o.strategy != UL_HASH) cap = 4097 + u8(&r) % 64; /* big */
   seed = u64(&r);
   memset(&z, 0, sizeof z);
-  sz = ul_size(cap, o.strategy);
-  INV(sz > 0, "ul_size(%u) = 0", cap);
+  sz = ul_size_opts(cap, &o); /* exact: ASan sees past the layout */
+  INV(sz > 0 && sz <= ul_size(cap, o.strategy), "ul_size_opts(%u) = %zu", cap, sz);
   z.l = (ul_list *)malloc(sz);
   if (!z.l) return 0;
   ul_init(z.l, cap, &o, seed);

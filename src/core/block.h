@@ -16,12 +16,13 @@
  *   bitmap             eligible positions, three levels    ulb_bm(l, 0..2)
  *                      of bm_words[k] words of 64 bits
  *   then by strategy:
- *   weighted, cap > UL_KST_SCAN, two kinetic trees of kst_size leaves s
- *   (tree 1 only on a lazy list: weighted.c), tree 0's arrays first:
- *     melt[2][2s]      certificate of each tree node       ulb_kmelt
- *     line[2][s]       cur, ew, position of each leaf's    ulb_kline
+ *   weighted, cap > UL_KST_SCAN, kst_ntree kinetic trees T of kst_size
+ *   leaves s (one per tier of [tier_min, tier_max], then the members not
+ *   healthy: ulb_kst_tree; an eager list uses tree 0), tree 0's first:
+ *     melt[T][2s]      certificate of each tree node       ulb_kmelt_k
+ *     line[T][s]       cur, ew, position of each leaf's    ulb_kline_k
  *                      member (leaves 0..kst_n[k]-1 in use)
- *     win[2][2s]       winning leaf of each node           ulb_kwin
+ *     win[T][2s]       winning leaf of each node           ulb_kwin_k
  *     at[cap]          position -> its leaf in its tree,   ulb_kat
  *                      or -1
  *   random:
@@ -66,6 +67,32 @@ static inline uint32_t ulb_kst_leaves(uint32_t cap) {
   return s;
 }
 
+/* weighted: kinetic trees (and pick counts) for options o: one per tier
+ * of the range and one for the members that are not healthy; a range
+ * outside the rules gets the most. */
+static inline uint32_t ulb_kst_ntree(const ul_opts *o) {
+  if (o->strategy != UL_WEIGHTED) return 0;
+  if (!(0 <= o->tier_min && o->tier_min <= o->tier_max && o->tier_max <= UL_MAX_TIER))
+    return UL_KST_TREES;
+  return (uint32_t)(o->tier_max - o->tier_min) + 2u;
+}
+
+/* weighted, lazy: the tree of a member of class cls (node.cls): its
+ * tier's while healthy, the last one while not (UL_CLS_DOWN; a tier
+ * outside the range, which no member has, too). */
+static inline uint32_t ulb_kst_tree(const ul_list *l, uint32_t cls) {
+  uint32_t k = cls - (uint32_t)l->opts.tier_min;
+  return k < l->kst_ntree - 1u ? k : l->kst_ntree - 1u;
+}
+
+/* weighted: the pick count of tree k. While it advances with every pick
+ * (the tree a pick reads, kst_pick, or every tree in panic) it is t minus
+ * kst_c[k], so that a pick only moves t; while it stands, kst_c[k] itself.
+ * A flip turns one form into the other (ulp_kst_state). */
+static inline int64_t ulb_kst_count(const ul_list *l, uint32_t k) {
+  return l->kst_mode == 2 || k == l->kst_pick ? l->t - l->kst_c[k] : l->kst_c[k];
+}
+
 typedef struct ul_line { /* weighted: an eligible member's line, by leaf */
   int64_t cur, ew;
   int32_t pos;  /* its position: ties go to the lower one */
@@ -101,7 +128,7 @@ static inline int32_t *ulb_ready(const ul_list *l) {
 static inline uint64_t *ulb_bm(const ul_list *l, int k) {
   return UL_BLOCK_AT(uint64_t, l, l->off_bm[k]);
 }
-/* kinetic tree k (0, 1): winners, certificates, lines */
+/* kinetic tree k (0..kst_ntree-1): winners, certificates, lines */
 static inline int32_t *ulb_kwin_k(const ul_list *l, uint32_t k) {
   return UL_BLOCK_AT(int32_t, l, l->off_kst_win) + (size_t)k * 2u * l->kst_size;
 }

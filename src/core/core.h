@@ -126,6 +126,8 @@ typedef struct ul_node {
 #define UL_CLS_DOWN (UL_MAX_TIER + 1)
 #define UL_SET_ALL (UL_MAX_TIER + 1)
 #define UL_NSETS (UL_MAX_TIER + 2)
+/* weighted: the most kinetic trees a list has (every tier, and the down) */
+#define UL_KST_TREES (UL_MAX_TIER + 2)
 
 typedef struct ul_list {
   ul_opts opts;
@@ -155,16 +157,22 @@ typedef struct ul_list {
   uint32_t maglev_slice; /* build work per pick; 0: whole builds */
   uint32_t mb_phase, mb_i, mb_e, mb_cur, mb_prev, mb_filled, mb_wmax, mb_credit;
   uint64_t mb_total;     /* sum of the snapshot's effective weights */
-  uint32_t kst_size;  /* weighted: leaves in each kinetic tree (power of 2) */
-  uint32_t kst_n[2];  /* weighted: leaves in use in each tree */
-  uint32_t kst_root[2]; /* weighted: the node whose subtree holds them */
-  /* weighted, lazy (weighted.c): tree 0 holds the healthy members of tier
-   * kst_tier (-1: none), which moves to active_tier at a tier flip, with
-   * pick count t; tree 1 every other member, with kst_tp, the picks made
-   * in panic. A member's cur is stored as cur - ew * its tree's count. */
-  int32_t kst_tier;
+  /* weighted (weighted.c): kst_ntree pick counts and, past UL_KST_SCAN
+   * slots, as many kinetic trees of kst_size leaves (a power of 2). A lazy
+   * list has one per tier of [tier_min, tier_max] (its healthy members)
+   * and a last one of the members that are not healthy (ulb_kst_tree);
+   * count k advances at every pick while tree k is read: the lowest
+   * healthy tier's outside panic (kst_pick), all in panic. A member's cur
+   * is stored as cur - ew * its tree's count. An eager list uses tree 0
+   * (its eligible members), whose count is t. */
+  uint32_t kst_size;
+  uint32_t kst_ntree;              /* tier_max - tier_min + 2 (weighted) */
+  uint32_t kst_n[UL_KST_TREES];    /* leaves in use in each tree */
+  uint32_t kst_root[UL_KST_TREES]; /* the node whose subtree holds them */
+  uint32_t kst_pick; /* the tree a pick reads outside panic (pick_state) */
   uint32_t kst_mode; /* 0: eager, 1: lazy, 2: lazy in panic (pick_state) */
-  int64_t kst_tp;
+  int64_t kst_c[UL_KST_TREES]; /* tree k's count (ulb_kst_count): t - kst_c[k]
+                                  while it advances, kst_c[k] while not */
   uint32_t bm_words[3]; /* words in each bitmap level */
   /* lazy eligibility (every list but ul_eager's): no member's elig is
    * rewritten when the panic state or the lowest healthy tier moves. The
@@ -212,12 +220,18 @@ typedef struct ul_stat {
   uint32_t flips;    /* crossings between healthy and unhealthy */
 } ul_stat;
 
-/* Bytes needed for a list of cap slots (cap >= 1) with strategy. 0 on
+/* Bytes needed for a list of cap slots (cap >= 1) with options o (valid):
+ * the layout depends on the strategy and, for weighted, on the tier
+ * range (a kinetic tree per tier). 0 on overflow. */
+UL_FUNC size_t ul_size_opts(uint32_t cap, const ul_opts *o);
+
+/* Bytes enough for a list of cap slots with strategy and any other
+ * options: ul_size_opts of the widest tier range [0, UL_MAX_TIER]. 0 on
  * overflow. */
 UL_FUNC size_t ul_size(uint32_t cap, int strategy);
 
-/* Initialises a block of ul_size(cap, o->strategy) bytes: empty list,
- * options copied (assumed valid), rng seeded with seed. */
+/* Initialises a block of ul_size_opts(cap, o) bytes (or more): empty
+ * list, options copied (assumed valid), rng seeded with seed. */
 UL_FUNC void ul_init(ul_list *l, uint32_t cap, const ul_opts *o, uint64_t seed);
 
 /* Bytes needed to grow src to cap slots (ul_grow's dst). */

@@ -18,8 +18,9 @@
 /* ---- the block --------------------------------------------------------- */
 
 /* The list's part of the block (block.h), then the strategies' part:
- * offsets for cap slots into l (when not NULL); returns the size. */
-static size_t block_layout(ul_list *l, uint32_t cap, int strategy,
+ * offsets for cap slots and options o into l (when not NULL); returns the
+ * size. */
+static size_t block_layout(ul_list *l, uint32_t cap, const ul_opts *o,
                            uint32_t prev_m) {
   size_t off = ul_align8(sizeof(ul_list)), o_nodes, o_order, o_heap, o_ready;
   size_t o_stats, o_picks;
@@ -35,7 +36,7 @@ static size_t block_layout(ul_list *l, uint32_t cap, int strategy,
   off = ul_align8(off + (size_t)cap * sizeof(ul_stat));
   o_picks = off;
   off = ul_align8(off + (size_t)cap * sizeof(uint64_t));
-  off = ulp_layout(l, cap, strategy, off, prev_m);
+  off = ulp_layout(l, cap, o, off, prev_m);
   if (off == 0 || off > UINT32_MAX) return 0; /* offsets are 32-bit */
   if (l) {
     l->cap = cap;
@@ -49,14 +50,22 @@ static size_t block_layout(ul_list *l, uint32_t cap, int strategy,
   return off;
 }
 
-size_t ul_size(uint32_t cap, int strategy) {
+size_t ul_size_opts(uint32_t cap, const ul_opts *o) {
   if (cap == 0 || cap > (uint32_t)INT32_MAX / 2) return 0;
-  return block_layout(NULL, cap, strategy, 0);
+  return block_layout(NULL, cap, o, 0);
+}
+
+size_t ul_size(uint32_t cap, int strategy) {
+  ul_opts o;
+  ul_opts_default(&o);
+  o.strategy = strategy;
+  o.tier_max = UL_MAX_TIER; /* weighted: the most trees */
+  return ul_size_opts(cap, &o);
 }
 
 size_t ul_grow_size(const ul_list *src, uint32_t cap) {
   if (cap == 0 || cap > (uint32_t)INT32_MAX / 2) return 0;
-  return block_layout(NULL, cap, src->opts.strategy, src->maglev_m);
+  return block_layout(NULL, cap, &src->opts, src->maglev_m);
 }
 
 /* Slots first..cap-1 as free, each pointing at the next. */
@@ -75,12 +84,12 @@ static void pick_state(ul_list *l);
 
 static void block_init(ul_list *l, uint32_t cap, const ul_opts *o,
                        uint64_t seed, uint32_t prev_m) {
-  memset(l, 0, block_layout(NULL, cap, o->strategy, prev_m));
-  block_layout(l, cap, o->strategy, prev_m);
+  memset(l, 0, block_layout(NULL, cap, o, prev_m));
+  block_layout(l, cap, o, prev_m);
   l->opts = *o;
   l->lazy = 1;
   l->rr = -1;
-  l->active_tier = l->kst_tier = -1;
+  l->active_tier = -1;
   l->rng = seed ? seed : 0x9E3779B97F4A7C15ULL;
   block_free_slots(l, 0, cap);
   l->free_head = 0;
@@ -180,7 +189,9 @@ static void pick_state(ul_list *l) {
   l->fen_pick = l->lazy ? l->set_pick : 0;
   l->off_set_pick = l->off_dense + (uint32_t)(l->set_pick * l->cap * 4u);
   l->off_fen_pick = l->off_fen + (uint32_t)(l->fen_pick * (l->cap + 1u) * 8u);
-  l->kst_mode = !l->lazy ? 0 : l->panic_on ? 2 : 1;
+  ulp_kst_state(l, !l->lazy ? 0 : l->panic_on ? 2 : 1,
+                l->lazy && l->kst_ntree && l->active_tier >= 0
+                    ? ulb_kst_tree(l, (uint32_t)l->active_tier) : 0);
   if (!l->lazy) return;
   l->bm_pick = l->active_tier > 0 ? (uint32_t)l->active_tier * l->bm_stride : 0;
   if (l->panic_on) {
@@ -569,8 +580,11 @@ void ul_grow(ul_list *dst, uint32_t cap, const ul_list *src) {
   dst->nelig = src->nelig;
   dst->total_ew = src->total_ew;
   dst->t = src->t;
-  dst->kst_tp = src->kst_tp; /* weighted: the trees are rebuilt below */
-  dst->kst_tier = src->kst_tier;
+  /* weighted: the counts in src's form (pick_state keeps it); the trees
+   * are rebuilt below */
+  memcpy(dst->kst_c, src->kst_c, sizeof dst->kst_c);
+  dst->kst_mode = src->kst_mode;
+  dst->kst_pick = src->kst_pick;
   dst->ramping = src->ramping;
   dst->ramp_next = src->ramp_next;
   dst->shut = src->shut;
@@ -621,15 +635,20 @@ void ul_repair(ul_list *l) {
   int32_t *tail;
   /* offsets as laid out (a hash table swap may be half done), the hash
    * table to be built whole again */
-  block_layout(l, l->cap, l->opts.strategy, l->maglev_m);
+  block_layout(l, l->cap, &l->opts, l->maglev_m);
   for (s = 0; s < l->cap; s++) {
     ul_node *x = &nd[s];
     /* weighted: plain cur (in wrapping arithmetic: the state may be
      * anything), then no elig and the pick counts at 0 */
-    int64_t c = !l->lazy ? (x->elig ? l->t : 0)
-                : (int32_t)x->cls == l->kst_tier ? l->t
-                : x->cls < UL_NSETS ? l->kst_tp : 0;
-    x->cur = (int64_t)((uint64_t)x->cur + (uint64_t)x->ew * (uint64_t)c);
+    uint64_t c = 0;
+    if (!l->lazy) {
+      if (x->elig) c = (uint64_t)l->t;
+    } else if (x->cls < UL_NSETS && l->kst_ntree) { /* ulb_kst_count */
+      uint32_t k = ulb_kst_tree(l, x->cls);
+      c = (uint64_t)l->kst_c[k];
+      if (l->kst_mode == 2 || k == l->kst_pick) c = (uint64_t)l->t - c;
+    }
+    x->cur = (int64_t)((uint64_t)x->cur + (uint64_t)x->ew * c);
     x->elig = 0;
     x->pos = -1;
     x->heap = -1;
@@ -670,7 +689,8 @@ void ul_repair(ul_list *l) {
   }
   *tail = -1;
   l->checked = l->unchecked = 0;
-  l->t = l->kst_tp = 0;
+  l->t = 0;
+  memset(l->kst_c, 0, sizeof l->kst_c);
   l->nelig = 0;
   l->total_ew = 0;
   if (l->rr < -1) l->rr = -1;
@@ -679,7 +699,10 @@ void ul_repair(ul_list *l) {
     int32_t t = ord[p];
     ul_node *x = &nd[t];
     if (x->weight == 0 || x->weight > UL_MAX_WEIGHT) x->weight = 1;
-    if (x->tier > UL_MAX_TIER) x->tier = (uint8_t)l->opts.tier_max;
+    /* in the options' range: a weighted list has a tree for each tier of
+     * it only */
+    if (x->tier > l->opts.tier_max) x->tier = (uint8_t)l->opts.tier_max;
+    if (x->tier < l->opts.tier_min) x->tier = (uint8_t)l->opts.tier_min;
     if (x->ramp < 1 || x->ramp > UL_RAMP_STEPS) x->ramp = UL_RAMP_STEPS;
     if (x->ramp < UL_RAMP_STEPS) ramping++;
     if (!(x->flags & UL_F_CHECKED)) continue;

@@ -21,16 +21,17 @@ typedef struct {
 
 /* Lays out strategy's arrays after the bitmap from off into *o; returns
  * the end offset, 0 when too large. */
-static size_t pick_arrays(pick_offsets *o, uint32_t cap, int strategy,
+static size_t pick_arrays(pick_offsets *o, uint32_t cap, const ul_opts *op,
                           size_t off, uint32_t prev_m) {
+  int strategy = op->strategy;
   if (strategy == UL_WEIGHTED && cap > UL_KST_SCAN) {
-    uint32_t s = ulb_kst_leaves(cap);
-    o->melt = off; /* two trees (weighted.c) */
-    off += (size_t)4 * s * sizeof(int64_t);
+    size_t s = ulb_kst_leaves(cap), nt = ulb_kst_ntree(op);
+    o->melt = off; /* a tree per tier and one (weighted.c) */
+    off += nt * 2 * s * sizeof(int64_t);
     o->line = off;
-    off += (size_t)2 * s * sizeof(ul_line);
+    off += nt * s * sizeof(ul_line);
     o->win = off;
-    off = ul_align8(off + (size_t)4 * s * sizeof(int32_t));
+    off = ul_align8(off + nt * 2 * s * sizeof(int32_t));
     o->kat = off;
     off = ul_align8(off + (size_t)cap * sizeof(int32_t));
   } else if (strategy == UL_RANDOM || strategy == UL_LEAST_CONN) {
@@ -53,8 +54,9 @@ static size_t pick_arrays(pick_offsets *o, uint32_t cap, int strategy,
   return off;
 }
 
-size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off,
+size_t ulp_layout(ul_list *l, uint32_t cap, const ul_opts *op, size_t off,
                   uint32_t prev_m) {
+  int strategy = op->strategy;
   uint32_t w[3], k;
   pick_offsets o = {{0, 0, 0}, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
   w[0] = ulb_words(cap);
@@ -67,7 +69,7 @@ size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off,
   }
   /* lazy eligibility: one bitmap per tier, tier 0's first */
   off += (size_t)UL_MAX_TIER * ((size_t)w[0] + w[1] + w[2]) * 8u;
-  off = pick_arrays(&o, cap, strategy, off, prev_m);
+  off = pick_arrays(&o, cap, op, off, prev_m);
   if (off == 0 || off > UINT32_MAX) return 0; /* offsets are 32-bit */
   if (l) {
     for (k = 0; k < 3; k++) {
@@ -81,6 +83,7 @@ size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off,
     l->off_kst_at = (uint32_t)o.kat;
     l->kst_size =
         strategy == UL_WEIGHTED && cap > UL_KST_SCAN ? ulb_kst_leaves(cap) : 0;
+    l->kst_ntree = ulb_kst_ntree(op);
     l->off_fen = (uint32_t)o.fen;
     l->off_dense = (uint32_t)o.dense;
     l->off_mag = (uint32_t)o.mag;
@@ -136,7 +139,6 @@ void ulp_lazy_member(ul_list *l, uint32_t pos, int on) {
 
 void ulp_lazy_changed(ul_list *l, int moved) {
   if (l->opts.strategy == UL_HASH) ulp_maglev_changed(l, moved);
-  else if (moved && l->opts.strategy == UL_WEIGHTED) ulp_kst_tier(l);
 }
 
 uint32_t ulp_pick(ul_list *l, uint64_t key) {

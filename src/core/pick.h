@@ -3,7 +3,7 @@
  *
  * The list (list.c) decides which members are eligible and with which
  * effective weight and tells the strategies, which keep their structures
- * in the block in step. On an eager list (weighted, or ul_eager) it
+ * in the block in step. On an eager list (ul_eager's) it
  * writes node.elig and node.ew: ulp_update for one member, ulp_refresh or
  * ulp_rebuild for all. On a lazy one it writes each member's class
  * (node.cls) and the flags a pick reads: ulp_class, ulp_lazy_member and
@@ -19,11 +19,12 @@
 
 /* ---- the list's view (pick.c) ------------------------------------------ */
 
-/* Lays out the strategies' arrays for cap slots from byte offset off,
- * filling the offsets into l when not NULL. prev_m: the Maglev table size
- * of the list this one grows from (0: none). Returns the end offset, or 0
- * when too large. */
-UL_FUNC size_t ulp_layout(ul_list *l, uint32_t cap, int strategy, size_t off,
+/* Lays out the strategies' arrays for cap slots and options o (the
+ * strategy; weighted: the tier range) from byte offset off, filling the
+ * offsets into l when not NULL. prev_m: the Maglev table size of the list
+ * this one grows from (0: none). Returns the end offset, or 0 when too
+ * large. */
+UL_FUNC size_t ulp_layout(ul_list *l, uint32_t cap, const ul_opts *o, size_t off,
                           uint32_t prev_m);
 
 /* Rebuilds every structure from the nodes (positions changed, or the
@@ -74,9 +75,12 @@ UL_FUNC uint32_t ulp_rr_pick(const ul_list *l);
 UL_FUNC void ulp_kst_rebuild(ul_list *l);
 UL_FUNC void ulp_kst_leaf(ul_list *l, uint32_t pos);
 /* lazy lists: the member at pos leaves (on 0: its cur made plain) or joins
- * (1) its tree; after a flip, tree 0 takes the members of active_tier */
+ * (1) the tree of its class; a flip moves no member (weighted.c) */
 UL_FUNC void ulp_kst_lazy(ul_list *l, uint32_t pos, int on);
-UL_FUNC void ulp_kst_tier(ul_list *l);
+/* what a pick reads (mode: 0 eager, 1 lazy, 2 lazy in panic; pick: the
+ * tree outside panic) moves: the counts that start or stop advancing
+ * change form, keeping their values; O(trees), nothing else moves */
+UL_FUNC void ulp_kst_state(ul_list *l, uint32_t mode, uint32_t pick);
 UL_FUNC uint32_t ulp_weighted_pick(ul_list *l);
 
 /* random.c: random (Fenwick trees, the sets) and least_conn (the sets). */

@@ -74,26 +74,30 @@ static inline __attribute__((always_inline)) void kst_fix(int32_t *win, int64_t 
  *
  * An eager list has one tree (0) of its eligible members, its lines in
  * the pick count t. A lazy list (list.c) rewrites no member at a panic or
- * tier flip, and a member's current weight grows only while it may be
- * picked: tree 0 holds the healthy members of tier kst_tier (the lowest
- * healthy tier: eligible at every pick) in t, tree 1 all others (the down
- * and the healthy of higher tiers: eligible only in panic) in kst_tp, the
- * picks made in panic. Outside panic a pick reads tree 0; in panic both,
- * the greater winner (ties to the lower position). A panic flip changes
- * nothing here. A tier flip moves the members m of the two tiers between
- * the trees: O(m log n), or one O(n) rebuild when m > n / 8. */
+ * tier flip, and a member's current weight grows only at the picks it
+ * may take: a member is in the tree of its class (its tier's while
+ * healthy, the last tree while not: ulb_kst_tree), whose lines are in
+ * that tree's own count (ulb_kst_count). Count k advances at a pick that
+ * may take tree k's members: outside panic only the lowest healthy
+ * tier's (kst_pick), in panic every one; an advancing count is kept as t
+ * minus a constant, so a pick moves t alone. Outside panic a pick reads
+ * tree kst_pick; in panic every tree, the greatest winner (ties to the
+ * lower position). A panic or tier flip changes only which tree a pick
+ * reads and which counts advance (ulp_kst_state, O(tiers)): no member
+ * moves. A member's change of health, tier, weight or ramp moves its one
+ * leaf, O(log n). */
 static inline uint32_t kst_p2(const ul_list *l, uint32_t k) {
   return l->kst_size / l->kst_root[k];
 }
 
 /* The pick count the lines of tree k are in. */
 static inline int64_t kst_clock(const ul_list *l, uint32_t k) {
-  return k ? l->kst_tp : l->t;
+  return ulb_kst_count(l, k);
 }
 
 /* A lazy list's tree of member x. */
 static inline uint32_t kst_tree(const ul_list *l, const ul_node *x) {
-  return (int32_t)x->cls == l->kst_tier ? 0 : 1;
+  return ulb_kst_tree(l, x->cls);
 }
 
 /* Fixes the path from leaf d of tree k up to its root. */
@@ -169,37 +173,6 @@ void ulp_kst_lazy(ul_list *l, uint32_t pos, int on) {
   }
 }
 
-/* The healthy members of tier (bitmap tier's) move from tree from to the
- * other, their lines from one count to the other. */
-static void kst_move(ul_list *l, int32_t tier, uint32_t from) {
-  size_t o;
-  int64_t p, dt = kst_clock(l, from) - kst_clock(l, !from);
-  if (tier < 0) return;
-  o = (size_t)tier * l->bm_stride;
-  for (p = ulb_bm_next(l, o, 0); p >= 0; p = ulb_bm_next(l, o, (uint32_t)p + 1)) {
-    ul_node *x = ulb_at(l, (uint32_t)p);
-    if (l->kst_size) kst_leave(l, from, (uint32_t)p);
-    x->cur += x->ew * dt;
-    if (l->kst_size) kst_join(l, !from, (uint32_t)p);
-  }
-}
-
-/* Past an eighth of the members, moving them one by one (two leaves and
- * their paths each) costs more than building both trees anew. */
-void ulp_kst_tier(ul_list *l) {
-  int32_t old = l->kst_tier;
-  uint64_t m;
-  if (old == l->active_tier) return;
-  m = (uint64_t)l->kst_n[0] + (l->active_tier >= 0 ? l->tier_healthy[l->active_tier] : 0);
-  if (l->kst_size && m * 8 > l->n) {
-    ulp_kst_rebuild(l);
-    return;
-  }
-  kst_move(l, old, 0);
-  l->kst_tier = l->active_tier;
-  kst_move(l, l->kst_tier, 1);
-}
-
 /* Brings every winner of tree k up to pick count t. */
 static void kst_advance(ul_list *l, uint32_t k, uint32_t j, int64_t t) {
   if (ulb_kmelt_k(l, k)[j] > t || j >= l->kst_size) return;
@@ -220,28 +193,16 @@ static void kst_build(ul_list *l, uint32_t k, uint32_t n) {
             kst_clock(l, k));
 }
 
-/* The leaves anew, in position order, and every node of the trees. On a
- * lazy list tree 0 takes active_tier's members: every line is made plain
- * in the tree it was in and put in the count of the one it goes to. */
+/* The leaves anew, in position order, and every node of the trees. A
+ * lazy member's tree follows from its class, which a rebuild does not
+ * change, so its line stays in the count it is in. */
 void ulp_kst_rebuild(ul_list *l) {
-  uint32_t s = l->kst_size, p, n[2] = {0, 0};
+  uint32_t s = l->kst_size, p, k, n[UL_KST_TREES] = {0};
   int32_t *at = s ? ulb_kat(l) : NULL;
-  if (l->lazy) {
-    for (p = 0; p < l->n; p++) {
-      ul_node *x = ulb_at(l, p);
-      x->cur += x->ew * kst_clock(l, kst_tree(l, x));
-    }
-    l->kst_tier = l->active_tier;
-  }
-  for (p = 0; p < l->n && l->lazy; p++) {
-    ul_node *x = ulb_at(l, p);
-    x->cur -= x->ew * kst_clock(l, kst_tree(l, x));
-  }
   if (!s) return;
   for (p = 0; p < l->cap; p++) at[p] = -1;
   for (p = 0; p < l->n; p++) {
     const ul_node *x = ulb_at(l, p);
-    uint32_t k;
     if (l->lazy) k = kst_tree(l, x);
     else if (x->elig) k = 0;
     else continue;
@@ -249,7 +210,7 @@ void ulp_kst_rebuild(ul_list *l) {
     kst_set_leaf(l, k, n[k]++, x, p);
   }
   kst_build(l, 0, n[0]);
-  if (l->lazy) kst_build(l, 1, n[1]);
+  for (k = 1; k < l->kst_ntree && l->lazy; k++) kst_build(l, k, n[k]);
 }
 
 /* Rebases the pick counts to 0 (see KST_REBASE): O(n) every 2^20 picks. */
@@ -260,7 +221,8 @@ static void kst_rebase(ul_list *l) {
     if (l->lazy) x->cur += x->ew * kst_clock(l, kst_tree(l, x));
     else if (x->elig) x->cur += x->ew * l->t;
   }
-  l->t = l->kst_tp = 0;
+  l->t = 0; /* every count at 0, advancing or not */
+  for (p = 0; p < UL_KST_TREES; p++) l->kst_c[p] = 0;
   ulp_kst_rebuild(l);
 }
 
@@ -283,10 +245,11 @@ static uint32_t swrr_scan(const ul_list *l) {
   return pos;
 }
 
-/* The same on a lazy list outside panic: tree 0's members. */
-static uint32_t swrr_scan_tier(const ul_list *l) {
-  int64_t best = 0, t = l->t;
-  uint32_t p, pos = 0, a = (uint32_t)l->kst_tier;
+/* The same on a lazy list outside panic: the lowest healthy tier's, in
+ * its count t. */
+static uint32_t swrr_scan_tier(const ul_list *l, int64_t t) {
+  int64_t best = 0;
+  uint32_t p, pos = 0, a = (uint32_t)l->active_tier;
   int found = 0;
   for (p = 0; p < l->n; p++) {
     const ul_node *x = ulb_at(l, p);
@@ -305,10 +268,10 @@ static uint32_t swrr_scan_tier(const ul_list *l) {
 /* In panic: every member, each in its tree's count. */
 static uint32_t swrr_scan_panic(const ul_list *l) {
   int64_t best = 0;
-  uint32_t p, pos = 0, a = (uint32_t)l->kst_tier;
+  uint32_t p, pos = 0;
   for (p = 0; p < l->n; p++) {
     const ul_node *x = ulb_at(l, p);
-    int64_t v = x->cur + x->ew * (x->cls == a ? l->t : l->kst_tp);
+    int64_t v = x->cur + x->ew * kst_clock(l, kst_tree(l, x));
     if (p == 0 || v > best) {
       best = v;
       pos = p;
@@ -335,37 +298,74 @@ static inline __attribute__((always_inline)) uint32_t kst_take(ul_list *l, uint3
   return (uint32_t)y->pos;
 }
 
-/* In panic on a lazy list: the greater of the two trees' winners, ties to
- * the lower position. */
+/* kst_take(kst_top(k)) at tree k's count t, every address read once: the
+ * pick of one tree (outside panic) is the hot path. */
+static inline __attribute__((always_inline)) uint32_t kst_pick_tree(ul_list *l, uint32_t k,
+                                                                    int64_t t) {
+  const size_t s = l->kst_size;
+  const uint32_t root = l->kst_root[k];
+  const int64_t total = l->total_ew;
+  int32_t *const win = ulb_kwin_k(l, k);
+  int64_t *const melt = ulb_kmelt_k(l, k);
+  ul_line *const line = ulb_kline_k(l, k);
+  ul_line *y;
+  uint32_t j, d;
+  if (melt[root] <= t) kst_advance(l, k, root, t);
+  d = (uint32_t)win[root];
+  y = &line[d];
+  ul_nodes(l)[y->slot].cur -= total;
+  y->cur -= total;
+  for (j = (uint32_t)(s + d) >> 1; j >= root; j >>= 1) kst_fix(win, melt, line, j, t);
+  return (uint32_t)y->pos;
+}
+
+/* In panic on a lazy list: the greatest of the trees' winners, ties to
+ * the lower position (nelig = n > 0: a tree has a member). */
 static uint32_t kst_pick_panic(ul_list *l) {
-  uint32_t d, d1;
-  const ul_line *a, *b;
-  int64_t va, vb;
-  l->kst_tp++;
-  if (!l->kst_n[0]) return kst_take(l, 1, kst_top(l, 1));
-  d = kst_top(l, 0);
-  if (!l->kst_n[1]) return kst_take(l, 0, d);
-  d1 = kst_top(l, 1);
-  a = &ulb_kline_k(l, 0)[d];
-  b = &ulb_kline_k(l, 1)[d1];
-  va = a->cur + a->ew * l->t;
-  vb = b->cur + b->ew * l->kst_tp;
-  if (vb > va || (vb == va && b->pos < a->pos)) return kst_take(l, 1, d1);
-  return kst_take(l, 0, d);
+  uint32_t k, bk = 0, bd = 0;
+  int64_t bv = 0;
+  int32_t bpos = -1;
+  for (k = 0; k < l->kst_ntree; k++) {
+    uint32_t d;
+    const ul_line *y;
+    int64_t v;
+    if (!l->kst_n[k]) continue;
+    d = kst_top(l, k);
+    y = &ulb_kline_k(l, k)[d];
+    v = y->cur + y->ew * (l->t - l->kst_c[k]); /* all advance */
+    if (bpos < 0 || v > bv || (v == bv && y->pos < bpos)) {
+      bv = v;
+      bpos = y->pos;
+      bk = k;
+      bd = d;
+    }
+  }
+  return kst_take(l, bk, bd);
+}
+
+void ulp_kst_state(ul_list *l, uint32_t mode, uint32_t pick) {
+  uint32_t k;
+  if (mode == l->kst_mode && pick == l->kst_pick) return;
+  for (k = 0; k < l->kst_ntree; k++) {
+    int was = l->kst_mode == 2 || k == l->kst_pick, is = mode == 2 || k == pick;
+    if (was != is) l->kst_c[k] = l->t - l->kst_c[k]; /* its count stays */
+  }
+  l->kst_mode = mode;
+  l->kst_pick = pick;
 }
 
 uint32_t ulp_weighted_pick(ul_list *l) {
-  uint32_t pos;
+  uint32_t pos, k;
   if (l->t >= KST_REBASE) kst_rebase(l);
   l->t++;
-  if (l->kst_size) {
-    if (l->kst_mode == 2) return kst_pick_panic(l);
-    return kst_take(l, 0, kst_top(l, 0)); /* eager, or tree 0 */
-  }
-  if (l->kst_mode == 1) pos = swrr_scan_tier(l);
-  else if (l->kst_mode == 0) pos = swrr_scan(l);
-  else {
-    l->kst_tp++;
+  if (l->kst_mode != 2) { /* eager (tree 0), or the lowest healthy tier's */
+    int64_t c;
+    k = l->kst_pick;
+    c = l->t - l->kst_c[k];
+    if (l->kst_size) return kst_pick_tree(l, k, c);
+    pos = l->kst_mode ? swrr_scan_tier(l, c) : swrr_scan(l);
+  } else { /* panic: every member takes part */
+    if (l->kst_size) return kst_pick_panic(l);
     pos = swrr_scan_panic(l);
   }
   ulb_at(l, pos)->cur -= l->total_ew;

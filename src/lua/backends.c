@@ -117,10 +117,10 @@ int lu_has_check(lua_State *L, int list, int idx) {
   return t == LUA_TFUNCTION;
 }
 
-/* A block for cap slots: new, or to grow from (not NULL). */
-ul_list *lu_new_block(lua_State *L, uint32_t cap, int strategy,
+/* A block for cap slots: new (for options o), or to grow from (not NULL). */
+ul_list *lu_new_block(lua_State *L, uint32_t cap, const ul_opts *o,
                       const ul_list *from) {
-  size_t sz = from ? ul_grow_size(from, cap) : ul_size(cap, strategy);
+  size_t sz = from ? ul_grow_size(from, cap) : ul_size_opts(cap, o);
   if (sz == 0) luaL_error(L, "upstream: list too large");
   return (ul_list *)lua_newuserdatauv(L, sz, 0);
 }

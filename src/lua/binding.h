@@ -135,7 +135,7 @@ LU_FUNC void lu_push_wait(lua_State *L, double next, double now);
 LU_FUNC const char *lu_got(lua_State *L, int idx);
 LU_FUNC lua_Integer lu_check_backends(lua_State *L, int arg, const char *fn);
 LU_FUNC int lu_has_check(lua_State *L, int list, int idx);
-LU_FUNC ul_list *lu_new_block(lua_State *L, uint32_t cap, int strategy,
+LU_FUNC ul_list *lu_new_block(lua_State *L, uint32_t cap, const ul_opts *o,
                               const ul_list *from);
 LU_FUNC uint64_t lu_hash_typed(lua_State *L, int idx, int type);
 LU_FUNC uint64_t lu_hash_value(lua_State *L, int idx);

@@ -124,7 +124,7 @@ int l_new(lua_State *L) {
   lua_getiuservalue(L, list, LU_UV_INDEX); /* list + 2 */
   checks = (unsigned char *)lua_newuserdatauv(L, (size_t)n + 1, 0); /* + 3 */
   if (lu_new_scan(L, list, c.weights, n, checks)) now = lu_list_now(L, list);
-  core = lu_new_block(L, lu_cap_for(n), c.o.strategy, NULL);
+  core = lu_new_block(L, lu_cap_for(n), &c.o, NULL);
   ul_init(core, lu_cap_for(n), &c.o, c.seed);
   lua_setiuservalue(L, list, LU_UV_BLOCK);
   lu_new_append(L, list, core, c.weights, n, checks, now);

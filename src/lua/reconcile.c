@@ -133,7 +133,7 @@ static uint32_t lu_rc_cap(lua_State *L, lua_Integer added) {
  * lost. */
 static ul_list *lu_rc_build(lua_State *L, uint32_t cap, unsigned char **dropp) {
   const ul_list *old = lu_rc_old(L);
-  ul_list *nb = lu_new_block(L, cap, old->opts.strategy, old);
+  ul_list *nb = lu_new_block(L, cap, &old->opts, old);
   unsigned char *drop;
   uint32_t p;
   drop = (unsigned char *)lua_newuserdatauv(L, old->cap, 0);

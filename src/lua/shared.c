@@ -7,7 +7,7 @@
  *
  * The mapping's user area: the header (lu_shdr: magic, layout signature,
  * membership version, the offset in the arena of each slot's string),
- * the core block (ul_size(cap, strategy)), the string arena. Nothing in it
+ * the core block (ul_size_opts(cap, options)), the string arena. Nothing in it
  * is a pointer.
  *
  * Lock rules: every core call on the shared block is made under the
@@ -367,7 +367,7 @@ static void lu_sh_bind(lu_shared *sh, ul_shm *m, const char *name) {
   sh->cap = sh->h->cap;
   sh->b = (ul_list *)(void *)((char *)sh->h + sh->h->off_list);
   sh->a = (ul_arena *)(void *)((char *)sh->h + sh->h->off_arena);
-  sh->bsize = ul_size(sh->cap, sh->h->strategy);
+  sh->bsize = ul_size_opts(sh->cap, &sh->h->opts); /* as made */
   sh->shut = 0;
   sh->gen = 0;
   snprintf(sh->name, sizeof sh->name, "%s", name);
@@ -598,7 +598,7 @@ int lu_new_shared(lua_State *L, lu_conf *c) {
   per = n ? 2 * ((total + (size_t)n - 1) / (size_t)n) : 0;
   if (per < LU_SH_MIN_STR) per = LU_SH_MIN_STR;
   asz = ul_arena_size((size_t)cap * ul_arena_cost(per));
-  bsize = ul_size((uint32_t)cap, c->o.strategy);
+  bsize = ul_size_opts((uint32_t)cap, &c->o);
   hsize = lu_sh_hsize((uint32_t)cap);
   if (asz == 0 || asz > UINT32_MAX || bsize == 0)
     luaL_error(L, "upstream.new: shared list '%s': capacity %d is too large",
