@@ -24,7 +24,8 @@
  * Built with -fsanitize=thread by the tsan suite (make test-tsan): a data
  * race is a failure (TSAN_OPTIONS=halt_on_error=1). Each thread runs
  * UL_SHARED_STRESS operations on each strategy's list (hash: a twentieth):
- * 20000 by default (the C suite), 1000000 in the tsan suite. An invariant that fails prints
+ * 20000 by default (the C suite), 1000000 in the tsan suite (UL_SHARED_ONLY=k:
+ * only strategy k, e.g. 0 for round robin). An invariant that fails prints
  * a line and aborts the child the test runs in.
  */
 #include <setjmp.h>
@@ -334,6 +335,8 @@ static int run_stress(int strategy) {
 static void in_child(int strategy) {
   int status = 0;
   pid_t pid;
+  const char *only = getenv("UL_SHARED_ONLY"); /* one strategy's number */
+  if (only && *only && atoi(only) != strategy) skip();
   fflush(NULL);
   pid = fork();
   assert_true(pid >= 0);
