@@ -198,11 +198,12 @@ typedef struct ul_list {
   uint32_t off_stats; /* stats[cap]: what status() and metrics report */
   uint32_t off_picks; /* picks[cap]: times ul_pick returned each slot */
   /* shared lists (issue 10): 1 when other threads or processes may pick
-   * from the block without the lock (ul_pick then counts with an atomic
-   * add); the pick word, sequence << 32 | round-robin position, last (a
-   * snapshot copies the header up to it): ul_write_begin / ul_write_end */
-  uint32_t shared;
-  uint32_t pad_shared;
+   * from the block without the lock (a shared round-robin list: ul_pick
+   * then counts with an atomic add, ul_write_begin/end keep the sequence);
+   * the pick word, sequence << 32 | round-robin position, last (a snapshot
+   * copies the header up to it) */
+  uint32_t lockfree;
+  uint32_t pad_lockfree;
   uint64_t rr_word;
 } ul_list;
 
@@ -393,8 +394,8 @@ UL_FUNC void ul_eager(ul_list *l);
 
 /* What a lock-free pick needs of the block that never changes once it is
  * laid out (a shared block never grows): read once, under the lock, so
- * that the pick reads no header field a repair rewrites. ok: the list's
- * strategy picks lock-free (round_robin, lazy). */
+ * that the pick reads no header field a repair rewrites. ok: the list
+ * picks lock-free (l->lockfree, round_robin, lazy). */
 typedef struct ul_lfview {
   uint32_t off_bm[3], bm_words[3];
   uint32_t off_order, off_picks, cap, ok;
@@ -405,7 +406,8 @@ UL_FUNC void ul_lf_view(ul_lfview *v, const ul_list *l);
  * sequence in rr_word made odd: every lock-free pick from then on fails
  * its CAS; l->rr takes the position lock-free picks moved it to) and ends
  * with ul_write_end (the position stored back, the sequence even again).
- * A begin that finds the sequence odd (a holder died inside) keeps l->rr. */
+ * A begin that finds the sequence odd (a holder died inside) keeps l->rr.
+ * Both do nothing on a block without lock-free picks (l->lockfree 0). */
 UL_FUNC void ul_write_begin(ul_list *l);
 UL_FUNC void ul_write_end(ul_list *l);
 

@@ -609,7 +609,7 @@ int32_t ul_pick(ul_list *l, uint64_t key, double now) {
   pos = ulp_pick(l, key);
   l->rr = (int32_t)pos;
   s = ul_order(l)[pos];
-  if (l->shared) UL_ADD(&ul_picks(l)[s], 1); /* lock-free picks add too */
+  if (l->lockfree) UL_ADD(&ul_picks(l)[s], 1); /* lock-free picks add too */
   else ul_picks(l)[s]++;
   return s;
 }

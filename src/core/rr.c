@@ -104,11 +104,13 @@ void ul_lf_view(ul_lfview *v, const ul_list *l) {
   v->off_order = l->off_order;
   v->off_picks = l->off_picks;
   v->cap = l->cap;
-  v->ok = l->lazy && l->opts.strategy == UL_ROUND_ROBIN;
+  v->ok = l->lockfree && l->lazy && l->opts.strategy == UL_ROUND_ROBIN;
 }
 
 void ul_write_begin(ul_list *l) {
-  uint64_t w = __atomic_load_n(&l->rr_word, __ATOMIC_RELAXED);
+  uint64_t w;
+  if (!l->lockfree) return; /* no lock-free picker to keep out */
+  w = __atomic_load_n(&l->rr_word, __ATOMIC_RELAXED);
   if (w & SEQ_ONE) return; /* a holder died inside: its l->rr stands */
   w = __atomic_fetch_add(&l->rr_word, SEQ_ONE, __ATOMIC_RELAXED);
   UL_FENCE_WRITER(); /* the odd sequence before any store of the section */
@@ -116,8 +118,10 @@ void ul_write_begin(ul_list *l) {
 }
 
 void ul_write_end(ul_list *l) {
-  uint64_t w = __atomic_load_n(&l->rr_word, __ATOMIC_RELAXED);
-  uint64_t seq = ((w >> 32) | 1u) + 1u; /* even again */
+  uint64_t w, seq;
+  if (!l->lockfree) return;
+  w = __atomic_load_n(&l->rr_word, __ATOMIC_RELAXED);
+  seq = ((w >> 32) | 1u) + 1u; /* even again */
   __atomic_store_n(&l->rr_word, seq << 32 | (uint32_t)l->rr, __ATOMIC_RELEASE);
 }
 

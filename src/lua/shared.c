@@ -673,7 +673,9 @@ int lu_new_shared(lua_State *L, lu_conf *c) {
       h->opts = c->o;
       ul_init((ul_list *)(void *)((char *)h + h->off_list), (uint32_t)cap,
               &c->o, c->seed);
-      ((ul_list *)(void *)((char *)h + h->off_list))->shared = 1;
+      /* round robin picks without the lock (rr.c); the others lock */
+      ((ul_list *)(void *)((char *)h + h->off_list))->lockfree =
+          c->o.strategy == UL_ROUND_ROBIN;
       ul_arena_init((ul_arena *)(void *)((char *)h + h->off_arena),
                     h->arena_size);
       h->version = 1;
