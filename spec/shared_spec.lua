@@ -290,6 +290,29 @@ describe("shared lists", function()
       assert.are.equal(0, locks_of(r, 3, function() r:pick() end))
     end)
 
+    it("counts concurrent picks exactly while another process takes the lock", function()
+      -- the pickers go lock-free; every score() is a locked section (a write
+      -- section of the sequence lock): a pick that overlaps one must retry
+      local bs = { "a", "b", "c", "d", "e" }
+      local l = upstream.new(bs, { shared = name() })
+      local pids = {}
+      for i = 1, 5 do -- the writer first, so that it runs all along
+        pids[i] = upstream._fork()
+        if pids[i] == 0 then
+          if i == 1 then
+            for _ = 1, 100000 do l:score("a") end
+          else
+            for _ = 1, 25000 do l:pick() end
+          end
+          upstream._exit(0)
+        end
+      end
+      for i = 1, 5 do assert.are.same({ "exit", 0 }, { upstream._wait(pids[i]) }) end
+      for _, row in ipairs(l:status()) do assert.are.equal(20000, row.picks, row.backend) end
+      assert.are.equal("a", l:pick()) -- 100000 picks: the rotation is whole
+      valid(l)
+    end)
+
     it("sees a child's down() and reconcile()", function()
       local l = upstream.new({ "a", "b", "c" }, { shared = name() })
       assert.are.equal(0, in_child(function()
