@@ -257,6 +257,62 @@ describe("shared lists", function()
       valid(l)
     end)
 
+    it("picks round robin without the lock; the other strategies lock", function()
+      -- _shm().locks: the mapping's lock acquisitions before that call's own
+      local function locks_of(l, n, pick)
+        local before = l:_shm().locks
+        for _ = 1, n do pick() end
+        return l:_shm().locks - before - 1
+      end
+      for _, st in ipairs({ "round_robin", "weighted", "least_conn", "random" }) do
+        local l = upstream.new({ "a", "b", "c" }, { shared = name(), strategy = st })
+        l:pick() -- the first call resyncs this view's cache
+        local got = {}
+        local taken = locks_of(l, 30, function() got[#got + 1] = l:pick() end)
+        assert.are.equal(st == "round_robin" and 0 or 30, taken, st)
+        if st == "round_robin" then
+          assert.are.equal("bcabcabca", table.concat(got):sub(1, 9))
+          l:down("a"); l:down("a"); l:down("a") -- a writer: the next pick goes on
+          assert.are.equal("b", l:pick())
+          assert.are.equal("c", l:pick())
+          assert.are.equal(0, locks_of(l, 5, function() assert(l:pick() ~= "a") end))
+        end
+        valid(l)
+      end
+      -- slow start ramping: the lock (the ramp moves on in the pick)
+      local clk = util.fake_clock(10)
+      local r = upstream.new({ "a", "b" }, { shared = name(), slow_start = 5, clock = clk.clock })
+      r:down("a"); r:down("a"); r:down("a"); r:up("a"); r:up("a"); r:up("a")
+      r:pick()
+      assert.are.equal(3, locks_of(r, 3, function() r:pick() end))
+      clk.t = clk.t + 10
+      r:pick() -- the ramp ends
+      assert.are.equal(0, locks_of(r, 3, function() r:pick() end))
+    end)
+
+    it("counts concurrent picks exactly while another process takes the lock", function()
+      -- the pickers go lock-free; every score() is a locked section (a write
+      -- section of the sequence lock): a pick that overlaps one must retry
+      local bs = { "a", "b", "c", "d", "e" }
+      local l = upstream.new(bs, { shared = name() })
+      local pids = {}
+      for i = 1, 5 do -- the writer first, so that it runs all along
+        pids[i] = upstream._fork()
+        if pids[i] == 0 then
+          if i == 1 then
+            for _ = 1, 100000 do l:score("a") end
+          else
+            for _ = 1, 25000 do l:pick() end
+          end
+          upstream._exit(0)
+        end
+      end
+      for i = 1, 5 do assert.are.same({ "exit", 0 }, { upstream._wait(pids[i]) }) end
+      for _, row in ipairs(l:status()) do assert.are.equal(20000, row.picks, row.backend) end
+      assert.are.equal("a", l:pick()) -- 100000 picks: the rotation is whole
+      valid(l)
+    end)
+
     it("sees a child's down() and reconcile()", function()
       local l = upstream.new({ "a", "b", "c" }, { shared = name() })
       assert.are.equal(0, in_child(function()
@@ -560,6 +616,20 @@ describe("shared lists", function()
       local h = upstream.new({ "a", "b" }, { shared = name(), strategy = "hash" })
       local hp = uffi.picker(h)
       for k = 1, 10 do assert.are.equal(h:pick("k" .. k), hp("k" .. k)) end
+    end)
+
+    it_jit("picks round robin without the lock", function()
+      local uffi = require "upstream.ffi"
+      local l = upstream.new({ "a", "b", "c" }, { shared = name() })
+      local pick = uffi.picker(l)
+      assert.are.equal("a", pick()) -- resyncs through list:pick()
+      local before = l:_shm().locks
+      local got = {}
+      for i = 1, 30 do got[i] = pick() end
+      assert.are.equal(0, l:_shm().locks - before - 1)
+      assert.are.equal("bcabca", table.concat(got):sub(1, 6))
+      local s = uffi._pick_slot(l)
+      assert.are.equal("b", l:_slots()[s + 1])
     end)
   end)
 end)

@@ -205,6 +205,14 @@ typedef struct ul_list {
                                   members (128-bit, lo/hi) */
   uint32_t off_stats; /* stats[cap]: what status() and metrics report */
   uint32_t off_picks; /* picks[cap]: times ul_pick returned each slot */
+  /* shared lists (issue 10): 1 when other threads or processes may pick
+   * from the block without the lock (a shared round-robin list: ul_pick
+   * then counts with an atomic add, ul_write_begin/end keep the sequence);
+   * the pick word, sequence << 32 | round-robin position, last (a snapshot
+   * copies the header up to it) */
+  uint32_t lockfree;
+  uint32_t pad_lockfree;
+  uint64_t rr_word;
 } ul_list;
 
 /* What a member's checks did, by slot (status, metrics): kept apart from
@@ -396,10 +404,42 @@ UL_FUNC int ul_eligible(const ul_list *l, int32_t slot);
  * reference model of spec/c/test_panic.c; no-op on a list with members. */
 UL_FUNC void ul_eager(ul_list *l);
 
-#endif
+/* --- lock-free picks on a shared block (rr.c) -------------------------- */
+
+/* What a lock-free pick needs of the block that never changes once it is
+ * laid out (a shared block never grows): read once, under the lock, so
+ * that the pick reads no header field a repair rewrites. ok: the list
+ * picks lock-free (l->lockfree, round_robin, lazy). */
+typedef struct ul_lfview {
+  uint32_t off_bm[3], bm_words[3];
+  uint32_t off_order, off_picks, cap, ok;
+} ul_lfview;
+UL_FUNC void ul_lf_view(ul_lfview *v, const ul_list *l);
+
+/* Every locked section on a shared block begins with ul_write_begin (the
+ * sequence in rr_word made odd: every lock-free pick from then on fails
+ * its CAS; l->rr takes the position lock-free picks moved it to) and ends
+ * with ul_write_end (the position stored back, the sequence even again).
+ * A begin that finds the sequence odd (a holder died inside) keeps l->rr.
+ * Both do nothing on a block without lock-free picks (l->lockfree 0). */
+UL_FUNC void ul_write_begin(ul_list *l);
+UL_FUNC void ul_write_end(ul_list *l);
+
+/* A round-robin pick without the lock: the slot, -1 when none is eligible,
+ * or UL_PICK_LOCK when it must be made under the lock (a writer is in, the
+ * list is ramping, the strategy is not round robin, *ver != want, or it
+ * lost the race for the position UL_LF_TRIES times). The same pick as
+ * ul_pick's, at one moment between writers. ver: NULL, or the caller's
+ * cache version to compare, read inside the sequence. */
+#define UL_PICK_LOCK (-2)
+#define UL_LF_TRIES 4
+UL_FUNC int32_t ul_pick_lockfree(ul_list *l, const ul_lfview *v,
+                                 const uint32_t *ver, uint32_t want);
 
 /* After a writer died in the middle of a change (shared lists): keeps the
  * members and their primary state, recomputes every derived field
  * (counters, tiers, panic, eligibility and its sums, bitmaps, trees, the
  * event heap and ready queue, free slots) from them. */
 UL_FUNC void ul_repair(ul_list *l);
+
+#endif

@@ -11,6 +11,7 @@
 #include "heap.h"
 #include "pick.h"
 #include "rand.h"
+#include "atomic.h"
 
 #include <math.h>
 #include <string.h>
@@ -89,6 +90,7 @@ static void block_init(ul_list *l, uint32_t cap, const ul_opts *o,
   l->opts = *o;
   l->lazy = 1;
   l->rr = -1;
+  l->rr_word = (uint32_t)l->rr; /* sequence 0, the same position */
   l->active_tier = -1;
   l->rng = seed ? seed : 0x9E3779B97F4A7C15ULL;
   block_free_slots(l, 0, cap);
@@ -131,13 +133,13 @@ static int member_set_elig(ul_list *l, ul_node *n, int e, int64_t ew) {
   if (n->elig == e && n->ew == ew) return 0;
   c = n->elig ? n->cur + n->ew * l->t : n->cur;
   if (n->elig) {
-    l->nelig--;
+    UL_WST(&l->nelig, l->nelig - 1);
     l->total_ew -= n->ew;
   }
   n->elig = (uint8_t)e;
   n->ew = ew;
   if (e) {
-    l->nelig++;
+    UL_WST(&l->nelig, l->nelig + 1);
     l->total_ew += ew;
   }
   n->cur = e ? c - ew * l->t : c;
@@ -193,18 +195,20 @@ static void pick_state(ul_list *l) {
                 l->lazy && l->kst_ntree && l->active_tier >= 0
                     ? ulb_kst_tree(l, (uint32_t)l->active_tier) : 0);
   if (!l->lazy) return;
-  l->bm_pick = l->active_tier > 0 ? (uint32_t)l->active_tier * l->bm_stride : 0;
+  /* bm_pick, nelig: UL_WST, a lock-free pick reads them (atomic.h) */
+  UL_WST(&l->bm_pick,
+         l->active_tier > 0 ? (uint32_t)l->active_tier * l->bm_stride : 0);
   if (l->panic_on) {
     l->elig_mask = (1u << UL_NSETS) - 1; /* every class, down too */
-    l->nelig = l->n;
+    UL_WST(&l->nelig, l->n);
     l->total_ew = l->all_ew;
   } else if (l->active_tier >= 0) {
     l->elig_mask = 1u << l->active_tier;
-    l->nelig = l->tier_healthy[l->active_tier];
+    UL_WST(&l->nelig, l->tier_healthy[l->active_tier]);
     l->total_ew = l->tier_ew[l->active_tier];
   } else {
     l->elig_mask = 0;
-    l->nelig = 0;
+    UL_WST(&l->nelig, 0);
     l->total_ew = 0;
   }
 }
@@ -256,7 +260,8 @@ static void members_update(ul_list *l) {
   l->active_tier = -1;
   for (t = 0; t <= UL_MAX_TIER && l->active_tier < 0; t++)
     if (l->tier_healthy[t]) l->active_tier = (int32_t)t;
-  l->panic_on = l->opts.panic > 0 && (double)l->healthy < l->opts.panic * l->n;
+  UL_WST(&l->panic_on,
+         (uint32_t)(l->opts.panic > 0 && (double)l->healthy < l->opts.panic * l->n));
   for (p = 0; p < l->n; p++) ulb_at(l, p)->cls = (uint8_t)member_cls(ulb_at(l, p));
   if (l->lazy) {
     l->all_ew = 0;
@@ -288,7 +293,7 @@ static void tiers_refresh(ul_list *l, int32_t s, int e0, int64_t w0) {
   pn = l->opts.panic > 0 && (double)l->healthy < l->opts.panic * l->n;
   flip = at != l->active_tier || pn != l->panic_on;
   l->active_tier = at;
-  l->panic_on = pn;
+  UL_WST(&l->panic_on, pn);
   if (l->lazy || flip) pick_state(l);
   if (l->lazy) {
     if (flip) ulp_lazy_changed(l, 1);
@@ -339,7 +344,8 @@ static void ramp_start(ul_list *l, ul_node *n, double now) {
   n->since = now;
   n->ramp = 1;
   at = ramp_after(now, now + l->opts.slow_start / UL_RAMP_STEPS);
-  if (l->ramping++ == 0 || at < l->ramp_next) l->ramp_next = at;
+  UL_WST(&l->ramping, l->ramping + 1); /* a lock-free pick reads it */
+  if (l->ramping == 1 || at < l->ramp_next) l->ramp_next = at;
 }
 
 /* Moves ramping members to the step their time has reached. ul_pick calls
@@ -363,7 +369,7 @@ static void ramp_tick(ul_list *l, double now) {
       if (at < next) next = at;
     }
   }
-  l->ramping = ramping;
+  UL_WST(&l->ramping, ramping);
   l->ramp_next = next;
   if (l->lazy) pick_state(l);
 }
@@ -500,10 +506,11 @@ int32_t ul_append(ul_list *l, int checked, int32_t dup_of, double now,
   n->score = l->opts.initial_score;
   n->pos = (int32_t)l->n;
   n->cls = UL_NSETS; /* in no set yet: member_in puts it in */
-  ul_order(l)[l->n++] = s;
+  UL_WST(&ul_order(l)[l->n], s); /* order, n, picks: read lock-free */
+  UL_WST(&l->n, l->n + 1);
   n->flags = UL_F_MEMBER;
   memset(&ul_stats(l)[s], 0, sizeof(ul_stat));
-  ul_picks(l)[s] = 0;
+  UL_WST(&ul_picks(l)[s], 0);
   ul_stats(l)[s].last_check = ul_stats(l)[s].latency = NAN;
   ul_stats(l)[s].changed = now;
   if (n->score >= 0) {
@@ -549,10 +556,10 @@ void ul_remove(ul_list *l, const unsigned char *drop) {
       member_drop(l, s);
     } else {
       ul_nodes(l)[s].pos = (int32_t)n;
-      ord[n++] = s;
+      UL_WST(&ord[n++], s);
     }
   }
-  l->n = n;
+  UL_WST(&l->n, n);
   ulh_ready_prune(l); /* the dropped slots' flags are cleared */
   members_update(l);
 }
@@ -616,7 +623,8 @@ int32_t ul_pick(ul_list *l, uint64_t key, double now) {
   pos = ulp_pick(l, key);
   l->rr = (int32_t)pos;
   s = ul_order(l)[pos];
-  ul_picks(l)[s]++;
+  if (l->lockfree) UL_ADD(&ul_picks(l)[s], 1); /* lock-free picks add too */
+  else ul_picks(l)[s]++;
   return s;
 }
 
@@ -660,15 +668,15 @@ void ul_repair(ul_list *l) {
     if (t >= 0 && (uint32_t)t < l->cap && (nd[t].flags & UL_F_MEMBER) &&
         nd[t].pos < 0) {
       nd[t].pos = (int32_t)n;
-      ord[n++] = t;
+      UL_WST(&ord[n++], t);
     }
   }
   for (s = 0; s < l->cap; s++)
     if ((nd[s].flags & UL_F_MEMBER) && nd[s].pos < 0) {
       nd[s].pos = (int32_t)n;
-      ord[n++] = (int32_t)s;
+      UL_WST(&ord[n++], (int32_t)s);
     }
-  l->n = n;
+  UL_WST(&l->n, n);
   for (s = 0; s < l->cap; s++) { /* a ring must come back through members */
     int32_t t;
     uint32_t k = 0;
@@ -691,7 +699,7 @@ void ul_repair(ul_list *l) {
   l->checked = l->unchecked = 0;
   l->t = 0;
   memset(l->kst_c, 0, sizeof l->kst_c);
-  l->nelig = 0;
+  UL_WST(&l->nelig, 0);
   l->total_ew = 0;
   if (l->rr < -1) l->rr = -1;
   l->nheap = l->ready_len = l->ready_head = 0; /* every node's heap is -1 */
@@ -711,7 +719,7 @@ void ul_repair(ul_list *l) {
     if (x->checks == 0) l->unchecked++;
     ulh_resched(l, t);
   }
-  l->ramping = ramping;
+  UL_WST(&l->ramping, ramping);
   l->ramp_next = ramping ? -INFINITY : INFINITY; /* the next pick recounts */
   members_update(l);
 }

@@ -40,6 +40,7 @@ struct ul_shm {
   uint32_t dirty;    /* a holder died: the derived state is owed a rebuild */
   uint32_t pad;
   uint64_t recoveries;
+  uint64_t locks;    /* acquisitions of mu, by every process (tests) */
   uint64_t lease_token; /* current holding's generation, 0 when free */
   uint64_t lease_last;  /* the last generation handed out */
   int64_t lease_pid;
@@ -242,6 +243,7 @@ int ul_shm_lock(ul_shm *m, void (*rebuild)(ul_shm *m, void *ud), void *ud) {
   } else if (rc != 0) {
     return UL_LOCK_ERROR;
   }
+  m->locks++;
   if (!m->dirty)
     return UL_LOCK_OK;
   if (rebuild) {
@@ -256,6 +258,8 @@ void ul_shm_unlock(ul_shm *m) { pthread_mutex_unlock(&m->mu); }
 int ul_shm_dirty(const ul_shm *m) { return m->dirty != 0; }
 
 uint64_t ul_shm_recoveries(const ul_shm *m) { return m->recoveries; }
+
+uint64_t ul_shm_locks(const ul_shm *m) { return m->locks; }
 
 /* --- the lease -------------------------------------------------------------
  * Every field is accessed with __atomic builtins: written under mu, read

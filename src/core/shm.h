@@ -100,6 +100,9 @@ UL_FUNC void ul_shm_unlock(ul_shm *m);
 UL_FUNC int ul_shm_dirty(const ul_shm *m);
 /* How many times a dead holder's lock was recovered. */
 UL_FUNC uint64_t ul_shm_recoveries(const ul_shm *m);
+/* How many times m was locked, by any process (read with the lock held:
+ * the caller's own acquisition counts). Tests: a lock-free pick takes none. */
+UL_FUNC uint64_t ul_shm_locks(const ul_shm *m);
 
 /* --- the prober lease ---------------------------------------------------
  * At most one process at a time holds it: the one that runs the shared

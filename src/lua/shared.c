@@ -122,6 +122,7 @@ static void lu_sh_rebuild(ul_shm *m, void *ud) {
   uint32_t s;
   (void)m;
   if (!sh->h->init) return;
+  ul_write_begin(sh->b); /* lock-free picks wait for the repair */
   ul_repair(sh->b);
   for (s = 0; s < sh->cap; s++) {
     size_t len;
@@ -135,16 +136,40 @@ static void lu_sh_rebuild(ul_shm *m, void *ud) {
   }
   ul_repair(sh->b);
   ul_arena_recover(sh->a, lu_sh_live, sh);
-  sh->h->version++;
+  UL_WST(&sh->h->version, sh->h->version + 1); /* read by lock-free picks */
 }
 
+/* Every locked section is a write section of the block's sequence lock
+ * (ul_write_begin/end): a lock-free pick made during it fails its CAS and
+ * tries again, or takes the lock. */
 void lu_sh_lock(lua_State *L, lu_shared *sh) {
   if (ul_shm_lock(sh->m, lu_sh_rebuild, sh) < 0)
     luaL_error(L, "upstream.list: shared list '%s': %s", sh->name,
                ul_shm_strerror(UL_LOCK_ERROR));
+  ul_write_begin(sh->b);
 }
 
-void lu_sh_unlock(lu_shared *sh) { ul_shm_unlock(sh->m); }
+void lu_sh_unlock(lu_shared *sh) {
+  ul_write_end(sh->b);
+  ul_shm_unlock(sh->m);
+}
+
+/* The shared block into dst (lock held): the pick word and the pick
+ * counters, which lock-free picks change meanwhile, with atomic loads. */
+void lu_sh_copy(ul_list *dst, const lu_shared *sh) {
+  const ul_list *b = sh->b;
+  size_t head = offsetof(ul_list, rr_word), op = b->off_picks, s;
+  const uint64_t *pk = ul_picks(b);
+  uint64_t *dk;
+  memcpy(dst, b, head);
+  dst->rr_word = __atomic_load_n(&b->rr_word, __ATOMIC_RELAXED);
+  memcpy((char *)dst + sizeof(ul_list), (const char *)b + sizeof(ul_list),
+         op - sizeof(ul_list));
+  dk = ul_picks(dst);
+  for (s = 0; s < sh->cap; s++) dk[s] = UL_LD(&pk[s]);
+  op += (size_t)sh->cap * sizeof(uint64_t);
+  memcpy((char *)dst + op, (const char *)b + op, sh->bsize - op);
+}
 
 /* --- the local cache ------------------------------------------------------ */
 
@@ -386,7 +411,8 @@ static void lu_sh_finish(lua_State *L, lu_list *u, ul_shm *m, const char *name) 
   snap = (ul_list *)lua_newuserdatauv(L, sh->bsize, 0);
   lua_setiuservalue(L, list, LU_UV_BLOCK);
   lu_sh_lock(L, sh);
-  memcpy(snap, sh->b, sh->bsize);
+  lu_sh_copy(snap, sh);
+  ul_lf_view(&sh->lf, sh->b);
   lu_sh_unlock(sh);
   u->sh = sh;
   u->version = 0; /* the shared one is >= 1: the first call resyncs */
@@ -394,7 +420,7 @@ static void lu_sh_finish(lua_State *L, lu_list *u, ul_shm *m, const char *name) 
 }
 
 /* Copies the shared block into this process's snapshot (lock held). */
-static void lu_sh_snap(lu_list *u) { memcpy(u->core, u->sh->b, u->sh->bsize); }
+static void lu_sh_snap(lu_list *u) { lu_sh_copy(u->core, u->sh); }
 
 /* The backends at idx, as a sequence of distinct strings (pushed) and a
  * set of them (pushed); returns how many and their total length. */
@@ -529,7 +555,7 @@ static lua_Integer lu_sh_reconcile(lua_State *L, lua_Integer n, int seq, int w,
   for (k = 1; k <= n; k++)
     if (plan[k - 1].slot >= 0) drop[plan[k - 1].slot] = 0;
   for (s = 0, ndrop = 0; s < sh->cap; s++) ndrop += drop[s];
-  sh->h->version++;
+  UL_WST(&sh->h->version, sh->h->version + 1); /* read by lock-free picks */
   if (ndrop) {
     ul_remove(sh->b, drop);
     for (s = 0; s < sh->cap; s++)
@@ -647,6 +673,9 @@ int lu_new_shared(lua_State *L, lu_conf *c) {
       h->opts = c->o;
       ul_init((ul_list *)(void *)((char *)h + h->off_list), (uint32_t)cap,
               &c->o, c->seed);
+      /* round robin picks without the lock (rr.c); the others lock */
+      ((ul_list *)(void *)((char *)h + h->off_list))->lockfree =
+          c->o.strategy == UL_ROUND_ROBIN;
       ul_arena_init((ul_arena *)(void *)((char *)h + h->off_arena),
                     h->arena_size);
       h->version = 1;
@@ -735,10 +764,15 @@ static int ls_pick(lua_State *L) {
     luaL_argerror(L, 2, "the 'hash' strategy needs a key (string or number)");
   }
   if (u->sh == NULL) luaL_typeerror(L, 1, "shared upstream.list");
-  if (c->opts.slow_start > 0) now = lu_list_now(L, 1);
-  lu_sh_begin(L, u);
-  s = ul_pick(u->sh->b, key, now);
-  lu_sh_unlock(u->sh);
+  /* round robin without the lock (rr.c), when the cache is in step and
+   * nothing ramps; else, or after lost races, the clock then the lock */
+  s = ul_pick_lockfree(u->sh->b, &u->sh->lf, &u->sh->h->version, u->version);
+  if (s == UL_PICK_LOCK) {
+    if (c->opts.slow_start > 0) now = lu_list_now(L, 1);
+    lu_sh_begin(L, u);
+    s = ul_pick(u->sh->b, key, now);
+    lu_sh_unlock(u->sh);
+  }
   if (s < 0) {
     lua_pushnil(L);
     lua_pushliteral(L, LU_NO_UPSTREAMS);
@@ -756,17 +790,22 @@ int32_t lu_sh_ffi_pick(lu_list *u, const char *key, size_t len,
   double now = 0;
   int32_t s;
   if (key == NULL && c->opts.strategy == UL_HASH) return -2;
+  s = ul_pick_lockfree(sh->b, &sh->lf, &sh->h->version, u->version);
+  if (s != UL_PICK_LOCK) return s; /* *version: u->version, set above */
   if (c->opts.slow_start > 0) {
     if (u->lua_clock) return -2;
     now = lu_mono_now();
   }
   if (ul_shm_lock(sh->m, lu_sh_rebuild, sh) < 0) return -2;
+  ul_write_begin(sh->b);
   if (sh->h->version != u->version) {
+    ul_write_end(sh->b);
     ul_shm_unlock(sh->m);
     return -2;
   }
   s = ul_pick(sh->b, key && c->opts.strategy == UL_HASH ? ul_hash(key, len) : 0,
               now);
+  ul_write_end(sh->b);
   ul_shm_unlock(sh->m);
   *version = u->version;
   return s;

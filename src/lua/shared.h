@@ -10,6 +10,7 @@
 #include "binding.h"
 #include "../core/block.h"
 #include "../core/shm.h"
+#include "../core/atomic.h"
 
 #define LU_SH_MAGIC 0x75707368726c3031ULL /* "upshrl01" */
 #define LU_SH_TRIES 64 /* resyncs one call makes at most */
@@ -41,6 +42,7 @@ typedef struct lu_shared {
   size_t bsize; /* bytes of the block */
   int shut;     /* this process shut its view down */
   uint64_t gen; /* the lease holding of this view, 0: none */
+  ul_lfview lf; /* what a lock-free pick reads of the layout (core.h) */
   char name[UL_SHM_NAME_MAX + 1];
 } lu_shared;
 
@@ -52,6 +54,7 @@ LU_FUNC void lu_sh_begin(lua_State *L, lu_list *u);
 LU_FUNC void lu_sh_sync(lua_State *L, int idx);
 LU_FUNC lu_list *lu_sh_check(lua_State *L);
 LU_FUNC int lu_sh_member(const lu_shared *sh, uint32_t s);
+LU_FUNC void lu_sh_copy(ul_list *dst, const lu_shared *sh);
 
 /* shared_checks.c: the methods of the lease holder's checks */
 LU_FUNC int ls_due(lua_State *L);

@@ -29,7 +29,7 @@ int ls_validate(lua_State *L) {
   const char *bad = NULL;
   uint32_t s, p;
   lu_sh_lock(L, sh);
-  memcpy(a, sh->b, sh->bsize);
+  lu_sh_copy(a, sh);
   bad = ul_arena_validate(sh->a);
   for (s = 0; s < sh->cap && !bad; s++) {
     size_t len;
@@ -79,15 +79,17 @@ int ls_validate(lua_State *L) {
   return 1;
 }
 
-/* list:_shm() (test hook) -> { version =, recoveries =, arena_used = } */
+/* list:_shm() (test hook) -> { version =, recoveries =, strings =,
+ * locks = } (locks: the mapping's acquisitions before this call's) */
 int ls_shm(lua_State *L) {
   lu_list *u = lu_sh_check(L);
   uint32_t ver, used;
-  uint64_t rec;
-  lua_createtable(L, 0, 3);
+  uint64_t rec, locks;
+  lua_createtable(L, 0, 4);
   lu_sh_lock(L, u->sh);
   ver = u->sh->h->version;
   rec = ul_shm_recoveries(u->sh->m);
+  locks = ul_shm_locks(u->sh->m) - 1;
   used = u->sh->a->nused;
   lu_sh_unlock(u->sh);
   lua_pushinteger(L, (lua_Integer)ver);
@@ -96,6 +98,8 @@ int ls_shm(lua_State *L) {
   lua_setfield(L, -2, "recoveries");
   lua_pushinteger(L, (lua_Integer)used);
   lua_setfield(L, -2, "strings");
+  lua_pushinteger(L, (lua_Integer)locks);
+  lua_setfield(L, -2, "locks");
   return 1;
 }
 
@@ -110,13 +114,14 @@ int ls_die_writing(lua_State *L) {
   uint32_t k;
   lu_sh_lock(L, u->sh);
   b->healthy += 3;
-  b->nelig = b->n ? b->n - 1 : 7;
+  UL_WST(&b->nelig, b->n ? b->n - 1 : 7);
   b->total_ew = -5;
   b->tier_healthy[2] += 9;
   b->active_tier = 4;
   b->checked += 2;
   b->nheap = b->nheap ? b->nheap - 1 : 0;
-  for (k = 0; k < b->bm_words[0]; k++) ulb_bm(b, 0)[k] ^= 0x5555555555555555ULL;
+  for (k = 0; k < b->bm_words[0]; k++)
+    UL_WST(&ulb_bm(b, 0)[k], ulb_bm(b, 0)[k] ^ 0x5555555555555555ULL);
   if (b->n > 1) ul_nodes(b)[ul_order(b)[1]].flags = 0;
   ul_arena_alloc(u->sh->a, "orphan", 6);
   fflush(NULL);
