@@ -73,8 +73,6 @@ typedef struct lu_list {
   int latency;      /* tier_by_latency: a check's duration sets its tier */
   int lua_clock;    /* opts.clock is a Lua function */
   uint32_t version; /* bumped by every reconcile (the slots may move) */
-  uint32_t readers; /* status() calls reading the block across allocations:
-                       reconcile then builds aside, never in place */
   int on_change;    /* opts.on_change is set (LU_UV_ON_CHANGE) */
   /* shared lists (shared.c): NULL on a private one. core is then this
    * process's snapshot of the shared block (what status() reads), and
