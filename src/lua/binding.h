@@ -44,6 +44,14 @@
 #define LU_EXPORT
 #endif
 
+/* What hot methods (pick, up, down) share is inlined into each, where gcc
+ * -O2 would make calls. */
+#if defined(__GNUC__)
+#define LU_INLINE static inline __attribute__((always_inline))
+#else
+#define LU_INLINE static inline
+#endif
+
 #define LU_LIST "upstream.list"
 #define LU_NO_UPSTREAMS "no upstreams available"
 #define LU_TIMED_OUT "health check timed out"
@@ -142,6 +150,39 @@ LU_FUNC uint32_t lu_check_weight(lua_State *L, int idx, const char *fn);
 LU_FUNC void lu_check_weights(lua_State *L, int w, int set, const char *fn);
 LU_FUNC void lu_check_weights_by(lua_State *L, int w, const char *fn,
                                  int (*member)(lua_State *, void *), void *ud);
+
+/* --- pick([key]), private (methods.c) and shared (shared.c) ---------------- */
+
+/* The key at 2 (top: the stack's top) for a pick from c, checked for every
+ * strategy so that switching strategies needs no code change; hashed for
+ * the hash strategy only, 0 for the others. c, not its strategy: gcc then
+ * reads the strategy where it is tested, one instruction a pick fewer
+ * (callgrind). */
+LU_INLINE uint64_t lu_pick_key(lua_State *L, int top, const ul_list *c) {
+  uint64_t key = 0;
+  if (top >= 2 && !lua_isnil(L, 2)) {
+    int t = lua_type(L, 2);
+    if (t != LUA_TSTRING && t != LUA_TNUMBER)
+      luaL_argerror(L, 2, "key must be a string or number");
+    if (c->opts.strategy == UL_HASH) key = lu_hash_typed(L, 2, t);
+  } else if (c->opts.strategy == UL_HASH) {
+    luaL_argerror(L, 2, "the 'hash' strategy needs a key (string or number)");
+  }
+  return key;
+}
+
+/* pick's results for the slot picked: its backend, or nil and
+ * LU_NO_UPSTREAMS when s < 0. */
+LU_INLINE int lu_push_picked(lua_State *L, int32_t s) {
+  if (s < 0) {
+    lua_pushnil(L);
+    lua_pushliteral(L, LU_NO_UPSTREAMS);
+    return 2;
+  }
+  lua_getiuservalue(L, 1, LU_UV_SLOTS);
+  lua_rawgeti(L, -1, (lua_Integer)s + 1);
+  return 1;
+}
 
 /* --- options.c ------------------------------------------------------------ */
 

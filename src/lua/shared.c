@@ -752,17 +752,9 @@ static int ls_pick(lua_State *L) {
   int top = lua_gettop(L);
   lu_list *u = lu_to_list(L);
   const ul_list *c = u->core; /* the snapshot: its options never change */
-  uint64_t key = 0;
+  uint64_t key = lu_pick_key(L, top, c);
   double now = 0;
   int32_t s;
-  if (top >= 2 && !lua_isnil(L, 2)) {
-    int t = lua_type(L, 2);
-    if (t != LUA_TSTRING && t != LUA_TNUMBER)
-      luaL_argerror(L, 2, "key must be a string or number");
-    if (c->opts.strategy == UL_HASH) key = lu_hash_typed(L, 2, t);
-  } else if (c->opts.strategy == UL_HASH) {
-    luaL_argerror(L, 2, "the 'hash' strategy needs a key (string or number)");
-  }
   if (u->sh == NULL) luaL_typeerror(L, 1, "shared upstream.list");
   /* round robin without the lock (rr.c), when the cache is in step and
    * nothing ramps; else, or after lost races, the clock then the lock */
@@ -773,14 +765,7 @@ static int ls_pick(lua_State *L) {
     s = ul_pick(u->sh->b, key, now);
     lu_sh_unlock(u->sh);
   }
-  if (s < 0) {
-    lua_pushnil(L);
-    lua_pushliteral(L, LU_NO_UPSTREAMS);
-    return 2;
-  }
-  lua_getiuservalue(L, 1, LU_UV_SLOTS);
-  lua_rawgeti(L, -1, (lua_Integer)s + 1);
-  return 1;
+  return lu_push_picked(L, s);
 }
 
 int32_t lu_sh_ffi_pick(lu_list *u, const char *key, size_t len,
