@@ -899,25 +899,19 @@ static int ls_set_weight(lua_State *L) {
   return 1;
 }
 
-static int ls_len(lua_State *L) {
+/* len() and checked(): a count of the shared block's, read under the lock */
+static int ls_count(lua_State *L, int checked) {
   lu_list *u = lu_sh_check(L);
   uint32_t n;
   lu_sh_lock(L, u->sh);
-  n = u->sh->b->n;
+  n = checked ? u->sh->b->checked : u->sh->b->n;
   lu_sh_unlock(u->sh);
   lua_pushinteger(L, (lua_Integer)n);
   return 1;
 }
 
-static int ls_checked(lua_State *L) {
-  lu_list *u = lu_sh_check(L);
-  uint32_t n;
-  lu_sh_lock(L, u->sh);
-  n = u->sh->b->checked;
-  lu_sh_unlock(u->sh);
-  lua_pushinteger(L, (lua_Integer)n);
-  return 1;
-}
+static int ls_len(lua_State *L) { return ls_count(L, 0); }
+static int ls_checked(lua_State *L) { return ls_count(L, 1); }
 
 /* status() and status_of() read this process's snapshot, refreshed under
  * the lock with the cache in step. */
