@@ -210,6 +210,21 @@ LU_FUNC void lu_added(lua_State *L, int added, lua_Integer n);
 LU_FUNC void lu_close_thread(lua_State *L, lua_State *co);
 LU_FUNC void lu_use_driver(lua_State *L, lu_list *u, int d);
 
+/* --- host.c: due()'s jobs and report()'s arguments (shared_checks.c too) --- */
+
+/* report(job, ok [, err [, tier]])'s arguments, as lu_report_args reads
+ * them. */
+typedef struct lu_report {
+  int32_t s;
+  uint64_t gen;
+  int ok;
+  lua_Number tier; /* NAN: none given */
+} lu_report;
+
+LU_FUNC void lu_fill_job(lua_State *L, int32_t s, uint64_t gen,
+                         double deadline);
+LU_FUNC void lu_report_args(lua_State *L, lua_Integer max, lu_report *r);
+
 /* --- net.c, http.c, checks.c: the built-in checks -------------------------- */
 
 /* What the scheduler knows of a check waiting on a socket: the fd and the
