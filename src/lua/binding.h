@@ -151,7 +151,13 @@ LU_FUNC void lu_check_weights(lua_State *L, int w, int set, const char *fn);
 LU_FUNC void lu_check_weights_by(lua_State *L, int w, const char *fn,
                                  int (*member)(lua_State *, void *), void *ud);
 
-/* --- pick([key]), private (methods.c) and shared (shared.c) ---------------- */
+/* --- methods.c, shared.c: what the private and the shared methods share --- */
+
+/* First slot holding the value at arg 2 in the index of the list at 1 (a
+ * shared list's: this process's cache), or -1: raw reads, no Lua code. */
+LU_FUNC int32_t lu_find_slot(lua_State *L);
+
+/* pick([key]) */
 
 /* The key at 2 (top: the stack's top) for a pick from c, checked for every
  * strategy so that switching strategies needs no code change; hashed for

@@ -20,8 +20,8 @@ int l_pick(lua_State *L) {
   return lu_push_picked(L, ul_pick(c, key, now));
 }
 
-/* First slot holding the value at arg 2, or -1. */
-static int32_t lu_find_slot(lua_State *L) {
+/* First slot holding the value at arg 2, or -1 (binding.h). */
+int32_t lu_find_slot(lua_State *L) {
   int32_t s = -1;
   lua_getiuservalue(L, 1, LU_UV_INDEX);
   lua_pushvalue(L, 2);

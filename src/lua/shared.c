@@ -277,16 +277,6 @@ lu_list *lu_sh_check(lua_State *L) {
   return u;
 }
 
-/* First slot holding the value at arg 2 in the cache, or -1: raw reads. */
-static int32_t lu_sh_find(lua_State *L) {
-  int32_t s = -1;
-  lua_getiuservalue(L, 1, LU_UV_INDEX);
-  lua_pushvalue(L, 2);
-  if (lua_rawget(L, -2) == LUA_TNUMBER) s = (int32_t)lua_tointeger(L, -1);
-  lua_pop(L, 2);
-  return s;
-}
-
 /* --- making and attaching --------------------------------------------------- */
 
 /* Names the first thing that differs between two layouts. */
@@ -813,7 +803,7 @@ static void ls_move(lua_State *L, int up) {
   luaL_checkstack(L, 4, NULL);
   for (;;) { /* at most twice: the clock is read for a crossing only */
     lu_sh_begin(L, u);
-    if ((s = lu_sh_find(L)) < 0) {
+    if ((s = lu_find_slot(L)) < 0) {
       lu_sh_unlock(u->sh);
       return;
     }
@@ -854,7 +844,7 @@ static int ls_member(lua_State *L, int what) {
   u = lu_sh_check(L);
   luaL_checkstack(L, 4, NULL);
   lu_sh_begin(L, u);
-  s = lu_sh_find(L);
+  s = lu_find_slot(L);
   if (s >= 0) {
     const ul_node *nd = ul_nodes(u->sh->b);
     switch (what) {
@@ -892,7 +882,7 @@ static int ls_set_weight(lua_State *L) {
   w = lu_check_weight(L, 3, "set_weight");
   luaL_checkstack(L, 4, NULL);
   lu_sh_begin(L, u);
-  s = lu_sh_find(L);
+  s = lu_find_slot(L);
   if (s >= 0) ul_set_weight(u->sh->b, s, w);
   lu_sh_unlock(u->sh);
   lua_pushboolean(L, s >= 0);
