@@ -3,89 +3,37 @@
 -- best round counts. Ratios matter; absolute ns on a shared machine less.
 --   lua5.4 bench/shared.lua [iterations]
 package.cpath = "./?.so;" .. package.cpath
+package.path = "./bench/?.lua;" .. package.path
 local upstream = require "upstream"
 
 local N = tonumber(arg and arg[1]) or 1000000
-local clock = os.clock
 local ROUNDS = 5
-
-local loops = {}
-local function time(name, f, scale)
-  loops[#loops + 1] = { name = name, f = f, scale = scale or 1, best = math.huge }
-end
-
-local function names(n)
-  local out = {}
-  for i = 1, n do out[i] = ("10.0.%d.%d:80"):format(i // 256, i % 256) end
-  return out
-end
-
-local seq = 0
-local function pair(n, strategy)
-  seq = seq + 1
-  local b = names(n)
-  return upstream.new(b, { strategy = strategy }),
-    upstream.new(b, { strategy = strategy, shared = "bench" .. seq }), b
-end
+local bench = require("shared_rounds").new(upstream, "bench")
 
 for _, strategy in ipairs({ "round_robin", "weighted", "least_conn", "hash", "random" }) do
-  local p, s = pair(16, strategy)
+  local p, s = bench:pair(16, { strategy = strategy })
   local key = strategy == "hash" and "client-42" or nil
-  time(strategy .. " pick private", function(n)
+  bench:time(strategy .. " pick private", function(n)
     for _ = 1, n do p:pick(key) end
   end)
-  time(strategy .. " pick shared", function(n)
+  bench:time(strategy .. " pick shared", function(n)
     for _ = 1, n do s:pick(key) end
   end)
 end
 
 do
-  local p, s, b = pair(16)
+  local p, s, b = bench:pair(16)
   local x = b[3]
-  time("up+down private", function(n)
+  bench:time("up+down private", function(n)
     for _ = 1, n do p:down(x); p:up(x) end
   end, 0.5)
-  time("up+down shared", function(n)
+  bench:time("up+down shared", function(n)
     for _ = 1, n do s:down(x); s:up(x) end
   end, 0.5)
 end
 
--- due() + report() of one check per round: the clock moves an interval on
-do
-  local function checked(shared)
-    local t = 0
-    local opts = { interval = 1, timeout = 0.5, clock = function() return t end,
-      check = function() return true end, shared = shared }
-    local l = upstream.new({ "a" }, opts)
-    return l, function(v) t = v end
-  end
-  local p, setp = checked(nil)
-  seq = seq + 1
-  local s, sets = checked("bench" .. seq)
-  local function loop(l, set)
-    local t = 0
-    return function(n)
-      for _ = 1, n do
-        t = t + 1
-        set(t)
-        local jobs = l:due(t)
-        l:report(jobs[1], true)
-      end
-    end
-  end
-  time("due+report private", loop(p, setp))
-  time("due+report shared", loop(s, sets))
-end
-
-for _ = 1, ROUNDS do
-  for _, e in ipairs(loops) do
-    local n = e.name:find("due") and N // 10 or N
-    local t0 = clock()
-    e.f(n)
-    local dt = (clock() - t0) / n
-    if dt < e.best then e.best = dt end
-  end
-end
+bench:due_report()
+bench:run(N, ROUNDS)
 
 -- 4 threads (lua_States) picking at once: each from a private list of its
 -- own, then all from one shared list; wall ns per pick per thread
@@ -100,9 +48,8 @@ local function threads(chunk)
   end
   return best
 end
-seq = seq + 1
-local tname = "bench" .. seq
-upstream.new(names(16), { shared = tname })
+local tname = bench:shared_name()
+upstream.new(bench.names(16), { shared = tname })
 local tp = threads(([[
   local up = require "upstream"
   local b = {}
@@ -116,13 +63,6 @@ local ts = threads(([[
   for _ = 1, %d do l:pick() end
 ]]):format(tname, N))
 
-print(("%-28s %10s %8s"):format("loop", "ns", "shared/private"))
-for i, e in ipairs(loops) do
-  local ns = e.best * 1e9 * e.scale
-  e.ns = ns
-  local ratio = ""
-  if e.name:find("shared") then ratio = ("%.2fx"):format(ns / loops[i - 1].ns) end
-  print(("%-28s %10.1f %8s"):format(e.name, ns, ratio))
-end
+bench:report(print, 28)
 print(("%-28s %10.1f"):format("4 threads pick private", tp))
 print(("%-28s %10.1f %8s"):format("4 threads pick shared", ts, ("%.2fx"):format(ts / tp)))

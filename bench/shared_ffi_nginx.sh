@@ -12,7 +12,7 @@ N=${1:-2000000}
 MODDIR=${NGINX_MODULES:-/usr/lib/nginx/modules}
 . "$REPO/bench/lib.sh"
 content_bench sharedffi
-cp "$REPO/bench/shared_ffi.lua" "$ROOT/lib/" || exit 1
+cp "$REPO/bench/shared_ffi.lua" "$REPO/bench/shared_rounds.lua" "$ROOT/lib/" || exit 1
 content_conf "$PORT" "        local out = {}
         BENCH_N = $N
         BENCH_OUT = function(s) out[#out + 1] = s end

@@ -13,6 +13,7 @@
  * assertions, whose longjmp would land in the child's copy of the runner.
  */
 #include "helpers.h"
+#include "child.h"
 #include "core/pick.h"
 
 #include <signal.h>
@@ -22,15 +23,6 @@
 /* ---- running a check in a child ------------------------------------------ */
 
 #define CHILD_SECS 10 /* each child's budget: a hash build takes milliseconds */
-
-#define CHILD_CHECK(cond)                                                    \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,       \
-              #cond);                                                        \
-      return 1;                                                              \
-    }                                                                        \
-  } while (0)
 
 static const int all_strategies[] = {UL_ROUND_ROBIN, UL_WEIGHTED,
                                      UL_LEAST_CONN, UL_HASH, UL_RANDOM};

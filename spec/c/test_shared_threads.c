@@ -45,6 +45,7 @@
 #include "core/core.h"
 #include "core/shm.h"
 #include "../fuzz/invariants.h"
+#include "child.h"
 
 #define NTHREADS 8
 #define CAP 24     /* slots; members come and go between MIN_N and CAP */
@@ -332,24 +333,12 @@ static int run_stress(int strategy) {
   return 0;
 }
 
+static int stress_child(void *strategy) { return run_stress(*(int *)strategy); }
+
 static void in_child(int strategy) {
-  int status = 0;
-  pid_t pid;
   const char *only = getenv("UL_SHARED_ONLY"); /* one strategy's number */
   if (only && *only && atoi(only) != strategy) skip();
-  fflush(NULL);
-  pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    alarm(CHILD_SECS);
-    _exit(run_stress(strategy));
-  }
-  assert_int_equal(waitpid(pid, &status, 0), pid);
-  if (WIFSIGNALED(status))
-    fail_msg("the stress died of signal %d%s", WTERMSIG(status),
-             WTERMSIG(status) == SIGALRM ? " (it hung)" : "");
-  assert_true(WIFEXITED(status));
-  assert_int_equal(WEXITSTATUS(status), 0);
+  child_run("the stress", stress_child, &strategy, CHILD_SECS);
 }
 
 static void test_round_robin(void **st) { (void)st; in_child(UL_ROUND_ROBIN); }

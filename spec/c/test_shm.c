@@ -29,37 +29,9 @@
 #include <cmocka.h>
 
 #include "core/shm.h"
+#include "child.h"
 
 #define CHILD_SECS 20 /* each child's budget; the slowest takes a second */
-
-#define CHILD_CHECK(cond)                                                    \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,       \
-              #cond);                                                        \
-      return 1;                                                              \
-    }                                                                        \
-  } while (0)
-
-/* Runs fn(arg) in a forked child under alarm(secs); its exit status is the
- * test's verdict. */
-static void in_child(int (*fn)(void *), void *arg, unsigned secs) {
-  int status = 0;
-  pid_t pid;
-  fflush(NULL);
-  pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    alarm(secs);
-    _exit(fn(arg));
-  }
-  assert_int_equal(waitpid(pid, &status, 0), pid);
-  if (WIFSIGNALED(status))
-    fail_msg("the child died of signal %d%s", WTERMSIG(status),
-             WTERMSIG(status) == SIGALRM ? " (it hung)" : "");
-  assert_true(WIFEXITED(status));
-  assert_int_equal(WEXITSTATUS(status), 0);
-}
 
 static uint64_t rnd(uint64_t *s) { /* xorshift64* */
   *s ^= *s >> 12;
@@ -201,7 +173,7 @@ static void test_fork_shares(void **state) {
   ul_shm *m = open_ok("fork", 3, 256, UL_SHM_MADE), *own;
   (void)state;
   strcpy((char *)ul_shm_data(m), "p");
-  in_child(child_shares, m, CHILD_SECS);
+  child_run("the child", child_shares, m, CHILD_SECS);
   assert_string_equal((char *)ul_shm_data(m), "written by the child");
   own = open_ok("child-only", 3, 256, UL_SHM_MADE);
   assert_int_equal(((char *)ul_shm_data(own))[0], 0);
@@ -364,7 +336,7 @@ static int child_relock(void *arg) {
 static void test_lock_twice(void **state) {
   ul_shm *m = kstate_open("relock", UL_SHM_MADE);
   (void)state;
-  in_child(child_relock, m, 5);
+  child_run("the child", child_relock, m, 5);
   assert_string_equal(ul_shm_strerror(UL_LOCK_ERROR),
                       "the shared mutex cannot be locked");
 }
@@ -372,7 +344,7 @@ static void test_lock_twice(void **state) {
 static void test_lock_dead_holder(void **state) {
   ul_shm *m = kstate_open("wedge", UL_SHM_MADE);
   (void)state;
-  in_child(child_wedge, m, 5);
+  child_run("the child", child_wedge, m, 5);
 }
 
 /* A locker with no rebuild leaves the debt to the next that has one. */
@@ -403,7 +375,7 @@ static int child_deferred(void *arg) {
 static void test_lock_deferred_rebuild(void **state) {
   ul_shm *m = kstate_open("deferred", UL_SHM_MADE);
   (void)state;
-  in_child(child_deferred, m, 5);
+  child_run("the child", child_deferred, m, 5);
 }
 
 /* Writers killed with SIGKILL at random moments, until ten of them died
@@ -455,7 +427,7 @@ static int child_kills(void *arg) {
 static void test_lock_killed_writers(void **state) {
   ul_shm *m = kstate_open("kills", UL_SHM_MADE);
   (void)state;
-  in_child(child_kills, m, 60);
+  child_run("the child", child_kills, m, 60);
 }
 
 /* ---- the lease ----------------------------------------------------------- */
@@ -493,7 +465,7 @@ static void test_lease_clock(void **state) {
   assert_lease(m, me, 100, 110, 1);
   assert_int_equal(ul_shm_lease_check(m, 1), 1);
   assert_int_equal(ul_shm_lease_check(m, 2), 0);
-  in_child(child_not_holder, m, CHILD_SECS);
+  child_run("the child", child_not_holder, m, CHILD_SECS);
   /* held and alive: refused, to this process too, until it expires */
   assert_int_equal(ul_shm_lease_acquire(m, 105, 10, &g2), 0);
   assert_int_equal(ul_shm_lease_renew(m, 1, 108, 10), 1);

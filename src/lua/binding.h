@@ -44,6 +44,14 @@
 #define LU_EXPORT
 #endif
 
+/* What hot methods (pick, up, down) share is inlined into each, where gcc
+ * -O2 would make calls. */
+#if defined(__GNUC__)
+#define LU_INLINE static inline __attribute__((always_inline))
+#else
+#define LU_INLINE static inline
+#endif
+
 #define LU_LIST "upstream.list"
 #define LU_NO_UPSTREAMS "no upstreams available"
 #define LU_TIMED_OUT "health check timed out"
@@ -73,8 +81,6 @@ typedef struct lu_list {
   int latency;      /* tier_by_latency: a check's duration sets its tier */
   int lua_clock;    /* opts.clock is a Lua function */
   uint32_t version; /* bumped by every reconcile (the slots may move) */
-  uint32_t readers; /* status() calls reading the block across allocations:
-                       reconcile then builds aside, never in place */
   int on_change;    /* opts.on_change is set (LU_UV_ON_CHANGE) */
   /* shared lists (shared.c): NULL on a private one. core is then this
    * process's snapshot of the shared block (what status() reads), and
@@ -145,6 +151,45 @@ LU_FUNC void lu_check_weights(lua_State *L, int w, int set, const char *fn);
 LU_FUNC void lu_check_weights_by(lua_State *L, int w, const char *fn,
                                  int (*member)(lua_State *, void *), void *ud);
 
+/* --- methods.c, shared.c: what the private and the shared methods share --- */
+
+/* First slot holding the value at arg 2 in the index of the list at 1 (a
+ * shared list's: this process's cache), or -1: raw reads, no Lua code. */
+LU_FUNC int32_t lu_find_slot(lua_State *L);
+
+/* pick([key]) */
+
+/* The key at 2 (top: the stack's top) for a pick from c, checked for every
+ * strategy so that switching strategies needs no code change; hashed for
+ * the hash strategy only, 0 for the others. c, not its strategy: gcc then
+ * reads the strategy where it is tested, one instruction a pick fewer
+ * (callgrind). */
+LU_INLINE uint64_t lu_pick_key(lua_State *L, int top, const ul_list *c) {
+  uint64_t key = 0;
+  if (top >= 2 && !lua_isnil(L, 2)) {
+    int t = lua_type(L, 2);
+    if (t != LUA_TSTRING && t != LUA_TNUMBER)
+      luaL_argerror(L, 2, "key must be a string or number");
+    if (c->opts.strategy == UL_HASH) key = lu_hash_typed(L, 2, t);
+  } else if (c->opts.strategy == UL_HASH) {
+    luaL_argerror(L, 2, "the 'hash' strategy needs a key (string or number)");
+  }
+  return key;
+}
+
+/* pick's results for the slot picked: its backend, or nil and
+ * LU_NO_UPSTREAMS when s < 0. */
+LU_INLINE int lu_push_picked(lua_State *L, int32_t s) {
+  if (s < 0) {
+    lua_pushnil(L);
+    lua_pushliteral(L, LU_NO_UPSTREAMS);
+    return 2;
+  }
+  lua_getiuservalue(L, 1, LU_UV_SLOTS);
+  lua_rawgeti(L, -1, (lua_Integer)s + 1);
+  return 1;
+}
+
 /* --- options.c ------------------------------------------------------------ */
 
 LU_FUNC void lu_read_opts(lua_State *L, int idx, lu_conf *c);
@@ -170,6 +215,21 @@ LU_FUNC void lu_added(lua_State *L, int added, lua_Integer n);
 
 LU_FUNC void lu_close_thread(lua_State *L, lua_State *co);
 LU_FUNC void lu_use_driver(lua_State *L, lu_list *u, int d);
+
+/* --- host.c: due()'s jobs and report()'s arguments (shared_checks.c too) --- */
+
+/* report(job, ok [, err [, tier]])'s arguments, as lu_report_args reads
+ * them. */
+typedef struct lu_report {
+  int32_t s;
+  uint64_t gen;
+  int ok;
+  lua_Number tier; /* NAN: none given */
+} lu_report;
+
+LU_FUNC void lu_fill_job(lua_State *L, int32_t s, uint64_t gen,
+                         double deadline);
+LU_FUNC void lu_report_args(lua_State *L, lua_Integer max, lu_report *r);
 
 /* --- net.c, http.c, checks.c: the built-in checks -------------------------- */
 

@@ -8,12 +8,11 @@
 
 #include "binding.h"
 
-/* The job table of slot s's check gen, for due(). Generations restart at
- * 1 in every list, so a job also names its list: report() refuses another
+/* Fills the table on top (made with room for 6 fields) as the job of slot
+ * s's check gen of the list at 1, for due(). Generations restart at 1 in
+ * every list, so a job also names its list: report() refuses another
  * list's jobs rather than take them for its own. */
-static void lu_push_job(lua_State *L, const lu_list *u, int32_t s,
-                        uint64_t gen) {
-  lua_createtable(L, 0, 6);
+void lu_fill_job(lua_State *L, int32_t s, uint64_t gen, double deadline) {
   lua_pushvalue(L, 1);
   lua_setfield(L, -2, "list");
   lua_getiuservalue(L, 1, LU_UV_SLOTS);
@@ -24,7 +23,7 @@ static void lu_push_job(lua_State *L, const lu_list *u, int32_t s,
   lua_setfield(L, -2, "slot");
   lua_pushnumber(L, (lua_Number)gen);
   lua_setfield(L, -2, "gen");
-  lua_pushnumber(L, ul_nodes(u->core)[s].deadline);
+  lua_pushnumber(L, deadline);
   lua_setfield(L, -2, "deadline");
   lua_getiuservalue(L, 1, LU_UV_CHECK); /* the check to run, or false */
   lua_setfield(L, -2, "check");
@@ -48,7 +47,8 @@ static int lu_due_p(lua_State *L) {
       lu_check_timed_out(L, s);
       was = lu_healthy(u, s);
     } else if (ev == UL_EV_START) { /* no sleeps (UL_EV_WAKE) in this mode */
-      lu_push_job(L, u, s, 0);
+      lua_createtable(L, 0, 6);
+      lu_fill_job(L, s, 0, ul_nodes(u->core)[s].deadline);
       lua_pushvalue(L, -1);
       lua_rawseti(L, 2, *k + 1);
     }
@@ -99,21 +99,17 @@ int l_due(lua_State *L) {
   return 1;
 }
 
-/* report(job, ok [, err [, tier]]) -> whether the result was applied */
-int l_report(lua_State *L) {
-  lu_list *u;
+/* report()'s arguments after the list (at 1; the stack set to 5): the
+ * job, checked to be one of this list's due() with a slot of at most max,
+ * ok, and the tier, in that order. */
+void lu_report_args(lua_State *L, lua_Integer max, lu_report *r) {
   lua_Integer s;
-  lua_Number gen, tier = NAN;
-  double now;
-  int ok, isint;
-  lua_settop(L, 5);
-  u = lu_check_list(L);
-  /* a job can only come from due(), which claims the list: a list that
-   * step() drives has none */
-  if (u->driver == LU_DRIVER_STEP) lu_use_driver(L, u, LU_DRIVER_DUE);
+  lua_Number gen;
+  int isint;
   luaL_checktype(L, 2, LUA_TTABLE);
-  ok = lua_toboolean(L, 3);
-  if (!lua_isnil(L, 5)) tier = luaL_checknumber(L, 5);
+  r->ok = lua_toboolean(L, 3);
+  r->tier = NAN;
+  if (!lua_isnil(L, 5)) r->tier = luaL_checknumber(L, 5);
   lua_pushliteral(L, "list");
   lua_rawget(L, 2);
   lua_pushliteral(L, "slot");
@@ -123,14 +119,28 @@ int l_report(lua_State *L) {
   s = lua_tointegerx(L, -2, &isint);
   gen = lua_tonumber(L, -1);
   if (!lua_rawequal(L, -3, 1) || !isint || lua_type(L, -1) != LUA_TNUMBER ||
-      s < 0 || s > INT32_MAX || !(gen >= 1) || gen != floor(gen))
+      s < 0 || s > max || !(gen >= 1) || gen != floor(gen))
     luaL_argerror(L, 2, "not a job from this list's due()");
   lua_pop(L, 3);
+  r->s = (int32_t)s;
+  r->gen = (uint64_t)gen;
+}
+
+/* report(job, ok [, err [, tier]]) -> whether the result was applied */
+int l_report(lua_State *L) {
+  lu_list *u;
+  lu_report r;
+  double now;
+  lua_settop(L, 5);
+  u = lu_check_list(L);
+  /* a job can only come from due(), which claims the list: a list that
+   * step() drives has none */
+  if (u->driver == LU_DRIVER_STEP) lu_use_driver(L, u, LU_DRIVER_DUE);
+  lu_report_args(L, INT32_MAX, &r);
   now = lu_list_now(L, 1);
-  if (ok) lua_pushnil(L);
+  if (r.ok) lua_pushnil(L);
   else lu_push_failure(L, L, 4, 0);
-  lua_pushboolean(L, lu_check_result(L, u, (int32_t)s, (uint64_t)gen, ok, now,
-                                     tier));
+  lua_pushboolean(L, lu_check_result(L, u, r.s, r.gen, r.ok, now, r.tier));
   return 1;
 }
 

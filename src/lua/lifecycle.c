@@ -24,7 +24,6 @@ lu_list *lu_new_userdata(lua_State *L, const lu_conf *c,
   u->latency = c->latency;
   u->lua_clock = c->clock != 0;
   u->version = 0;
-  u->readers = 0;
   u->on_change = c->on_change != 0;
   u->sh = NULL;
   lua_pushvalue(L, lua_upvalueindex(c->shared ? 2 : 1));

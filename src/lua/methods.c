@@ -6,48 +6,22 @@
  */
 #include "binding.h"
 
-/* up() and down() are hot on a passive list (every proxied request): what
- * they share is inlined into each, where gcc -O2 would make calls. */
-#if defined(__GNUC__)
-#define LU_INLINE static inline __attribute__((always_inline))
-#else
-#define LU_INLINE static inline
-#endif
-
-/* pick([key]): the key matters to the hash strategy only, but is checked
- * for every strategy so that switching strategies needs no code change. */
+/* pick([key]): the key matters to the hash strategy only (lu_pick_key). */
 int l_pick(lua_State *L) {
   int top = lua_gettop(L);
   lu_list *u = lu_to_list(L);
   ul_list *c = u->core;
-  uint64_t key = 0;
+  uint64_t key = lu_pick_key(L, top, c);
   double now = 0;
-  int32_t s;
-  if (top >= 2 && !lua_isnil(L, 2)) {
-    int t = lua_type(L, 2);
-    if (t != LUA_TSTRING && t != LUA_TNUMBER)
-      luaL_argerror(L, 2, "key must be a string or number");
-    if (c->opts.strategy == UL_HASH) key = lu_hash_typed(L, 2, t);
-  } else if (c->opts.strategy == UL_HASH) {
-    luaL_argerror(L, 2, "the 'hash' strategy needs a key (string or number)");
-  }
   if (c->ramping) { /* the clock may reconcile: the block is read after */
     now = lu_list_now(L, 1);
     c = u->core;
   }
-  s = ul_pick(c, key, now);
-  if (s < 0) {
-    lua_pushnil(L);
-    lua_pushliteral(L, LU_NO_UPSTREAMS);
-    return 2;
-  }
-  lua_getiuservalue(L, 1, LU_UV_SLOTS);
-  lua_rawgeti(L, -1, (lua_Integer)s + 1);
-  return 1;
+  return lu_push_picked(L, ul_pick(c, key, now));
 }
 
-/* First slot holding the value at arg 2, or -1. */
-static int32_t lu_find_slot(lua_State *L) {
+/* First slot holding the value at arg 2, or -1 (binding.h). */
+int32_t lu_find_slot(lua_State *L) {
   int32_t s = -1;
   lua_getiuservalue(L, 1, LU_UV_INDEX);
   lua_pushvalue(L, 2);
@@ -66,7 +40,10 @@ static lu_list *lu_list_and_slot(lua_State *L, int nargs, int32_t *s) {
   return u;
 }
 
-/* Whether moving slot s up or down makes it cross between healthy and
+/* up() and down() are hot on a passive list (every proxied request): what
+ * they share is inlined into each (LU_INLINE, binding.h).
+ *
+ * Whether moving slot s up or down makes it cross between healthy and
  * unhealthy: the core's arithmetic (list.c), clamps included (high >= 0,
  * low <= 0). Members equal to each other have one score: they move
  * together from the start. */

@@ -20,9 +20,10 @@
  * keys beforehand (a placeholder, true, that every reader takes for
  * "absent"), under a pcall that takes them out again if memory runs out.
  *
- * Built aside (lu_rc_*), when the block must grow, or while a status()
- * reads the block across its allocations (u->readers): a new block grown
- * from the old one and new tables, swapped in only when nothing can fail.
+ * Built aside (lu_rc_*), when the block must grow: a new block grown from
+ * the old one and new tables, swapped in only when nothing can fail. In place
+ * relies on no reader holding the block across an allocation: status()
+ * and metrics copy what they report in one lu_status_snapshot (status.c).
  *
  * Calls into Lua: the backends' healthcheck lookups (their __index), the
  * clock, and any finalizer run by an allocation, all before anything of
@@ -535,7 +536,6 @@ static int lu_rf_inplace(lua_State *L, lu_list *u, lua_Integer n, int w) {
   lu_rf f;
   uint32_t version = u->version;
   double now;
-  if (u->readers > 0) return 0;
   lu_rf_scan(L, &f, n);
   if ((lua_Integer)f.kept + f.added > (lua_Integer)f.c->cap) {
     lua_settop(L, LU_RC_WEIGHTS);

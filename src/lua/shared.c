@@ -277,16 +277,6 @@ lu_list *lu_sh_check(lua_State *L) {
   return u;
 }
 
-/* First slot holding the value at arg 2 in the cache, or -1: raw reads. */
-static int32_t lu_sh_find(lua_State *L) {
-  int32_t s = -1;
-  lua_getiuservalue(L, 1, LU_UV_INDEX);
-  lua_pushvalue(L, 2);
-  if (lua_rawget(L, -2) == LUA_TNUMBER) s = (int32_t)lua_tointeger(L, -1);
-  lua_pop(L, 2);
-  return s;
-}
-
 /* --- making and attaching --------------------------------------------------- */
 
 /* Names the first thing that differs between two layouts. */
@@ -752,17 +742,9 @@ static int ls_pick(lua_State *L) {
   int top = lua_gettop(L);
   lu_list *u = lu_to_list(L);
   const ul_list *c = u->core; /* the snapshot: its options never change */
-  uint64_t key = 0;
+  uint64_t key = lu_pick_key(L, top, c);
   double now = 0;
   int32_t s;
-  if (top >= 2 && !lua_isnil(L, 2)) {
-    int t = lua_type(L, 2);
-    if (t != LUA_TSTRING && t != LUA_TNUMBER)
-      luaL_argerror(L, 2, "key must be a string or number");
-    if (c->opts.strategy == UL_HASH) key = lu_hash_typed(L, 2, t);
-  } else if (c->opts.strategy == UL_HASH) {
-    luaL_argerror(L, 2, "the 'hash' strategy needs a key (string or number)");
-  }
   if (u->sh == NULL) luaL_typeerror(L, 1, "shared upstream.list");
   /* round robin without the lock (rr.c), when the cache is in step and
    * nothing ramps; else, or after lost races, the clock then the lock */
@@ -773,14 +755,7 @@ static int ls_pick(lua_State *L) {
     s = ul_pick(u->sh->b, key, now);
     lu_sh_unlock(u->sh);
   }
-  if (s < 0) {
-    lua_pushnil(L);
-    lua_pushliteral(L, LU_NO_UPSTREAMS);
-    return 2;
-  }
-  lua_getiuservalue(L, 1, LU_UV_SLOTS);
-  lua_rawgeti(L, -1, (lua_Integer)s + 1);
-  return 1;
+  return lu_push_picked(L, s);
 }
 
 int32_t lu_sh_ffi_pick(lu_list *u, const char *key, size_t len,
@@ -828,7 +803,7 @@ static void ls_move(lua_State *L, int up) {
   luaL_checkstack(L, 4, NULL);
   for (;;) { /* at most twice: the clock is read for a crossing only */
     lu_sh_begin(L, u);
-    if ((s = lu_sh_find(L)) < 0) {
+    if ((s = lu_find_slot(L)) < 0) {
       lu_sh_unlock(u->sh);
       return;
     }
@@ -869,7 +844,7 @@ static int ls_member(lua_State *L, int what) {
   u = lu_sh_check(L);
   luaL_checkstack(L, 4, NULL);
   lu_sh_begin(L, u);
-  s = lu_sh_find(L);
+  s = lu_find_slot(L);
   if (s >= 0) {
     const ul_node *nd = ul_nodes(u->sh->b);
     switch (what) {
@@ -907,32 +882,26 @@ static int ls_set_weight(lua_State *L) {
   w = lu_check_weight(L, 3, "set_weight");
   luaL_checkstack(L, 4, NULL);
   lu_sh_begin(L, u);
-  s = lu_sh_find(L);
+  s = lu_find_slot(L);
   if (s >= 0) ul_set_weight(u->sh->b, s, w);
   lu_sh_unlock(u->sh);
   lua_pushboolean(L, s >= 0);
   return 1;
 }
 
-static int ls_len(lua_State *L) {
+/* len() and checked(): a count of the shared block's, read under the lock */
+static int ls_count(lua_State *L, int checked) {
   lu_list *u = lu_sh_check(L);
   uint32_t n;
   lu_sh_lock(L, u->sh);
-  n = u->sh->b->n;
+  n = checked ? u->sh->b->checked : u->sh->b->n;
   lu_sh_unlock(u->sh);
   lua_pushinteger(L, (lua_Integer)n);
   return 1;
 }
 
-static int ls_checked(lua_State *L) {
-  lu_list *u = lu_sh_check(L);
-  uint32_t n;
-  lu_sh_lock(L, u->sh);
-  n = u->sh->b->checked;
-  lu_sh_unlock(u->sh);
-  lua_pushinteger(L, (lua_Integer)n);
-  return 1;
-}
+static int ls_len(lua_State *L) { return ls_count(L, 0); }
+static int ls_checked(lua_State *L) { return ls_count(L, 1); }
 
 /* status() and status_of() read this process's snapshot, refreshed under
  * the lock with the cache in step. */

@@ -77,20 +77,7 @@ int ls_due(lua_State *L) {
     lu_sh_unlock(u->sh);
     if (ev == UL_EV_NONE) break;
     if (ev == UL_EV_START) {
-      lua_pushvalue(L, 1);
-      lua_setfield(L, -2, "list");
-      lua_getiuservalue(L, 1, LU_UV_SLOTS);
-      lua_rawgeti(L, -1, (lua_Integer)s + 1);
-      lua_setfield(L, -3, "backend");
-      lua_pop(L, 1);
-      lua_pushinteger(L, (lua_Integer)s);
-      lua_setfield(L, -2, "slot");
-      lua_pushnumber(L, (lua_Number)gen);
-      lua_setfield(L, -2, "gen");
-      lua_pushnumber(L, deadline);
-      lua_setfield(L, -2, "deadline");
-      lua_getiuservalue(L, 1, LU_UV_CHECK);
-      lua_setfield(L, -2, "check");
+      lu_fill_job(L, s, gen, deadline);
       lua_rawseti(L, 3, (lua_Integer)++k);
     } else {
       lua_pop(L, 1);
@@ -108,37 +95,20 @@ int ls_due(lua_State *L) {
  * false, "lease lost" when this view no longer holds the lease. */
 int ls_report(lua_State *L) {
   lu_list *u;
-  lua_Integer s;
-  lua_Number gen, tier = NAN;
+  lu_report r;
   double now;
-  int ok, isint;
   lua_settop(L, 5);
   u = lu_sh_check(L);
-  luaL_checktype(L, 2, LUA_TTABLE);
-  ok = lua_toboolean(L, 3);
-  if (!lua_isnil(L, 5)) tier = luaL_checknumber(L, 5);
-  lua_pushliteral(L, "list");
-  lua_rawget(L, 2);
-  lua_pushliteral(L, "slot");
-  lua_rawget(L, 2);
-  lua_pushliteral(L, "gen");
-  lua_rawget(L, 2);
-  s = lua_tointegerx(L, -2, &isint);
-  gen = lua_tonumber(L, -1);
-  if (!lua_rawequal(L, -3, 1) || !isint || lua_type(L, -1) != LUA_TNUMBER ||
-      s < 0 || s >= (lua_Integer)u->sh->cap || !(gen >= 1) || gen != floor(gen))
-    luaL_argerror(L, 2, "not a job from this list's due()");
-  lua_settop(L, 5);
+  lu_report_args(L, (lua_Integer)u->sh->cap - 1, &r);
   if (!u->sh->gen || !ul_shm_lease_check(u->sh->m, u->sh->gen)) {
     lua_pushboolean(L, 0);
     lua_pushliteral(L, "lease lost");
     return 2;
   }
   now = lu_list_now(L, 1);
-  if (ok) lua_pushnil(L);
+  if (r.ok) lua_pushnil(L);
   else lu_push_failure(L, L, 4, 0);
-  lua_pushboolean(L, lu_sh_result(L, u, (int32_t)s, (uint64_t)gen, ok, now,
-                                  tier, 0));
+  lua_pushboolean(L, lu_sh_result(L, u, r.s, r.gen, r.ok, now, r.tier, 0));
   return 1;
 }
 
