@@ -62,7 +62,7 @@ build/test_%: spec/c/test_%.c $(CORE) $(wildcard src/core/*.h spec/c/*.h)
 # SHM_STRESS iterations each; any report fails.
 TSAN_CC    ?= $(CC)
 SHM_STRESS ?= 200000
-build/tsan/test_shm: spec/c/test_shm.c src/core/shm.c src/core/shm.h src/core/core.h
+build/tsan/test_shm: spec/c/test_shm.c src/core/shm.c src/core/shm.h src/core/core.h spec/c/child.h
 	@mkdir -p build/tsan
 	$(TSAN_CC) -O1 -g -fsanitize=thread $(WARN) $(DEFS) -pthread -Isrc -o $@ src/core/shm.c $< -lcmocka -lm
 
@@ -70,7 +70,7 @@ build/tsan/test_shm: spec/c/test_shm.c src/core/shm.c src/core/shm.h src/core/co
 # 8 threads x SHARED_STRESS mixed operations per strategy, invariants after
 # each (issue 10's thread proof at the core's level)
 SHARED_STRESS ?= 40000
-build/tsan/test_shared_threads: spec/c/test_shared_threads.c $(CORE) $(wildcard src/core/*.h) spec/fuzz/invariants.h
+build/tsan/test_shared_threads: spec/c/test_shared_threads.c $(CORE) $(wildcard src/core/*.h) spec/fuzz/invariants.h spec/c/child.h
 	@mkdir -p build/tsan
 	$(TSAN_CC) -O1 -g -fsanitize=thread $(WARN) $(DEFS) -pthread -Isrc -o $@ $(CORE) $< -lcmocka -lm
 
