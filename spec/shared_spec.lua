@@ -311,7 +311,7 @@ describe("shared lists", function()
       valid(l)
     end)
 
-    it("picks hash by the FFI without the lock, exact counts from 4 processes", function()
+    it("counts concurrent hash picks exactly while another process takes the lock", function()
       local bs = { "a", "b", "c", "d", "e" }
       local l = upstream.new(bs, { shared = name(), strategy = "hash" })
       local p = upstream.new(bs, { strategy = "hash" })
