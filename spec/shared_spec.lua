@@ -290,6 +290,57 @@ describe("shared lists", function()
       assert.are.equal(0, locks_of(r, 3, function() r:pick() end))
     end)
 
+    it("picks hash without the lock while its table is complete; a build locks", function()
+      local function locks_of(l, n, pick)
+        local before = l:_shm().locks
+        for _ = 1, n do pick() end
+        return l:_shm().locks - before - 1
+      end
+      local bs = { "a", "b", "c", "d" }
+      local l = upstream.new(bs, { shared = name(), strategy = "hash" })
+      local p = upstream.new(bs, { strategy = "hash" }) -- the same table, private
+      l:pick("k0") -- resyncs this view's cache, builds the first table
+      local got = {}
+      assert.are.equal(0, locks_of(l, 40, function() got[#got + 1] = l:pick("k" .. #got) end))
+      for i = 1, 40 do assert.are.equal(p:pick("k" .. (i - 1)), got[i]) end
+      -- a change: the next pick builds the table (under the lock), then none locks
+      for _ = 1, 3 do l:down("a"); p:down("a") end
+      assert.are.equal(1, locks_of(l, 1, function() l:pick("x") end))
+      assert.are.equal(0, locks_of(l, 40, function() l:pick("x") end))
+      for i = 1, 40 do assert.are.equal(p:pick("k" .. i), l:pick("k" .. i)) end
+      valid(l)
+    end)
+
+    it("counts concurrent hash picks exactly while another process takes the lock", function()
+      local bs = { "a", "b", "c", "d", "e" }
+      local l = upstream.new(bs, { shared = name(), strategy = "hash" })
+      local p = upstream.new(bs, { strategy = "hash" })
+      local want = {}
+      for k = 1, 500 do
+        local b = p:pick("k" .. k)
+        want[b] = (want[b] or 0) + 4 * 10
+      end
+      local pids = {}
+      for i = 1, 5 do -- a writer all along: each score() is a write section
+        pids[i] = upstream._fork()
+        if pids[i] == 0 then
+          if i == 1 then
+            for _ = 1, 20000 do l:score("a") end
+          else
+            for _ = 1, 10 do
+              for k = 1, 500 do l:pick("k" .. k) end
+            end
+          end
+          upstream._exit(0)
+        end
+      end
+      for i = 1, 5 do assert.are.same({ "exit", 0 }, { upstream._wait(pids[i]) }) end
+      for _, row in ipairs(l:status()) do
+        assert.are.equal(want[row.backend] or 0, row.picks, row.backend)
+      end
+      valid(l)
+    end)
+
     it("counts concurrent picks exactly while another process takes the lock", function()
       -- the pickers go lock-free; every score() is a locked section (a write
       -- section of the sequence lock): a pick that overlaps one must retry
@@ -630,6 +681,25 @@ describe("shared lists", function()
       assert.are.equal("bcabca", table.concat(got):sub(1, 6))
       local s = uffi._pick_slot(l)
       assert.are.equal("b", l:_slots()[s + 1])
+    end)
+
+    it_jit("picks hash without the lock while its table is complete", function()
+      local uffi = require "upstream.ffi"
+      local l = upstream.new({ "a", "b", "c" }, { shared = name(), strategy = "hash" })
+      local p = upstream.new({ "a", "b", "c" }, { strategy = "hash" })
+      local pick = uffi.picker(l)
+      assert.are.equal(p:pick("k0"), pick("k0")) -- resyncs through list:pick()
+      local before = l:_shm().locks
+      local got = {}
+      for i = 1, 30 do got[i] = pick("k" .. i) end
+      assert.are.equal(0, l:_shm().locks - before - 1)
+      for i = 1, 30 do assert.are.equal(p:pick("k" .. i), got[i]) end
+      l:down("b"); l:down("b"); l:down("b") -- a build to make: one locked pick
+      before = l:_shm().locks
+      pick("x"); pick("x")
+      assert.are.equal(1, l:_shm().locks - before - 1)
+      local s = uffi._pick_slot(l, "k1")
+      assert.are.equal(got[1], l:_slots()[s + 1])
     end)
   end)
 end)

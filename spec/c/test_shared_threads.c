@@ -12,7 +12,8 @@
  * equal the block's pick counters.
  *
  * Picks go the binding's way: ul_pick_lockfree first (round robin picks
- * without the lock, core.h), the locked ul_pick when it says so; every
+ * without the lock, core.h; hash: ul_pick_lockfree_hash, on a complete
+ * table), the locked ul_pick when it says so; every
  * locked section is a write section of the block's sequence lock
  * (ul_write_begin/end). A lock-free pick cannot be checked against the
  * block as it was, so every locked section logs the eligible set it left
@@ -212,7 +213,9 @@ static void *worker(void *p) {
     uint64_t c0 = 0, c1 = 0;
     if (op < 6) { /* a pick: without the lock where it can (the binding's way) */
       c0 = __atomic_load_n(&a->state, __ATOMIC_ACQUIRE);
-      s = ul_pick_lockfree(l, &t->v, NULL, 0);
+      s = t->strategy == UL_HASH
+              ? ul_pick_lockfree_hash(l, &t->v, NULL, 0, xs(&r))
+              : ul_pick_lockfree(l, &t->v, NULL, 0);
       c1 = __atomic_load_n(&a->state, __ATOMIC_ACQUIRE);
     }
     if (ul_shm_lock(t->m, NULL, NULL) != UL_LOCK_OK) {
@@ -273,7 +276,7 @@ static int run_stress(int strategy) {
   a = (shared_area *)ul_shm_data(m);
   l = area_list(m);
   ul_init(l, CAP, &o, 42);
-  l->lockfree = strategy == UL_ROUND_ROBIN; /* as the binding sets it */
+  l->lockfree = strategy == UL_ROUND_ROBIN || strategy == UL_HASH; /* as the binding sets it */
   for (i = 0; i < 12; i++) {
     uint64_t id = ++a->next_hash;
     ul_append(l, (int)(id & 1), -1, 0, 1 + (uint32_t)(id % 5), ul_hash(&id, sizeof id), 0);
@@ -288,7 +291,9 @@ static int run_stress(int strategy) {
     t[i].iters = iters;
     t[i].seed = 0x9E3779B97F4A7C15ULL * (i + 1) + (uint64_t)strategy;
     t[i].failed = 0;
-    ul_lf_view(&t[i].v, l);
+    if (i == 0) ul_lf_view(&t[0].v, l); /* before any thread runs (the
+                                           binding reads it under the lock) */
+    else t[i].v = t[0].v;
     if (pthread_create(&th[i], NULL, worker, &t[i]) != 0) return 2;
   }
   for (i = 0; i < NTHREADS; i++) pthread_join(th[i], NULL);
@@ -316,9 +321,9 @@ static int run_stress(int strategy) {
             "lock-free (%llu spanning too many states to check)\n", strategy,
             (unsigned long long)a->picked, (unsigned long long)a->none,
             (unsigned long long)a->lockfree, (unsigned long long)a->unchecked);
-  if ((strategy == UL_ROUND_ROBIN) != (a->lockfree > 0)) {
-    fprintf(stderr, "%llu lock-free picks: round robin, and only it, picks "
-            "without the lock\n", (unsigned long long)a->lockfree);
+  if ((strategy == UL_ROUND_ROBIN || strategy == UL_HASH) != (a->lockfree > 0)) {
+    fprintf(stderr, "%llu lock-free picks: round robin and hash, and only "
+            "they, pick without the lock\n", (unsigned long long)a->lockfree);
     return 8;
   }
   if (o.panic == 0 && a->ops >= 4 * PHASE && a->none == 0) {

@@ -413,6 +413,10 @@ UL_FUNC void ul_eager(ul_list *l);
 typedef struct ul_lfview {
   uint32_t off_bm[3], bm_words[3];
   uint32_t off_order, off_picks, cap, ok;
+  /* hash (maglev.c): hash set when the list picks lock-free by key
+   * (l->lockfree, hash, lazy); the nodes, the two tables (off_mag and
+   * off_mag2 swap, always between these two) and their size */
+  uint32_t hash, off_nodes, off_mag_a, off_mag_b, mag_m;
 } ul_lfview;
 UL_FUNC void ul_lf_view(ul_lfview *v, const ul_list *l);
 
@@ -435,6 +439,16 @@ UL_FUNC void ul_write_end(ul_list *l);
 #define UL_LF_TRIES 4
 UL_FUNC int32_t ul_pick_lockfree(ul_list *l, const ul_lfview *v,
                                  const uint32_t *ver, uint32_t want);
+
+/* A hash pick without the lock (maglev.c), a pure reader: the slot of the
+ * key's entry in the complete table when that member is eligible, else
+ * UL_PICK_LOCK (a writer is in, ramping, a build is due or under way, no
+ * table yet, the entry's member not eligible: the fall-through is made
+ * under the lock, *ver != want, or the sequence moved UL_LF_TRIES times).
+ * key: ul_hash's. It does not move l->rr: hash never reads it. */
+UL_FUNC int32_t ul_pick_lockfree_hash(ul_list *l, const ul_lfview *v,
+                                      const uint32_t *ver, uint32_t want,
+                                      uint64_t key);
 
 /* After a writer died in the middle of a change (shared lists): keeps the
  * members and their primary state, recomputes every derived field

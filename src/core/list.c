@@ -76,7 +76,7 @@ static void block_free_slots(ul_list *l, uint32_t first, uint32_t cap) {
   for (i = first; i < cap; i++) {
     nd[i].pos = -1;
     nd[i].heap = -1;
-    nd[i].cls = UL_NSETS; /* in no class: never eligible (ulb_elig) */
+    UL_WST(&nd[i].cls, (uint8_t)UL_NSETS); /* in no class: never eligible (ulb_elig) */
     nd[i].dup = i + 1 < cap ? (int32_t)(i + 1) : -1;
   }
 }
@@ -173,7 +173,7 @@ static void member_in(ul_list *l, ul_node *n) {
   uint32_t c = member_cls(n);
   if (c != n->cls) {
     uint32_t old = n->cls;
-    n->cls = (uint8_t)c;
+    UL_WST(&n->cls, (uint8_t)c); /* a lock-free hash pick reads it */
     ulp_class(l, (uint32_t)n->pos, old);
   }
   if (!l->lazy) return;
@@ -195,19 +195,20 @@ static void pick_state(ul_list *l) {
                 l->lazy && l->kst_ntree && l->active_tier >= 0
                     ? ulb_kst_tree(l, (uint32_t)l->active_tier) : 0);
   if (!l->lazy) return;
-  /* bm_pick, nelig: UL_WST, a lock-free pick reads them (atomic.h) */
+  /* bm_pick, nelig, elig_mask: UL_WST, a lock-free pick reads them
+   * (atomic.h) */
   UL_WST(&l->bm_pick,
          l->active_tier > 0 ? (uint32_t)l->active_tier * l->bm_stride : 0);
   if (l->panic_on) {
-    l->elig_mask = (1u << UL_NSETS) - 1; /* every class, down too */
+    UL_WST(&l->elig_mask, (1u << UL_NSETS) - 1); /* every class, down too */
     UL_WST(&l->nelig, l->n);
     l->total_ew = l->all_ew;
   } else if (l->active_tier >= 0) {
-    l->elig_mask = 1u << l->active_tier;
+    UL_WST(&l->elig_mask, 1u << l->active_tier);
     UL_WST(&l->nelig, l->tier_healthy[l->active_tier]);
     l->total_ew = l->tier_ew[l->active_tier];
   } else {
-    l->elig_mask = 0;
+    UL_WST(&l->elig_mask, 0u);
     UL_WST(&l->nelig, 0);
     l->total_ew = 0;
   }
@@ -262,7 +263,7 @@ static void members_update(ul_list *l) {
     if (l->tier_healthy[t]) l->active_tier = (int32_t)t;
   UL_WST(&l->panic_on,
          (uint32_t)(l->opts.panic > 0 && (double)l->healthy < l->opts.panic * l->n));
-  for (p = 0; p < l->n; p++) ulb_at(l, p)->cls = (uint8_t)member_cls(ulb_at(l, p));
+  for (p = 0; p < l->n; p++) UL_WST(&ulb_at(l, p)->cls, (uint8_t)member_cls(ulb_at(l, p)));
   if (l->lazy) {
     l->all_ew = 0;
     for (t = 0; t <= UL_MAX_TIER; t++) l->tier_ew[t] = 0;
@@ -496,7 +497,10 @@ int32_t ul_append(ul_list *l, int checked, int32_t dup_of, double now,
   if (s < 0) return -1;
   n = &ul_nodes(l)[s];
   l->free_head = n->dup;
-  memset(n, 0, sizeof *n);
+  /* all but cls, which a lock-free hash pick may read through a table
+   * entry still naming the slot: stored once, below */
+  memset(n, 0, offsetof(ul_node, cls));
+  memset(&n->cls + 1, 0, sizeof *n - offsetof(ul_node, cls) - 1);
   n->heap = -1;
   n->dup = s; /* a ring of one */
   n->weight = weight;
@@ -505,7 +509,7 @@ int32_t ul_append(ul_list *l, int checked, int32_t dup_of, double now,
   n->tier = (uint8_t)l->opts.tier_init;
   n->score = l->opts.initial_score;
   n->pos = (int32_t)l->n;
-  n->cls = UL_NSETS; /* in no set yet: member_in puts it in */
+  UL_WST(&n->cls, (uint8_t)UL_NSETS); /* in no set yet: member_in puts it in */
   UL_WST(&ul_order(l)[l->n], s); /* order, n, picks: read lock-free */
   UL_WST(&l->n, l->n + 1);
   n->flags = UL_F_MEMBER;
@@ -542,7 +546,7 @@ static void member_drop(ul_list *l, int32_t s) {
   x->flags = 0;
   x->state = UL_IDLE;
   x->pos = -1;
-  x->cls = UL_NSETS; /* a table entry still naming it is not eligible */
+  UL_WST(&x->cls, (uint8_t)UL_NSETS); /* a table entry still naming it is not eligible */
   x->dup = l->free_head;
   l->free_head = s;
 }

@@ -23,6 +23,7 @@
  */
 #include "pick.h"
 #include "block.h"
+#include "atomic.h"
 
 #include <string.h>
 
@@ -80,8 +81,14 @@ uint32_t ulp_maglev_slice(uint32_t m) {
                               : UL_MAGLEV_SLICE_BIG;
 }
 
+/* maglev_busy, maglev_valid, off_mag/off_mag2 and every table entry are
+ * stored with UL_WST: a lock-free pick (ul_pick_lockfree_hash) may read
+ * them meanwhile. After a swap the next build writes the table a slow
+ * reader may still be reading, so every entry store counts, not only the
+ * live table's. */
 void ulp_maglev_changed(ul_list *l, int moved) {
-  l->maglev_dirty = l->maglev_busy = 1;
+  l->maglev_dirty = 1;
+  UL_WST(&l->maglev_busy, 1u);
   /* the members are collected by position: start that over */
   if (moved && l->mb_phase == MB_COLLECT) l->mb_phase = MB_IDLE;
 }
@@ -90,15 +97,20 @@ void ulp_maglev_copy(ul_list *dst, const ul_list *src) {
   if (dst->opts.strategy != UL_HASH || !src->maglev_valid ||
       dst->maglev_m != src->maglev_m)
     return;
-  memcpy(ulb_mag(dst), ulb_mag(src), (size_t)src->maglev_m * sizeof(int32_t));
-  dst->maglev_valid = 1;
+  {
+    int32_t *d = ulb_mag(dst);
+    const int32_t *t = ulb_mag(src);
+    uint32_t e;
+    for (e = 0; e < src->maglev_m; e++) UL_WST(&d[e], t[e]); /* not memcpy */
+  }
+  UL_WST(&dst->maglev_valid, 1u);
 }
 
 /* One probe of y's preferences: claims the entry if it is free; either
  * way the next probe is at its next preference. */
 static inline int maglev_probe(int32_t *tab, ul_magx *y, uint32_t m) {
   int claimed = tab[y->at] < 0;
-  if (claimed) tab[y->at] = y->slot;
+  if (claimed) UL_WST(&tab[y->at], y->slot);
   y->at += y->skip;
   if (y->at >= m) y->at -= m;
   return claimed;
@@ -186,7 +198,7 @@ static int maglev_run(ul_list *l, uint32_t *budget) {
       case MB_CLEAR:
         for (; l->mb_i < m && b; b--) {
           uint32_t end = m - l->mb_i < 8 ? m : l->mb_i + 8;
-          for (; l->mb_i < end; l->mb_i++) tab[l->mb_i] = -1;
+          for (; l->mb_i < end; l->mb_i++) UL_WST(&tab[l->mb_i], -1);
         }
         if (l->mb_i < m) break;
         if (!l->mb_e) { /* none eligible: all free */
@@ -258,13 +270,14 @@ static void maglev_begin(ul_list *l) {
 
 static void maglev_finish(ul_list *l) {
   uint32_t t = l->off_mag;
-  l->off_mag = l->off_mag2;
-  l->off_mag2 = t;
-  l->maglev_valid = 1;
+  UL_WST(&l->off_mag, l->off_mag2);
+  UL_WST(&l->off_mag2, t);
+  UL_WST(&l->maglev_valid, 1u);
 }
 
 static void maglev_busy_set(ul_list *l) {
-  l->maglev_busy = l->maglev_dirty || l->mb_phase != MB_IDLE || !l->maglev_valid;
+  UL_WST(&l->maglev_busy, (uint32_t)(l->maglev_dirty || l->mb_phase != MB_IDLE ||
+                                      !l->maglev_valid));
 }
 
 /* A slice of the build (the whole build when the list builds whole
@@ -338,6 +351,57 @@ uint32_t ulp_hash_pick(ul_list *l, uint64_t key) {
   return maglev_fall(l, key, (uint32_t)e);
 }
 
+/* ---- lock-free hash picks (shared lists) ------------------------------
+ * A pure sequence-lock reader of rr_word (rr.c): no CAS, since a hash pick
+ * moves nothing but the pick counter while the table is complete. It
+ * leaves l->rr alone: no hash path reads it (ulp_hash_pick, maglev_none
+ * and maglev_fall start from the key; ul_pick's rr is for the other
+ * strategies), and a locked pick's l->rr store goes back into the word at
+ * ul_write_end as before. Every header field, entry and node field it
+ * reads is loaded with UL_LLD and every index checked against the view
+ * (constant offsets read under the lock): a torn read gives a wrong slot
+ * the sequence check refuses, never an access out of the block. */
+#define SEQ_ONE (1ULL << 32)
+
+int32_t ul_pick_lockfree_hash(ul_list *l, const ul_lfview *v,
+                              const uint32_t *ver, uint32_t want,
+                              uint64_t key) {
+  const ul_node *nd =
+      (const ul_node *)(const void *)((const char *)l + v->off_nodes);
+  uint64_t *picks = (uint64_t *)(void *)((char *)l + v->off_picks);
+  uint32_t e = (uint32_t)(((key >> 32) * (uint64_t)v->mag_m) >> 32);
+  int k;
+  if (!v->hash) return UL_PICK_LOCK;
+  for (k = 0; k < UL_LF_TRIES; k++) {
+    uint64_t w = __atomic_load_n(&l->rr_word, __ATOMIC_ACQUIRE);
+    uint32_t off, cls;
+    const int32_t *tab;
+    int32_t s;
+    if (w & SEQ_ONE) return UL_PICK_LOCK; /* a writer is in */
+    if ((ver && UL_LLD(ver) != want) || UL_LLD(&l->ramping))
+      return UL_PICK_LOCK; /* a resync, or slow start to move on */
+    if (UL_LLD(&l->maglev_busy) || !UL_LLD(&l->maglev_valid))
+      return UL_PICK_LOCK; /* a build to advance, or no table yet */
+    off = UL_LLD(&l->off_mag);
+    if ((off != v->off_mag_a && off != v->off_mag_b) ||
+        UL_LLD(&l->maglev_m) != v->mag_m)
+      continue; /* torn */
+    tab = (const int32_t *)(const void *)((const char *)l + off);
+    s = UL_LLD(&tab[e]);
+    if (s < 0 || (uint32_t)s >= v->cap) return UL_PICK_LOCK; /* falls through */
+    cls = UL_LLD(&nd[s].cls);
+    if (cls >= 32 || !((UL_LLD(&l->elig_mask) >> cls) & 1u))
+      return UL_PICK_LOCK; /* ulb_elig, lazy: the fall-through, locked */
+    UL_FENCE_READER(); /* every read above before the sequence's reload */
+    if (__atomic_load_n(&l->rr_word, __ATOMIC_RELAXED) == w) {
+      UL_ADD(&picks[s], 1);
+      return s;
+    }
+  }
+  return UL_PICK_LOCK;
+}
+
+#undef SEQ_ONE
 #undef UL_MAGLEV_SYNC_M
 #undef UL_MAGLEV_SLICE
 #undef UL_MAGLEV_SLICE_BIG

@@ -12,6 +12,7 @@
  */
 #include "pick.h"
 #include "block.h"
+#include "atomic.h"
 
 /* The offsets of the strategies' arrays, as block.h draws them. */
 typedef struct {
@@ -86,12 +87,15 @@ size_t ulp_layout(ul_list *l, uint32_t cap, const ul_opts *op, size_t off,
     l->kst_ntree = ulb_kst_ntree(op);
     l->off_fen = (uint32_t)o.fen;
     l->off_dense = (uint32_t)o.dense;
-    l->off_mag = (uint32_t)o.mag;
-    l->off_mag2 = (uint32_t)o.mag2;
+    /* UL_WST: a lock-free hash pick reads these (maglev.c); a repair
+     * lays the block out again under the sequence */
+    UL_WST(&l->off_mag, (uint32_t)o.mag);
+    UL_WST(&l->off_mag2, (uint32_t)o.mag2);
     l->off_magx = (uint32_t)o.magx;
-    l->maglev_m = (uint32_t)o.m;
-    l->maglev_dirty = l->maglev_busy = 1;
-    l->maglev_valid = 0;
+    UL_WST(&l->maglev_m, (uint32_t)o.m);
+    l->maglev_dirty = 1;
+    UL_WST(&l->maglev_busy, 1u);
+    UL_WST(&l->maglev_valid, 0u);
     l->mb_phase = 0;
     l->maglev_slice = ulp_maglev_slice(l->maglev_m);
   }

@@ -105,6 +105,11 @@ void ul_lf_view(ul_lfview *v, const ul_list *l) {
   v->off_picks = l->off_picks;
   v->cap = l->cap;
   v->ok = l->lockfree && l->lazy && l->opts.strategy == UL_ROUND_ROBIN;
+  v->hash = l->lockfree && l->lazy && l->opts.strategy == UL_HASH;
+  v->off_nodes = l->off_nodes;
+  v->off_mag_a = l->off_mag;
+  v->off_mag_b = l->off_mag2;
+  v->mag_m = l->maglev_m;
 }
 
 void ul_write_begin(ul_list *l) {

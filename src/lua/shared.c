@@ -663,9 +663,10 @@ int lu_new_shared(lua_State *L, lu_conf *c) {
       h->opts = c->o;
       ul_init((ul_list *)(void *)((char *)h + h->off_list), (uint32_t)cap,
               &c->o, c->seed);
-      /* round robin picks without the lock (rr.c); the others lock */
+      /* round robin (rr.c) and hash (maglev.c) pick without the lock;
+       * the others lock */
       ((ul_list *)(void *)((char *)h + h->off_list))->lockfree =
-          c->o.strategy == UL_ROUND_ROBIN;
+          c->o.strategy == UL_ROUND_ROBIN || c->o.strategy == UL_HASH;
       ul_arena_init((ul_arena *)(void *)((char *)h + h->off_arena),
                     h->arena_size);
       h->version = 1;
@@ -746,9 +747,14 @@ static int ls_pick(lua_State *L) {
   double now = 0;
   int32_t s;
   if (u->sh == NULL) luaL_typeerror(L, 1, "shared upstream.list");
-  /* round robin without the lock (rr.c), when the cache is in step and
-   * nothing ramps; else, or after lost races, the clock then the lock */
-  s = ul_pick_lockfree(u->sh->b, &u->sh->lf, &u->sh->h->version, u->version);
+  /* round robin (rr.c) and hash on a complete table (maglev.c) without
+   * the lock, when the cache is in step and nothing ramps; else, or after
+   * lost races, the clock then the lock */
+  s = c->opts.strategy == UL_HASH
+          ? ul_pick_lockfree_hash(u->sh->b, &u->sh->lf, &u->sh->h->version,
+                                  u->version, key)
+          : ul_pick_lockfree(u->sh->b, &u->sh->lf, &u->sh->h->version,
+                             u->version);
   if (s == UL_PICK_LOCK) {
     if (c->opts.slow_start > 0) now = lu_list_now(L, 1);
     lu_sh_begin(L, u);
@@ -764,8 +770,14 @@ int32_t lu_sh_ffi_pick(lu_list *u, const char *key, size_t len,
   const ul_list *c = u->core;
   double now = 0;
   int32_t s;
-  if (key == NULL && c->opts.strategy == UL_HASH) return -2;
-  s = ul_pick_lockfree(sh->b, &sh->lf, &sh->h->version, u->version);
+  uint64_t hk = 0;
+  if (c->opts.strategy == UL_HASH) {
+    if (key == NULL) return -2;
+    hk = ul_hash(key, len);
+    s = ul_pick_lockfree_hash(sh->b, &sh->lf, &sh->h->version, u->version, hk);
+  } else {
+    s = ul_pick_lockfree(sh->b, &sh->lf, &sh->h->version, u->version);
+  }
   if (s != UL_PICK_LOCK) return s; /* *version: u->version, set above */
   if (c->opts.slow_start > 0) {
     if (u->lua_clock) return -2;
@@ -778,8 +790,7 @@ int32_t lu_sh_ffi_pick(lu_list *u, const char *key, size_t len,
     ul_shm_unlock(sh->m);
     return -2;
   }
-  s = ul_pick(sh->b, key && c->opts.strategy == UL_HASH ? ul_hash(key, len) : 0,
-              now);
+  s = ul_pick(sh->b, hk, now);
   ul_write_end(sh->b);
   ul_shm_unlock(sh->m);
   *version = u->version;
