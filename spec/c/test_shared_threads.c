@@ -52,7 +52,9 @@
 #define CAP 24     /* slots; members come and go between MIN_N and CAP */
 #define MIN_N 4
 #define PHASE 800 /* operations in each phase (one in four an outage) */
-#define CHILD_SECS 600 /* under TSan, 8 x 1M operations take minutes at worst */
+/* The child's time limit: 600 s, and 2 s more per thousand operations a
+ * thread (under TSan on 2 loaded cores, 8 x 1M of random took over 600 s). */
+#define CHILD_SECS(iters) (600u + (unsigned)((iters) / 500))
 #define NLOG 4096 /* states kept: a lock-free pick spanning more is not checked */
 
 typedef struct shared_area {
@@ -343,7 +345,7 @@ static int stress_child(void *strategy) { return run_stress(*(int *)strategy); }
 static void in_child(int strategy) {
   const char *only = getenv("UL_SHARED_ONLY"); /* one strategy's number */
   if (only && *only && atoi(only) != strategy) skip();
-  child_run("the stress", stress_child, &strategy, CHILD_SECS);
+  child_run("the stress", stress_child, &strategy, CHILD_SECS(stress_iters()));
 }
 
 static void test_round_robin(void **st) { (void)st; in_child(UL_ROUND_ROBIN); }
