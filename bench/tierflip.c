@@ -57,44 +57,44 @@ static void picks(ul_list *l, uint32_t k) {
     if (ul_pick(l, 0, 0) < 0) exit(2);
 }
 
-/* Worst of REPS of: down(s) + a pick, up(s) + a pick, in us, after a
- * first one (first[0], first[1]). */
-static void flips(ul_list *l, int32_t s, double *down, double *up, double *first) {
+/* One timed change, in s: 200 picks untimed, then op(s) and a pick. */
+static double timed(ul_list *l, void (*op)(ul_list *, int32_t, double), int32_t s) {
+  double t0;
+  picks(l, 200);
+  t0 = now();
+  op(l, s, 0);
+  picks(l, 1);
+  return now() - t0;
+}
+
+/* Worst of REPS of: down(s) + a pick, up(s) + a pick, in us (worst[0],
+ * worst[1]), after a first one (first[0], first[1]). */
+static void flips(ul_list *l, int32_t s, double worst[2], double first[2]) {
   uint32_t r;
-  for (r = 0; r <= REPS; r++) {
-    double t0, d;
-    picks(l, 200);
-    t0 = now();
-    ul_down(l, s, 0);
-    picks(l, 1);
-    d = now() - t0;
-    if (r == 0) first[0] = d, *down = 0;
-    else if (d > *down) *down = d;
-    picks(l, 200);
-    t0 = now();
-    ul_up(l, s, 0);
-    picks(l, 1);
-    d = now() - t0;
-    if (r == 0) first[1] = d, *up = 0;
-    else if (d > *up) *up = d;
+  int k;
+  for (r = 0; r <= REPS; r++)
+    for (k = 0; k < 2; k++) {
+      double d = timed(l, k == 0 ? ul_down : ul_up, s);
+      if (r == 0) first[k] = d, worst[k] = 0;
+      else if (d > worst[k]) worst[k] = d;
+    }
+  for (k = 0; k < 2; k++) {
+    worst[k] *= 1e6;
+    first[k] *= 1e6;
   }
-  *down *= 1e6;
-  *up *= 1e6;
-  first[0] *= 1e6;
-  first[1] *= 1e6;
 }
 
 static void run(uint32_t n, uint32_t in0, const char *what) {
   ul_list *l = make(n, in0);
-  double d, u, d1, u1, f[2], f1[2];
+  double w[2], w1[2], f[2], f1[2];
   uint32_t i;
-  flips(l, (int32_t)(n - 1), &d1, &u1, f1); /* tier 1: nothing flips */
+  flips(l, (int32_t)(n - 1), w1, f1); /* tier 1: nothing flips */
   for (i = 0; i + 1 < in0; i++) ul_down(l, (int32_t)i, 0);
   if (l->active_tier != 0) exit(3);
-  flips(l, (int32_t)(in0 - 1), &d, &u, f);
+  flips(l, (int32_t)(in0 - 1), w, f);
   printf("n=%-6u %-5s tier 0 %5u, tier 1 %5u: flip down %8.1f us, up %8.1f us"
-         " (first %.1f, %.1f; no flip %.1f, %.1f)\n", n, what, in0, n - in0, d, u, f[0], f[1],
-         d1, u1);
+         " (first %.1f, %.1f; no flip %.1f, %.1f)\n", n, what, in0, n - in0, w[0], w[1], f[0], f[1],
+         w1[0], w1[1]);
   free(l);
 }
 
