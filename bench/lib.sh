@@ -1,7 +1,11 @@
 # bench/lib.sh - what the nginx benchmarks share (gateway.sh, gateway_ir.sh,
 # nginx_pick.sh, shared_ffi_nginx.sh):
 # nginx's temp paths, the backends' http block, and the bare balancer_by_lua
-# counter they are measured against. Sourced after B1..B3 are set.
+# counter they are measured against. Sourced after B1..B3 are set (and
+# REPO, SO_DIR, MODDIR); it sources spec/e2e/lib.sh for the conf's head and
+# the copy of the driver.
+
+. "$REPO/spec/e2e/lib.sh"
 
 temps='client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fcgi; uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;'
 
@@ -51,26 +55,17 @@ content_bench() {
   ROOT=$(mktemp -d "/tmp/upstream-$1.XXXXXX")
   chmod 755 "$ROOT"
   trap '[ -s "$ROOT/logs/nginx.pid" ] && kill -QUIT "$(cat "$ROOT/logs/nginx.pid")" 2>/dev/null; sleep 0.3; rm -rf "$ROOT"' EXIT
-  mkdir -p "$ROOT"/{conf,logs,lib/upstream/nginx,tmp}
-  cp "$REPO"/src/upstream/*.lua "$ROOT/lib/upstream/" && cp "$REPO"/src/upstream/nginx/*.lua "$ROOT/lib/upstream/nginx/" \
-    && cp "$SO_DIR/upstream.so" "$ROOT/lib/" || exit 1
-  chmod -R a+rX "$ROOT/lib"
+  mkdir -p "$ROOT"/{conf,logs,tmp}
+  copy_lib "$ROOT/lib" || exit 1
 }
 
 # content_conf PORT LUA: that nginx's conf, LUA the body of content_by_lua;
 # content_start: starts it (bounded wait for its pid file)
 content_conf() {
-  cat >"$ROOT/conf/nginx.conf" <<CONF
-load_module $MODDIR/ndk_http_module.so;
-load_module $MODDIR/ngx_http_lua_module.so;
-worker_processes 1;
-user www-data;
-daemon on;
-pid logs/nginx.pid;
-error_log logs/error.log warn;
-events { worker_connections 64; }
-http {
-  access_log off; $temps
+  {
+    conf_head 1 64 warn
+    cat <<CONF
+  access_log off;
   lua_package_path "$ROOT/lib/?.lua;;";
   lua_package_cpath "$ROOT/lib/?.so;;";
   server {
@@ -83,6 +78,7 @@ $2
   }
 }
 CONF
+  } >"$ROOT/conf/nginx.conf"
 }
 content_start() {
   nginx -p "$ROOT/" -c conf/nginx.conf || exit 1

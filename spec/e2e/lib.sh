@@ -1,7 +1,8 @@
 # spec/e2e/lib.sh - what the e2e scripts share: TAP output, the module and
-# tool checks, copies of the driver for the www-data workers, and stopping
-# an nginx by its pid file. Sourced, after REPO, SO_DIR, NGINX and MODDIR
-# are set.
+# tool checks, the head of an nginx.conf, copies of the driver for the
+# www-data workers, and stopping an nginx by its pid file. Sourced, after
+# REPO, SO_DIR, NGINX and MODDIR are set; bench/lib.sh sources it too (for
+# conf_head and copy_lib).
 
 n=0 passed=0 failed=0
 ok() { n=$((n + 1)); passed=$((passed + 1)); echo "ok $n - $1"; }
@@ -23,12 +24,35 @@ need_tools() {
   for t in "$@"; do command -v "$t" >/dev/null || bail "$t not found"; done
 }
 
+# conf_head WORKERS CONNECTIONS LOG-LEVEL [plain]: the head of an
+# nginx.conf for a prefix with logs/ and tmp/, up to the temp paths of its
+# http block, which the caller goes on with and closes: nginx's Lua module
+# loaded (not with "plain"), a daemon whose workers run as www-data, the
+# pid and the error log (at LOG-LEVEL) in logs/, the temp files in tmp/
+conf_head() {
+  if [ "${4:-}" != plain ]; then
+    echo "load_module $MODDIR/ndk_http_module.so;"
+    echo "load_module $MODDIR/ngx_http_lua_module.so;"
+  fi
+  cat <<CONF
+worker_processes $1;
+user www-data;
+daemon on;
+pid logs/nginx.pid;
+error_log logs/error.log $3;
+events { worker_connections $2; }
+http {
+  client_body_temp_path tmp/body; proxy_temp_path tmp/proxy;
+  fastcgi_temp_path tmp/fastcgi; uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;
+CONF
+}
+
 # copy_lib DIR: the driver and the module, readable by the workers (they
-# run as www-data, which may not reach this checkout)
+# run as www-data, which may not reach this checkout); fails if a copy does
 copy_lib() {
   mkdir -p "$1/upstream/nginx"
   cp "$REPO"/src/upstream/*.lua "$1/upstream/" && cp "$REPO"/src/upstream/nginx/*.lua "$1/upstream/nginx/" \
-    && cp "$SO_DIR/upstream.so" "$1/"
+    && cp "$SO_DIR/upstream.so" "$1/" || return 1
   chmod -R a+rX "$1"
 }
 

@@ -47,32 +47,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-common_main() { # common_main WORKERS
-  cat <<CONF
-worker_processes $1;
-user www-data;
-daemon on;
-pid logs/nginx.pid;
-error_log logs/error.log notice;
-events { worker_connections 1024; }
-CONF
-}
-common_http() {
-  cat <<CONF
-  client_body_temp_path tmp/body; proxy_temp_path tmp/proxy;
-  fastcgi_temp_path tmp/fastcgi; uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;
-CONF
-}
-
 # backend NAME PORT [extra listen]: answers /health (503 while the file
 # healthfail exists) and / with its name in X-Backend
 backend_conf() {
   local name=$1 port=$2 extra=${3:-}
   mkdir -p "$ROOT/$name/conf" "$ROOT/$name/logs" "$ROOT/$name/tmp"
   {
-    common_main 1
-    echo "http {"
-    common_http
+    conf_head 1 1024 notice plain
     echo "  access_log off;"
     cat <<CONF
   server {
@@ -93,11 +74,7 @@ gateway_conf() {
   local lists=
   mkdir -p "$ROOT/gw/conf" "$ROOT/gw/logs" "$ROOT/gw/tmp"
   {
-    echo "load_module $MODDIR/ndk_http_module.so;"
-    echo "load_module $MODDIR/ngx_http_lua_module.so;"
-    common_main 2
-    echo "http {"
-    common_http
+    conf_head 2 1024 notice
     cat <<CONF
   log_format up '\$upstream_addr|\$upstream_status|\$status';
   access_log logs/access.log up;

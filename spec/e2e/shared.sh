@@ -52,18 +52,9 @@ backend() { # backend NAME PORT
 CONF
 }
 
-cat >"$ROOT/conf/nginx.conf" <<CONF
-load_module $MODDIR/ndk_http_module.so;
-load_module $MODDIR/ngx_http_lua_module.so;
-worker_processes 4;
-user www-data;
-daemon on;
-pid logs/nginx.pid;
-error_log logs/error.log notice;
-events { worker_connections 512; }
-http {
-  client_body_temp_path tmp/body; proxy_temp_path tmp/proxy;
-  fastcgi_temp_path tmp/fastcgi; uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;
+{
+  conf_head 4 512 notice
+  cat <<CONF
   log_format probe '\$msec';
   access_log off;
   lua_package_path "$LIB/?.lua;;";
@@ -109,6 +100,7 @@ $(backend b3 $B3)
   }
 }
 CONF
+} >"$ROOT/conf/nginx.conf"
 
 "$NGINX" -p "$ROOT" -c conf/nginx.conf -e logs/error.log 2>"$ROOT/start.err" ||
   bail "nginx did not start: $(cat "$ROOT/start.err")"

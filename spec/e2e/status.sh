@@ -34,18 +34,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-cat >"$ROOT/conf/nginx.conf" <<CONF
-load_module $MODDIR/ndk_http_module.so;
-load_module $MODDIR/ngx_http_lua_module.so;
-worker_processes 1;
-user www-data;
-daemon on;
-pid logs/nginx.pid;
-error_log logs/error.log notice;
-events { worker_connections 256; }
-http {
-  client_body_temp_path tmp/body; proxy_temp_path tmp/proxy;
-  fastcgi_temp_path tmp/fastcgi; uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;
+{
+  conf_head 1 256 notice
+  cat <<CONF
   access_log off;
   lua_package_path "$LIB/?.lua;;";
   lua_package_cpath "$LIB/?.so;;";
@@ -83,6 +74,7 @@ http {
   }
 }
 CONF
+} >"$ROOT/conf/nginx.conf"
 
 "$NGINX" -p "$ROOT" -c conf/nginx.conf -e logs/error.log 2>"$ROOT/start.err" ||
   bail "nginx did not start: $(cat "$ROOT/start.err")"
