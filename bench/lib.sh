@@ -3,7 +3,7 @@
 # nginx's temp paths, the backends' http block, and the bare balancer_by_lua
 # counter they are measured against. Sourced after B1..B3 are set (and
 # REPO, SO_DIR, MODDIR); it sources spec/e2e/lib.sh for the conf's head and
-# the copy of the driver.
+# the root with the copy of the driver.
 
 . "$REPO/spec/e2e/lib.sh"
 
@@ -52,11 +52,11 @@ CONF
 # and removed at exit. Needs REPO, SO_DIR.
 content_bench() {
   [ -r "$SO_DIR/upstream.so" ] || { echo "missing $SO_DIR/upstream.so (make build/luajit/upstream.so)" >&2; exit 1; }
-  ROOT=$(mktemp -d "/tmp/upstream-$1.XXXXXX")
-  chmod 755 "$ROOT"
+  local made
+  make_root "$1"; made=$?
   trap '[ -s "$ROOT/logs/nginx.pid" ] && kill -QUIT "$(cat "$ROOT/logs/nginx.pid")" 2>/dev/null; sleep 0.3; rm -rf "$ROOT"' EXIT
+  [ "$made" = 0 ] || exit 1
   mkdir -p "$ROOT"/{conf,logs,tmp}
-  copy_lib "$ROOT/lib" || exit 1
 }
 
 # content_conf PORT LUA: that nginx's conf, LUA the body of content_by_lua;
@@ -66,8 +66,6 @@ content_conf() {
     conf_head 1 64 warn
     cat <<CONF
   access_log off;
-  lua_package_path "$ROOT/lib/?.lua;;";
-  lua_package_cpath "$ROOT/lib/?.so;;";
   server {
     listen 127.0.0.1:$1;
     location / {

@@ -1,8 +1,8 @@
 # spec/e2e/lib.sh - what the e2e scripts share: TAP output, the module and
-# tool checks, the head of an nginx.conf, copies of the driver for the
-# www-data workers, and stopping an nginx by its pid file. Sourced, after
-# REPO, SO_DIR, NGINX and MODDIR are set; bench/lib.sh sources it too (for
-# conf_head and copy_lib).
+# tool checks, the head of an nginx.conf, a temp root with copies of the
+# driver for the www-data workers, the clean-up at exit, and stopping an
+# nginx by its pid file. Sourced, after REPO, SO_DIR, NGINX and MODDIR are
+# set; bench/lib.sh sources it too (for conf_head and make_root).
 
 n=0 passed=0 failed=0
 ok() { n=$((n + 1)); passed=$((passed + 1)); echo "ok $n - $1"; }
@@ -25,12 +25,14 @@ need_tools() {
 }
 
 # conf_head WORKERS CONNECTIONS LOG-LEVEL [plain]: the head of an
-# nginx.conf for a prefix with logs/ and tmp/, up to the temp paths of its
-# http block, which the caller goes on with and closes: nginx's Lua module
-# loaded (not with "plain"), a daemon whose workers run as www-data, the
-# pid and the error log (at LOG-LEVEL) in logs/, the temp files in tmp/
+# nginx.conf for a prefix with logs/ and tmp/, into its http block, which
+# the caller goes on with and closes: a daemon whose workers run as
+# www-data, the pid and the error log (at LOG-LEVEL) in logs/, the temp
+# files in tmp/; and, but with "plain", nginx's Lua module loaded, finding
+# the driver and the module in LIB
 conf_head() {
-  if [ "${4:-}" != plain ]; then
+  local plain=${4:-}
+  if [ "$plain" != plain ]; then
     echo "load_module $MODDIR/ndk_http_module.so;"
     echo "load_module $MODDIR/ngx_http_lua_module.so;"
   fi
@@ -45,6 +47,10 @@ http {
   client_body_temp_path tmp/body; proxy_temp_path tmp/proxy;
   fastcgi_temp_path tmp/fastcgi; uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;
 CONF
+  if [ "$plain" != plain ]; then
+    echo "  lua_package_path \"$LIB/?.lua;;\";"
+    echo "  lua_package_cpath \"$LIB/?.so;;\";"
+  fi
 }
 
 # copy_lib DIR: the driver and the module, readable by the workers (they
@@ -54,6 +60,33 @@ copy_lib() {
   cp "$REPO"/src/upstream/*.lua "$1/upstream/" && cp "$REPO"/src/upstream/nginx/*.lua "$1/upstream/nginx/" \
     && cp "$SO_DIR/upstream.so" "$1/" || return 1
   chmod -R a+rX "$1"
+}
+
+# make_root NAME: ROOT, a new temp dir /tmp/upstream-NAME.XXXXXX that the
+# workers can read, with the driver and the module in LIB=$ROOT/lib; fails
+# if a copy does
+make_root() {
+  ROOT=$(mktemp -d "/tmp/upstream-$1.XXXXXX") || return 1
+  chmod 755 "$ROOT"
+  LIB=$ROOT/lib
+  copy_lib "$LIB"
+}
+
+# cleanup_at_exit LOG LINES TITLE: at exit, stop_all (the caller's), then,
+# if a test failed, the last LINES of LOG as TAP comments under TITLE, then
+# ROOT removed (E2E_KEEP=1 keeps it); INT and TERM exit 130 through it
+cleanup_at_exit() {
+  exit_log=$1 exit_lines=$2 exit_title=$3
+  trap e2e_cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+e2e_cleanup() {
+  stop_all
+  if [ "$failed" != 0 ] && [ -f "$exit_log" ]; then
+    echo "# --- $exit_title (last $exit_lines lines) ---"
+    tail -"$exit_lines" "$exit_log" | sed 's/^/# /'
+  fi
+  if [ -n "${E2E_KEEP:-}" ]; then echo "# kept $ROOT"; else rm -rf "$ROOT"; fi
 }
 
 # alive PID: the process runs (a zombie does not: a daemon killed here may

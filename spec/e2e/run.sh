@@ -18,10 +18,7 @@ MODDIR=${NGINX_MODULES:-/usr/lib/nginx/modules}
 . "$REPO/spec/e2e/lib.sh"
 need_tools curl
 
-ROOT=$(mktemp -d /tmp/upstream-e2e.XXXXXX)
-chmod 755 "$ROOT"
-LIB=$ROOT/lib
-copy_lib "$LIB"
+make_root e2e
 mkdir -p "$ROOT/jit" && chmod 777 "$ROOT/jit" # the workers' jit.v logs
 
 stop() { stop_pidfile "$ROOT/$1/logs/nginx.pid"; } # stop NAME: one instance
@@ -36,16 +33,8 @@ kill_hard() {
     sleep 0.1
   done
 }
-cleanup() {
-  for s in gw b1 b2 b3 ex; do stop $s; done
-  if [ "$failed" != 0 ] && [ -f "$ROOT/gw/logs/error.log" ]; then
-    echo "# --- gateway error.log (last 40 lines) ---"
-    tail -40 "$ROOT/gw/logs/error.log" | sed 's/^/# /'
-  fi
-  if [ -n "${E2E_KEEP:-}" ]; then echo "# kept $ROOT"; else rm -rf "$ROOT"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+stop_all() { for s in gw b1 b2 b3 ex; do stop $s; done; }
+cleanup_at_exit "$ROOT/gw/logs/error.log" 40 "gateway error.log"
 
 # backend NAME PORT [extra listen]: answers /health (503 while the file
 # healthfail exists) and / with its name in X-Backend
@@ -70,6 +59,16 @@ CONF
   } >"$ROOT/$name/conf/nginx.conf"
 }
 
+# lua_upstream NAME LUA: an upstream block whose balancer_by_lua runs LUA
+lua_upstream() {
+  cat <<CONF
+  upstream $1 {
+    server 0.0.0.1;
+    balancer_by_lua_block { $2 }
+  }
+CONF
+}
+
 gateway_conf() {
   local lists=
   mkdir -p "$ROOT/gw/conf" "$ROOT/gw/logs" "$ROOT/gw/tmp"
@@ -78,8 +77,6 @@ gateway_conf() {
     cat <<CONF
   log_format up '\$upstream_addr|\$upstream_status|\$status';
   access_log logs/access.log up;
-  lua_package_path "$LIB/?.lua;;";
-  lua_package_cpath "$LIB/?.so;;";
   lua_socket_log_errors off;
 
   init_by_lua_block {
@@ -135,34 +132,13 @@ gateway_conf() {
     passive_list = upstream.new({ "127.0.0.1:$B1", "127.0.0.1:$B2", "127.0.0.1:$B3" })
   }
 
-  upstream gw {
-    server 0.0.0.1;
-    balancer_by_lua_block { ngxu.balance(backends) }
-  }
-  upstream gw_master {
-    server 0.0.0.1;
-    balancer_by_lua_block { ngxu.balance(master_list) }
-  }
-  upstream gw_bad {
-    server 0.0.0.1;
-    balancer_by_lua_block { ngxu.balance(bad_list) }
-  }
-  upstream gw_dead {
-    server 0.0.0.1;
-    balancer_by_lua_block { ngxu.balance(dead_list) }
-  }
-  upstream gw_none {
-    server 0.0.0.1;
-    balancer_by_lua_block { ngxu.balance(none_list) }
-  }
-  upstream gw_passive {
-    server 0.0.0.1;
-    balancer_by_lua_block { ngxu.balance(passive_list) }
-  }
-  upstream gw_hash {
-    server 0.0.0.1;
-    balancer_by_lua_block { ngxu.balance(hash_list, 1, ngx.var.arg_k) }
-  }
+$(lua_upstream gw "ngxu.balance(backends)")
+$(lua_upstream gw_master "ngxu.balance(master_list)")
+$(lua_upstream gw_bad "ngxu.balance(bad_list)")
+$(lua_upstream gw_dead "ngxu.balance(dead_list)")
+$(lua_upstream gw_none "ngxu.balance(none_list)")
+$(lua_upstream gw_passive "ngxu.balance(passive_list)")
+$(lua_upstream gw_hash "ngxu.balance(hash_list, 1, ngx.var.arg_k)")
 
   server {
     listen 127.0.0.1:$GW;

@@ -19,24 +19,12 @@ MODDIR=${NGINX_MODULES:-/usr/lib/nginx/modules}
 . "$REPO/spec/e2e/lib.sh"
 need_tools curl
 
-ROOT=$(mktemp -d /tmp/upstream-e2e-shared.XXXXXX)
-chmod 755 "$ROOT"
-LIB=$ROOT/lib
+make_root e2e-shared
 mkdir -p "$ROOT/conf" "$ROOT/logs" "$ROOT/tmp"
-copy_lib "$LIB"
 chmod 777 "$ROOT/logs" "$ROOT"
 
-stop() { stop_pidfile "$ROOT/logs/nginx.pid"; }
-cleanup() {
-  stop
-  if [ "$failed" != 0 ] && [ -f "$ROOT/logs/error.log" ]; then
-    echo "# --- error.log (last 30 lines) ---"
-    tail -30 "$ROOT/logs/error.log" | sed 's/^/# /'
-  fi
-  if [ -n "${E2E_KEEP:-}" ]; then echo "# kept $ROOT"; else rm -rf "$ROOT"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+stop_all() { stop_pidfile "$ROOT/logs/nginx.pid"; }
+cleanup_at_exit "$ROOT/logs/error.log" 30 error.log
 
 backend() { # backend NAME PORT
   cat <<CONF
@@ -57,8 +45,6 @@ CONF
   cat <<CONF
   log_format probe '\$msec';
   access_log off;
-  lua_package_path "$LIB/?.lua;;";
-  lua_package_cpath "$LIB/?.so;;";
   lua_socket_log_errors off;
   init_by_lua_block {
     upstream = require "upstream"
@@ -108,6 +94,30 @@ G=http://127.0.0.1:$GW
 
 workers() { pgrep -P "$(cat "$ROOT/logs/nginx.pid")" | sort; }
 probes() { cat "$ROOT/logs/probe-$1.log" 2>/dev/null | wc -l; }
+# hits_of NAME COUNT: how many of COUNT sequential requests NAME served
+hits_of() {
+  local b h=0
+  for _ in $(seq "$2"); do
+    b=$(curl -sS -D - -o /dev/null "$G/" | tr -d '\r' | awk '/^X-Backend:/ { print $2 }')
+    [ "$b" = "$1" ] && h=$((h + 1))
+  done
+  echo "$h"
+}
+# drained BACKEND STATE: BACKEND's score is below 0 in STATE (/state's text)
+drained() { awk -v b="$1" '$1 == b && $2 < 0 { f = 1 } END { exit !f }' <<<"$2"; }
+# reload: nginx -s reload (SIGHUP to the master), then a bounded wait for
+# the 4 new workers
+reload() {
+  local old_workers new w
+  old_workers=$(workers | tr '\n' ' ')
+  kill -HUP "$(cat "$ROOT/logs/nginx.pid")"
+  for _ in $(seq 100); do
+    new=0
+    for w in $(workers); do case " $old_workers " in *" $w "*) ;; *) new=$((new + 1)) ;; esac; done
+    [ "$new" -ge 4 ] && break
+    sleep 0.05
+  done
+}
 
 # the first round of checks (bounded)
 ready=1
@@ -178,14 +188,10 @@ for w in $(workers); do
   done
 done
 sleep 3 # > interval + timeout + 1: a takeover, if the holder was slow to be reaped
-hits=0
-for _ in $(seq 12); do
-  b=$(curl -sS -D - -o /dev/null "$G/" | tr -d '\r' | awk '/^X-Backend:/ { print $2 }')
-  [ "$b" = b2 ] && hits=$((hits + 1))
-done
+hits=$(hits_of b2 12)
 state=$(curl -fsS "$G/state")
 check "after kill -9 of every worker, b2 is still drained" \
-  "$([ "$hits" = 0 ] && echo "$state" | awk -v b="127.0.0.1:$B2" '$1 == b && $2 < 0 { f = 1 } END { exit !f }'; echo $?)" \
+  "$([ "$hits" = 0 ] && drained "127.0.0.1:$B2" "$state"; echo $?)" \
   "hits $hits" "$state"
 lease1=$(echo "$state" | awk '/^lease/ { print $2 }')
 check "the lease moved from the killed holder $lease0 to a live worker $lease1" \
@@ -199,23 +205,12 @@ check "checks carry on from one prober: $got probes of b1 in 3 s, want $want +-1
 
 # --- nginx -s reload keeps the state of a list whose name and options stay ------
 before=$(curl -fsS "$G/state" | awk -v b="127.0.0.1:$B1" '$1 == b { print $3 }')
-old_workers=$(workers | tr '\n' ' ')
-kill -HUP "$(cat "$ROOT/logs/nginx.pid")"
-for _ in $(seq 100); do # the new workers (bounded)
-  new=0
-  for w in $(workers); do case " $old_workers " in *" $w "*) ;; *) new=$((new + 1)) ;; esac; done
-  [ "$new" -ge 4 ] && break
-  sleep 0.05
-done
-hits=0
-for _ in $(seq 6); do
-  b=$(curl -sS -D - -o /dev/null "$G/" | tr -d '\r' | awk '/^X-Backend:/ { print $2 }')
-  [ "$b" = b2 ] && hits=$((hits + 1))
-done
+reload
+hits=$(hits_of b2 6)
 state=$(curl -fsS "$G/state")
 after=$(echo "$state" | awk -v b="127.0.0.1:$B1" '$1 == b { print $3 }')
 check "right after nginx -s reload, b2 is still drained (hits $hits)" \
-  "$([ "$hits" = 0 ] && echo "$state" | awk -v b="127.0.0.1:$B2" '$1 == b && $2 < 0 { f = 1 } END { exit !f }'; echo $?)" "$state"
+  "$([ "$hits" = 0 ] && drained "127.0.0.1:$B2" "$state"; echo $?)" "$state"
 check "the reload kept the checks' counts (b1: $before before, $after after)" \
   "$([ -n "$before" ] && [ -n "$after" ] && [ "$after" -ge "$before" ]; echo $?)"
 sleep 1
@@ -229,14 +224,7 @@ rm -f "$ROOT/fail-b2"
 # --- a reload that changes the layout starts fresh, and says so once ------------
 before=$(curl -fsS "$G/state" | awk -v b="127.0.0.1:$B1" '$1 == b { print $3 }')
 sed -i 's/shared = "web", interval = /shared = "web", strategy = "weighted", interval = /' "$ROOT/conf/nginx.conf"
-old_workers=$(workers | tr '\n' ' ')
-kill -HUP "$(cat "$ROOT/logs/nginx.pid")"
-for _ in $(seq 100); do
-  new=0
-  for w in $(workers); do case " $old_workers " in *" $w "*) ;; *) new=$((new + 1)) ;; esac; done
-  [ "$new" -ge 4 ] && break
-  sleep 0.05
-done
+reload
 sleep 2
 state=$(curl -fsS "$G/state")
 after=$(echo "$state" | awk -v b="127.0.0.1:$B1" '$1 == b { print $3 }')

@@ -16,30 +16,16 @@ MODDIR=${NGINX_MODULES:-/usr/lib/nginx/modules}
 . "$REPO/spec/e2e/lib.sh"
 need_tools curl python3
 
-ROOT=$(mktemp -d /tmp/upstream-e2e-status.XXXXXX)
-chmod 755 "$ROOT"
-LIB=$ROOT/lib
+make_root e2e-status
 mkdir -p "$ROOT/conf" "$ROOT/logs" "$ROOT/tmp"
-copy_lib "$LIB"
 
-stop() { stop_pidfile "$ROOT/logs/nginx.pid"; }
-cleanup() {
-  stop
-  if [ "$failed" != 0 ] && [ -f "$ROOT/logs/error.log" ]; then
-    echo "# --- error.log (last 30 lines) ---"
-    tail -30 "$ROOT/logs/error.log" | sed 's/^/# /'
-  fi
-  if [ -n "${E2E_KEEP:-}" ]; then echo "# kept $ROOT"; else rm -rf "$ROOT"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+stop_all() { stop_pidfile "$ROOT/logs/nginx.pid"; }
+cleanup_at_exit "$ROOT/logs/error.log" 30 error.log
 
 {
   conf_head 1 256 notice
   cat <<CONF
   access_log off;
-  lua_package_path "$LIB/?.lua;;";
-  lua_package_cpath "$LIB/?.so;;";
   lua_socket_log_errors off;
   init_worker_by_lua_block {
     local upstream = require "upstream"
