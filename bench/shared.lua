@@ -1,14 +1,23 @@
 -- Shared lists against private ones, in one process (issue 10): ns per
 -- pick, up+down, and due()+report() of a check, interleaved rounds, the
 -- best round counts. Ratios matter; absolute ns on a shared machine less.
---   lua5.4 bench/shared.lua [iterations]
+--   lua5.4 bench/shared.lua [iterations [name]]
+-- name: only the rows whose name contains it (plain), e.g. "hash", and
+-- then no 4-thread rows
 package.cpath = "./?.so;" .. package.cpath
 package.path = "./bench/?.lua;" .. package.path
 local upstream = require "upstream"
 
 local N = tonumber(arg and arg[1]) or 1000000
+local ONLY = arg and arg[2]
 local ROUNDS = 5
 local bench = require("shared_rounds").new(upstream, "bench")
+if ONLY then -- only the loops named so
+  local time = bench.time
+  function bench.time(b, name, ...)
+    if name:find(ONLY, 1, true) then time(b, name, ...) end
+  end
+end
 
 for _, strategy in ipairs({ "round_robin", "weighted", "least_conn", "hash", "random" }) do
   local p, s = bench:pair(16, { strategy = strategy })
@@ -18,6 +27,25 @@ for _, strategy in ipairs({ "round_robin", "weighted", "least_conn", "hash", "ra
   end)
   bench:time(strategy .. " pick shared", function(n)
     for _ = 1, n do s:pick(key) end
+  end)
+end
+
+-- hash with 1 of the 16 down (its keys on the others), then all 16 down
+-- (no panic: every pick finds none), over 16 keys; the table built first
+for _, down in ipairs({ 1, 16 }) do
+  local p, s, b = bench:pair(16, { strategy = "hash" })
+  local keys = {}
+  for i = 1, 16 do keys[i] = "client-" .. i end
+  for i = 1, down do
+    for _ = 1, 3 do p:down(b[i]); s:down(b[i]) end
+  end
+  p:pick("x"); s:pick("x")
+  local label = ("hash %d/16 down pick"):format(down)
+  bench:time(label .. " private", function(n)
+    for i = 1, n do p:pick(keys[i % 16 + 1]) end
+  end)
+  bench:time(label .. " shared", function(n)
+    for i = 1, n do s:pick(keys[i % 16 + 1]) end
   end)
 end
 
@@ -32,8 +60,12 @@ do
   end, 0.5)
 end
 
-bench:due_report()
+if not ONLY then bench:due_report() end
 bench:run(N, ROUNDS)
+if ONLY then
+  bench:report(print, 28)
+  return
+end
 
 -- 4 threads (lua_States) picking at once: each from a private list of its
 -- own, then all from one shared list; wall ns per pick per thread

@@ -32,6 +32,14 @@ local function valid(l)
   assert(ok, why)
 end
 
+-- the lock acquisitions of n calls of pick(): _shm().locks, the mapping's
+-- lock count, before that call's own
+local function locks_of(l, n, pick)
+  local before = l:_shm().locks
+  for _ = 1, n do pick() end
+  return l:_shm().locks - before - 1
+end
+
 describe("shared lists", function()
   describe("making and attaching", function()
     it("is the same list for the same name, with scores kept", function()
@@ -258,12 +266,6 @@ describe("shared lists", function()
     end)
 
     it("picks round robin without the lock; the other strategies lock", function()
-      -- _shm().locks: the mapping's lock acquisitions before that call's own
-      local function locks_of(l, n, pick)
-        local before = l:_shm().locks
-        for _ = 1, n do pick() end
-        return l:_shm().locks - before - 1
-      end
       for _, st in ipairs({ "round_robin", "weighted", "least_conn", "random" }) do
         local l = upstream.new({ "a", "b", "c" }, { shared = name(), strategy = st })
         l:pick() -- the first call resyncs this view's cache
@@ -291,11 +293,6 @@ describe("shared lists", function()
     end)
 
     it("picks hash without the lock while its table is complete; a build locks", function()
-      local function locks_of(l, n, pick)
-        local before = l:_shm().locks
-        for _ = 1, n do pick() end
-        return l:_shm().locks - before - 1
-      end
       local bs = { "a", "b", "c", "d" }
       local l = upstream.new(bs, { shared = name(), strategy = "hash" })
       local p = upstream.new(bs, { strategy = "hash" }) -- the same table, private
@@ -309,6 +306,52 @@ describe("shared lists", function()
       assert.are.equal(0, locks_of(l, 40, function() l:pick("x") end))
       for i = 1, 40 do assert.are.equal(p:pick("k" .. i), l:pick("k" .. i)) end
       valid(l)
+    end)
+
+    it("picks hash without the lock with members down, and when none is eligible", function()
+      local bs = { "a", "b", "c", "d", "e" }
+      local l = upstream.new(bs, { shared = name(), strategy = "hash" })
+      local p = upstream.new(bs, { strategy = "hash" })
+      l:pick("k0") -- resyncs this view's cache, builds the first table
+      local on_c = {} -- the keys whose entry names c
+      for i = 1, 300 do
+        if p:pick("k" .. i) == "c" then on_c[#on_c + 1] = "k" .. i end
+      end
+      assert.is_true(#on_c > 20)
+      for _ = 1, 3 do l:down("c"); p:down("c") end
+      assert.are.equal(1, locks_of(l, 1, function() l:pick("x") end)) -- the build
+      -- the new table names only eligible members: c's keys pick lock-free
+      local got = {}
+      assert.are.equal(0, locks_of(l, #on_c, function() got[#got + 1] = l:pick(on_c[#got + 1]) end))
+      for i, k in ipairs(on_c) do
+        assert.are.equal(p:pick(k), got[i], k)
+        assert.are_not.equal("c", got[i])
+      end
+      -- none eligible (no panic): nil, lock-free too; ul_pick answers before
+      -- it would build, so the table stays due until a member is back
+      for _, b in ipairs({ "a", "b", "d", "e" }) do
+        for _ = 1, 3 do l:down(b); p:down(b) end
+      end
+      got = {}
+      assert.are.equal(0, locks_of(l, 20, function() got[#got + 1] = { l:pick("k" .. #got) } end))
+      for i = 1, 20 do assert.are.same({ p:pick("k" .. (i - 1)) }, got[i]) end
+      assert.is_nil(got[1][1])
+      for _ = 1, 3 do l:up("d"); p:up("d") end
+      assert.are.equal(1, locks_of(l, 1, function() l:pick("x") end)) -- the build
+      assert.are.equal(0, locks_of(l, 20, function() assert.are.equal("d", l:pick("y")) end))
+      -- panic (most members down): every member eligible, the table over all
+      local q = upstream.new(bs, { shared = name(), strategy = "hash", panic = 0.5 })
+      local pq = upstream.new(bs, { strategy = "hash", panic = 0.5 })
+      q:pick("k0")
+      for _, b in ipairs({ "a", "b", "c" }) do
+        for _ = 1, 3 do q:down(b); pq:down(b) end
+      end
+      assert.are.equal(1, locks_of(q, 1, function() q:pick("x") end))
+      got = {}
+      assert.are.equal(0, locks_of(q, 200, function() got[#got + 1] = q:pick("k" .. #got) end))
+      for i = 1, 200 do assert.are.equal(pq:pick("k" .. (i - 1)), got[i]) end
+      valid(l)
+      valid(q)
     end)
 
     it("counts concurrent hash picks exactly while another process takes the lock", function()
@@ -700,6 +743,21 @@ describe("shared lists", function()
       assert.are.equal(1, l:_shm().locks - before - 1)
       local s = uffi._pick_slot(l, "k1")
       assert.are.equal(got[1], l:_slots()[s + 1])
+    end)
+
+    it_jit("picks hash without the lock when none is eligible", function()
+      local uffi = require "upstream.ffi"
+      local l = upstream.new({ "a", "b" }, { shared = name(), strategy = "hash" })
+      local pick = uffi.picker(l)
+      assert(pick("k0")) -- resyncs through list:pick(), builds the table
+      for _ = 1, 3 do l:down("a"); l:down("b") end
+      local got = {}
+      assert.are.equal(0, locks_of(l, 10, function() got[#got + 1] = { pick("k" .. #got) } end))
+      for i = 1, 10 do
+        assert.is_nil(got[i][1])
+        assert.are.equal(select(2, l:pick("k" .. i)), got[i][2])
+      end
+      assert.are.equal(0, locks_of(l, 1, function() assert.are.equal(-1, uffi._pick_slot(l, "k1")) end))
     end)
   end)
 end)

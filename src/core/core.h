@@ -441,10 +441,10 @@ UL_FUNC int32_t ul_pick_lockfree(ul_list *l, const ul_lfview *v,
                                  const uint32_t *ver, uint32_t want);
 
 /* A hash pick without the lock (maglev.c), a pure reader: the slot of the
- * key's entry in the complete table when that member is eligible, else
- * UL_PICK_LOCK (a writer is in, ramping, a build is due or under way, no
- * table yet, the entry's member not eligible: the fall-through is made
- * under the lock, *ver != want, or the sequence moved UL_LF_TRIES times).
+ * key's entry in the complete table when that member is eligible, -1 when
+ * none is eligible, else UL_PICK_LOCK (a writer is in, ramping, a build is
+ * due or under way, no table yet, the entry's member not eligible: a torn
+ * read, *ver != want, or the sequence moved UL_LF_TRIES times).
  * key: ul_hash's. It does not move l->rr: hash never reads it. */
 UL_FUNC int32_t ul_pick_lockfree_hash(ul_list *l, const ul_lfview *v,
                                       const uint32_t *ver, uint32_t want,

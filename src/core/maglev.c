@@ -360,8 +360,25 @@ uint32_t ulp_hash_pick(ul_list *l, uint64_t key) {
  * ul_write_end as before. Every header field, entry and node field it
  * reads is loaded with UL_LLD and every index checked against the view
  * (constant offsets read under the lock): a torn read gives a wrong slot
- * the sequence check refuses, never an access out of the block. */
+ * the sequence check refuses, never an access out of the block.
+ *
+ * The fall-through (maglev_fall, maglev_none) is not here: it cannot be
+ * needed on a complete table. Every change of a member's eligibility or
+ * effective weight, a flip and a panic set maglev_busy (ulp_maglev_changed),
+ * and the build that clears it collected only the members eligible then:
+ * while maglev_busy is 0 every entry names an eligible member. An entry
+ * that does not was read torn (the sequence moved), and the lock decides. */
 #define SEQ_ONE (1ULL << 32)
+
+/* ul_pick's answer before any build or entry: none eligible (-1), when
+ * the sequence stood; else the lock. With none eligible no locked pick
+ * advances a build (ul_pick returns first), so maglev_busy stays: this is
+ * asked before the table, and only where the answer was the lock. */
+static int32_t lf_hash_none(const ul_list *l, uint64_t w) {
+  if (UL_LLD(&l->nelig) != 0) return UL_PICK_LOCK;
+  UL_FENCE_READER(); /* nelig before the sequence's reload */
+  return __atomic_load_n(&l->rr_word, __ATOMIC_RELAXED) == w ? -1 : UL_PICK_LOCK;
+}
 
 int32_t ul_pick_lockfree_hash(ul_list *l, const ul_lfview *v,
                               const uint32_t *ver, uint32_t want,
@@ -381,17 +398,18 @@ int32_t ul_pick_lockfree_hash(ul_list *l, const ul_lfview *v,
     if ((ver && UL_LLD(ver) != want) || UL_LLD(&l->ramping))
       return UL_PICK_LOCK; /* a resync, or slow start to move on */
     if (UL_LLD(&l->maglev_busy) || !UL_LLD(&l->maglev_valid))
-      return UL_PICK_LOCK; /* a build to advance, or no table yet */
+      return lf_hash_none(l, w); /* a build to advance, or no table yet */
     off = UL_LLD(&l->off_mag);
     if ((off != v->off_mag_a && off != v->off_mag_b) ||
         UL_LLD(&l->maglev_m) != v->mag_m)
       continue; /* torn */
     tab = (const int32_t *)(const void *)((const char *)l + off);
     s = UL_LLD(&tab[e]);
-    if (s < 0 || (uint32_t)s >= v->cap) return UL_PICK_LOCK; /* falls through */
+    if (s < 0 || (uint32_t)s >= v->cap)
+      return lf_hash_none(l, w); /* an empty table, or torn */
     cls = UL_LLD(&nd[s].cls);
     if (cls >= 32 || !((UL_LLD(&l->elig_mask) >> cls) & 1u))
-      return UL_PICK_LOCK; /* ulb_elig, lazy: the fall-through, locked */
+      return lf_hash_none(l, w); /* ulb_elig, lazy: torn (see above) */
     UL_FENCE_READER(); /* every read above before the sequence's reload */
     if (__atomic_load_n(&l->rr_word, __ATOMIC_RELAXED) == w) {
       UL_ADD(&picks[s], 1);
