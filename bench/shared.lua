@@ -68,33 +68,45 @@ if ONLY then
 end
 
 -- 4 threads (lua_States) picking at once: each from a private list of its
--- own, then all from one shared list; wall ns per pick per thread
+-- own, then all from one shared list
 local wall = upstream.new({ "x" })
 local function threads(chunk)
   local best = math.huge
   for _ = 1, 3 do
     local t0 = wall:now()
-    upstream._in_threads(4, chunk)
+    for i, out in ipairs({ upstream._in_threads(4, chunk) }) do
+      assert(not out:find("^error"), "thread " .. i .. ": " .. out)
+    end
     local dt = (wall:now() - t0) / N * 1e9
     if dt < best then best = dt end
   end
   return best
 end
-local tname = bench:shared_name()
-upstream.new(bench.names(16), { shared = tname })
-local tp = threads(([[
-  local up = require "upstream"
-  local b = {}
-  for i = 1, 16 do b[i] = ("10.0.%%d.%%d:80"):format(i // 256, i %% 256) end
-  local l = up.new(b)
-  for _ = 1, %d do l:pick() end
-]]):format(N))
-local ts = threads(([[
-  local up = require "upstream"
-  local l = up.attach(%q)
-  for _ = 1, %d do l:pick() end
-]]):format(tname, N))
+-- every strategy; wall ns per pick per thread, the best of 3
+local rows = {}
+for _, st in ipairs({ "round_robin", "weighted", "least_conn", "hash", "random" }) do
+  local tname = bench:shared_name()
+  -- hash: 64 keys in turn (one key would put every thread on one counter)
+  local key = st == "hash" and '"client-" .. (i % 64)' or "nil"
+  upstream.new(bench.names(16), { shared = tname, strategy = st })
+  local tp = threads(([[
+    local up = require "upstream"
+    local b = {}
+    for i = 1, 16 do b[i] = ("10.0.%%d.%%d:80"):format(i // 256, i %% 256) end
+    local l = up.new(b, { strategy = %q })
+    for i = 1, %d do l:pick(%s) end
+  ]]):format(st, N, key))
+  local ts = threads(([[
+    local up = require "upstream"
+    local l = up.attach(%q)
+    for i = 1, %d do l:pick(%s) end
+  ]]):format(tname, N, key))
+  rows[#rows + 1] = { st, tp, ts }
+end
 
 bench:report(print, 28)
-print(("%-28s %10.1f"):format("4 threads pick private", tp))
-print(("%-28s %10.1f %8s"):format("4 threads pick shared", ts, ("%.2fx"):format(ts / tp)))
+for _, r in ipairs(rows) do
+  print(("%-28s %10.1f"):format("4 threads " .. r[1] .. " private", r[2]))
+  print(("%-28s %10.1f %8s"):format("4 threads " .. r[1] .. " shared", r[3],
+    ("%.2fx"):format(r[3] / r[2])))
+end

@@ -265,13 +265,13 @@ describe("shared lists", function()
       valid(l)
     end)
 
-    it("picks round robin without the lock; the other strategies lock", function()
+    it("picks round robin and random without the lock; weighted and least_conn lock", function()
       for _, st in ipairs({ "round_robin", "weighted", "least_conn", "random" }) do
         local l = upstream.new({ "a", "b", "c" }, { shared = name(), strategy = st })
         l:pick() -- the first call resyncs this view's cache
         local got = {}
         local taken = locks_of(l, 30, function() got[#got + 1] = l:pick() end)
-        assert.are.equal(st == "round_robin" and 0 or 30, taken, st)
+        assert.are.equal((st == "round_robin" or st == "random") and 0 or 30, taken, st)
         if st == "round_robin" then
           assert.are.equal("bcabcabca", table.concat(got):sub(1, 9))
           l:down("a"); l:down("a"); l:down("a") -- a writer: the next pick goes on
@@ -382,6 +382,75 @@ describe("shared lists", function()
         assert.are.equal(want[row.backend] or 0, row.picks, row.backend)
       end
       valid(l)
+    end)
+
+    it("draws random picks without the lock, the draws of a private list", function()
+      local bs = { "a", "b", "c", "d", "e" }
+      local l = upstream.new(bs, { shared = name(), strategy = "random", seed = 7, panic = 0.5 })
+      local p = upstream.new(bs, { strategy = "random", seed = 7, panic = 0.5 })
+      assert.are.equal(p:pick(), l:pick()) -- the first resyncs this view's cache
+      local function same(what)
+        local got = {}
+        assert.are.equal(0, locks_of(l, 60, function()
+          got[#got + 1] = l:pick()
+          assert.are.equal(p:pick(), got[#got], what .. ", pick " .. #got)
+        end), what .. ": no pick locks")
+        return table.concat(got)
+      end
+      same("equal weights") -- a draw from the set of the eligible
+      p:set_weight("b", 4); l:set_weight("b", 4)
+      same("weights 1 4 1 1 1") -- a draw down the tree
+      for _ = 1, 3 do p:down("c"); l:down("c") end
+      assert.is_nil(same("c down"):find("c"))
+      for _, b in ipairs({ "a", "b", "d" }) do
+        for _ = 1, 3 do p:down(b); l:down(b) end
+      end
+      assert.truthy(same("panic: 1 of 5 healthy"):find("[abcd]")) -- the down ones too
+      for _, b in ipairs(bs) do
+        for _ = 1, 3 do p:down(b); l:down(b) end
+      end
+      same("all down") -- panic: every member
+      valid(l)
+    end)
+
+    it("counts concurrent random draws exactly: each state of the generator drawn once", function()
+      for _, w in ipairs({ 1, 3 }) do
+        local bs = { "a", "b", "c", "d", "e" }
+        local l = upstream.new(bs, { shared = name(), strategy = "random", seed = 11 })
+        local p = upstream.new(bs, { strategy = "random", seed = 11 })
+        l:set_weight("c", w); p:set_weight("c", w)
+        l:pick(); p:pick()
+        for _ = 1, 4 * 20000 do p:pick() end
+        -- the children start together: each waits (bounded) for a file the
+        -- parent makes once all are forked, so that their draws overlap
+        local go = os.tmpname()
+        os.remove(go)
+        local pids = {}
+        for i = 1, 5 do -- a writer all along: each score() is a write section
+          pids[i] = upstream._fork()
+          if pids[i] == 0 then
+            for _ = 1, 100000 do
+              local f = io.open(go)
+              if f then f:close(); break end
+            end
+            if i == 1 then
+              for _ = 1, 40000 do l:score("a") end
+            else
+              for _ = 1, 20000 do l:pick() end
+            end
+            upstream._exit(0)
+          end
+        end
+        assert(io.open(go, "w")):close()
+        for i = 1, 5 do assert.are.same({ "exit", 0 }, { upstream._wait(pids[i]) }) end
+        os.remove(go)
+        local want = {}
+        for _, row in ipairs(p:status()) do want[row.backend] = row.picks end
+        for _, row in ipairs(l:status()) do
+          assert.are.equal(want[row.backend], row.picks, row.backend .. ", weight of c " .. w)
+        end
+        valid(l)
+      end
     end)
 
     it("counts concurrent picks exactly while another process takes the lock", function()

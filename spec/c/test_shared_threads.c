@@ -13,7 +13,8 @@
  *
  * Picks go the binding's way: ul_pick_lockfree first (round robin picks
  * without the lock, core.h; hash: ul_pick_lockfree_hash, on a complete
- * table), the locked ul_pick when it says so; every
+ * table; random: ul_pick_lockfree_random), the locked ul_pick when it
+ * says so; every
  * locked section is a write section of the block's sequence lock
  * (ul_write_begin/end). A lock-free pick cannot be checked against the
  * block as it was, so every locked section logs the eligible set it left
@@ -213,6 +214,9 @@ static void one_op(ul_shm *m, uint64_t *r, unsigned char *scratch,
   inv_check(l, scratch);
 }
 
+/* the strategies whose shared lists pick without the lock */
+#define LOCKFREE(k) ((k) == UL_ROUND_ROBIN || (k) == UL_HASH || (k) == UL_RANDOM)
+
 static void *worker(void *p) {
   targ *t = (targ *)p;
   unsigned char scratch[3 * CAP], elig[CAP];
@@ -226,9 +230,9 @@ static void *worker(void *p) {
     uint64_t c0 = 0, c1 = 0;
     if (op < 6) { /* a pick: without the lock where it can (the binding's way) */
       c0 = __atomic_load_n(&a->state, __ATOMIC_ACQUIRE);
-      s = t->strategy == UL_HASH
-              ? ul_pick_lockfree_hash(l, &t->v, NULL, 0, xs(&r))
-              : ul_pick_lockfree(l, &t->v, NULL, 0);
+      s = t->strategy == UL_HASH     ? ul_pick_lockfree_hash(l, &t->v, NULL, 0, xs(&r))
+          : t->strategy == UL_RANDOM ? ul_pick_lockfree_random(l, &t->v, NULL, 0)
+                                     : ul_pick_lockfree(l, &t->v, NULL, 0);
       c1 = __atomic_load_n(&a->state, __ATOMIC_ACQUIRE);
     }
     if (ul_shm_lock(t->m, NULL, NULL) != UL_LOCK_OK) {
@@ -289,7 +293,7 @@ static int run_stress(int strategy) {
   a = (shared_area *)ul_shm_data(m);
   l = area_list(m);
   ul_init(l, CAP, &o, 42);
-  l->lockfree = strategy == UL_ROUND_ROBIN || strategy == UL_HASH; /* as the binding sets it */
+  l->lockfree = LOCKFREE(strategy); /* as the binding sets it */
   for (i = 0; i < 12; i++) {
     uint64_t id = ++a->next_hash;
     ul_append(l, (int)(id & 1), -1, 0, 1 + (uint32_t)(id % 5), ul_hash(&id, sizeof id), 0);
@@ -338,10 +342,9 @@ static int run_stress(int strategy) {
             (unsigned long long)a->unchecked);
   /* a short run of hash (UL_SHARED_STRESS=2000: 101 operations a thread,
    * most picks building after a change) may have no lock-free pick */
-  if ((strategy == UL_ROUND_ROBIN || strategy == UL_HASH)
-          ? a->lockfree == 0 && a->ops >= 4 * PHASE
-          : a->lockfree > 0) {
-    fprintf(stderr, "%llu lock-free picks: round robin and hash, and only "
+  if (LOCKFREE(strategy) ? a->lockfree == 0 && a->ops >= 4 * PHASE
+                         : a->lockfree > 0) {
+    fprintf(stderr, "%llu lock-free picks: round robin, hash and random, and only "
             "they, pick without the lock\n", (unsigned long long)a->lockfree);
     return 8;
   }

@@ -195,7 +195,6 @@ typedef struct ul_list {
   int64_t tier_ew[UL_MAX_TIER + 1]; /* lazy: sum of ew, healthy, by tier */
   int64_t all_ew;                   /* lazy: sum of ew over all members */
   uint64_t gen;       /* last check generation handed out */
-  uint64_t rng;       /* xorshift64* state, never 0 */
   double now;         /* time of the last ul_collect */
   /* offsets in bytes from the start of the block (0: not used) */
   uint32_t off_nodes, off_order, off_heap, off_ready, off_bm[3];
@@ -213,6 +212,9 @@ typedef struct ul_list {
   uint32_t lockfree;
   uint32_t pad_lockfree;
   uint64_t rr_word;
+  /* xorshift64* state, never 0 (rand.h): after rr_word, since a shared
+   * random list's lock-free picks move it with a CAS */
+  uint64_t rng;
 } ul_list;
 
 /* What a member's checks did, by slot (status, metrics): kept apart from
@@ -417,6 +419,9 @@ typedef struct ul_lfview {
    * (l->lockfree, hash, lazy); the nodes, the two tables (off_mag and
    * off_mag2 swap, always between these two) and their size */
   uint32_t hash, off_nodes, off_mag_a, off_mag_b, mag_m;
+  /* random (random.c): random set when the list draws lock-free
+   * (l->lockfree, random, lazy); where the trees and the sets start */
+  uint32_t random, off_fen, off_dense;
 } ul_lfview;
 UL_FUNC void ul_lf_view(ul_lfview *v, const ul_list *l);
 
@@ -449,6 +454,15 @@ UL_FUNC int32_t ul_pick_lockfree(ul_list *l, const ul_lfview *v,
 UL_FUNC int32_t ul_pick_lockfree_hash(ul_list *l, const ul_lfview *v,
                                       const uint32_t *ver, uint32_t want,
                                       uint64_t key);
+
+/* A random pick without the lock (random.c): the draw a locked pick
+ * would make, the generator moved by one CAS of l->rng after the sequence
+ * check, so that sequential picks draw exactly a private list's
+ * sequence; else UL_PICK_LOCK (a writer is in, ramping, *ver != want, or
+ * the sequence or the generator moved UL_LF_TRIES times). It does not move
+ * l->rr: random never reads it. */
+UL_FUNC int32_t ul_pick_lockfree_random(ul_list *l, const ul_lfview *v,
+                                        const uint32_t *ver, uint32_t want);
 
 /* After a writer died in the middle of a change (shared lists): keeps the
  * members and their primary state, recomputes every derived field

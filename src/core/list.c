@@ -134,13 +134,13 @@ static int member_set_elig(ul_list *l, ul_node *n, int e, int64_t ew) {
   c = n->elig ? n->cur + n->ew * l->t : n->cur;
   if (n->elig) {
     UL_WST(&l->nelig, l->nelig - 1);
-    l->total_ew -= n->ew;
+    UL_WST(&l->total_ew, l->total_ew - n->ew);
   }
   n->elig = (uint8_t)e;
   n->ew = ew;
   if (e) {
     UL_WST(&l->nelig, l->nelig + 1);
-    l->total_ew += ew;
+    UL_WST(&l->total_ew, l->total_ew + ew);
   }
   n->cur = e ? c - ew * l->t : c;
   return 1;
@@ -188,29 +188,29 @@ static void pick_state(ul_list *l) {
   l->set_pick = l->panic_on           ? UL_SET_ALL
                 : l->active_tier >= 0 ? (uint32_t)l->active_tier
                                       : 0;
-  l->fen_pick = l->lazy ? l->set_pick : 0;
+  UL_WST(&l->fen_pick, l->lazy ? l->set_pick : 0);
   l->off_set_pick = l->off_dense + (uint32_t)(l->set_pick * l->cap * 4u);
   l->off_fen_pick = l->off_fen + (uint32_t)(l->fen_pick * (l->cap + 1u) * 8u);
   ulp_kst_state(l, !l->lazy ? 0 : l->panic_on ? 2 : 1,
                 l->lazy && l->kst_ntree && l->active_tier >= 0
                     ? ulb_kst_tree(l, (uint32_t)l->active_tier) : 0);
   if (!l->lazy) return;
-  /* bm_pick, nelig, elig_mask: UL_WST, a lock-free pick reads them
-   * (atomic.h) */
+  /* bm_pick, nelig, elig_mask, total_ew, fen_pick: UL_WST, a lock-free
+   * pick reads them (atomic.h) */
   UL_WST(&l->bm_pick,
          l->active_tier > 0 ? (uint32_t)l->active_tier * l->bm_stride : 0);
   if (l->panic_on) {
     UL_WST(&l->elig_mask, (1u << UL_NSETS) - 1); /* every class, down too */
     UL_WST(&l->nelig, l->n);
-    l->total_ew = l->all_ew;
+    UL_WST(&l->total_ew, l->all_ew);
   } else if (l->active_tier >= 0) {
     UL_WST(&l->elig_mask, 1u << l->active_tier);
     UL_WST(&l->nelig, l->tier_healthy[l->active_tier]);
-    l->total_ew = l->tier_ew[l->active_tier];
+    UL_WST(&l->total_ew, l->tier_ew[l->active_tier]);
   } else {
     UL_WST(&l->elig_mask, 0u);
     UL_WST(&l->nelig, 0);
-    l->total_ew = 0;
+    UL_WST(&l->total_ew, 0);
   }
 }
 
@@ -704,7 +704,7 @@ void ul_repair(ul_list *l) {
   l->t = 0;
   memset(l->kst_c, 0, sizeof l->kst_c);
   UL_WST(&l->nelig, 0);
-  l->total_ew = 0;
+  UL_WST(&l->total_ew, 0);
   if (l->rr < -1) l->rr = -1;
   l->nheap = l->ready_len = l->ready_head = 0; /* every node's heap is -1 */
   for (p = 0; p < n; p++) {

@@ -14,8 +14,8 @@
 #include "pick.h"
 #include "block.h"
 #include "rand.h"
+#include "atomic.h"
 
-#include <string.h>
 
 /* ---- Fenwick trees over positions ------------------------------------
  * Tree k holds, at each position, the effective weight of its member if
@@ -29,7 +29,7 @@
 static void fen_add(ul_list *l, uint32_t k, uint32_t pos, int64_t d) {
   int64_t *f = ulb_fen(l, k);
   uint32_t i;
-  for (i = pos + 1; i <= l->cap; i += i & (0u - i)) f[i] += d;
+  for (i = pos + 1; i <= l->cap; i += i & (0u - i)) UL_WST(&f[i], f[i] + d);
 }
 
 /* Whether x counts in tree k. */
@@ -41,14 +41,15 @@ static int fen_in(const ul_list *l, uint32_t k, const ul_node *x) {
 static void fen_build(ul_list *l, uint32_t k) {
   int64_t *f = ulb_fen(l, k);
   uint32_t i;
-  memset(f, 0, ((size_t)l->cap + 1) * sizeof *f);
+  /* UL_WST: a lock-free pick may walk the tree meanwhile (atomic.h) */
+  for (i = 0; i <= l->cap; i++) UL_WST(&f[i], 0);
   for (i = 1; i <= l->cap; i++) {
     uint32_t j = i + (i & (0u - i));
     if (i - 1 < l->n) {
       const ul_node *x = ulb_at(l, i - 1);
-      if (fen_in(l, k, x)) f[i] += x->ew;
+      if (fen_in(l, k, x)) UL_WST(&f[i], f[i] + x->ew);
     }
-    if (j <= l->cap) f[j] += f[i];
+    if (j <= l->cap) UL_WST(&f[j], f[j] + f[i]);
   }
 }
 
@@ -76,8 +77,8 @@ static ul_u128 sumsq_get(const ul_list *l, uint32_t k) {
 static void sumsq_add(ul_list *l, uint32_t k, int64_t ew, int sign) {
   ul_u128 v = sumsq_get(l, k), d = (ul_u128)(uint64_t)ew * (uint64_t)ew;
   v = sign > 0 ? v + d : v - d;
-  l->sumsq[k][0] = (uint64_t)v;
-  l->sumsq[k][1] = (uint64_t)(v >> 64);
+  UL_WST(&l->sumsq[k][0], (uint64_t)v);
+  UL_WST(&l->sumsq[k][1], (uint64_t)(v >> 64));
 }
 
 /* ---- the sets ----------------------------------------------------------
@@ -92,13 +93,13 @@ static void sumsq_add(ul_list *l, uint32_t k, int64_t ew, int sign) {
  * flip changes no set. */
 static void set_add(ul_list *l, uint32_t k, int32_t *at, uint32_t pos) {
   uint32_t i = l->set_n[k]++;
-  ulb_dense(l, k)[i] = (int32_t)pos;
+  UL_WST(&ulb_dense(l, k)[i], (int32_t)pos);
   at[pos] = (int32_t)i;
 }
 
 static void set_remove(ul_list *l, uint32_t k, int32_t *at, uint32_t pos) {
   int32_t *d = ulb_dense(l, k), i = at[pos], q = d[--l->set_n[k]];
-  d[i] = q;
+  UL_WST(&d[i], q);
   at[q] = i;
 }
 
@@ -123,7 +124,10 @@ void ulp_sets_move(ul_list *l, uint32_t pos, uint32_t old_cls) {
 
 void ulp_random_rebuild(ul_list *l) {
   uint32_t p, k;
-  for (k = 0; k < UL_NSETS; k++) l->sumsq[k][0] = l->sumsq[k][1] = 0;
+  for (k = 0; k < UL_NSETS; k++) {
+    UL_WST(&l->sumsq[k][0], 0);
+    UL_WST(&l->sumsq[k][1], 0);
+  }
   if (!l->lazy) {
     fen_build(l, 0);
     for (p = 0; p < l->n; p++)
@@ -172,6 +176,96 @@ uint32_t ulp_random_pick(ul_list *l) {
     return (uint32_t)ulb_set_pick(l)[ulr_below(l, l->nelig)];
   return fen_find(l, ulb_fen_pick(l), ulr_below(l, l->total_ew));
 }
+
+/* ---- lock-free random picks (shared lists) -----------------------------
+ * A sequence-lock reader of rr_word (rr.c) that draws as ulp_random_pick
+ * does, from a copy of the generator's state: every header field, tree
+ * entry and set entry loaded with UL_LLD, every index checked against the
+ * view (offsets fixed once laid out), so that a torn read gives a wrong
+ * draw the sequence check refuses, never an access out of the block. Once
+ * the sequence stood, one CAS moves l->rng from the state it drew from to
+ * the next: a lock holder's draws CAS too (rand.h), so a writer that came
+ * in after the check and drew makes this CAS fail and the pick retries
+ * (then locks); one that drew nothing changed nothing this pick read
+ * before the check. The pick is then the one a locked pick would have
+ * made at the check, with the next draw of the one sequence. */
+#define SEQ_ONE (1ULL << 32)
+
+/* fen_find on a tree read with UL_LLD: at most log2(cap) + 1 loads, all
+ * inside the tree's cap + 1 entries. */
+static uint32_t lf_fen_find(const int64_t *f, uint32_t cap, int64_t r) {
+  uint32_t pos = 0, step = 1;
+  while (step * 2 <= cap) step *= 2;
+  for (; step; step >>= 1)
+    if (pos + step <= cap) {
+      int64_t x = UL_LLD(&f[pos + step]);
+      if (x <= r) {
+        pos += step;
+        r -= x;
+      }
+    }
+  return pos;
+}
+
+int32_t ul_pick_lockfree_random(ul_list *l, const ul_lfview *v,
+                                const uint32_t *ver, uint32_t want) {
+  const int32_t *order =
+      (const int32_t *)(const void *)((const char *)l + v->off_order);
+  uint64_t *picks = (uint64_t *)(void *)((char *)l + v->off_picks);
+  int k;
+  if (!v->random) return UL_PICK_LOCK;
+  for (k = 0; k < UL_LF_TRIES; k++) {
+    uint64_t w = __atomic_load_n(&l->rr_word, __ATOMIC_ACQUIRE);
+    uint64_t r0, r1, bits;
+    uint32_t n, nelig, t;
+    int64_t total, p;
+    ul_u128 sq;
+    int32_t s;
+    if (w & SEQ_ONE) return UL_PICK_LOCK; /* a writer is in */
+    if ((ver && UL_LLD(ver) != want) || UL_LLD(&l->ramping))
+      return UL_PICK_LOCK; /* a resync, or slow start to move on */
+    nelig = UL_LLD(&l->nelig);
+    if (nelig == 0) { /* none eligible, if the word stood */
+      UL_FENCE_READER();
+      if (__atomic_load_n(&l->rr_word, __ATOMIC_RELAXED) == w) return -1;
+      continue;
+    }
+    n = UL_LLD(&l->n);
+    t = UL_LLD(&l->fen_pick);
+    if (n == 0 || n > v->cap || nelig > n || t > UL_SET_ALL)
+      continue; /* torn */
+    r0 = UL_LLD(&l->rng);
+    r1 = ulr_step(r0);
+    bits = ulr_out(r1);
+    total = UL_LLD(&l->total_ew);
+    sq = (ul_u128)UL_LLD(&l->sumsq[t][1]) << 64 | UL_LLD(&l->sumsq[t][0]);
+    if ((ul_u128)nelig * sq == (ul_u128)total * (uint64_t)total) {
+      const int32_t *d = (const int32_t *)(const void *)((const char *)l +
+                                                         v->off_dense) +
+                         (size_t)t * v->cap;
+      p = UL_LLD(&d[ulr_scale(bits, nelig)]); /* < nelig <= cap */
+    } else {
+      const int64_t *f = (const int64_t *)(const void *)((const char *)l +
+                                                         v->off_fen) +
+                         (size_t)t * (v->cap + 1u);
+      if (total <= 0) continue; /* torn */
+      p = lf_fen_find(f, v->cap, ulr_scale(bits, total));
+    }
+    if (p < 0 || p >= (int64_t)n) continue; /* torn */
+    s = UL_LLD(&order[p]);
+    if (s < 0 || (uint32_t)s >= v->cap) continue; /* torn */
+    UL_FENCE_READER(); /* every read above before the sequence's reload */
+    if (__atomic_load_n(&l->rr_word, __ATOMIC_RELAXED) != w) continue;
+    if (!__atomic_compare_exchange_n(&l->rng, &r0, r1, 0, __ATOMIC_RELAXED,
+                                     __ATOMIC_RELAXED))
+      continue; /* another draw took this state */
+    UL_ADD(&picks[s], 1);
+    return s;
+  }
+  return UL_PICK_LOCK;
+}
+
+#undef SEQ_ONE
 
 /* ---- least_conn ------------------------------------------------------- */
 

@@ -110,6 +110,9 @@ void ul_lf_view(ul_lfview *v, const ul_list *l) {
   v->off_mag_a = l->off_mag;
   v->off_mag_b = l->off_mag2;
   v->mag_m = l->maglev_m;
+  v->random = l->lockfree && l->lazy && l->opts.strategy == UL_RANDOM;
+  v->off_fen = l->off_fen;
+  v->off_dense = l->off_dense;
 }
 
 void ul_write_begin(ul_list *l) {

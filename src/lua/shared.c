@@ -154,8 +154,9 @@ void lu_sh_unlock(lu_shared *sh) {
   ul_shm_unlock(sh->m);
 }
 
-/* The shared block into dst (lock held): the pick word and the pick
- * counters, which lock-free picks change meanwhile, with atomic loads. */
+/* The shared block into dst (lock held): the pick word, the generator
+ * and the pick counters, which lock-free picks change meanwhile, with
+ * atomic loads (the header's last two fields). */
 void lu_sh_copy(ul_list *dst, const lu_shared *sh) {
   const ul_list *b = sh->b;
   size_t head = offsetof(ul_list, rr_word), op = b->off_picks, s;
@@ -163,6 +164,7 @@ void lu_sh_copy(ul_list *dst, const lu_shared *sh) {
   uint64_t *dk;
   memcpy(dst, b, head);
   dst->rr_word = __atomic_load_n(&b->rr_word, __ATOMIC_RELAXED);
+  dst->rng = __atomic_load_n(&b->rng, __ATOMIC_RELAXED);
   memcpy((char *)dst + sizeof(ul_list), (const char *)b + sizeof(ul_list),
          op - sizeof(ul_list));
   dk = ul_picks(dst);
@@ -663,10 +665,11 @@ int lu_new_shared(lua_State *L, lu_conf *c) {
       h->opts = c->o;
       ul_init((ul_list *)(void *)((char *)h + h->off_list), (uint32_t)cap,
               &c->o, c->seed);
-      /* round robin (rr.c) and hash (maglev.c) pick without the lock;
-       * the others lock */
+      /* round robin (rr.c), hash (maglev.c) and random (random.c) pick
+       * without the lock; the others lock */
       ((ul_list *)(void *)((char *)h + h->off_list))->lockfree =
-          c->o.strategy == UL_ROUND_ROBIN || c->o.strategy == UL_HASH;
+          c->o.strategy == UL_ROUND_ROBIN || c->o.strategy == UL_HASH ||
+          c->o.strategy == UL_RANDOM;
       ul_arena_init((ul_arena *)(void *)((char *)h + h->off_arena),
                     h->arena_size);
       h->version = 1;
@@ -739,6 +742,23 @@ int l_attach(lua_State *L) {
 
 /* --- methods ---------------------------------------------------------------- */
 
+/* A pick without the lock, by strategy: round robin (rr.c), hash on a
+ * complete table (maglev.c), random (random.c); UL_PICK_LOCK for the
+ * others, or when the pick must be made under the lock. */
+static int32_t ls_pick_lockfree(lu_shared *sh, const ul_list *c,
+                                uint32_t version, uint64_t key) {
+  switch (c->opts.strategy) {
+    case UL_HASH:
+      return ul_pick_lockfree_hash(sh->b, &sh->lf, &sh->h->version, version,
+                                   key);
+    case UL_RANDOM:
+      return ul_pick_lockfree_random(sh->b, &sh->lf, &sh->h->version,
+                                     version);
+    default:
+      return ul_pick_lockfree(sh->b, &sh->lf, &sh->h->version, version);
+  }
+}
+
 static int ls_pick(lua_State *L) {
   int top = lua_gettop(L);
   lu_list *u = lu_to_list(L);
@@ -747,14 +767,9 @@ static int ls_pick(lua_State *L) {
   double now = 0;
   int32_t s;
   if (u->sh == NULL) luaL_typeerror(L, 1, "shared upstream.list");
-  /* round robin (rr.c) and hash on a complete table (maglev.c) without
-   * the lock, when the cache is in step and nothing ramps; else, or after
-   * lost races, the clock then the lock */
-  s = c->opts.strategy == UL_HASH
-          ? ul_pick_lockfree_hash(u->sh->b, &u->sh->lf, &u->sh->h->version,
-                                  u->version, key)
-          : ul_pick_lockfree(u->sh->b, &u->sh->lf, &u->sh->h->version,
-                             u->version);
+  /* lock-free when the cache is in step and nothing ramps; else, or
+   * after lost races, the clock then the lock */
+  s = ls_pick_lockfree(u->sh, c, u->version, key);
   if (s == UL_PICK_LOCK) {
     if (c->opts.slow_start > 0) now = lu_list_now(L, 1);
     lu_sh_begin(L, u);
@@ -774,10 +789,8 @@ int32_t lu_sh_ffi_pick(lu_list *u, const char *key, size_t len,
   if (c->opts.strategy == UL_HASH) {
     if (key == NULL) return -2;
     hk = ul_hash(key, len);
-    s = ul_pick_lockfree_hash(sh->b, &sh->lf, &sh->h->version, u->version, hk);
-  } else {
-    s = ul_pick_lockfree(sh->b, &sh->lf, &sh->h->version, u->version);
   }
+  s = ls_pick_lockfree(sh, c, u->version, hk);
   if (s != UL_PICK_LOCK) return s; /* *version: u->version, set above */
   if (c->opts.slow_start > 0) {
     if (u->lua_clock) return -2;
