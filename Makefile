@@ -28,7 +28,7 @@ C_TESTS    = $(patsubst spec/c/%.c,build/%,$(wildcard spec/c/test_*.c))
 SPEC_ARGS  = --lpath='./src/?.lua' -o TAP spec/
 
 .PHONY: all runtimes check test test-c test-lua test-asan test-asan-clang test-gc test-valgrind \
-        test-alloc test-tsan e2e lint cppcheck fuzz mutate bench bench-ir bench-scale bench-tierflip bench-atomic bench-gateway bench-gateway-ir bench-nginx-pick bench-checks demo clean FORCE
+        test-alloc test-tsan e2e lint cppcheck fuzz mutate bench bench-ir bench-scale bench-tierflip bench-atomic bench-shared-ir bench-gateway bench-gateway-ir bench-nginx-pick bench-checks demo clean FORCE
 
 all: upstream.so
 
@@ -175,6 +175,10 @@ bench-tierflip: build/tierflip
 build/tierflip: bench/tierflip.c $(CORE) $(wildcard src/core/*.h)
 	@mkdir -p build
 	$(CC) -O2 $(WARN) $(DEFS) -Isrc -o $@ $(CORE) $< -lm
+
+# bench/shared_ir.sh: instructions per pick, shared against private (Lua 5.4)
+bench-shared-ir: upstream.so
+	@LUA=$(LUA) bash bench/shared_ir.sh
 
 # bench/atomic.c: one atomic read-modify-write against a plain increment
 bench-atomic: build/atomic
