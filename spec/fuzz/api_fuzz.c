@@ -235,6 +235,16 @@ static void push_string(lua_State *L) {
 
 static void gen_value(lua_State *L, int d);
 static int fz_on_change(lua_State *L);
+
+/* The depth of a value generated inside one at depth d: d + 1, or at
+ * least lo. Each generator passes its nested values a depth above its own
+ * (gen_value makes only scalars past depth 3), so that every chain of
+ * nested generators ends after a few levels. Their pushes go to Lua's
+ * stack, written by liblua, which ASan does not see: a chain that ran as
+ * long as the input (weights tables keyed by weights tables, each reset to
+ * depth 3) wrote past the end of the stack into the heap
+ * (crashers/api-stack-deep-weights). */
+static int nest(int d, int lo) { return d + 1 > lo ? d + 1 : lo; }
 static int new_slot = -1; /* the list slot op_new fills, for on_change */
 static struct {
   int active, slot, which; /* the next do_op is op_target(slot, which) */
@@ -285,7 +295,7 @@ static void gen_backends(lua_State *L, int d) {
     lua_rawseti(L, -2, i); /* nil: a hole */
   }
   if (b8() == 77) { /* a key that is not 1..n */
-    gen_value(L, 3);
+    gen_value(L, nest(d, 3));
     if (lua_isnil(L, -1) || (lua_type(L, -1) == LUA_TNUMBER && isnan(lua_tonumber(L, -1))))
       lua_pop(L, 1);
     else {
@@ -295,12 +305,13 @@ static void gen_backends(lua_State *L, int d) {
   }
 }
 
-/* { [backend] = weight } with valid or invalid weights or keys. */
-static void gen_weights(lua_State *L) {
+/* { [backend] = weight } with valid or invalid weights or keys; d: the
+ * depth of the table. */
+static void gen_weights(lua_State *L, int d) {
   int n = b8() % 6, i;
   lua_newtable(L);
   for (i = 0; i < n; i++) {
-    push_backend(L, 2);
+    push_backend(L, nest(d, 2));
     if (lua_isnil(L, -1) || (lua_type(L, -1) == LUA_TNUMBER && isnan(lua_tonumber(L, -1)))) {
       lua_pop(L, 1);
       continue;
@@ -328,6 +339,7 @@ static void gen_opts(lua_State *L, int d) {
                                            "random", "rr"};
   uint8_t mode = b8(), f;
   int i;
+  luaL_checkstack(L, 4, "fuzz: generated options");
   if (mode < 8) {
     lua_pushnil(L);
     return;
@@ -401,7 +413,7 @@ static void gen_opts(lua_State *L, int d) {
       int k;
       for (k = 0; k < 3; k++) {
         push_string(L);
-        gen_value(L, 3);
+        gen_value(L, nest(d, 3));
         if (lua_isnil(L, -2) || lua_isnil(L, -1)) lua_pop(L, 2);
         else lua_rawset(L, -3);
       }
@@ -434,7 +446,7 @@ static void gen_opts(lua_State *L, int d) {
     }
   }
   if (f & 64) {
-    gen_weights(L);
+    gen_weights(L, d);
     lua_setfield(L, -2, "weights");
   }
   if (f & 128) { /* anything at any option, or a key that is not one */
@@ -486,6 +498,9 @@ static void push_job(lua_State *L) {
 
 static void gen_value(lua_State *L, int d) {
   uint8_t k = b8();
+  /* room for this level's pushes (a table, a key, a value), as the C API
+   * asks of any code that pushes more than LUA_MINSTACK values */
+  luaL_checkstack(L, 4, "fuzz: generated value");
   if (d > 3) k %= 9; /* scalars only */
   switch (k % 21) {
     case 0: lua_pushnil(L); break;
@@ -516,7 +531,7 @@ static void gen_value(lua_State *L, int d) {
     case 15: push_job(L); break;
     case 16: lua_newthread(L); break;
     case 17: lua_pushlightuserdata(L, (void *)&in_p); break;
-    case 18: gen_weights(L); break;
+    case 18: gen_weights(L, d); break;
     case 19: { /* a table with a healthcheck that is not a function */
       lua_newtable(L);
       gen_value(L, 4);
@@ -1211,7 +1226,7 @@ static void op_method(lua_State *L) {
       else gen_value(L, 1);
       k = b8();
       if (k < 160) nargs = 1;
-      else if (k < 230) { gen_weights(L); nargs = 2; }
+      else if (k < 230) { gen_weights(L, 1); nargs = 2; }
       else { gen_value(L, 2); nargs = 2; }
       break;
     case M_RUN:
