@@ -899,7 +899,24 @@ static int safe_drive(lua_State *L, int idx) {
   return r;
 }
 
-static void push_seconds(lua_State *L, int safe, int allow_nil) {
+/* The list at idx has a clock of its own but the real sleep: its clock
+ * may stand still over the sleeps (the fake one does), and then run() and
+ * wait_initial() sleep LU_STILL (1 s) of real time before they raise
+ * "the clock did not move", as long as WALL_BUDGET: the harness would call
+ * that a hang. */
+static int still_drive(lua_State *L, int idx) {
+  int top = lua_gettop(L), r;
+  idx = lua_absindex(L, idx);
+  r = lua_getiuservalue(L, idx, LU_UV_CLOCK) == LUA_TFUNCTION &&
+      lua_getiuservalue(L, idx, LU_UV_SLEEP) != LUA_TFUNCTION;
+  lua_settop(L, top);
+  return r;
+}
+
+/* A duration for run()/wait_initial(): long ones only with a fake clock
+ * and sleep (safe); on a list whose clock may stand still over real
+ * sleeps (still), none above 0. */
+static void push_seconds(lua_State *L, int safe, int still, int allow_nil) {
   uint8_t k = b8();
   if (safe) {
     static const double v[] = {0, 0.001, 0.1, 0.5, 1, 2, 5, 10, 30, 0.05, -1, NAN, 1e3};
@@ -911,7 +928,8 @@ static void push_seconds(lua_State *L, int safe, int allow_nil) {
     else lua_pushnumber(L, (b8() % 100) * 0.01);
   } else { /* a real sleep: never more than 0.1 ms a call */
     static const double v[] = {0, 1e-6, 1e-4, -1, NAN};
-    if (k < 240) lua_pushnumber(L, v[k % (sizeof v / sizeof v[0])]);
+    double x = v[k % (sizeof v / sizeof v[0])];
+    if (k < 240) lua_pushnumber(L, still && x > 0 ? 0 : x);
     else lua_pushliteral(L, "x");
   }
 }
@@ -1164,7 +1182,7 @@ static void store_jobs(lua_State *L, int res) {
 
 /* Calls a method of a list (or of anything, to see it refused). */
 static void op_method(lua_State *L) {
-  int m = b8() % NMETHODS, self, nargs = 0, base, safe, k;
+  int m = b8() % NMETHODS, self, nargs = 0, base, safe, still, k;
   /* known bug: a reconcile from inside a clock, __index or finalizer */
   if (avoid_known && restricted && m == M_RECONCILE) m = M_PICK;
   uint8_t sel = b8();
@@ -1177,6 +1195,7 @@ static void op_method(lua_State *L) {
   self = lua_gettop(L);
   u = as_list(L, self);
   safe = u && safe_drive(L, self);
+  still = u && !safe && still_drive(L, self);
   if (m >= M_LEN) {
     push_R(L, R_LISTMT);
     lua_getfield(L, -1, method_names[m]);
@@ -1230,13 +1249,13 @@ static void op_method(lua_State *L) {
       else { gen_value(L, 2); nargs = 2; }
       break;
     case M_RUN:
-      push_seconds(L, safe, 0);
+      push_seconds(L, safe, still, 0);
       nargs = 1;
       break;
     case M_WAIT:
       if (safe && b8() < 40) nargs = 0;
       else {
-        push_seconds(L, safe, 1);
+        push_seconds(L, safe, still, 1);
         nargs = 1;
       }
       break;
