@@ -28,7 +28,7 @@ C_TESTS    = $(patsubst spec/c/%.c,build/%,$(wildcard spec/c/test_*.c))
 SPEC_ARGS  = --lpath='./src/?.lua' -o TAP spec/
 
 .PHONY: all runtimes check test test-c test-lua test-asan test-asan-clang test-gc test-valgrind \
-        test-alloc test-tsan e2e lint cppcheck fuzz mutate bench bench-ir bench-scale bench-tierflip bench-atomic bench-shared-ir bench-gateway bench-gateway-ir bench-nginx-pick bench-checks demo clean FORCE
+        test-alloc test-tsan e2e lint cppcheck fuzz fuzz-asanlua mutate bench bench-ir bench-scale bench-tierflip bench-atomic bench-shared-ir bench-gateway bench-gateway-ir bench-nginx-pick bench-checks demo clean FORCE
 
 all: upstream.so
 
@@ -142,6 +142,13 @@ test-alloc:
 # committed corpus as it is.
 fuzz:
 	@bash spec/fuzz/run.sh
+
+# the API harness against Lua 5.4 built from LUA_SRC (its .c files) with
+# ASan and LUA_USE_APICHECK, where Lua's own writes are checked too; not
+# part of make test (spec/fuzz/README.md). FUZZ_MODE: build, crashers,
+# api (default) or test.
+fuzz-asanlua:
+	@LUA_SRC=$(LUA_SRC) bash spec/fuzz/asanlua.sh $(FUZZ_MODE)
 
 # a list of source mutations, each applied to a copy of the tree and
 # `make check` run there (spec/mutate/README.md)

@@ -235,6 +235,16 @@ static void push_string(lua_State *L) {
 
 static void gen_value(lua_State *L, int d);
 static int fz_on_change(lua_State *L);
+
+/* The depth of a value generated inside one at depth d: d + 1, or at
+ * least lo. Each generator passes its nested values a depth above its own
+ * (gen_value makes only scalars past depth 3), so that every chain of
+ * nested generators ends after a few levels. Their pushes go to Lua's
+ * stack, written by liblua, which ASan does not see: a chain that ran as
+ * long as the input (weights tables keyed by weights tables, each reset to
+ * depth 3) wrote past the end of the stack into the heap
+ * (crashers/api-stack-deep-weights). */
+static int nest(int d, int lo) { return d + 1 > lo ? d + 1 : lo; }
 static int new_slot = -1; /* the list slot op_new fills, for on_change */
 static struct {
   int active, slot, which; /* the next do_op is op_target(slot, which) */
@@ -285,7 +295,7 @@ static void gen_backends(lua_State *L, int d) {
     lua_rawseti(L, -2, i); /* nil: a hole */
   }
   if (b8() == 77) { /* a key that is not 1..n */
-    gen_value(L, 3);
+    gen_value(L, nest(d, 3));
     if (lua_isnil(L, -1) || (lua_type(L, -1) == LUA_TNUMBER && isnan(lua_tonumber(L, -1))))
       lua_pop(L, 1);
     else {
@@ -295,12 +305,13 @@ static void gen_backends(lua_State *L, int d) {
   }
 }
 
-/* { [backend] = weight } with valid or invalid weights or keys. */
-static void gen_weights(lua_State *L) {
+/* { [backend] = weight } with valid or invalid weights or keys; d: the
+ * depth of the table. */
+static void gen_weights(lua_State *L, int d) {
   int n = b8() % 6, i;
   lua_newtable(L);
   for (i = 0; i < n; i++) {
-    push_backend(L, 2);
+    push_backend(L, nest(d, 2));
     if (lua_isnil(L, -1) || (lua_type(L, -1) == LUA_TNUMBER && isnan(lua_tonumber(L, -1)))) {
       lua_pop(L, 1);
       continue;
@@ -328,6 +339,7 @@ static void gen_opts(lua_State *L, int d) {
                                            "random", "rr"};
   uint8_t mode = b8(), f;
   int i;
+  luaL_checkstack(L, 4, "fuzz: generated options");
   if (mode < 8) {
     lua_pushnil(L);
     return;
@@ -401,7 +413,7 @@ static void gen_opts(lua_State *L, int d) {
       int k;
       for (k = 0; k < 3; k++) {
         push_string(L);
-        gen_value(L, 3);
+        gen_value(L, nest(d, 3));
         if (lua_isnil(L, -2) || lua_isnil(L, -1)) lua_pop(L, 2);
         else lua_rawset(L, -3);
       }
@@ -434,7 +446,7 @@ static void gen_opts(lua_State *L, int d) {
     }
   }
   if (f & 64) {
-    gen_weights(L);
+    gen_weights(L, d);
     lua_setfield(L, -2, "weights");
   }
   if (f & 128) { /* anything at any option, or a key that is not one */
@@ -486,6 +498,9 @@ static void push_job(lua_State *L) {
 
 static void gen_value(lua_State *L, int d) {
   uint8_t k = b8();
+  /* room for this level's pushes (a table, a key, a value), as the C API
+   * asks of any code that pushes more than LUA_MINSTACK values */
+  luaL_checkstack(L, 4, "fuzz: generated value");
   if (d > 3) k %= 9; /* scalars only */
   switch (k % 21) {
     case 0: lua_pushnil(L); break;
@@ -516,7 +531,7 @@ static void gen_value(lua_State *L, int d) {
     case 15: push_job(L); break;
     case 16: lua_newthread(L); break;
     case 17: lua_pushlightuserdata(L, (void *)&in_p); break;
-    case 18: gen_weights(L); break;
+    case 18: gen_weights(L, d); break;
     case 19: { /* a table with a healthcheck that is not a function */
       lua_newtable(L);
       gen_value(L, 4);
@@ -884,7 +899,24 @@ static int safe_drive(lua_State *L, int idx) {
   return r;
 }
 
-static void push_seconds(lua_State *L, int safe, int allow_nil) {
+/* The list at idx has a clock of its own but the real sleep: its clock
+ * may stand still over the sleeps (the fake one does), and then run() and
+ * wait_initial() sleep LU_STILL (1 s) of real time before they raise
+ * "the clock did not move", as long as WALL_BUDGET: the harness would call
+ * that a hang. */
+static int still_drive(lua_State *L, int idx) {
+  int top = lua_gettop(L), r;
+  idx = lua_absindex(L, idx);
+  r = lua_getiuservalue(L, idx, LU_UV_CLOCK) == LUA_TFUNCTION &&
+      lua_getiuservalue(L, idx, LU_UV_SLEEP) != LUA_TFUNCTION;
+  lua_settop(L, top);
+  return r;
+}
+
+/* A duration for run()/wait_initial(): long ones only with a fake clock
+ * and sleep (safe); on a list whose clock may stand still over real
+ * sleeps (still), none above 0. */
+static void push_seconds(lua_State *L, int safe, int still, int allow_nil) {
   uint8_t k = b8();
   if (safe) {
     static const double v[] = {0, 0.001, 0.1, 0.5, 1, 2, 5, 10, 30, 0.05, -1, NAN, 1e3};
@@ -896,7 +928,8 @@ static void push_seconds(lua_State *L, int safe, int allow_nil) {
     else lua_pushnumber(L, (b8() % 100) * 0.01);
   } else { /* a real sleep: never more than 0.1 ms a call */
     static const double v[] = {0, 1e-6, 1e-4, -1, NAN};
-    if (k < 240) lua_pushnumber(L, v[k % (sizeof v / sizeof v[0])]);
+    double x = v[k % (sizeof v / sizeof v[0])];
+    if (k < 240) lua_pushnumber(L, still && x > 0 ? 0 : x);
     else lua_pushliteral(L, "x");
   }
 }
@@ -1149,7 +1182,7 @@ static void store_jobs(lua_State *L, int res) {
 
 /* Calls a method of a list (or of anything, to see it refused). */
 static void op_method(lua_State *L) {
-  int m = b8() % NMETHODS, self, nargs = 0, base, safe, k;
+  int m = b8() % NMETHODS, self, nargs = 0, base, safe, still, k;
   /* known bug: a reconcile from inside a clock, __index or finalizer */
   if (avoid_known && restricted && m == M_RECONCILE) m = M_PICK;
   uint8_t sel = b8();
@@ -1162,6 +1195,7 @@ static void op_method(lua_State *L) {
   self = lua_gettop(L);
   u = as_list(L, self);
   safe = u && safe_drive(L, self);
+  still = u && !safe && still_drive(L, self);
   if (m >= M_LEN) {
     push_R(L, R_LISTMT);
     lua_getfield(L, -1, method_names[m]);
@@ -1211,17 +1245,17 @@ static void op_method(lua_State *L) {
       else gen_value(L, 1);
       k = b8();
       if (k < 160) nargs = 1;
-      else if (k < 230) { gen_weights(L); nargs = 2; }
+      else if (k < 230) { gen_weights(L, 1); nargs = 2; }
       else { gen_value(L, 2); nargs = 2; }
       break;
     case M_RUN:
-      push_seconds(L, safe, 0);
+      push_seconds(L, safe, still, 0);
       nargs = 1;
       break;
     case M_WAIT:
       if (safe && b8() < 40) nargs = 0;
       else {
-        push_seconds(L, safe, 1);
+        push_seconds(L, safe, still, 1);
         nargs = 1;
       }
       break;

@@ -18,6 +18,8 @@
 #   FUZZ_CORPUS_MAX=200     most files kept in a committed corpus
 #   CLANG=clang             (clang-14 if clang is missing)
 #   LUA_CFLAGS=-I/usr/include/lua5.4   LUA_LIBS=-llua5.4
+#   FUZZ_OUT=build/fuzz     where the builds, logs and findings go
+#                           (spec/fuzz/asanlua.sh: build/fuzz-asanlua)
 #
 # Each harness runs FUZZ_SECONDS in all: libFuzzer stops at a crash, so it
 # is restarted for the time left (at most FUZZ_RESTARTS=20 times), and
@@ -45,7 +47,7 @@ fi
 LUA_CFLAGS=${LUA_CFLAGS:--I/usr/include/lua5.4}
 LUA_LIBS=${LUA_LIBS:--llua5.4}
 SAN="-fsanitize=fuzzer,address,undefined,float-cast-overflow"
-OUT=build/fuzz
+OUT=${FUZZ_OUT:-build/fuzz}
 LIBFUZZER_FLAGS=(-timeout=10 -rss_limit_mb=2048)
 
 build() {
