@@ -195,6 +195,23 @@ describe("the healthcheck lookup", function()
     assert.equal(4, asked)
   end)
 
+  it("a check made stale by its own lookup (the backend's __index reconciles it away) never runs", function()
+    local c = util.fake_clock(0)
+    local list, ran, asked = nil, 0, 0
+    local obj = setmetatable({}, { __index = function(_, k)
+      if k ~= "healthcheck" then return nil end
+      asked = asked + 1
+      if asked == 2 then list:reconcile({ "a" }) end -- at the check's start: drops this backend
+      return function() ran = ran + 1; return true end
+    end })
+    list = upstream.new({ "a", obj }, { clock = c.clock, sleep = c.sleep, interval = 1 })
+    assert.equal(1, asked) -- new()'s lookup
+    for _ = 1, 3 do c.t = c.t + 1; list:step() end
+    assert.equal(2, asked) -- the check's start looked it up: then the list dropped it
+    assert.equal(1, #list)
+    assert.equal(0, ran) -- its function was never resumed (it was, until the hook, before)
+  end)
+
   it("a healthcheck found through __index makes a checked backend", function()
     local calls = 0
     local obj = setmetatable({}, { __index = { healthcheck = function() calls = calls + 1; return true end } })

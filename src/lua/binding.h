@@ -358,6 +358,8 @@ LU_FUNC int lu_sh_take(lua_State *L, lu_list *u, int32_t *s, uint64_t *gen);
 LU_FUNC int lu_sh_sleep(lua_State *L, lu_list *u, int32_t s, uint64_t gen,
                         double t);
 LU_FUNC void lu_sh_cancel(lua_State *L, lu_list *u, int32_t s, uint64_t gen);
+LU_FUNC int lu_sh_current(lua_State *L, const lu_list *u, int32_t s,
+                          uint64_t gen);
 LU_FUNC double lu_sh_deadline(lua_State *L, const lu_list *u, int32_t s,
                               uint64_t gen, double now);
 LU_FUNC double lu_sh_next_wake(lua_State *L, lu_list *u);

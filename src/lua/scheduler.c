@@ -281,8 +281,8 @@ static void lu_check_returned(lua_State *L, lua_State *co, int nres, int32_t s,
   else lu_check_result(L, u, s, gen, ok, now, tier);
 }
 
-/* The deadline of check (s, gen); for a stale one (a backend's __index
- * reconciled the list), now: the hook stops it at once. */
+/* The deadline of check (s, gen); for a stale one, now: the hook stops it
+ * at its next count (a check is never started stale: lu_start_check). */
 static double lu_deadline(lua_State *L, const lu_list *u, int32_t s,
                           uint64_t gen, double now) {
   if (u->sh) return lu_sh_deadline(L, u, s, gen, now);
@@ -437,6 +437,17 @@ static void lu_start_check(lua_State *L, int32_t s, uint64_t gen, double now,
   if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
     lu_core_cancel(L, u, s, gen);
     lua_error(L);
+  }
+  /* the preparation ran user code (the backend's __index, finalizers of
+   * what it allocated), which may have made the check stale: removed the
+   * backend, or timed the check out through a run() of its own. A stale
+   * check's function never runs: its coroutine goes unstarted. */
+  if (!(u->sh ? lu_sh_current(L, u, s, gen) : ul_current(u->core, s, gen))) {
+    lua_State *co = lua_tothread(L, -1);
+    lu_forget_thread(L, s);
+    lu_close_thread(L, co);
+    lua_pop(L, 1);
+    return;
   }
   lu_resume_check(L, lua_tothread(L, -1), 1, s, gen, now, tick);
 }

@@ -194,6 +194,14 @@ void lu_sh_cancel(lua_State *L, lu_list *u, int32_t s, uint64_t gen) {
   lu_sh_unlock(u->sh);
 }
 
+int lu_sh_current(lua_State *L, const lu_list *u, int32_t s, uint64_t gen) {
+  int c;
+  lu_sh_lock(L, u->sh);
+  c = ul_current(u->sh->b, s, gen);
+  lu_sh_unlock(u->sh);
+  return c;
+}
+
 double lu_sh_deadline(lua_State *L, const lu_list *u, int32_t s, uint64_t gen,
                       double now) {
   double d;
