@@ -74,6 +74,12 @@ build/tsan/test_shared_threads: spec/c/test_shared_threads.c $(CORE) $(wildcard 
 	@mkdir -p build/tsan
 	$(TSAN_CC) -O1 -g -fsanitize=thread $(WARN) $(DEFS) -pthread -Isrc -o $@ $(CORE) $< -lcmocka -lm
 
+# the same with small Maglev tables (M = 127: every change's rebuild is
+# cheap under TSan): hash only, at the full operation count
+build/tsan/test_shared_threads_smallm: spec/c/test_shared_threads.c $(CORE) $(wildcard src/core/*.h) spec/fuzz/invariants.h spec/c/child.h
+	@mkdir -p build/tsan
+	$(TSAN_CC) -O1 -g -fsanitize=thread $(WARN) $(DEFS) -DUL_MAGLEV_MIN_M=127u -DUL_MAGLEV_PER_SLOT=5u -DHASH_SHARE=1 -pthread -Isrc -o $@ $(CORE) $< -lcmocka -lm
+
 # and test_shared_stress: a list's block in a mapping, 8 threads of mixed
 # operations under its lock, LIST_STRESS operations each, then a thread
 # that dies holding the lock (ul_repair)
@@ -82,10 +88,11 @@ build/tsan/test_shared_stress: spec/c/test_shared_stress.c $(CORE) $(wildcard sr
 	@mkdir -p build/tsan
 	$(TSAN_CC) -O1 -g -fsanitize=thread $(WARN) $(DEFS) -pthread -Isrc -Ispec/c -o $@ $(CORE) $< -lcmocka -lm
 
-test-tsan: build/tsan/test_shm build/tsan/test_shared_stress build/tsan/test_shared_threads
+test-tsan: build/tsan/test_shm build/tsan/test_shared_stress build/tsan/test_shared_threads build/tsan/test_shared_threads_smallm
 	UL_SHM_STRESS=$(SHM_STRESS) TSAN_OPTIONS="halt_on_error=1 exitcode=66" ./build/tsan/test_shm
 	UL_SHM_STRESS=$(LIST_STRESS) TSAN_OPTIONS="halt_on_error=1 exitcode=66" ./build/tsan/test_shared_stress
 	UL_SHARED_STRESS=$(SHARED_STRESS) TSAN_OPTIONS="halt_on_error=1 exitcode=66" ./build/tsan/test_shared_threads
+	UL_SHARED_STRESS=$(SHARED_STRESS) TSAN_OPTIONS="halt_on_error=1 exitcode=66" ./build/tsan/test_shared_threads_smallm
 
 # --- the fast loop -------------------------------------------------------------
 # Needs only $(LUA), its -dev package, lua-busted and libcmocka-dev.

@@ -161,6 +161,15 @@ if want tsan; then
     tail -20 "$out/tsan-shared-build.log" >&2
     missing tsan-shared "build/tsan/test_shared_threads did not build (make test-tsan)"
   fi
+  # hash with small Maglev tables, at the full operation count
+  if make -s build/tsan/test_shared_threads_smallm >"$out/tsan-smallm-build.log" 2>&1; then
+    suite tsan-hash-small env CMOCKA_MESSAGE_OUTPUT=TAP \
+      UL_SHARED_STRESS="${SHARED_STRESS:-40000}" TSAN_OPTIONS="halt_on_error=1 exitcode=66" \
+      ./build/tsan/test_shared_threads_smallm
+  else
+    tail -20 "$out/tsan-smallm-build.log" >&2
+    missing tsan-hash-small "build/tsan/test_shared_threads_smallm did not build (make test-tsan)"
+  fi
   # a list's block in a mapping: mixed operations, then a holder that dies
   if make -s build/tsan/test_shared_stress >"$out/tsan-stress-build.log" 2>&1; then
     suite tsan-stress env CMOCKA_MESSAGE_OUTPUT=TAP UL_SHM_STRESS="${LIST_STRESS:-5000}" \

@@ -39,11 +39,19 @@ static int maglev_is_prime(uint64_t m) {
  * and stability both improve with M/n: the keys a change moves beyond its
  * own share were 1.3% at M/n = 200 and 0.25% at 3000 (n = 5). Every key's
  * entry depends on M, so a growing list keeps its M (prev) while that
- * still gives 20 entries per slot: only outgrowing it remaps the keys. */
+ * still gives 20 entries per slot: only outgrowing it remaps the keys.
+ * A test build may shrink both (spec/c/test_shared_threads.c's small-table
+ * TSan build: a rebuild per change, affordable at 8 x 1M operations). */
+#ifndef UL_MAGLEV_PER_SLOT
+#define UL_MAGLEV_PER_SLOT 100u
+#endif
+#ifndef UL_MAGLEV_MIN_M
+#define UL_MAGLEV_MIN_M 16381u
+#endif
 uint64_t ulp_maglev_size(uint32_t cap, uint32_t prev) {
-  uint64_t m = (uint64_t)cap * 100;
+  uint64_t m = (uint64_t)cap * UL_MAGLEV_PER_SLOT;
   if (prev && prev >= (uint64_t)cap * 20) return prev;
-  if (m < 16381) m = 16381;
+  if (m < UL_MAGLEV_MIN_M) m = UL_MAGLEV_MIN_M;
   while (!maglev_is_prime(m)) m++;
   return m;
 }
@@ -421,6 +429,8 @@ int32_t ul_pick_lockfree_hash(ul_list *l, const ul_lfview *v,
 
 #undef SEQ_ONE
 #undef UL_MAGLEV_SYNC_M
+#undef UL_MAGLEV_PER_SLOT
+#undef UL_MAGLEV_MIN_M
 #undef UL_MAGLEV_SLICE
 #undef UL_MAGLEV_SLICE_BIG
 #undef UL_MAGLEV_FALL
