@@ -205,10 +205,11 @@ typedef struct ul_list {
   uint32_t off_stats; /* stats[cap]: what status() and metrics report */
   uint32_t off_picks; /* picks[cap]: times ul_pick returned each slot */
   /* shared lists (issue 10): 1 when other threads or processes may pick
-   * from the block without the lock (a shared round-robin list: ul_pick
-   * then counts with an atomic add, ul_write_begin/end keep the sequence);
-   * the pick word, sequence << 32 | round-robin position, last (a snapshot
-   * copies the header up to it) */
+   * from the block without the lock (a shared round-robin, hash or random
+   * list: ul_pick then counts with an atomic add, a draw moves rng with a
+   * CAS, ul_write_begin/end keep the sequence); then the pick word,
+   * sequence << 32 | round-robin position, and rng, last (a snapshot
+   * copies the header up to the pick word, those two atomically) */
   uint32_t lockfree;
   uint32_t pad_lockfree;
   uint64_t rr_word;
