@@ -24,6 +24,7 @@
 #include "pick.h"
 #include "block.h"
 #include "atomic.h"
+#include "lockfree.h"
 
 #include <string.h>
 
@@ -376,18 +377,10 @@ uint32_t ulp_hash_pick(ul_list *l, uint64_t key) {
  * and the build that clears it collected only the members eligible then:
  * while maglev_busy is 0 every entry names an eligible member. An entry
  * that does not was read torn (the sequence moved), and the lock decides. */
-#define SEQ_ONE (1ULL << 32)
 
-/* ul_pick's answer before any build or entry: none eligible (-1), when
- * the sequence stood; else the lock. With none eligible no locked pick
- * advances a build (ul_pick returns first), so maglev_busy stays: this is
- * asked before the table, and only where the answer was the lock. */
-static int32_t lf_hash_none(const ul_list *l, uint64_t w) {
-  if (UL_LLD(&l->nelig) != 0) return UL_PICK_LOCK;
-  UL_FENCE_READER(); /* nelig before the sequence's reload */
-  return __atomic_load_n(&l->rr_word, __ATOMIC_RELAXED) == w ? -1 : UL_PICK_LOCK;
-}
-
+/* Where the answer would be the lock, ul_lf_none asks first whether none
+ * is eligible: with none eligible no locked pick advances a build (ul_pick
+ * returns first), so maglev_busy stays, and every pick would lock. */
 int32_t ul_pick_lockfree_hash(ul_list *l, const ul_lfview *v,
                               const uint32_t *ver, uint32_t want,
                               uint64_t key) {
@@ -398,15 +391,13 @@ int32_t ul_pick_lockfree_hash(ul_list *l, const ul_lfview *v,
   int k;
   if (!v->hash) return UL_PICK_LOCK;
   for (k = 0; k < UL_LF_TRIES; k++) {
-    uint64_t w = __atomic_load_n(&l->rr_word, __ATOMIC_ACQUIRE);
+    uint64_t w;
     uint32_t off, cls;
     const int32_t *tab;
     int32_t s;
-    if (w & SEQ_ONE) return UL_PICK_LOCK; /* a writer is in */
-    if ((ver && UL_LLD(ver) != want) || UL_LLD(&l->ramping))
-      return UL_PICK_LOCK; /* a resync, or slow start to move on */
+    if (!ul_lf_enter(l, ver, want, &w)) return UL_PICK_LOCK;
     if (UL_LLD(&l->maglev_busy) || !UL_LLD(&l->maglev_valid))
-      return lf_hash_none(l, w); /* a build to advance, or no table yet */
+      return ul_lf_none(l, w); /* a build to advance, or no table yet */
     off = UL_LLD(&l->off_mag);
     if ((off != v->off_mag_a && off != v->off_mag_b) ||
         UL_LLD(&l->maglev_m) != v->mag_m)
@@ -414,12 +405,11 @@ int32_t ul_pick_lockfree_hash(ul_list *l, const ul_lfview *v,
     tab = (const int32_t *)(const void *)((const char *)l + off);
     s = UL_LLD(&tab[e]);
     if (s < 0 || (uint32_t)s >= v->cap)
-      return lf_hash_none(l, w); /* an empty table, or torn */
+      return ul_lf_none(l, w); /* an empty table, or torn */
     cls = UL_LLD(&nd[s].cls);
     if (cls >= 32 || !((UL_LLD(&l->elig_mask) >> cls) & 1u))
-      return lf_hash_none(l, w); /* ulb_elig, lazy: torn (see above) */
-    UL_FENCE_READER(); /* every read above before the sequence's reload */
-    if (__atomic_load_n(&l->rr_word, __ATOMIC_RELAXED) == w) {
+      return ul_lf_none(l, w); /* ulb_elig, lazy: torn (see above) */
+    if (ul_lf_stood(l, w)) { /* every read above, one state */
       UL_ADD(&picks[s], 1);
       return s;
     }
@@ -427,7 +417,6 @@ int32_t ul_pick_lockfree_hash(ul_list *l, const ul_lfview *v,
   return UL_PICK_LOCK;
 }
 
-#undef SEQ_ONE
 #undef UL_MAGLEV_SYNC_M
 #undef UL_MAGLEV_PER_SLOT
 #undef UL_MAGLEV_MIN_M

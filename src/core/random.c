@@ -15,6 +15,7 @@
 #include "block.h"
 #include "rand.h"
 #include "atomic.h"
+#include "lockfree.h"
 
 
 /* ---- Fenwick trees over positions ------------------------------------
@@ -189,7 +190,6 @@ uint32_t ulp_random_pick(ul_list *l) {
  * (then locks); one that drew nothing changed nothing this pick read
  * before the check. The pick is then the one a locked pick would have
  * made at the check, with the next draw of the one sequence. */
-#define SEQ_ONE (1ULL << 32)
 
 /* fen_find on a tree read with UL_LLD: at most log2(cap) + 1 loads, all
  * inside the tree's cap + 1 entries. */
@@ -215,21 +215,14 @@ int32_t ul_pick_lockfree_random(ul_list *l, const ul_lfview *v,
   int k;
   if (!v->random) return UL_PICK_LOCK;
   for (k = 0; k < UL_LF_TRIES; k++) {
-    uint64_t w = __atomic_load_n(&l->rr_word, __ATOMIC_ACQUIRE);
-    uint64_t r0, r1, bits;
+    uint64_t w, r0, r1, bits;
     uint32_t n, nelig, t;
     int64_t total, p;
     ul_u128 sq;
     int32_t s;
-    if (w & SEQ_ONE) return UL_PICK_LOCK; /* a writer is in */
-    if ((ver && UL_LLD(ver) != want) || UL_LLD(&l->ramping))
-      return UL_PICK_LOCK; /* a resync, or slow start to move on */
+    if (!ul_lf_enter(l, ver, want, &w)) return UL_PICK_LOCK;
     nelig = UL_LLD(&l->nelig);
-    if (nelig == 0) { /* none eligible, if the word stood */
-      UL_FENCE_READER();
-      if (__atomic_load_n(&l->rr_word, __ATOMIC_RELAXED) == w) return -1;
-      continue;
-    }
+    if (nelig == 0) return ul_lf_none(l, w);
     n = UL_LLD(&l->n);
     t = UL_LLD(&l->fen_pick);
     if (n == 0 || n > v->cap || nelig > n || t > UL_SET_ALL)
@@ -254,8 +247,7 @@ int32_t ul_pick_lockfree_random(ul_list *l, const ul_lfview *v,
     if (p < 0 || p >= (int64_t)n) continue; /* torn */
     s = UL_LLD(&order[p]);
     if (s < 0 || (uint32_t)s >= v->cap) continue; /* torn */
-    UL_FENCE_READER(); /* every read above before the sequence's reload */
-    if (__atomic_load_n(&l->rr_word, __ATOMIC_RELAXED) != w) continue;
+    if (!ul_lf_stood(l, w)) continue; /* every read above, one state */
     if (!__atomic_compare_exchange_n(&l->rng, &r0, r1, 0, __ATOMIC_RELAXED,
                                      __ATOMIC_RELAXED))
       continue; /* another draw took this state */
@@ -264,8 +256,6 @@ int32_t ul_pick_lockfree_random(ul_list *l, const ul_lfview *v,
   }
   return UL_PICK_LOCK;
 }
-
-#undef SEQ_ONE
 
 /* ---- least_conn ------------------------------------------------------- */
 

@@ -7,6 +7,7 @@
 #include "pick.h"
 #include "block.h"
 #include "atomic.h"
+#include "lockfree.h"
 
 #define BITS UL_BM_BITS
 
@@ -93,8 +94,6 @@ uint32_t ulp_rr_pick(const ul_list *l) {
  * with one CAS of the word, which fails when a writer began meanwhile (the
  * sequence moved) or another picker took the position. */
 
-#define SEQ_ONE (1ULL << 32)
-
 void ul_lf_view(ul_lfview *v, const ul_list *l) {
   int k;
   for (k = 0; k < 3; k++) {
@@ -119,8 +118,8 @@ void ul_write_begin(ul_list *l) {
   uint64_t w;
   if (!l->lockfree) return; /* no lock-free picker to keep out */
   w = __atomic_load_n(&l->rr_word, __ATOMIC_RELAXED);
-  if (w & SEQ_ONE) return; /* a holder died inside: its l->rr stands */
-  w = __atomic_fetch_add(&l->rr_word, SEQ_ONE, __ATOMIC_RELAXED);
+  if (w & UL_SEQ_ONE) return; /* a holder died inside: its l->rr stands */
+  w = __atomic_fetch_add(&l->rr_word, UL_SEQ_ONE, __ATOMIC_RELAXED);
   UL_FENCE_WRITER(); /* the odd sequence before any store of the section */
   l->rr = (int32_t)(uint32_t)w;
 }
@@ -174,18 +173,12 @@ int32_t ul_pick_lockfree(ul_list *l, const ul_lfview *v, const uint32_t *ver,
   int k;
   if (!v->ok) return UL_PICK_LOCK;
   for (k = 0; k < UL_LF_TRIES; k++) {
-    uint64_t w = __atomic_load_n(&l->rr_word, __ATOMIC_ACQUIRE);
+    uint64_t w;
     uint32_t n, from;
     int64_t p;
     int32_t s;
-    if (w & SEQ_ONE) return UL_PICK_LOCK; /* a writer is in */
-    if ((ver && UL_LLD(ver) != want) || UL_LLD(&l->ramping))
-      return UL_PICK_LOCK; /* a resync, or slow start to move on */
-    if (UL_LLD(&l->nelig) == 0) { /* none eligible, if the word stood */
-      UL_FENCE_READER();
-      if (__atomic_load_n(&l->rr_word, __ATOMIC_RELAXED) == w) return -1;
-      continue;
-    }
+    if (!ul_lf_enter(l, ver, want, &w)) return UL_PICK_LOCK;
+    if (UL_LLD(&l->nelig) == 0) return ul_lf_none(l, w);
     n = UL_LLD(&l->n);
     if (n == 0 || n > v->cap) continue; /* torn */
     /* ul_pick: the first eligible position after rr, rr kept below n */
@@ -212,5 +205,4 @@ int32_t ul_pick_lockfree(ul_list *l, const ul_lfview *v, const uint32_t *ver,
   return UL_PICK_LOCK;
 }
 
-#undef SEQ_ONE
 #undef BITS
