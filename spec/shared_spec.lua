@@ -172,7 +172,8 @@ describe("shared lists", function()
   describe("same results as a private list", function()
     local ops = { "pick", "pick", "pick", "up", "down", "down", "weight", "reconcile" }
     for _, case in ipairs({ { s = "random", ss = 0 }, { s = "round_robin", ss = 0 },
-      { s = "round_robin" }, { s = "weighted" }, { s = "least_conn" }, { s = "hash" }, { s = "random" } }) do
+      { s = "round_robin" }, { s = "weighted", ss = 0 }, { s = "weighted" }, { s = "least_conn" },
+      { s = "hash" }, { s = "random" } }) do
       local strategy = case.s
       it("for " .. strategy .. " (scores, picks, panic, slow start " .. (case.ss or 4) .. ", status)", function()
         local clk = util.fake_clock(100)
@@ -265,13 +266,14 @@ describe("shared lists", function()
       valid(l)
     end)
 
-    it("picks round robin and random without the lock; weighted and least_conn lock", function()
+    it("picks round robin, random and weighted without the lock; least_conn locks", function()
       for _, st in ipairs({ "round_robin", "weighted", "least_conn", "random" }) do
         local l = upstream.new({ "a", "b", "c" }, { shared = name(), strategy = st })
-        l:pick() -- the first call resyncs this view's cache
+        l:pick() -- the first call resyncs this view's cache (weighted: and
+        -- records one period of picks)
         local got = {}
         local taken = locks_of(l, 30, function() got[#got + 1] = l:pick() end)
-        assert.are.equal((st == "round_robin" or st == "random") and 0 or 30, taken, st)
+        assert.are.equal(st == "least_conn" and 30 or 0, taken, st)
         if st == "round_robin" then
           assert.are.equal("bcabcabca", table.concat(got):sub(1, 9))
           l:down("a"); l:down("a"); l:down("a") -- a writer: the next pick goes on
@@ -451,6 +453,75 @@ describe("shared lists", function()
         end
         valid(l)
       end
+    end)
+
+    it("picks weighted without the lock from one period: a private list's picks", function()
+      local bs = { "a", "b", "c", "d" }
+      local l = upstream.new(bs, { shared = name(), strategy = "weighted" })
+      local p = upstream.new(bs, { strategy = "weighted" })
+      local r, picks, locks = 4321, 0, 0
+      local function rnd(k)
+        r = (r * 16807) % 2147483647
+        return r % k + 1
+      end
+      for round = 1, 80 do
+        local b = bs[rnd(#bs)]
+        local op = rnd(4)
+        if op == 1 then
+          local w = rnd(6)
+          assert.are.equal(p:set_weight(b, w), l:set_weight(b, w))
+        elseif op == 2 then p:down(b); l:down(b)
+        elseif op == 3 then p:up(b); l:up(b)
+        else p:score(b); l:score(b) end -- a locked section, no change
+        local n = rnd(60)
+        locks = locks + locks_of(l, n, function()
+          local x1, x2 = p:pick(), l:pick()
+          assert.are.equal(x1, x2, "round " .. round)
+        end) + 1
+        picks = picks + n
+      end
+      -- after a change the first pick records the period, and a state not
+      -- yet on its cycle locks a while: most picks take no lock
+      assert.is_true(locks < picks / 4, locks .. " locks in " .. picks .. " picks")
+      local sp, ss = p:status(), l:status()
+      for i = 1, #sp do assert.are.equal(sp[i].picks, ss[i].picks, sp[i].backend) end
+      valid(l)
+    end)
+
+    it("counts concurrent weighted picks exactly: each index of the period taken once", function()
+      local bs = { "a", "b", "c", "d", "e" }
+      local l = upstream.new(bs, { shared = name(), strategy = "weighted" })
+      local p = upstream.new(bs, { strategy = "weighted" })
+      for i, b in ipairs(bs) do l:set_weight(b, i); p:set_weight(b, i) end
+      l:pick(); p:pick()
+      for _ = 1, 4 * 20000 do p:pick() end
+      local go = os.tmpname() -- the children start together (see random's)
+      os.remove(go)
+      local pids = {}
+      for i = 1, 5 do -- a writer all along: each score() brings the nodes up
+        pids[i] = upstream._fork()
+        if pids[i] == 0 then
+          for _ = 1, 100000 do
+            local f = io.open(go)
+            if f then f:close(); break end
+          end
+          if i == 1 then
+            for _ = 1, 40000 do l:score("a") end
+          else
+            for _ = 1, 20000 do l:pick() end
+          end
+          upstream._exit(0)
+        end
+      end
+      assert(io.open(go, "w")):close()
+      for i = 1, 5 do assert.are.same({ "exit", 0 }, { upstream._wait(pids[i]) }) end
+      os.remove(go)
+      local want = {}
+      for _, row in ipairs(p:status()) do want[row.backend] = row.picks end
+      for _, row in ipairs(l:status()) do assert.are.equal(want[row.backend], row.picks, row.backend) end
+      -- and the sequence goes on as the private list's
+      for k = 1, 40 do assert.are.equal(p:pick(), l:pick(), "pick " .. k) end
+      valid(l)
     end)
 
     it("counts concurrent picks exactly while another process takes the lock", function()
@@ -793,6 +864,20 @@ describe("shared lists", function()
       assert.are.equal("bcabca", table.concat(got):sub(1, 6))
       local s = uffi._pick_slot(l)
       assert.are.equal("b", l:_slots()[s + 1])
+    end)
+
+    it_jit("picks weighted without the lock from one period", function()
+      local uffi = require "upstream.ffi"
+      local bs = { "a", "b", "c" }
+      local l = upstream.new(bs, { shared = name(), strategy = "weighted" })
+      local p = upstream.new(bs, { strategy = "weighted" })
+      l:set_weight("a", 5); p:set_weight("a", 5)
+      l:set_weight("b", 2); p:set_weight("b", 2)
+      local pick = uffi.picker(l)
+      assert.are.equal(p:pick(), pick()) -- resyncs, records the period
+      local before = l:_shm().locks
+      for k = 1, 40 do assert.are.equal(p:pick(), pick(), "pick " .. k) end
+      assert.are.equal(0, l:_shm().locks - before - 1) -- _shm()'s own
     end)
 
     it_jit("picks hash without the lock while its table is complete", function()

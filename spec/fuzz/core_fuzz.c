@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "core/pick.h" /* ulp_ws_sync: the period of a shared weighted list */
 #include "invariants.h"
 #include "harness.h" /* avoid_known, trace, LLVMFuzzerInitialize */
 
@@ -176,6 +177,8 @@ typedef struct fz {
   unsigned njobs, jobs_at;
   unsigned char scratch[3 * MAX_CAP + 8];
   unsigned char elig[MAX_CAP];
+  int shared; /* a shared weighted list's block: lock-free picks on, every
+                 operation a write section (the period: weighted.c) */
 } fz;
 
 static ul_node *ND(const fz *z) { return ul_nodes(z->l); }
@@ -315,7 +318,8 @@ static int32_t do_pick(fz *z, uint64_t key) {
   INV(nd[s].flags & UL_F_MEMBER, "pick returned slot %d, not a member", s);
   INV(z->elig[s], "pick returned slot %d, not eligible (score %.17g tier %u)", s,
       nd[s].score, nd[s].tier);
-  INV(l->rr == nd[s].pos, "rr %d after picking position %d", l->rr, nd[s].pos);
+  INV(z->shared || l->rr == nd[s].pos, "rr %d after picking position %d", l->rr,
+      nd[s].pos); /* shared weighted: rr is the period's index */
   switch (l->opts.strategy) {
     case UL_ROUND_ROBIN:
       for (p = 0; p < n && want < 0; p++)
@@ -368,6 +372,7 @@ static void check_wcur(fz *z) {
   const ul_list *l = z->l;
   const ul_node *nd = ND(z);
   uint32_t s;
+  if (z->shared) ulp_ws_sync(z->l); /* the nodes up to the period's index */
   for (s = 0; s < l->cap; s++) {
     int64_t c;
     if (!(nd[s].flags & UL_F_MEMBER)) continue;
@@ -481,7 +486,9 @@ static int op_grow(fz *z, rd *r) {
   INV(sz > 0, "ul_grow_size(%u) = 0", cap);
   nl = (ul_list *)malloc(sz);
   if (!nl) return 0;
+  if (z->shared) ulp_ws_sync(z->l); /* the copy takes the nodes' state */
   ul_grow(nl, cap, z->l);
+  nl->lockfree = z->l->lockfree;
   before = ND(z);
   {
     uint32_t i;
@@ -711,6 +718,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   z.l = (ul_list *)malloc(sz);
   if (!z.l) return 0;
   ul_init(z.l, cap, &o, seed);
+  if (o.strategy == UL_WEIGHTED && (seed & 1)) z.l->lockfree = z.shared = 1;
   switch (u8(&r) % 4) { /* where the clock starts */
     case 0: z.now = 0; break;
     case 1: z.now = 1e9; break;
@@ -732,6 +740,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int32_t s;
     if (trace)
       fprintf(stderr, "op %u: %s (n %u, now %.17g)\n", ops, op_names[op % 20], z.l->n, z.now);
+    if (z.shared) ul_write_begin(z.l);
     switch (op % 20) {
       case 0: case 1: op_append(&z, &r, 0); break;
       case 2: { /* many at once, to reach large lists quickly */
@@ -820,6 +829,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       case 17: case 18: advance(&z, &r); break;
       default: op_misc(&z, &r); break;
     }
+    if (z.shared) ul_write_end(z.l);
     /* big lists (> 4096 slots, for the bitmaps' upper levels) are
      * recounted every 32 operations, the others after each */
     if (z.l->cap <= 512 || ops % 32 == 0 || r.n == 0) {

@@ -204,6 +204,11 @@ typedef struct ul_list {
                                   members (128-bit, lo/hi) */
   uint32_t off_stats; /* stats[cap]: what status() and metrics report */
   uint32_t off_picks; /* picks[cap]: times ul_pick returned each slot */
+  /* weighted on a shared block (weighted.c, "one period"): ws_len slots
+   * at off_ws, one period of picks (0: none), taken from index rr (the
+   * pick word's low half); the nodes hold the state of index ws_base.
+   * ws_wait: locked picks before the next try at a period. */
+  uint32_t off_ws, ws_len, ws_base, ws_wait;
   /* shared lists (issue 10): 1 when other threads or processes may pick
    * from the block without the lock (a shared round-robin, hash or random
    * list: ul_pick then counts with an atomic add, a draw moves rng with a
@@ -423,6 +428,9 @@ typedef struct ul_lfview {
   /* random (random.c): random set when the list draws lock-free
    * (l->lockfree, random, lazy); where the trees and the sets start */
   uint32_t random, off_fen, off_dense;
+  /* weighted (weighted.c): weighted set when the list picks lock-free
+   * from a period of picks (l->lockfree, weighted, lazy); where it is */
+  uint32_t weighted, off_ws;
 } ul_lfview;
 UL_FUNC void ul_lf_view(ul_lfview *v, const ul_list *l);
 
@@ -464,6 +472,17 @@ UL_FUNC int32_t ul_pick_lockfree_hash(ul_list *l, const ul_lfview *v,
  * l->rr: random never reads it. */
 UL_FUNC int32_t ul_pick_lockfree_random(ul_list *l, const ul_lfview *v,
                                         const uint32_t *ver, uint32_t want);
+
+/* A weighted pick without the lock (weighted.c): the next slot of the
+ * period of picks a locked pick recorded (smooth weighted round robin
+ * repeats itself every total / gcd picks once it is on its cycle), the
+ * index moved by one CAS of rr_word as round robin's position is; -1
+ * when none is eligible; else UL_PICK_LOCK (no period: a change since,
+ * ramping, a state not yet on its cycle, a period over UL_WS_MAX picks;
+ * a writer is in, *ver != want, or lost races UL_LF_TRIES times). */
+#define UL_WS_MAX 1024u
+UL_FUNC int32_t ul_pick_lockfree_weighted(ul_list *l, const ul_lfview *v,
+                                          const uint32_t *ver, uint32_t want);
 
 /* After a writer died in the middle of a change (shared lists): keeps the
  * members and their primary state, recomputes every derived field

@@ -16,7 +16,7 @@
 
 /* The offsets of the strategies' arrays, as block.h draws them. */
 typedef struct {
-  size_t bm[3], win, melt, line, kat, fen, dense, mag, mag2, magx;
+  size_t bm[3], win, melt, line, kat, fen, dense, mag, mag2, magx, ws;
   uint64_t m;
 } pick_offsets;
 
@@ -35,6 +35,10 @@ static size_t pick_arrays(pick_offsets *o, uint32_t cap, const ul_opts *op,
     off = ul_align8(off + nt * 2 * s * sizeof(int32_t));
     o->kat = off;
     off = ul_align8(off + (size_t)cap * sizeof(int32_t));
+  }
+  if (strategy == UL_WEIGHTED) { /* one period, then a value per slot */
+    o->ws = off;
+    off += (size_t)UL_WS_MAX * sizeof(int32_t) + (size_t)cap * sizeof(int64_t);
   } else if (strategy == UL_RANDOM || strategy == UL_LEAST_CONN) {
     if (strategy == UL_RANDOM) { /* a tree per set (lazy), or one (eager) */
       o->fen = off;
@@ -59,7 +63,7 @@ size_t ulp_layout(ul_list *l, uint32_t cap, const ul_opts *op, size_t off,
                   uint32_t prev_m) {
   int strategy = op->strategy;
   uint32_t w[3], k;
-  pick_offsets o = {{0, 0, 0}, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  pick_offsets o = {{0, 0, 0}, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
   w[0] = ulb_words(cap);
   w[1] = ulb_words(w[0]);
   w[2] = ulb_words(w[1]);
@@ -87,6 +91,7 @@ size_t ulp_layout(ul_list *l, uint32_t cap, const ul_opts *op, size_t off,
     l->kst_ntree = ulb_kst_ntree(op);
     l->off_fen = (uint32_t)o.fen;
     l->off_dense = (uint32_t)o.dense;
+    l->off_ws = (uint32_t)o.ws;
     /* UL_WST: a lock-free hash pick reads these (maglev.c); a repair
      * lays the block out again under the sequence */
     UL_WST(&l->off_mag, (uint32_t)o.mag);

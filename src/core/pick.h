@@ -82,6 +82,9 @@ UL_FUNC void ulp_kst_lazy(ul_list *l, uint32_t pos, int on);
  * change form, keeping their values; O(trees), nothing else moves */
 UL_FUNC void ulp_kst_state(ul_list *l, uint32_t mode, uint32_t pick);
 UL_FUNC uint32_t ulp_weighted_pick(ul_list *l);
+/* A shared weighted list's nodes brought up to the pick word's index
+ * (weighted.c, "one period"): first in every locked section. */
+UL_FUNC void ulp_ws_sync(ul_list *l);
 
 /* random.c: random (Fenwick trees, the sets) and least_conn (the sets). */
 UL_FUNC void ulp_random_rebuild(ul_list *l);

@@ -112,6 +112,8 @@ void ul_lf_view(ul_lfview *v, const ul_list *l) {
   v->random = l->lockfree && l->lazy && l->opts.strategy == UL_RANDOM;
   v->off_fen = l->off_fen;
   v->off_dense = l->off_dense;
+  v->weighted = l->lockfree && l->lazy && l->opts.strategy == UL_WEIGHTED;
+  v->off_ws = l->off_ws;
 }
 
 void ul_write_begin(ul_list *l) {
@@ -122,6 +124,7 @@ void ul_write_begin(ul_list *l) {
   w = __atomic_fetch_add(&l->rr_word, UL_SEQ_ONE, __ATOMIC_RELAXED);
   UL_FENCE_WRITER(); /* the odd sequence before any store of the section */
   l->rr = (int32_t)(uint32_t)w;
+  if (l->opts.strategy == UL_WEIGHTED) ulp_ws_sync(l); /* weighted.c */
 }
 
 void ul_write_end(ul_list *l) {

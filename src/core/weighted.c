@@ -11,6 +11,8 @@
  */
 #include "pick.h"
 #include "block.h"
+#include "atomic.h"
+#include "lockfree.h"
 
 #define KST_NEVER INT64_MAX
 /* the pick count is rebased to 0 every 2^20 picks, so that cur + ew * t
@@ -30,6 +32,8 @@ static inline int64_t kst_floor_div(int64_t n, int64_t d) {
 static inline int64_t kst_ceil_div(int64_t n, int64_t d) {
   return n / d + (n % d > 0);
 }
+
+static void ws_end(ul_list *l);
 
 /* Winner and certificate of inner node k at pick count t: the greater
  * line, ties to the lower position, as nginx keeps the first peer. The
@@ -156,6 +160,7 @@ static void kst_leave(ul_list *l, uint32_t k, uint32_t pos) {
 }
 
 void ulp_kst_leaf(ul_list *l, uint32_t pos) {
+  ws_end(l);
   if (!l->kst_size) return;
   if (ulb_at(l, pos)->elig) kst_join(l, 0, pos);
   else kst_leave(l, 0, pos);
@@ -164,6 +169,7 @@ void ulp_kst_leaf(ul_list *l, uint32_t pos) {
 void ulp_kst_lazy(ul_list *l, uint32_t pos, int on) {
   ul_node *x = ulb_at(l, pos);
   uint32_t k = kst_tree(l, x);
+  ws_end(l);
   if (on) {
     x->cur -= x->ew * kst_clock(l, k);
     if (l->kst_size) kst_join(l, k, pos);
@@ -196,7 +202,7 @@ static void kst_build(ul_list *l, uint32_t k, uint32_t n) {
 /* The leaves anew, in position order, and every node of the trees. A
  * lazy member's tree follows from its class, which a rebuild does not
  * change, so its line stays in the count it is in. */
-void ulp_kst_rebuild(ul_list *l) {
+static void kst_rebuild_all(ul_list *l) {
   uint32_t s = l->kst_size, p, k, n[UL_KST_TREES] = {0};
   int32_t *at = s ? ulb_kat(l) : NULL;
   if (!s) return;
@@ -213,6 +219,11 @@ void ulp_kst_rebuild(ul_list *l) {
   for (k = 1; k < l->kst_ntree && l->lazy; k++) kst_build(l, k, n[k]);
 }
 
+void ulp_kst_rebuild(ul_list *l) {
+  ws_end(l);
+  kst_rebuild_all(l);
+}
+
 /* Rebases the pick counts to 0 (see KST_REBASE): O(n) every 2^20 picks. */
 static void kst_rebase(ul_list *l) {
   uint32_t p;
@@ -223,7 +234,7 @@ static void kst_rebase(ul_list *l) {
   }
   l->t = 0; /* every count at 0, advancing or not */
   for (p = 0; p < UL_KST_TREES; p++) l->kst_c[p] = 0;
-  ulp_kst_rebuild(l);
+  kst_rebuild_all(l);
 }
 
 /* nginx's own loop, for a few slots: the greatest current, first wins. */
@@ -346,6 +357,7 @@ static uint32_t kst_pick_panic(ul_list *l) {
 void ulp_kst_state(ul_list *l, uint32_t mode, uint32_t pick) {
   uint32_t k;
   if (mode == l->kst_mode && pick == l->kst_pick) return;
+  ws_end(l); /* its counts move: the period is over */
   for (k = 0; k < l->kst_ntree; k++) {
     int was = l->kst_mode == 2 || k == l->kst_pick, is = mode == 2 || k == pick;
     if (was != is) l->kst_c[k] = l->t - l->kst_c[k]; /* its count stays */
@@ -354,7 +366,8 @@ void ulp_kst_state(ul_list *l, uint32_t mode, uint32_t pick) {
   l->kst_pick = pick;
 }
 
-uint32_t ulp_weighted_pick(ul_list *l) {
+/* The pick itself, from the nodes' state. */
+static uint32_t swrr_pick(ul_list *l) {
   uint32_t pos, k;
   if (l->t >= KST_REBASE) kst_rebase(l);
   l->t++;
@@ -370,6 +383,190 @@ uint32_t ulp_weighted_pick(ul_list *l) {
   }
   ulb_at(l, pos)->cur -= l->total_ew;
   return pos;
+}
+
+/* ---- one period (shared lists) ------------------------------------------
+ * A shared weighted list (l->lockfree, lazy) picks without the lock from
+ * a recording of its next picks. Smooth weighted round robin, once its
+ * state is on its cycle, repeats itself every L = total / g picks (g: the
+ * gcd of the effective weights of the members that take part), each
+ * member taken ew / g times; a state a change left off the cycle comes
+ * onto it within a few periods. A locked pick with no period and nothing
+ * ramping makes the next L picks (ws_try), recording their slots in ws[].
+ * If every member's value came back, the state is on its cycle: ws_len =
+ * L, and the picks to come are ws[rr], ws[rr + 1], ... cyclically (rr the
+ * index in the pick word's low half). Else the L picks are undone and the
+ * next try waits 2L locked picks.
+ *
+ * A pick from the period, locked (ws_next) or not (ul_pick_lockfree_
+ * weighted, one CAS of the word), moves only the index: the nodes keep
+ * the state of index ws_base. Every locked section brings them up to the
+ * index first (ulp_ws_sync, from ul_write_begin), so whatever it changes
+ * starts from the state a private list would be in; any change of what a
+ * pick reads (a member's leaf or line, the trees' counts, a rebuild: the
+ * ulp_kst_ entry points) then ends the period (ws_end). Full periods need
+ * no replay: they leave the state as it was. */
+
+static inline int32_t *ws_slots(const ul_list *l) {
+  return (int32_t *)(void *)((char *)l + l->off_ws);
+}
+
+static inline int64_t *ws_vals(const ul_list *l) { /* one per slot */
+  return (int64_t *)(void *)((char *)l + l->off_ws + UL_WS_MAX * 4u);
+}
+
+/* The value a pick compares (lazy): cur in its tree's count. */
+static inline int64_t ws_value(const ul_list *l, const ul_node *x) {
+  return x->cur + x->ew * kst_clock(l, kst_tree(l, x));
+}
+
+/* Whether member x takes part in a pick (lazy): its tree advances. */
+static inline int ws_takes_part(const ul_list *l, const ul_node *x) {
+  return l->kst_mode == 2 || kst_tree(l, x) == l->kst_pick;
+}
+
+/* One pick of the period made on the nodes: slot s takes it, as
+ * kst_take would, when its leaf is where its position says (else only
+ * its node moves; 0 then: the trees are to be rebuilt). */
+static int ws_take(ul_list *l, int32_t s) {
+  ul_node *x = &ul_nodes(l)[s];
+  if (l->t >= KST_REBASE) kst_rebase(l);
+  l->t++;
+  if (l->kst_size) {
+    uint32_t k = kst_tree(l, x), root = l->kst_root[k];
+    int64_t t = kst_clock(l, k);
+    int32_t d = x->pos >= 0 && (uint32_t)x->pos < l->n ? ulb_kat(l)[x->pos] : -1;
+    if (d >= 0 && (uint32_t)d < l->kst_n[k] && ulb_kline_k(l, k)[d].slot == s) {
+      if (ulb_kmelt_k(l, k)[root] <= t) kst_advance(l, k, root, t);
+      kst_take(l, k, (uint32_t)d);
+      return 1;
+    }
+  }
+  x->cur -= l->total_ew;
+  return !l->kst_size;
+}
+
+void ulp_ws_sync(ul_list *l) {
+  uint32_t len = l->ws_len, i = (uint32_t)l->rr, b = l->ws_base, k;
+  int32_t *ws = ws_slots(l);
+  int trees = 1;
+  if (!len) return;
+  if (len > UL_WS_MAX || i >= len || b >= len) { /* not ours: drop it */
+    UL_WST(&l->ws_len, 0u);
+    l->rr = -1;
+    return;
+  }
+  for (k = b; k != i; k = k + 1 == len ? 0 : k + 1) {
+    int32_t s = ws[k];
+    if (s >= 0 && (uint32_t)s < l->cap) trees &= ws_take(l, s);
+  }
+  if (!trees) kst_rebuild_all(l);
+  l->ws_base = i;
+}
+
+static void ws_end(ul_list *l) {
+  if (!l->ws_len) return;
+  ulp_ws_sync(l);
+  UL_WST(&l->ws_len, 0u);
+}
+
+static uint64_t ws_gcd(uint64_t a, uint64_t b) {
+  while (b) {
+    uint64_t r = a % b;
+    a = b;
+    b = r;
+  }
+  return a;
+}
+
+/* Makes the next L picks and keeps them as the period when the state came
+ * back (see above); 1 if it did. */
+static int ws_try(ul_list *l) {
+  uint64_t g = 0, len;
+  uint32_t p, i;
+  int32_t *ws = ws_slots(l);
+  int64_t *val = ws_vals(l), total = l->total_ew;
+  int back = 1;
+  if (l->ws_wait) {
+    l->ws_wait--;
+    return 0;
+  }
+  if (!l->lazy || !l->kst_ntree || l->ramping || total <= 0) return 0;
+  for (p = 0; p < l->n; p++) {
+    const ul_node *x = ulb_at(l, p);
+    if (ws_takes_part(l, x) && x->ew > 0) g = ws_gcd(g, (uint64_t)x->ew);
+  }
+  if (g == 0 || (uint64_t)total % g || (len = (uint64_t)total / g) > UL_WS_MAX) {
+    l->ws_wait = 64; /* no period to keep: try again later */
+    return 0;
+  }
+  if (l->t + (int64_t)len >= KST_REBASE) kst_rebase(l); /* none inside */
+  for (p = 0; p < l->n; p++) {
+    const ul_node *x = ulb_at(l, p);
+    val[ul_order(l)[p]] = ws_value(l, x);
+  }
+  for (i = 0; i < (uint32_t)len; i++)
+    UL_WST(&ws[i], ul_order(l)[swrr_pick(l)]);
+  for (p = 0; p < l->n && back; p++) {
+    const ul_node *x = ulb_at(l, p);
+    back = ws_value(l, x) == val[ul_order(l)[p]];
+  }
+  if (!back) { /* off its cycle yet: the picks undone */
+    for (i = 0; i < (uint32_t)len; i++) ul_nodes(l)[ws[i]].cur += total;
+    l->t -= (int64_t)len;
+    kst_rebuild_all(l);
+    l->ws_wait = 2u * (uint32_t)len;
+    return 0;
+  }
+  l->rr = 0;
+  l->ws_base = 0;
+  UL_WST(&l->ws_len, (uint32_t)len);
+  return 1;
+}
+
+/* The period's next pick, under the lock: only the index moves. */
+static uint32_t ws_next(ul_list *l) {
+  uint32_t i = (uint32_t)l->rr, len = l->ws_len;
+  int32_t s;
+  if (i >= len) i = 0;
+  s = ws_slots(l)[i];
+  l->rr = (int32_t)(i + 1 == len ? 0 : i + 1);
+  return (uint32_t)ul_nodes(l)[s].pos;
+}
+
+uint32_t ulp_weighted_pick(ul_list *l) {
+  if (l->ws_len) return ws_next(l);
+  if (l->lockfree && ws_try(l)) return ws_next(l);
+  return swrr_pick(l);
+}
+
+int32_t ul_pick_lockfree_weighted(ul_list *l, const ul_lfview *v,
+                                  const uint32_t *ver, uint32_t want) {
+  const int32_t *ws = (const int32_t *)(const void *)((const char *)l + v->off_ws);
+  uint64_t *picks = (uint64_t *)(void *)((char *)l + v->off_picks);
+  int k;
+  if (!v->weighted) return UL_PICK_LOCK;
+  for (k = 0; k < UL_LF_TRIES; k++) {
+    uint64_t w;
+    uint32_t len, i;
+    int32_t s;
+    if (!ul_lf_enter(l, ver, want, &w)) return UL_PICK_LOCK;
+    len = UL_LLD(&l->ws_len);
+    if (len == 0 || len > UL_WS_MAX)
+      return ul_lf_none(l, w); /* no period: none eligible, or the lock */
+    i = (uint32_t)w;
+    if (i >= len) continue; /* torn */
+    s = UL_LLD(&ws[i]);
+    if (s < 0 || (uint32_t)s >= v->cap) continue; /* torn */
+    UL_FENCE_READER(); /* every read above before the CAS */
+    if (__atomic_compare_exchange_n(&l->rr_word, &w,
+                                    (w & ~0xFFFFFFFFULL) | (i + 1 == len ? 0 : i + 1),
+                                    0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+      UL_ADD(&picks[s], 1);
+      return s;
+    }
+  }
+  return UL_PICK_LOCK;
 }
 
 #undef KST_NEVER

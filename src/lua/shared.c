@@ -665,11 +665,11 @@ int lu_new_shared(lua_State *L, lu_conf *c) {
       h->opts = c->o;
       ul_init((ul_list *)(void *)((char *)h + h->off_list), (uint32_t)cap,
               &c->o, c->seed);
-      /* round robin (rr.c), hash (maglev.c) and random (random.c) pick
-       * without the lock; the others lock */
+      /* round robin (rr.c), hash (maglev.c), random (random.c) and
+       * weighted (weighted.c, from a period) pick without the lock;
+       * least_conn locks */
       ((ul_list *)(void *)((char *)h + h->off_list))->lockfree =
-          c->o.strategy == UL_ROUND_ROBIN || c->o.strategy == UL_HASH ||
-          c->o.strategy == UL_RANDOM;
+          c->o.strategy != UL_LEAST_CONN;
       ul_arena_init((ul_arena *)(void *)((char *)h + h->off_arena),
                     h->arena_size);
       h->version = 1;
@@ -743,8 +743,9 @@ int l_attach(lua_State *L) {
 /* --- methods ---------------------------------------------------------------- */
 
 /* A pick without the lock, by strategy: round robin (rr.c), hash on a
- * complete table (maglev.c), random (random.c); UL_PICK_LOCK for the
- * others, or when the pick must be made under the lock. */
+ * complete table (maglev.c), random (random.c), weighted from a period
+ * (weighted.c); UL_PICK_LOCK for least_conn, or when the pick must be
+ * made under the lock. */
 static int32_t ls_pick_lockfree(lu_shared *sh, const ul_list *c,
                                 uint32_t version, uint64_t key) {
   switch (c->opts.strategy) {
@@ -754,6 +755,9 @@ static int32_t ls_pick_lockfree(lu_shared *sh, const ul_list *c,
     case UL_RANDOM:
       return ul_pick_lockfree_random(sh->b, &sh->lf, &sh->h->version,
                                      version);
+    case UL_WEIGHTED:
+      return ul_pick_lockfree_weighted(sh->b, &sh->lf, &sh->h->version,
+                                       version);
     default:
       return ul_pick_lockfree(sh->b, &sh->lf, &sh->h->version, version);
   }
