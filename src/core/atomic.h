@@ -3,10 +3,11 @@
  * (shared lists, issue 10). Internal to the core; GCC/clang builtins,
  * no C11 <stdatomic.h> needed.
  *
- * A shared list's round-robin, hash and random picks run without the
- * mutex (rr.c ul_pick_lockfree, maglev.c, random.c): they read n, nelig,
- * panic_on, bm_pick, ramping, the bitmaps and the order (and hash's table,
- * random's trees and sets) while a lock holder may write them. Every such
+ * A shared list's round-robin, hash, random and weighted picks run
+ * without the mutex (rr.c ul_pick_lockfree, maglev.c, random.c,
+ * weighted.c): they read n, nelig, panic_on, bm_pick, ramping, the bitmaps
+ * and the order (and hash's table, random's trees and sets, weighted's
+ * period) while a lock holder may write them. Every such
  * store is UL_WST (writers are serialized by the mutex, so a store, never
  * an RMW, except for the pick counters, UL_ADD, and the generator, which
  * every draw moves with a CAS: rand.h), every such load on the lock-free

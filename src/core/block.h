@@ -25,6 +25,11 @@
  *     win[T][2s]       winning leaf of each node           ulb_kwin_k
  *     at[cap]          position -> its leaf in its tree,   ulb_kat
  *                      or -1
+ *   weighted, every cap:
+ *     ws[UL_WS_MAX]    one period of picks, slots (a       weighted.c
+ *                      shared block's: ws_len used)        ws_slots
+ *     val[cap]         a value per slot while one is       ws_vals
+ *                      recorded (int64_t)
  *   random:
  *     fen[12][cap + 1] Fenwick trees of effective weights: ulb_fen
  *                      lazy: one per tier (its healthy

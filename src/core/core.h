@@ -210,9 +210,10 @@ typedef struct ul_list {
    * ws_wait: locked picks before the next try at a period. */
   uint32_t off_ws, ws_len, ws_base, ws_wait;
   /* shared lists (issue 10): 1 when other threads or processes may pick
-   * from the block without the lock (a shared round-robin, hash or random
-   * list: ul_pick then counts with an atomic add, a draw moves rng with a
-   * CAS, ul_write_begin/end keep the sequence); then the pick word,
+   * from the block without the lock (a shared list of any strategy but
+   * least_conn: ul_pick then counts with an atomic add, a draw moves rng
+   * with a CAS, ul_write_begin/end keep the sequence, weighted records
+   * periods); then the pick word,
    * sequence << 32 | round-robin position, and rng, last (a snapshot
    * copies the header up to the pick word, those two atomically) */
   uint32_t lockfree;

@@ -122,6 +122,9 @@ static void lu_sh_rebuild(ul_shm *m, void *ud) {
   uint32_t s;
   (void)m;
   if (!sh->h->init) return;
+  /* a weighted period is dropped unreplayed: ul_write_begin would replay
+   * it on the state the dead holder left (ul_repair drops it too) */
+  UL_WST(&sh->b->ws_len, 0u);
   ul_write_begin(sh->b); /* lock-free picks wait for the repair */
   ul_repair(sh->b);
   for (s = 0; s < sh->cap; s++) {
