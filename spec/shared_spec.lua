@@ -488,6 +488,24 @@ describe("shared lists", function()
       valid(l)
     end)
 
+    it("picks weighted under the lock while a period would be over 1024 picks", function()
+      local bs = { "a", "b", "c" }
+      local l = upstream.new(bs, { shared = name(), strategy = "weighted" })
+      local p = upstream.new(bs, { strategy = "weighted" })
+      l:set_weight("a", 1000); p:set_weight("a", 1000)
+      l:set_weight("b", 999); p:set_weight("b", 999) -- a period of 2000 picks
+      local function same() assert.are.equal(p:pick(), l:pick()) end
+      assert.are.equal(30, locks_of(l, 30, same))
+      l:set_weight("a", 30); p:set_weight("a", 30) -- 1030: still too long
+      assert.are.equal(30, locks_of(l, 30, same))
+      l:set_weight("b", 2); p:set_weight("b", 2) -- 33: it fits again
+      -- (the state those weights left is off its cycle for a while: the
+      -- picks lock until it is on it; no change is needed to try again)
+      assert.is_true(locks_of(l, 400, same) < 400)
+      assert.are.equal(0, locks_of(l, 30, same))
+      valid(l)
+    end)
+
     it("counts concurrent weighted picks exactly: each index of the period taken once", function()
       local bs = { "a", "b", "c", "d", "e" }
       local l = upstream.new(bs, { shared = name(), strategy = "weighted" })

@@ -407,6 +407,8 @@ static uint32_t swrr_pick(ul_list *l) {
  * ulp_kst_ entry points) then ends the period (ws_end). Full periods need
  * no replay: they leave the state as it was. */
 
+#define WS_NEVER UINT32_MAX /* ws_wait: no try until a change */
+
 static inline int32_t *ws_slots(const ul_list *l) {
   return (int32_t *)(void *)((char *)l + l->off_ws);
 }
@@ -465,6 +467,7 @@ void ulp_ws_sync(ul_list *l) {
 }
 
 static void ws_end(ul_list *l) {
+  if (l->ws_wait == WS_NEVER) l->ws_wait = 0; /* a change: try again */
   if (!l->ws_len) return;
   ulp_ws_sync(l);
   UL_WST(&l->ws_len, 0u);
@@ -481,38 +484,63 @@ static uint64_t ws_gcd(uint64_t a, uint64_t b) {
 
 /* Makes the next L picks and keeps them as the period when the state came
  * back (see above); 1 if it did. */
+/* The i-th of the np members that take part in a pick (ws_part): the
+ * leaves of the tree a pick reads, or every member by position (panic,
+ * or no trees: a scan) of which ws_takes_part says which. */
+static int32_t ws_part_slot(const ul_list *l, const ul_line *line, uint32_t i) {
+  return line ? line[i].slot : ul_order(l)[i];
+}
+
+static uint32_t ws_part(const ul_list *l, const ul_line **line) {
+  *line = NULL;
+  if (l->kst_mode == 2 || !l->kst_size) return l->n;
+  *line = ulb_kline_k(l, l->kst_pick);
+  return l->kst_n[l->kst_pick];
+}
+
+/* Makes the next L picks and keeps them as the period when the state came
+ * back (see above); 1 if it did. O(members taking part + L). */
 static int ws_try(ul_list *l) {
   uint64_t g = 0, len;
-  uint32_t p, i;
+  uint32_t i, np;
   int32_t *ws = ws_slots(l);
   int64_t *val = ws_vals(l), total = l->total_ew;
+  const ul_line *line;
+  ul_node *nd = ul_nodes(l);
   int back = 1;
   if (l->ws_wait) {
-    l->ws_wait--;
+    if (l->ws_wait != WS_NEVER) l->ws_wait--;
     return 0;
   }
   if (!l->lazy || !l->kst_ntree || l->ramping || total <= 0) return 0;
-  for (p = 0; p < l->n; p++) {
-    const ul_node *x = ulb_at(l, p);
+  np = ws_part(l, &line);
+  if (np > UL_WS_MAX) { /* each takes a pick at least: no period fits */
+    l->ws_wait = WS_NEVER;
+    return 0;
+  }
+  for (i = 0; i < np; i++) {
+    const ul_node *x = &nd[ws_part_slot(l, line, i)];
     if (ws_takes_part(l, x) && x->ew > 0) g = ws_gcd(g, (uint64_t)x->ew);
   }
   if (g == 0 || (uint64_t)total % g || (len = (uint64_t)total / g) > UL_WS_MAX) {
-    l->ws_wait = 64; /* no period to keep: try again later */
+    l->ws_wait = WS_NEVER; /* no period to keep until a change */
     return 0;
   }
   if (l->t + (int64_t)len >= KST_REBASE) kst_rebase(l); /* none inside */
-  for (p = 0; p < l->n; p++) {
-    const ul_node *x = ulb_at(l, p);
-    val[ul_order(l)[p]] = ws_value(l, x);
+  for (i = 0; i < np; i++) {
+    int32_t s = ws_part_slot(l, line, i);
+    val[s] = ws_value(l, &nd[s]);
   }
   for (i = 0; i < (uint32_t)len; i++)
     UL_WST(&ws[i], ul_order(l)[swrr_pick(l)]);
-  for (p = 0; p < l->n && back; p++) {
-    const ul_node *x = ulb_at(l, p);
-    back = ws_value(l, x) == val[ul_order(l)[p]];
+  /* the others' values stand: their counts do not advance, and no pick
+   * takes them */
+  for (i = 0; i < np && back; i++) {
+    int32_t s = ws_part_slot(l, line, i);
+    back = ws_value(l, &nd[s]) == val[s];
   }
   if (!back) { /* off its cycle yet: the picks undone */
-    for (i = 0; i < (uint32_t)len; i++) ul_nodes(l)[ws[i]].cur += total;
+    for (i = 0; i < (uint32_t)len; i++) nd[ws[i]].cur += total;
     l->t -= (int64_t)len;
     kst_rebuild_all(l);
     l->ws_wait = 2u * (uint32_t)len;
@@ -569,5 +597,6 @@ int32_t ul_pick_lockfree_weighted(ul_list *l, const ul_lfview *v,
   return UL_PICK_LOCK;
 }
 
+#undef WS_NEVER
 #undef KST_NEVER
 #undef KST_REBASE
