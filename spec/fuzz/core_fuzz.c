@@ -318,8 +318,7 @@ static int32_t do_pick(fz *z, uint64_t key) {
   INV(nd[s].flags & UL_F_MEMBER, "pick returned slot %d, not a member", s);
   INV(z->elig[s], "pick returned slot %d, not eligible (score %.17g tier %u)", s,
       nd[s].score, nd[s].tier);
-  INV(z->shared || l->rr == nd[s].pos, "rr %d after picking position %d", l->rr,
-      nd[s].pos); /* shared weighted: rr is the period's index */
+  INV(l->rr == nd[s].pos, "rr %d after picking position %d", l->rr, nd[s].pos);
   switch (l->opts.strategy) {
     case UL_ROUND_ROBIN:
       for (p = 0; p < n && want < 0; p++)

@@ -205,10 +205,11 @@ typedef struct ul_list {
   uint32_t off_stats; /* stats[cap]: what status() and metrics report */
   uint32_t off_picks; /* picks[cap]: times ul_pick returned each slot */
   /* weighted on a shared block (weighted.c, "one period"): ws_len slots
-   * at off_ws, one period of picks (0: none), taken from index rr (the
-   * pick word's low half); the nodes hold the state of index ws_base.
+   * at off_ws, one period of picks (0: none), taken from index ws_i (in
+   * the pick word's low half outside the lock, where round robin keeps
+   * rr: ul_write_begin/end); the nodes hold the state of index ws_base.
    * ws_wait: locked picks before the next try at a period. */
-  uint32_t off_ws, ws_len, ws_base, ws_wait;
+  uint32_t off_ws, ws_len, ws_base, ws_wait, ws_i, pad_ws;
   /* shared lists (issue 10): 1 when other threads or processes may pick
    * from the block without the lock (a shared list of any strategy but
    * least_conn: ul_pick then counts with an atomic add, a draw moves rng

@@ -623,13 +623,9 @@ int32_t ul_pick(ul_list *l, uint64_t key, double now) {
   if (l->nelig == 0) return -1;
   /* reconcile keeps rr as it was (the Go package): the next pick starts at
    * (rr + 1) mod n, which this rr gives as rr + 1 */
-  if (l->lockfree && l->opts.strategy == UL_WEIGHTED) {
-    pos = ulp_pick(l, key); /* rr is its period's index (weighted.c) */
-  } else {
-    if (l->rr >= (int32_t)l->n) l->rr = (int32_t)(((uint32_t)l->rr + 1) % l->n) - 1;
-    pos = ulp_pick(l, key);
-    l->rr = (int32_t)pos;
-  }
+  if (l->rr >= (int32_t)l->n) l->rr = (int32_t)(((uint32_t)l->rr + 1) % l->n) - 1;
+  pos = ulp_pick(l, key);
+  l->rr = (int32_t)pos;
   s = ul_order(l)[pos];
   if (l->lockfree) UL_ADD(&ul_picks(l)[s], 1); /* lock-free picks add too */
   else ul_picks(l)[s]++;
@@ -654,7 +650,7 @@ void ul_repair(ul_list *l) {
    * to be trusted: ulp_ws_sync must not replay it) */
   block_layout(l, l->cap, &l->opts, l->maglev_m);
   UL_WST(&l->ws_len, 0u);
-  l->ws_base = l->ws_wait = 0;
+  l->ws_base = l->ws_wait = l->ws_i = 0;
   for (s = 0; s < l->cap; s++) {
     ul_node *x = &nd[s];
     /* weighted: plain cur (in wrapping arithmetic: the state may be

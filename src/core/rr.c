@@ -123,8 +123,12 @@ void ul_write_begin(ul_list *l) {
   if (w & UL_SEQ_ONE) return; /* a holder died inside: its l->rr stands */
   w = __atomic_fetch_add(&l->rr_word, UL_SEQ_ONE, __ATOMIC_RELAXED);
   UL_FENCE_WRITER(); /* the odd sequence before any store of the section */
-  l->rr = (int32_t)(uint32_t)w;
-  if (l->opts.strategy == UL_WEIGHTED) ulp_ws_sync(l); /* weighted.c */
+  if (l->opts.strategy == UL_WEIGHTED) { /* its period's index */
+    l->ws_i = (uint32_t)w;
+    ulp_ws_sync(l); /* weighted.c */
+  } else {
+    l->rr = (int32_t)(uint32_t)w;
+  }
 }
 
 void ul_write_end(ul_list *l) {
@@ -132,7 +136,9 @@ void ul_write_end(ul_list *l) {
   if (!l->lockfree) return;
   w = __atomic_load_n(&l->rr_word, __ATOMIC_RELAXED);
   seq = ((w >> 32) | 1u) + 1u; /* even again */
-  __atomic_store_n(&l->rr_word, seq << 32 | (uint32_t)l->rr, __ATOMIC_RELEASE);
+  __atomic_store_n(&l->rr_word,
+                   seq << 32 | (l->opts.strategy == UL_WEIGHTED ? l->ws_i : (uint32_t)l->rr),
+                   __ATOMIC_RELEASE);
 }
 
 /* ulb_bm_next with every word read by UL_LLD and every index checked: a

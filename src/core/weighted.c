@@ -238,7 +238,7 @@ static void kst_rebase(ul_list *l) {
 }
 
 /* nginx's own loop, for a few slots: the greatest current, first wins. */
-static uint32_t swrr_scan(const ul_list *l) {
+static inline __attribute__((always_inline)) uint32_t swrr_scan(const ul_list *l) {
   int64_t best = 0;
   uint32_t p, pos = 0;
   int found = 0;
@@ -258,7 +258,7 @@ static uint32_t swrr_scan(const ul_list *l) {
 
 /* The same on a lazy list outside panic: the lowest healthy tier's, in
  * its count t. */
-static uint32_t swrr_scan_tier(const ul_list *l, int64_t t) {
+static inline __attribute__((always_inline)) uint32_t swrr_scan_tier(const ul_list *l, int64_t t) {
   int64_t best = 0;
   uint32_t p, pos = 0, a = (uint32_t)l->active_tier;
   int found = 0;
@@ -366,10 +366,9 @@ void ulp_kst_state(ul_list *l, uint32_t mode, uint32_t pick) {
   l->kst_pick = pick;
 }
 
-/* The pick itself, from the nodes' state. */
-static uint32_t swrr_pick(ul_list *l) {
+/* The pick itself, from the nodes' state, the counts rebased already. */
+static inline __attribute__((always_inline)) uint32_t swrr_next(ul_list *l) {
   uint32_t pos, k;
-  if (l->t >= KST_REBASE) kst_rebase(l);
   l->t++;
   if (l->kst_mode != 2) { /* eager (tree 0), or the lowest healthy tier's */
     int64_t c;
@@ -385,6 +384,11 @@ static uint32_t swrr_pick(ul_list *l) {
   return pos;
 }
 
+static uint32_t swrr_pick(ul_list *l) {
+  if (l->t >= KST_REBASE) kst_rebase(l);
+  return swrr_next(l);
+}
+
 /* ---- one period (shared lists) ------------------------------------------
  * A shared weighted list (l->lockfree, lazy) picks without the lock from
  * a recording of its next picks. Smooth weighted round robin, once its
@@ -394,8 +398,8 @@ static uint32_t swrr_pick(ul_list *l) {
  * onto it within a few periods. A locked pick with no period and nothing
  * ramping makes the next L picks (ws_try), recording their slots in ws[].
  * If every member's value came back, the state is on its cycle: ws_len =
- * L, and the picks to come are ws[rr], ws[rr + 1], ... cyclically (rr the
- * index in the pick word's low half). Else the L picks are undone and the
+ * L, and the picks to come are ws[i], ws[i + 1], ... cyclically (i:
+ * ws_i under the lock, the pick word's low half outside it). Else the L picks are undone and the
  * next try waits 2L locked picks.
  *
  * A pick from the period, locked (ws_next) or not (ul_pick_lockfree_
@@ -449,13 +453,13 @@ static int ws_take(ul_list *l, int32_t s) {
 }
 
 void ulp_ws_sync(ul_list *l) {
-  uint32_t len = l->ws_len, i = (uint32_t)l->rr, b = l->ws_base, k;
+  uint32_t len = l->ws_len, i = l->ws_i, b = l->ws_base, k;
   int32_t *ws = ws_slots(l);
   int trees = 1;
   if (!len) return;
   if (len > UL_WS_MAX || i >= len || b >= len) { /* not ours: drop it */
     UL_WST(&l->ws_len, 0u);
-    l->rr = -1;
+    l->ws_i = 0;
     return;
   }
   for (k = b; k != i; k = k + 1 == len ? 0 : k + 1) {
@@ -546,7 +550,7 @@ static int ws_try(ul_list *l) {
     l->ws_wait = 2u * (uint32_t)len;
     return 0;
   }
-  l->rr = 0;
+  l->ws_i = 0;
   l->ws_base = 0;
   UL_WST(&l->ws_len, (uint32_t)len);
   return 1;
@@ -554,18 +558,30 @@ static int ws_try(ul_list *l) {
 
 /* The period's next pick, under the lock: only the index moves. */
 static uint32_t ws_next(ul_list *l) {
-  uint32_t i = (uint32_t)l->rr, len = l->ws_len;
+  uint32_t i = l->ws_i, len = l->ws_len;
   int32_t s;
   if (i >= len) i = 0;
   s = ws_slots(l)[i];
-  l->rr = (int32_t)(i + 1 == len ? 0 : i + 1);
+  l->ws_i = i + 1 == len ? 0 : i + 1;
   return (uint32_t)ul_nodes(l)[s].pos;
 }
 
-uint32_t ulp_weighted_pick(ul_list *l) {
-  if (l->ws_len) return ws_next(l);
-  if (l->lockfree && ws_try(l)) return ws_next(l);
+/* A shared list's locked pick: from the period, or one made now (out of
+ * line: a private list's pick stays as small as it was). */
+static __attribute__((noinline)) uint32_t ws_pick(ul_list *l) {
+  if (l->ws_len || ws_try(l)) return ws_next(l);
   return swrr_pick(l);
+}
+
+/* One test on a private list's path for both rare cases (a rebase, a
+ * shared block): a test of its own cost it ~18 instructions a pick (the
+ * frame of a second call path). */
+uint32_t ulp_weighted_pick(ul_list *l) {
+  if (__builtin_expect(l->t >= KST_REBASE || l->lockfree, 0)) {
+    if (l->lockfree) return ws_pick(l);
+    kst_rebase(l);
+  }
+  return swrr_next(l);
 }
 
 int32_t ul_pick_lockfree_weighted(ul_list *l, const ul_lfview *v,
