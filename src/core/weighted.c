@@ -398,9 +398,10 @@ static uint32_t swrr_pick(ul_list *l) {
  * onto it within a few periods. A locked pick with no period and nothing
  * ramping makes the next L picks (ws_try), recording their slots in ws[].
  * If every member's value came back, the state is on its cycle: ws_len =
- * L, and the picks to come are ws[i], ws[i + 1], ... cyclically (i:
- * ws_i under the lock, the pick word's low half outside it). Else the L picks are undone and the
- * next try waits 2L locked picks.
+ * L, and the picks to come are ws[i], ws[i + 1], ... cyclically (i: ws_i
+ * under the lock, the pick word's low half outside it). Else the L picks
+ * are undone and the next try waits 2L locked picks; a period that cannot
+ * fit (UL_WS_MAX) is not tried again until a change.
  *
  * A pick from the period, locked (ws_next) or not (ul_pick_lockfree_
  * weighted, one CAS of the word), moves only the index: the nodes keep
@@ -486,8 +487,6 @@ static uint64_t ws_gcd(uint64_t a, uint64_t b) {
   return a;
 }
 
-/* Makes the next L picks and keeps them as the period when the state came
- * back (see above); 1 if it did. */
 /* The i-th of the np members that take part in a pick (ws_part): the
  * leaves of the tree a pick reads, or every member by position (panic,
  * or no trees: a scan) of which ws_takes_part says which. */
