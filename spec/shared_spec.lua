@@ -40,6 +40,42 @@ local function locks_of(l, n, pick)
   return l:_shm().locks - before - 1
 end
 
+-- 4 forked children pick 20000 times each from l while a fifth calls
+-- score() 40000 times (each a write section: a pick overlapping one runs
+-- again). The children start together: each waits (bounded) for a file
+-- the parent makes once all are forked, so that their picks overlap. Then
+-- every backend's picks on l must equal those of p, a private list with
+-- the same picks made so far, after as many picks made in turn.
+local function race_counts(l, p, what)
+  for _ = 1, 4 * 20000 do p:pick() end
+  local go = os.tmpname()
+  os.remove(go)
+  local pids = {}
+  for i = 1, 5 do
+    pids[i] = upstream._fork()
+    if pids[i] == 0 then
+      for _ = 1, 100000 do
+        local f = io.open(go)
+        if f then f:close(); break end
+      end
+      if i == 1 then
+        for _ = 1, 40000 do l:score("a") end
+      else
+        for _ = 1, 20000 do l:pick() end
+      end
+      upstream._exit(0)
+    end
+  end
+  assert(io.open(go, "w")):close()
+  for i = 1, 5 do assert.are.same({ "exit", 0 }, { upstream._wait(pids[i]) }) end
+  os.remove(go)
+  local want = {}
+  for _, row in ipairs(p:status()) do want[row.backend] = row.picks end
+  for _, row in ipairs(l:status()) do
+    assert.are.equal(want[row.backend], row.picks, row.backend .. what)
+  end
+end
+
 describe("shared lists", function()
   describe("making and attaching", function()
     it("is the same list for the same name, with scores kept", function()
@@ -422,35 +458,7 @@ describe("shared lists", function()
         local p = upstream.new(bs, { strategy = "random", seed = 11 })
         l:set_weight("c", w); p:set_weight("c", w)
         l:pick(); p:pick()
-        for _ = 1, 4 * 20000 do p:pick() end
-        -- the children start together: each waits (bounded) for a file the
-        -- parent makes once all are forked, so that their draws overlap
-        local go = os.tmpname()
-        os.remove(go)
-        local pids = {}
-        for i = 1, 5 do -- a writer all along: each score() is a write section
-          pids[i] = upstream._fork()
-          if pids[i] == 0 then
-            for _ = 1, 100000 do
-              local f = io.open(go)
-              if f then f:close(); break end
-            end
-            if i == 1 then
-              for _ = 1, 40000 do l:score("a") end
-            else
-              for _ = 1, 20000 do l:pick() end
-            end
-            upstream._exit(0)
-          end
-        end
-        assert(io.open(go, "w")):close()
-        for i = 1, 5 do assert.are.same({ "exit", 0 }, { upstream._wait(pids[i]) }) end
-        os.remove(go)
-        local want = {}
-        for _, row in ipairs(p:status()) do want[row.backend] = row.picks end
-        for _, row in ipairs(l:status()) do
-          assert.are.equal(want[row.backend], row.picks, row.backend .. ", weight of c " .. w)
-        end
+        race_counts(l, p, ", weight of c " .. w)
         valid(l)
       end
     end)
@@ -512,31 +520,7 @@ describe("shared lists", function()
       local p = upstream.new(bs, { strategy = "weighted" })
       for i, b in ipairs(bs) do l:set_weight(b, i); p:set_weight(b, i) end
       l:pick(); p:pick()
-      for _ = 1, 4 * 20000 do p:pick() end
-      local go = os.tmpname() -- the children start together (see random's)
-      os.remove(go)
-      local pids = {}
-      for i = 1, 5 do -- a writer all along: each score() brings the nodes up
-        pids[i] = upstream._fork()
-        if pids[i] == 0 then
-          for _ = 1, 100000 do
-            local f = io.open(go)
-            if f then f:close(); break end
-          end
-          if i == 1 then
-            for _ = 1, 40000 do l:score("a") end
-          else
-            for _ = 1, 20000 do l:pick() end
-          end
-          upstream._exit(0)
-        end
-      end
-      assert(io.open(go, "w")):close()
-      for i = 1, 5 do assert.are.same({ "exit", 0 }, { upstream._wait(pids[i]) }) end
-      os.remove(go)
-      local want = {}
-      for _, row in ipairs(p:status()) do want[row.backend] = row.picks end
-      for _, row in ipairs(l:status()) do assert.are.equal(want[row.backend], row.picks, row.backend) end
+      race_counts(l, p, "") -- each score() also brings the nodes up
       -- and the sequence goes on as the private list's
       for k = 1, 40 do assert.are.equal(p:pick(), l:pick(), "pick " .. k) end
       valid(l)
